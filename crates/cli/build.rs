@@ -1,0 +1,1 @@
+fn main() { cp_torch_link::emit() }

@@ -1,0 +1,9 @@
+//! One module per subcommand: its clap arguments and its `run`.
+
+pub mod analyze;
+pub mod check;
+pub mod decode;
+pub mod index;
+pub mod probe;
+pub mod report;
+pub mod run;

@@ -1,0 +1,11 @@
+use std::process::ExitCode;
+
+use crate::common::GlobalArgs;
+
+/// Arguments of `collapse-probe probe` (not implemented yet).
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`probe` is not implemented yet")
+}

@@ -1,0 +1,33 @@
+use tch::{Device, Tensor};
+
+use crate::error::ProbeError;
+
+/// A masked diffusion language model as the probe and every decoding schedule see it.
+///
+/// Implementations own their weights and run in inference mode; callers never see
+/// architecture details such as Dream's one-position logit shift: `logits` is always
+/// *aligned*, row `j` predicting the token at position `j`.
+pub trait MaskedDenoiser {
+    /// The id written at masked positions.
+    fn mask_id(&self) -> i64;
+
+    /// Number of logits per position (the embedding/LM-head size, which may exceed the tokenizer's vocabulary).
+    fn vocab_size(&self) -> i64;
+
+    /// The longest sequence the model accepts, when its config says.
+    fn max_len(&self) -> Option<usize>;
+
+    /// Where the weights live; `ids` passed to [`MaskedDenoiser::logits`] must be on this device.
+    fn device(&self) -> Device;
+
+    /// Whether [`MaskedDenoiser::logits`] honours `valid` (left padding). When false, callers
+    /// batch only sequences of equal length.
+    fn supports_padding(&self) -> bool;
+
+    /// Aligned logits for positions `from..L` of each row, as float32 `[B, L - from, V]`.
+    ///
+    /// `ids` is int64 `[B, L]`. `valid` is an optional bool `[B, L]` that is false at left
+    /// padding: padded keys are ignored and positions are counted from the first valid token,
+    /// so a padded row gives the same logits as the same row unpadded.
+    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError>;
+}

@@ -1,0 +1,26 @@
+//! Build-script helper for every package whose binaries or tests link libtorch.
+//!
+//! Call [`emit`] from `build.rs` of a package that depends on `torch-sys` directly
+//! (so that cargo hands its build script `DEP_TCH_LIBTORCH_LIB`). It
+//!
+//! * adds an rpath to the libtorch folder, so binaries run without `LD_LIBRARY_PATH`;
+//! * links `libtorch_cuda` with `--no-as-needed` when that library exists, because the
+//!   default `--as-needed` drops it (no symbol of it is referenced directly) and CUDA then
+//!   silently reports as unavailable. CPU-only libtorch builds have no such library.
+
+use std::path::Path;
+
+/// Emits the link arguments; see the crate documentation.
+pub fn emit() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:warning=DEP_TCH_LIBTORCH_LIB unset: no rpath to libtorch was added");
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    if Path::new(&lib).join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+}
