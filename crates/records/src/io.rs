@@ -322,50 +322,50 @@ impl<'a> Cols<'a> {
     }
     fn u32(&self, name: &str) -> Result<Vec<u32>, Error> {
         let s = self.cast(name, &DataType::UInt32)?;
-        self.no_nulls(name, s.u32().expect("cast").into_iter())
+        self.no_nulls(name, s.u32().expect("cast").iter())
     }
     fn u64(&self, name: &str) -> Result<Vec<u64>, Error> {
         let s = self.cast(name, &DataType::UInt64)?;
-        self.no_nulls(name, s.u64().expect("cast").into_iter())
+        self.no_nulls(name, s.u64().expect("cast").iter())
     }
     fn f32(&self, name: &str) -> Result<Vec<f32>, Error> {
         let s = self.cast(name, &DataType::Float32)?;
-        self.no_nulls(name, s.f32().expect("cast").into_iter())
+        self.no_nulls(name, s.f32().expect("cast").iter())
     }
     fn f64(&self, name: &str) -> Result<Vec<f64>, Error> {
         let s = self.cast(name, &DataType::Float64)?;
-        self.no_nulls(name, s.f64().expect("cast").into_iter())
+        self.no_nulls(name, s.f64().expect("cast").iter())
     }
     fn opt_f32(&self, name: &str) -> Result<Vec<Option<f32>>, Error> {
         if self.df.column(name).is_err() {
             return Ok(vec![None; self.df.height()]);
         }
         let s = self.cast(name, &DataType::Float32)?;
-        Ok(s.f32().expect("cast").into_iter().collect())
+        Ok(s.f32().expect("cast").iter().collect())
     }
     fn str(&self, name: &str) -> Result<Vec<String>, Error> {
         let s = self.cast(name, &DataType::String)?;
-        self.no_nulls(name, s.str().expect("cast").into_iter().map(|v| v.map(str::to_owned)))
+        self.no_nulls(name, s.str().expect("cast").iter().map(|v| v.map(str::to_owned)))
     }
     fn list<T>(&self, name: &str, inner: DataType, conv: impl Fn(&Series) -> Vec<T>) -> Result<Vec<Vec<T>>, Error> {
         let s = self.cast(name, &DataType::List(Box::new(inner)))?;
         let list = s.list().expect("cast");
-        list.into_iter()
+        list.series_iter()
             .map(|v| v.map(|s| conv(&s)).ok_or_else(|| self.err(name, "unexpected null")))
             .collect()
     }
     fn list_u32(&self, name: &str) -> Result<Vec<Vec<u32>>, Error> {
-        self.list(name, DataType::UInt32, |s| s.u32().expect("cast").into_no_null_iter().collect())
+        self.list(name, DataType::UInt32, |s| s.u32().expect("cast").no_null_iter().collect())
     }
     fn list_i32(&self, name: &str) -> Result<Vec<Vec<i32>>, Error> {
-        self.list(name, DataType::Int32, |s| s.i32().expect("cast").into_no_null_iter().collect())
+        self.list(name, DataType::Int32, |s| s.i32().expect("cast").no_null_iter().collect())
     }
     fn list_f32(&self, name: &str) -> Result<Vec<Vec<f32>>, Error> {
-        self.list(name, DataType::Float32, |s| s.f32().expect("cast").into_no_null_iter().collect())
+        self.list(name, DataType::Float32, |s| s.f32().expect("cast").no_null_iter().collect())
     }
     fn list_str(&self, name: &str) -> Result<Vec<Vec<String>>, Error> {
         self.list(name, DataType::String, |s| {
-            s.str().expect("cast").into_no_null_iter().map(str::to_owned).collect()
+            s.str().expect("cast").no_null_iter().map(str::to_owned).collect()
         })
     }
 }
