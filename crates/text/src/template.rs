@@ -599,7 +599,8 @@ mod tests {
     #[test]
     fn python_string_methods_work() {
         let src = "{{ messages[0].content.strip().upper() }}|{{ messages[0].content.startswith(' h') }}";
-        assert_eq!(render(src, &[Message::user(" hi ")], false).unwrap(), "HI|true");
+        // Booleans print as Python prints them, as in transformers.
+        assert_eq!(render(src, &[Message::user(" hi ")], false).unwrap(), "HI|True");
     }
 
     #[test]

@@ -50,18 +50,37 @@ impl Tokenizer {
             }
             return Self::from_file(&file);
         }
-        let json = qwen2_tokenizer_json(dir)?;
+        let (json, added) = qwen2_tokenizer_json(dir)?;
         let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| {
             TextError::TokenizerLoad {
                 path: dir.join("vocab.json"),
                 message: e.to_string(),
             }
         })?;
+        // The tokenizers library numbers added tokens itself, after the model vocabulary;
+        // a vocabulary with gaps would shift them, so every id is checked.
+        for (id, content) in added {
+            let got = inner.token_to_id(&content);
+            if got != Some(id) {
+                return Err(TextError::config(
+                    dir.join("tokenizer_config.json"),
+                    "added_tokens_decoder",
+                    format!(
+                        "token {content:?} should have id {id} but gets {} after the {} entries of vocab.json; save a tokenizer.json with transformers",
+                        got.map_or("none".to_string(), |g| g.to_string()),
+                        inner.get_vocab_size(false)
+                    ),
+                ));
+            }
+        }
         Ok(Self::from_tokenizer(inner, &dir.join("vocab.json")))
     }
 
-    /// Loads a `tokenizer.json` file.
+    /// Loads a `tokenizer.json` file (a folder is read with [`from_dir`](Self::from_dir)).
     pub fn from_file(path: &Path) -> Result<Self, TextError> {
+        if path.is_dir() {
+            return Self::from_dir(path);
+        }
         let bytes = std::fs::read(path).map_err(|e| TextError::io(path, e))?;
         let inner =
             tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| TextError::TokenizerLoad {
@@ -203,7 +222,8 @@ const QWEN2_CLASSES: [&str; 2] = ["Qwen2Tokenizer", "DreamTokenizer"];
 /// A `tokenizer.json` equivalent to a Qwen2-style slow tokenizer, built as `transformers`'
 /// `Qwen2Converter` builds it: NFC normalisation, the Qwen2 split pattern, byte-level
 /// BPE without unknown token, and the added tokens of `tokenizer_config.json` at their ids.
-fn qwen2_tokenizer_json(dir: &Path) -> Result<String, TextError> {
+/// Also returns the added tokens, `(id, content)` in id order.
+fn qwen2_tokenizer_json(dir: &Path) -> Result<(String, Vec<(u32, String)>), TextError> {
     let config_path = dir.join("tokenizer_config.json");
     let config = crate::config::read_json_object(&config_path)?.ok_or_else(|| {
         TextError::TokenizerLoad {
@@ -233,6 +253,7 @@ fn qwen2_tokenizer_json(dir: &Path) -> Result<String, TextError> {
         .map(|(_, l)| l.trim())
         .collect();
     let mut added = Vec::new();
+    let mut added_ids = Vec::new();
     if let Some(decoder) = config.get("added_tokens_decoder") {
         let Some(map) = decoder.as_object() else {
             return Err(TextError::config(&config_path, "added_tokens_decoder", "expected an object"));
@@ -249,6 +270,7 @@ fn qwen2_tokenizer_json(dir: &Path) -> Result<String, TextError> {
                 ));
             };
             let flag = |k: &str, default: bool| token.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
+            added_ids.push((id, content.to_string()));
             added.push(serde_json::json!({
                 "id": id, "content": content,
                 "single_word": flag("single_word", false), "lstrip": flag("lstrip", false),
@@ -257,6 +279,9 @@ fn qwen2_tokenizer_json(dir: &Path) -> Result<String, TextError> {
             }));
         }
     }
+    // Added tokens are numbered in the order given, so they go in id order.
+    added.sort_by_key(|t| t["id"].as_u64());
+    added_ids.sort();
     let byte_level = serde_json::json!({
         "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false
     });
@@ -277,7 +302,7 @@ fn qwen2_tokenizer_json(dir: &Path) -> Result<String, TextError> {
             "vocab": vocab, "merges": merges,
         }
     });
-    Ok(json.to_string())
+    Ok((json.to_string(), added_ids))
 }
 
 /// GPT-2's byte-to-character table: printable bytes map to themselves, the others to

@@ -79,7 +79,7 @@ fn bad_tokenizer_file_names_the_file() {
     let err = ModelText::load(&dir.path().join("missing"), None, TemplateChoice::Auto)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("missing/tokenizer.json: no such file"), "{err}");
+    assert!(err.contains("missing/tokenizer.json: cannot load tokenizer: no such file"), "{err}");
 }
 
 #[test]
@@ -196,15 +196,15 @@ fn tokenizer_override_folder_is_searched_first() {
 /// A Dream-style folder: no tokenizer.json, a slow byte-level BPE tokenizer instead.
 fn dream_like(class: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "vocab.json", r#"{"a": 0, "b": 1, "Ġ": 2, "ab": 3, "Ġab": 4, "Ċ": 8}"#);
+    write(dir.path(), "vocab.json", r#"{"a": 0, "b": 1, "Ġ": 2, "ab": 3, "Ġab": 4, "Ċ": 5}"#);
     write(dir.path(), "merges.txt", "#version: 0.2\na b\nĠ ab\n");
     let cfg = serde_json::json!({
         "tokenizer_class": class,
         "eos_token": "<|endoftext|>",
         "added_tokens_decoder": {
-            "5": {"content": "<|endoftext|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
-            "6": {"content": "<|mask|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
-            "7": {"content": "<|im_end|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true}
+            "6": {"content": "<|endoftext|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+            "7": {"content": "<|mask|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+            "8": {"content": "<|im_end|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true}
         }
     });
     write(dir.path(), "tokenizer_config.json", &cfg.to_string());
@@ -217,18 +217,33 @@ fn dream_slow_tokenizer_is_converted() {
     let text = load(dir.path()).unwrap();
     let tok = text.tokenizer();
     // The Qwen2 pattern splits "ab", " ab", "\n"; special tokens are matched first.
-    assert_eq!(tok.encode("ab ab\n<|mask|>").unwrap(), vec![3, 4, 8, 6]);
-    assert_eq!(tok.decode(&[3, 4, 8], false).unwrap(), "ab ab\n");
+    assert_eq!(tok.encode("ab ab\n<|mask|>").unwrap(), vec![3, 4, 5, 7]);
+    assert_eq!(tok.decode(&[3, 4, 5], false).unwrap(), "ab ab\n");
     assert_eq!(tok.token_text(4), " ab");
-    assert!(tok.is_special(6) && !tok.is_special(4));
-    assert_eq!(text.mask_id(), 6);
-    assert_eq!(text.eot_ids(), &[5, 7]);
+    assert!(tok.is_special(7) && !tok.is_special(4));
+    assert_eq!(text.mask_id(), 7);
+    assert_eq!(text.eot_ids(), &[6, 8]);
     assert_eq!(tok.vocab_size(), 9);
+}
+
+#[test]
+fn slow_tokenizer_with_shifted_added_ids_is_refused() {
+    let dir = dream_like("Qwen2Tokenizer");
+    // One vocabulary entry fewer: the added tokens would land one id too low.
+    write(dir.path(), "vocab.json", r#"{"a": 0, "b": 1, "Ġ": 2, "ab": 3, "Ġab": 4}"#);
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("tokenizer_config.json: key `added_tokens_decoder`: token \"<|endoftext|>\" should have id 6 but gets 5"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_slow_tokenizer_class_is_refused() {
     let dir = dream_like("GPT2Tokenizer");
     let err = load(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("tokenizer.json: no such file, and the slow tokenizer class \"GPT2Tokenizer\""), "{err}");
+    assert!(
+        err.contains("tokenizer.json: cannot load tokenizer: no such file, and the slow tokenizer class \"GPT2Tokenizer\""),
+        "{err}"
+    );
 }
