@@ -22,7 +22,9 @@ const TOKEN_KEYS: [&str; 7] = [
 ];
 
 /// A JSON object file, or `None` when the file does not exist.
-pub(crate) fn read_json_object(path: &Path) -> Result<Option<Map<String, serde_json::Value>>, TextError> {
+pub(crate) fn read_json_object(
+    path: &Path,
+) -> Result<Option<Map<String, serde_json::Value>>, TextError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -72,9 +74,13 @@ pub(crate) fn read_id(
 ) -> Result<Option<u32>, TextError> {
     match map.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => as_id(v)
-            .map(Some)
-            .ok_or_else(|| TextError::config(path, key, format!("expected a token id, found {}", describe(v)))),
+        Some(v) => as_id(v).map(Some).ok_or_else(|| {
+            TextError::config(
+                path,
+                key,
+                format!("expected a token id, found {}", describe(v)),
+            )
+        }),
     }
 }
 
@@ -90,12 +96,23 @@ pub(crate) fn read_ids(
             .iter()
             .map(|v| {
                 as_id(v).ok_or_else(|| {
-                    TextError::config(path, key, format!("expected a list of token ids, found {} in it", describe(v)))
+                    TextError::config(
+                        path,
+                        key,
+                        format!("expected a list of token ids, found {} in it", describe(v)),
+                    )
                 })
             })
             .collect(),
         Some(v) => as_id(v).map(|id| vec![id]).ok_or_else(|| {
-            TextError::config(path, key, format!("expected a token id or a list of them, found {}", describe(v)))
+            TextError::config(
+                path,
+                key,
+                format!(
+                    "expected a token id or a list of them, found {}",
+                    describe(v)
+                ),
+            )
         }),
     }
 }
@@ -177,7 +194,10 @@ impl TokenizerConfig {
                 return Err(TextError::config(
                     path,
                     "chat_template",
-                    format!("expected a string or a list of {{name, template}}, found {}", json_type(other)),
+                    format!(
+                        "expected a string or a list of {{name, template}}, found {}",
+                        json_type(other)
+                    ),
                 ))
             }
         };
@@ -216,7 +236,10 @@ fn token_content(v: &serde_json::Value) -> Result<Option<String>, String> {
             Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
             _ => Err("expected a token dict with a string `content`".to_string()),
         },
-        other => Err(format!("expected a string or a token dict, found {}", json_type(other))),
+        other => Err(format!(
+            "expected a string or a token dict, found {}",
+            json_type(other)
+        )),
     }
 }
 
@@ -241,7 +264,10 @@ fn default_template(list: &[serde_json::Value], path: &Path) -> Result<String, T
     Err(TextError::config(
         path,
         "chat_template",
-        format!("a list of templates without a `default` entry (names: {})", names.join(", ")),
+        format!(
+            "a list of templates without a `default` entry (names: {})",
+            names.join(", ")
+        ),
     ))
 }
 
@@ -263,9 +289,15 @@ mod tests {
         assert_eq!(read_ids(&m, "c", p).unwrap(), Vec::<u32>::new());
         assert_eq!(read_ids(&m, "missing", p).unwrap(), Vec::<u32>::new());
         let err = read_ids(&m, "d", p).unwrap_err().to_string();
-        assert_eq!(err, "config.json: key `d`: expected a token id or a list of them, found the string \"x\"");
+        assert_eq!(
+            err,
+            "config.json: key `d`: expected a token id or a list of them, found the string \"x\""
+        );
         let err = read_ids(&m, "e", p).unwrap_err().to_string();
-        assert!(err.contains("key `e`") && err.contains("the number -2"), "{err}");
+        assert!(
+            err.contains("key `e`") && err.contains("the number -2"),
+            "{err}"
+        );
         assert_eq!(read_id(&m, "a", p).unwrap(), Some(5));
         assert!(read_id(&m, "b", p).is_err());
     }
@@ -274,7 +306,8 @@ mod tests {
     fn token_content_reads_strings_and_dicts() {
         assert_eq!(token_content(&json!("<s>")).unwrap(), Some("<s>".into()));
         assert_eq!(
-            token_content(&json!({"__type": "AddedToken", "content": "</s>", "lstrip": false})).unwrap(),
+            token_content(&json!({"__type": "AddedToken", "content": "</s>", "lstrip": false}))
+                .unwrap(),
             Some("</s>".into())
         );
         assert_eq!(token_content(&json!(null)).unwrap(), None);
@@ -284,10 +317,16 @@ mod tests {
     #[test]
     fn template_list_takes_default() {
         let p = Path::new("tokenizer_config.json");
-        let list = json!([{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]);
+        let list =
+            json!([{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]);
         assert_eq!(default_template(list.as_array().unwrap(), p).unwrap(), "D");
         let list = json!([{"name": "tool_use", "template": "T"}]);
-        let err = default_template(list.as_array().unwrap(), p).unwrap_err().to_string();
-        assert!(err.contains("key `chat_template`") && err.contains("tool_use"), "{err}");
+        let err = default_template(list.as_array().unwrap(), p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `chat_template`") && err.contains("tool_use"),
+            "{err}"
+        );
     }
 }

@@ -88,7 +88,11 @@ impl TextError {
         }
     }
 
-    pub(crate) fn prompt(path: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> Self {
+    pub(crate) fn prompt(
+        path: impl Into<PathBuf>,
+        line: usize,
+        message: impl Into<String>,
+    ) -> Self {
         TextError::Prompt {
             path: path.into(),
             line,

@@ -104,7 +104,11 @@ impl ModelText {
                 eot_ids.extend(tokenizer.token_to_id(eos));
             }
         }
-        eot_ids.extend(EOT_TOKEN_NAMES.iter().filter_map(|t| tokenizer.token_to_id(t)));
+        eot_ids.extend(
+            EOT_TOKEN_NAMES
+                .iter()
+                .filter_map(|t| tokenizer.token_to_id(t)),
+        );
         eot_ids.sort_unstable();
         eot_ids.dedup();
 
@@ -230,12 +234,18 @@ fn resolve_mask_id(
                 TextError::config(
                     &c.path,
                     "mask_token",
-                    format!("the tokenizer {} has no token {mask:?}", tokenizer.path().display()),
+                    format!(
+                        "the tokenizer {} has no token {mask:?}",
+                        tokenizer.path().display()
+                    ),
                 )
             });
         }
     }
-    if let Some(id) = MASK_TOKEN_NAMES.iter().find_map(|t| tokenizer.token_to_id(t)) {
+    if let Some(id) = MASK_TOKEN_NAMES
+        .iter()
+        .find_map(|t| tokenizer.token_to_id(t))
+    {
         return Ok(id);
     }
     Err(TextError::NoMaskToken {

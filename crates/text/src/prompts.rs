@@ -226,7 +226,11 @@ pub fn read_prompts(path: &Path, format: Option<PromptFormat>) -> Result<PromptF
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
-            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             return Err(TextError::prompt(path, line, "invalid utf-8"));
         }
     };
@@ -234,7 +238,11 @@ pub fn read_prompts(path: &Path, format: Option<PromptFormat>) -> Result<PromptF
 }
 
 /// Parses the text of a prompt file; `path` is used for detection and messages.
-pub fn parse_prompts(path: &Path, text: &str, format: PromptFormat) -> Result<PromptFile, TextError> {
+pub fn parse_prompts(
+    path: &Path,
+    text: &str,
+    format: PromptFormat,
+) -> Result<PromptFile, TextError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let is_text = match format {
         PromptFormat::Text => true,
@@ -388,7 +396,10 @@ fn json_prompts(
     for (index, (line, value)) in records.into_iter().enumerate() {
         let err = |message: String| TextError::prompt(path, line, message);
         let Value::Object(obj) = value else {
-            return Err(err(format!("expected a json object, found {}", json_type(&value))));
+            return Err(err(format!(
+                "expected a json object, found {}",
+                json_type(&value)
+            )));
         };
         let detected = DETECT_ORDER
             .into_iter()
@@ -447,12 +458,19 @@ fn missing(key: &str, format: PromptFormat) -> String {
     format!("missing key `{key}` (format {format})")
 }
 
-fn nonempty_string(obj: &Map<String, Value>, key: &str, format: PromptFormat) -> Result<String, String> {
+fn nonempty_string(
+    obj: &Map<String, Value>,
+    key: &str,
+    format: PromptFormat,
+) -> Result<String, String> {
     match obj.get(key) {
         None => Err(missing(key, format)),
         Some(Value::String(s)) if s.is_empty() => Err(format!("key `{key}`: empty string")),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(format!("key `{key}`: expected a string, found {}", json_type(other))),
+        Some(other) => Err(format!(
+            "key `{key}`: expected a string, found {}",
+            json_type(other)
+        )),
     }
 }
 
@@ -465,7 +483,10 @@ fn parse_record(obj: &Map<String, Value>, format: PromptFormat) -> Result<Prompt
                 None | Some(Value::Null) => String::new(),
                 Some(Value::String(s)) => s.clone(),
                 Some(other) => {
-                    return Err(format!("key `input`: expected a string, found {}", json_type(other)))
+                    return Err(format!(
+                        "key `input`: expected a string, found {}",
+                        json_type(other)
+                    ))
                 }
             };
             Ok(PromptContent::Text(if input.is_empty() {
@@ -533,7 +554,10 @@ fn parse_record(obj: &Map<String, Value>, format: PromptFormat) -> Result<Prompt
                 messages.pop();
             }
             if messages.is_empty() {
-                return Err("key `messages`: no turn left once a trailing assistant turn is dropped".to_string());
+                return Err(
+                    "key `messages`: no turn left once a trailing assistant turn is dropped"
+                        .to_string(),
+                );
             }
             Ok(PromptContent::Messages(messages))
         }
@@ -556,7 +580,9 @@ fn parse_record(obj: &Map<String, Value>, format: PromptFormat) -> Result<Prompt
                 .map(|(i, v)| {
                     v.as_u64()
                         .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| format!("key `input_ids`: item {i} is not a token id (found {v})"))
+                        .ok_or_else(|| {
+                            format!("key `input_ids`: item {i} is not a token id (found {v})")
+                        })
                 })
                 .collect::<Result<Vec<u32>, String>>()
                 .map(PromptContent::Ids)
@@ -601,8 +627,10 @@ mod tests {
     fn text_lines_keep_spaces_and_skip_blanks() {
         let f = parse("p.txt", "  a b \r\n\n   \nc\n").unwrap();
         assert_eq!(f.format, PromptFormat::Text);
-        let got: Vec<(&str, usize, &PromptContent)> =
-            f.iter().map(|p| (p.id.as_str(), p.line, &p.content)).collect();
+        let got: Vec<(&str, usize, &PromptContent)> = f
+            .iter()
+            .map(|p| (p.id.as_str(), p.line, &p.content))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -614,8 +642,14 @@ mod tests {
 
     #[test]
     fn unknown_extension_is_sniffed() {
-        assert_eq!(parse("p.dat", "{\"prompt\": \"x\"}\n").unwrap().format, PromptFormat::Jsonl);
-        assert_eq!(parse("p.dat", "hello {\n").unwrap().format, PromptFormat::Text);
+        assert_eq!(
+            parse("p.dat", "{\"prompt\": \"x\"}\n").unwrap().format,
+            PromptFormat::Jsonl
+        );
+        assert_eq!(
+            parse("p.dat", "hello {\n").unwrap().format,
+            PromptFormat::Text
+        );
     }
 
     #[test]
@@ -627,9 +661,13 @@ mod tests {
 
     #[test]
     fn forced_format_reports_missing_key() {
-        let err = parse_prompts(Path::new("p.jsonl"), "{\"prompt\": \"x\"}\n", PromptFormat::Chat)
-            .unwrap_err()
-            .to_string();
+        let err = parse_prompts(
+            Path::new("p.jsonl"),
+            "{\"prompt\": \"x\"}\n",
+            PromptFormat::Chat,
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(err, "p.jsonl:1: missing key `messages` (format chat)");
     }
 }

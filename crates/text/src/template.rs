@@ -229,7 +229,10 @@ impl ChatTemplate {
     ) -> Result<String, TextError> {
         let mut ctx = self.tokens.clone();
         ctx.insert("messages".into(), Value::from_serialize(messages));
-        ctx.insert("add_generation_prompt".into(), Value::from(add_generation_prompt));
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Value::from(add_generation_prompt),
+        );
         // transformers passes these as None, so `tools is not none` is false.
         ctx.insert("tools".into(), Value::from(()));
         ctx.insert("documents".into(), Value::from(()));
@@ -302,11 +305,27 @@ fn strftime_now(format: String) -> String {
 
 fn strftime(format: &str, unix_secs: u64) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August",
-        "September", "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     const DAYS: [&str; 7] = [
-        "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
     ];
     let days = (unix_secs / 86_400) as i64;
     let rem = unix_secs % 86_400;
@@ -540,20 +559,33 @@ mod tests {
     use super::*;
 
     fn render(source: &str, messages: &[Message], gen: bool) -> Result<String, TextError> {
-        ChatTemplate::new("test.jinja", source, &[("bos_token", "<s>"), ("eos_token", "</s>")])?
-            .render(messages, gen)
+        ChatTemplate::new(
+            "test.jinja",
+            source,
+            &[("bos_token", "<s>"), ("eos_token", "</s>")],
+        )?
+        .render(messages, gen)
     }
 
     #[test]
     fn choice_parses_and_prints() {
-        assert_eq!("auto".parse::<TemplateChoice>().unwrap(), TemplateChoice::Auto);
-        assert_eq!("none".parse::<TemplateChoice>().unwrap(), TemplateChoice::None);
+        assert_eq!(
+            "auto".parse::<TemplateChoice>().unwrap(),
+            TemplateChoice::Auto
+        );
+        assert_eq!(
+            "none".parse::<TemplateChoice>().unwrap(),
+            TemplateChoice::None
+        );
         assert_eq!(
             "t.jinja".parse::<TemplateChoice>().unwrap(),
             TemplateChoice::File("t.jinja".into())
         );
         assert!("".parse::<TemplateChoice>().is_err());
-        assert_eq!(TemplateChoice::File("a/b.jinja".into()).to_string(), "a/b.jinja");
+        assert_eq!(
+            TemplateChoice::File("a/b.jinja".into()).to_string(),
+            "a/b.jinja"
+        );
     }
 
     #[test]
@@ -569,7 +601,10 @@ mod tests {
     fn special_tokens_and_generation_flag_are_visible() {
         let src = "{{ bos_token }}{{ messages[0]['content'] }}{% if add_generation_prompt %}>{% else %}{{ eos_token }}{% endif %}";
         assert_eq!(render(src, &[Message::user("x")], true).unwrap(), "<s>x>");
-        assert_eq!(render(src, &[Message::user("x")], false).unwrap(), "<s>x</s>");
+        assert_eq!(
+            render(src, &[Message::user("x")], false).unwrap(),
+            "<s>x</s>"
+        );
     }
 
     #[test]
@@ -593,14 +628,21 @@ mod tests {
     fn syntax_error_names_origin_and_line() {
         let err = ChatTemplate::new("bad.jinja", "line one\n{% if %}", &[]).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("bad.jinja: chat template line 2: syntax error"), "{text}");
+        assert!(
+            text.starts_with("bad.jinja: chat template line 2: syntax error"),
+            "{text}"
+        );
     }
 
     #[test]
     fn python_string_methods_work() {
-        let src = "{{ messages[0].content.strip().upper() }}|{{ messages[0].content.startswith(' h') }}";
+        let src =
+            "{{ messages[0].content.strip().upper() }}|{{ messages[0].content.startswith(' h') }}";
         // Booleans print as Python prints them, as in transformers.
-        assert_eq!(render(src, &[Message::user(" hi ")], false).unwrap(), "HI|True");
+        assert_eq!(
+            render(src, &[Message::user(" hi ")], false).unwrap(),
+            "HI|True"
+        );
     }
 
     #[test]
@@ -623,7 +665,10 @@ mod tests {
         // 2024-02-29 13:05:09 UTC, a Thursday, day 60 of a leap year.
         let t = 1_709_211_909;
         assert_eq!(strftime("%d %b %Y", t), "29 Feb 2024");
-        assert_eq!(strftime("%A %B %j %H:%M:%S %y %m %%", t), "Thursday February 060 13:05:09 24 02 %");
+        assert_eq!(
+            strftime("%A %B %j %H:%M:%S %y %m %%", t),
+            "Thursday February 060 13:05:09 24 02 %"
+        );
         assert_eq!(strftime("%d %b %Y", 0), "01 Jan 1970");
     }
 }

@@ -41,7 +41,8 @@ impl Tokenizer {
     /// converts it to a fast one.
     pub fn from_dir(dir: &Path) -> Result<Self, TextError> {
         let file = dir.join("tokenizer.json");
-        if file.is_file() || !dir.join("vocab.json").is_file() || !dir.join("merges.txt").is_file() {
+        if file.is_file() || !dir.join("vocab.json").is_file() || !dir.join("merges.txt").is_file()
+        {
             if !file.is_file() {
                 return Err(TextError::TokenizerLoad {
                     path: file,
@@ -231,7 +232,10 @@ fn qwen2_tokenizer_json(dir: &Path) -> Result<(String, Vec<(u32, String)>), Text
             message: "no such file; vocab.json and merges.txt need a tokenizer_config.json to be converted".into(),
         }
     })?;
-    let class = config.get("tokenizer_class").and_then(|c| c.as_str()).unwrap_or("");
+    let class = config
+        .get("tokenizer_class")
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
     if !QWEN2_CLASSES.contains(&class) {
         return Err(TextError::TokenizerLoad {
             path: dir.join("tokenizer.json"),
@@ -256,11 +260,19 @@ fn qwen2_tokenizer_json(dir: &Path) -> Result<(String, Vec<(u32, String)>), Text
     let mut added_ids = Vec::new();
     if let Some(decoder) = config.get("added_tokens_decoder") {
         let Some(map) = decoder.as_object() else {
-            return Err(TextError::config(&config_path, "added_tokens_decoder", "expected an object"));
+            return Err(TextError::config(
+                &config_path,
+                "added_tokens_decoder",
+                "expected an object",
+            ));
         };
         for (id, token) in map {
             let id: u32 = id.parse().map_err(|_| {
-                TextError::config(&config_path, "added_tokens_decoder", format!("key {id:?} is not a token id"))
+                TextError::config(
+                    &config_path,
+                    "added_tokens_decoder",
+                    format!("key {id:?} is not a token id"),
+                )
             })?;
             let Some(content) = token.get("content").and_then(|c| c.as_str()) else {
                 return Err(TextError::config(
@@ -269,7 +281,8 @@ fn qwen2_tokenizer_json(dir: &Path) -> Result<(String, Vec<(u32, String)>), Text
                     format!("token {id} has no string `content`"),
                 ));
             };
-            let flag = |k: &str, default: bool| token.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
+            let flag =
+                |k: &str, default: bool| token.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
             added_ids.push((id, content.to_string()));
             added.push(serde_json::json!({
                 "id": id, "content": content,
@@ -308,14 +321,18 @@ fn qwen2_tokenizer_json(dir: &Path) -> Result<(String, Vec<(u32, String)>), Text
 /// GPT-2's byte-to-character table: printable bytes map to themselves, the others to
 /// code points from 256 on, in order.
 fn byte_level_char_to_byte(c: char) -> Option<u8> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let cp = c as u32;
     if cp < 256 {
         return printable(cp).then_some(cp as u8);
     }
     // The n-th non-printable byte (in increasing order) maps to 256 + n.
     let n = cp - 256;
-    (0u32..256).filter(|&b| !printable(b)).nth(n as usize).map(|b| b as u8)
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth(n as usize)
+        .map(|b| b as u8)
 }
 
 fn byte_level_bytes(piece: &str) -> Option<Vec<u8>> {

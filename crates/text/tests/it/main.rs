@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// `crates/text/tests/data/<name>`.
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// Writes `text` to `dir/name` and returns the path.
@@ -41,7 +43,10 @@ pub fn word_level_tokenizer(specials: &[&str], words: &[&str]) -> String {
     for (i, w) in words.iter().enumerate() {
         vocab.insert(w.to_string(), ((specials.len() + i) as u32).into());
     }
-    vocab.insert("[UNK]".into(), ((specials.len() + words.len()) as u32).into());
+    vocab.insert(
+        "[UNK]".into(),
+        ((specials.len() + words.len()) as u32).into(),
+    );
     serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null,
         "added_tokens": added,

@@ -19,7 +19,11 @@ const WORDS: [&str; 5] = ["hello", "world", "user", "assistant", "."];
 /// A LLaDA-like folder: the tiny word-level tokenizer, plus whatever files are given.
 fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "tokenizer.json", &word_level_tokenizer(&LLADA_SPECIALS, &WORDS));
+    write(
+        dir.path(),
+        "tokenizer.json",
+        &word_level_tokenizer(&LLADA_SPECIALS, &WORDS),
+    );
     for (name, text) in files {
         write(dir.path(), name, text);
     }
@@ -36,9 +40,15 @@ fn encode_adds_no_special_tokens_and_decodes_back() {
     let tok = Tokenizer::from_dir(dir.path()).unwrap();
     // Specials are 0..6, words 6..11, [UNK] 11.
     assert_eq!(tok.encode("hello world").unwrap(), vec![6, 7]);
-    assert_eq!(tok.encode("<|startoftext|>hello<|eot_id|>").unwrap(), vec![0, 6, 4]);
+    assert_eq!(
+        tok.encode("<|startoftext|>hello<|eot_id|>").unwrap(),
+        vec![0, 6, 4]
+    );
     assert_eq!(tok.encode("zebra").unwrap(), vec![11]);
-    assert_eq!(tok.decode(&[0, 6, 4], false).unwrap(), "<|startoftext|> hello <|eot_id|>");
+    assert_eq!(
+        tok.decode(&[0, 6, 4], false).unwrap(),
+        "<|startoftext|> hello <|eot_id|>"
+    );
     assert_eq!(tok.decode(&[0, 6, 4], true).unwrap(), "hello");
     assert_eq!(tok.vocab_size(), 12);
     assert_eq!(tok.token_to_id("<|mdm_mask|>"), Some(5));
@@ -75,11 +85,17 @@ fn bad_tokenizer_file_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "tokenizer.json", "{\"model\": 3}");
     let err = Tokenizer::from_file(&path).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("{}: cannot load tokenizer", path.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("{}: cannot load tokenizer", path.display())),
+        "{err}"
+    );
     let err = ModelText::load(&dir.path().join("missing"), None, TemplateChoice::Auto)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("missing/tokenizer.json: cannot load tokenizer: no such file"), "{err}");
+    assert!(
+        err.contains("missing/tokenizer.json: cannot load tokenizer: no such file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,8 +113,14 @@ fn mask_from_tokenizer_when_no_config() {
 #[test]
 fn mask_and_eos_from_config_files() {
     let dir = folder(&[
-        ("config.json", r#"{"mask_token_id": 126336, "eos_token_id": 126081}"#),
-        ("generation_config.json", r#"{"eos_token_id": [126348, 1], "mask_token_id": null}"#),
+        (
+            "config.json",
+            r#"{"mask_token_id": 126336, "eos_token_id": 126081}"#,
+        ),
+        (
+            "generation_config.json",
+            r#"{"eos_token_id": [126348, 1], "mask_token_id": null}"#,
+        ),
     ]);
     let text = load(dir.path()).unwrap();
     assert_eq!(text.mask_id(), 126336);
@@ -110,7 +132,10 @@ fn generation_config_mask_and_tokenizer_config_mask() {
     let dir = folder(&[("generation_config.json", r#"{"mask_token_id": 9}"#)]);
     assert_eq!(load(dir.path()).unwrap().mask_id(), 9);
     // tokenizer_config.json's mask_token wins over the built-in names.
-    let dir = folder(&[("tokenizer_config.json", r#"{"mask_token": "<|eot_id|>", "eos_token": "hello"}"#)]);
+    let dir = folder(&[(
+        "tokenizer_config.json",
+        r#"{"mask_token": "<|eot_id|>", "eos_token": "hello"}"#,
+    )]);
     let text = load(dir.path()).unwrap();
     assert_eq!(text.mask_id(), 4);
     // eos_token "hello" (id 6) joins the named end tokens.
@@ -120,18 +145,30 @@ fn generation_config_mask_and_tokenizer_config_mask() {
 #[test]
 fn no_mask_token_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "tokenizer.json", &word_level_tokenizer(&["<|endoftext|>"], &WORDS));
+    write(
+        dir.path(),
+        "tokenizer.json",
+        &word_level_tokenizer(&["<|endoftext|>"], &WORDS),
+    );
     let err = load(dir.path()).unwrap_err();
     assert!(matches!(err, TextError::NoMaskToken { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("no mask token") && text.contains("<|mdm_mask|>") && text.contains("mask_token_id"), "{text}");
+    assert!(
+        text.contains("no mask token")
+            && text.contains("<|mdm_mask|>")
+            && text.contains("mask_token_id"),
+        "{text}"
+    );
 }
 
 #[test]
 fn unknown_mask_token_in_tokenizer_config_names_the_key() {
     let dir = folder(&[("tokenizer_config.json", r#"{"mask_token": "<|mask|>"}"#)]);
     let err = load(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("tokenizer_config.json: key `mask_token`: the tokenizer"), "{err}");
+    assert!(
+        err.contains("tokenizer_config.json: key `mask_token`: the tokenizer"),
+        "{err}"
+    );
     assert!(err.contains("has no token \"<|mask|>\""), "{err}");
 }
 
@@ -139,10 +176,18 @@ fn unknown_mask_token_in_tokenizer_config_names_the_key() {
 fn wrong_types_in_config_name_file_and_key() {
     let dir = folder(&[("config.json", r#"{"mask_token_id": "126336"}"#)]);
     let err = load(dir.path()).unwrap_err().to_string();
-    assert!(err.ends_with("config.json: key `mask_token_id`: expected a token id, found the string \"126336\""), "{err}");
+    assert!(
+        err.ends_with(
+            "config.json: key `mask_token_id`: expected a token id, found the string \"126336\""
+        ),
+        "{err}"
+    );
     let dir = folder(&[("generation_config.json", r#"{"eos_token_id": [1, "x"]}"#)]);
     let err = load(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("generation_config.json: key `eos_token_id`"), "{err}");
+    assert!(
+        err.contains("generation_config.json: key `eos_token_id`"),
+        "{err}"
+    );
     let dir = folder(&[("config.json", "{\n  \"mask_token_id\": 5,\n}")]);
     let err = load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("config.json:3: invalid json"), "{err}");
@@ -150,33 +195,55 @@ fn wrong_types_in_config_name_file_and_key() {
 
 #[test]
 fn auto_template_from_tokenizer_config_and_encoding() {
-    let llada = std::fs::read_to_string(crate::data("llada-8b-instruct/tokenizer_config.json")).unwrap();
+    let llada =
+        std::fs::read_to_string(crate::data("llada-8b-instruct/tokenizer_config.json")).unwrap();
     let dir = folder(&[("tokenizer_config.json", &llada)]);
     let text = load(dir.path()).unwrap();
     assert_eq!(text.describe_template(), "auto:tokenizer_config.json");
-    let ids = text.encode_messages(&[cp_text::Message::user("hello world .")]).unwrap();
+    let ids = text
+        .encode_messages(&[cp_text::Message::user("hello world .")])
+        .unwrap();
     // <|startoftext|> <|start_header_id|> user <|end_header_id|> hello world . <|eot_id|>
     // <|start_header_id|> assistant <|end_header_id|>
     assert_eq!(ids, vec![0, 2, 8, 3, 6, 7, 10, 4, 2, 9, 3]);
     // Asking for none leaves the text raw.
     let raw = ModelText::load(dir.path(), None, TemplateChoice::None).unwrap();
     assert_eq!(raw.describe_template(), "none");
-    assert_eq!(raw.encode_messages(&[cp_text::Message::user("hello")]).unwrap(), vec![6]);
+    assert_eq!(
+        raw.encode_messages(&[cp_text::Message::user("hello")])
+            .unwrap(),
+        vec![6]
+    );
 }
 
 #[test]
 fn chat_template_jinja_wins_and_file_choice() {
     let dir = folder(&[
-        ("tokenizer_config.json", r#"{"bos_token": "<|startoftext|>", "chat_template": "unused"}"#),
-        ("chat_template.jinja", "{{ bos_token }}{{ messages[0].content }}\n"),
+        (
+            "tokenizer_config.json",
+            r#"{"bos_token": "<|startoftext|>", "chat_template": "unused"}"#,
+        ),
+        (
+            "chat_template.jinja",
+            "{{ bos_token }}{{ messages[0].content }}\n",
+        ),
     ]);
     let text = load(dir.path()).unwrap();
     assert_eq!(text.describe_template(), "auto:chat_template.jinja");
-    assert_eq!(text.template().unwrap().render(&[cp_text::Message::user("x")], true).unwrap(), "<|startoftext|>x");
+    assert_eq!(
+        text.template()
+            .unwrap()
+            .render(&[cp_text::Message::user("x")], true)
+            .unwrap(),
+        "<|startoftext|>x"
+    );
     let other = write(dir.path(), "mine.jinja", "[{{ bos_token }}]");
     let text = ModelText::load(dir.path(), None, TemplateChoice::File(other.clone())).unwrap();
     assert_eq!(text.describe_template(), other.display().to_string());
-    assert_eq!(text.template().unwrap().render(&[], true).unwrap(), "[<|startoftext|>]");
+    assert_eq!(
+        text.template().unwrap().render(&[], true).unwrap(),
+        "[<|startoftext|>]"
+    );
 }
 
 #[test]
@@ -196,7 +263,11 @@ fn tokenizer_override_folder_is_searched_first() {
 /// A Dream-style folder: no tokenizer.json, a slow byte-level BPE tokenizer instead.
 fn dream_like(class: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "vocab.json", r#"{"a": 0, "b": 1, "Ġ": 2, "ab": 3, "Ġab": 4, "Ċ": 5}"#);
+    write(
+        dir.path(),
+        "vocab.json",
+        r#"{"a": 0, "b": 1, "Ġ": 2, "ab": 3, "Ġab": 4, "Ċ": 5}"#,
+    );
     write(dir.path(), "merges.txt", "#version: 0.2\na b\nĠ ab\n");
     let cfg = serde_json::json!({
         "tokenizer_class": class,
@@ -230,7 +301,11 @@ fn dream_slow_tokenizer_is_converted() {
 fn slow_tokenizer_with_shifted_added_ids_is_refused() {
     let dir = dream_like("Qwen2Tokenizer");
     // One vocabulary entry fewer: the added tokens would land one id too low.
-    write(dir.path(), "vocab.json", r#"{"a": 0, "b": 1, "Ġ": 2, "ab": 3, "Ġab": 4}"#);
+    write(
+        dir.path(),
+        "vocab.json",
+        r#"{"a": 0, "b": 1, "Ġ": 2, "ab": 3, "Ġab": 4}"#,
+    );
     let err = load(dir.path()).unwrap_err().to_string();
     assert!(
         err.contains("tokenizer_config.json: key `added_tokens_decoder`: token \"<|endoftext|>\" should have id 6 but gets 5"),

@@ -10,7 +10,11 @@ use cp_text::{
 use crate::write;
 
 /// Writes `text` as `name` in a fresh folder and reads it with `format`.
-fn read(name: &str, text: &str, format: Option<PromptFormat>) -> (tempfile::TempDir, PathBuf, Result<PromptFile, TextError>) {
+fn read(
+    name: &str,
+    text: &str,
+    format: Option<PromptFormat>,
+) -> (tempfile::TempDir, PathBuf, Result<PromptFile, TextError>) {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), name, text);
     let result = read_prompts(&path, format);
@@ -26,12 +30,17 @@ fn check_err(name: &str, text: &str, format: Option<PromptFormat>, line: usize, 
     let (_dir, path, result) = read(name, text, format);
     let err = result.expect_err("the file is bad").to_string();
     let prefix = format!("{}:{line}: ", path.display());
-    assert!(err.starts_with(&prefix), "want prefix {prefix:?} in {err:?}");
+    assert!(
+        err.starts_with(&prefix),
+        "want prefix {prefix:?} in {err:?}"
+    );
     assert!(err.contains(fragment), "want {fragment:?} in {err:?}");
 }
 
 fn contents(f: &PromptFile) -> Vec<(&str, usize, &PromptContent)> {
-    f.iter().map(|p| (p.id.as_str(), p.line, &p.content)).collect()
+    f.iter()
+        .map(|p| (p.id.as_str(), p.line, &p.content))
+        .collect()
 }
 
 fn text(s: &str) -> PromptContent {
@@ -42,7 +51,13 @@ fn text(s: &str) -> PromptContent {
 fn plain_text() {
     let f = ok("p.txt", "The capital of France is\n\n  \nI like\n");
     assert_eq!(f.format, PromptFormat::Text);
-    assert_eq!(contents(&f), vec![("0", 1, &text("The capital of France is")), ("1", 4, &text("I like"))]);
+    assert_eq!(
+        contents(&f),
+        vec![
+            ("0", 1, &text("The capital of France is")),
+            ("1", 4, &text("I like"))
+        ]
+    );
 }
 
 #[test]
@@ -51,7 +66,11 @@ fn jsonl_with_and_without_ids() {
     assert_eq!(f.format, PromptFormat::Jsonl);
     assert_eq!(
         contents(&f),
-        vec![("q1", 1, &text("a")), ("7", 3, &text("b")), ("2", 4, &text("c"))]
+        vec![
+            ("q1", 1, &text("a")),
+            ("7", 3, &text("b")),
+            ("2", 4, &text("c"))
+        ]
     );
 }
 
@@ -64,13 +83,19 @@ fn alpaca_joins_input_after_a_blank_line() {
     assert_eq!(f.format, PromptFormat::Alpaca);
     assert_eq!(
         contents(&f),
-        vec![("0", 2, &text("Translate.\n\nBonjour")), ("1", 3, &text("Count."))]
+        vec![
+            ("0", 2, &text("Translate.\n\nBonjour")),
+            ("1", 3, &text("Count."))
+        ]
     );
 }
 
 #[test]
 fn lima_takes_the_first_turn() {
-    let f = ok("l.jsonl", "{\"conversations\": [\"Q?\", \"A.\", \"Q2?\"], \"source\": \"x\"}\n");
+    let f = ok(
+        "l.jsonl",
+        "{\"conversations\": [\"Q?\", \"A.\", \"Q2?\"], \"source\": \"x\"}\n",
+    );
     assert_eq!(f.format, PromptFormat::Lima);
     assert_eq!(contents(&f), vec![("0", 1, &text("Q?"))]);
 }
@@ -90,7 +115,10 @@ fn chat_drops_a_trailing_assistant_turn() {
 
 #[test]
 fn pre_tokenized() {
-    let f = ok("i.jsonl", "{\"input_ids\": [1, 2, 126336], \"id\": \"x\"}\n");
+    let f = ok(
+        "i.jsonl",
+        "{\"input_ids\": [1, 2, 126336], \"id\": \"x\"}\n",
+    );
     assert_eq!(f.format, PromptFormat::Ids);
     assert_eq!(f.prompts[0].content, PromptContent::Ids(vec![1, 2, 126336]));
 }
@@ -107,41 +135,94 @@ fn forced_format_overrides_detection() {
 
 #[test]
 fn empty_files_are_errors() {
-    for (name, body) in [("e.txt", ""), ("e.txt", "\n  \n"), ("e.jsonl", "\n"), ("e.json", "[]")] {
+    for (name, body) in [
+        ("e.txt", ""),
+        ("e.txt", "\n  \n"),
+        ("e.jsonl", "\n"),
+        ("e.json", "[]"),
+    ] {
         let (_d, path, result) = read(name, body, None);
         let err = result.unwrap_err();
-        assert!(matches!(err, TextError::NoPrompts { .. }), "{name}: {err:?}");
-        assert_eq!(err.to_string(), format!("{}: no prompts in file", path.display()));
+        assert!(
+            matches!(err, TextError::NoPrompts { .. }),
+            "{name}: {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("{}: no prompts in file", path.display())
+        );
     }
 }
 
 #[test]
 fn invalid_json_line() {
-    check_err("p.jsonl", "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"\n", None, 2, "invalid json: EOF while parsing");
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"\n",
+        None,
+        2,
+        "invalid json: EOF while parsing",
+    );
 }
 
 #[test]
 fn invalid_json_inside_an_array() {
-    check_err("p.json", "[\n {\"prompt\": \"a\"},\n {\"prompt\" \"b\"}\n]", None, 3, "invalid json: expected `:`");
+    check_err(
+        "p.json",
+        "[\n {\"prompt\": \"a\"},\n {\"prompt\" \"b\"}\n]",
+        None,
+        3,
+        "invalid json: expected `:`",
+    );
 }
 
 #[test]
 fn record_that_is_not_an_object() {
-    check_err("p.jsonl", "{\"prompt\": \"a\"}\n[1, 2]\n", None, 2, "expected a json object, found a list");
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": \"a\"}\n[1, 2]\n",
+        None,
+        2,
+        "expected a json object, found a list",
+    );
 }
 
 #[test]
 fn unrecognised_first_record() {
     let body = "{\"text\": \"a\", \"label\": 1}\n";
-    check_err("p.jsonl", body, None, 1, "cannot tell the prompt format: the record has keys");
+    check_err(
+        "p.jsonl",
+        body,
+        None,
+        1,
+        "cannot tell the prompt format: the record has keys",
+    );
     check_err("p.jsonl", body, None, 1, "`text`");
-    check_err("p.jsonl", body, None, 1, "expected one of `prompt` (jsonl), `instruction` (alpaca)");
+    check_err(
+        "p.jsonl",
+        body,
+        None,
+        1,
+        "expected one of `prompt` (jsonl), `instruction` (alpaca)",
+    );
 }
 
 #[test]
 fn missing_key_in_a_later_record() {
-    check_err("p.jsonl", "{\"prompt\": \"a\"}\n{\"id\": 3}\n", None, 2, "missing key `prompt` (format jsonl)");
-    check_err("p.jsonl", "{\"prompt\": \"a\"}\n", Some(PromptFormat::Alpaca), 1, "missing key `instruction` (format alpaca)");
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": \"a\"}\n{\"id\": 3}\n",
+        None,
+        2,
+        "missing key `prompt` (format jsonl)",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": \"a\"}\n",
+        Some(PromptFormat::Alpaca),
+        1,
+        "missing key `instruction` (format alpaca)",
+    );
 }
 
 #[test]
@@ -157,29 +238,137 @@ fn mixed_formats() {
 
 #[test]
 fn wrong_types() {
-    check_err("p.jsonl", "{\"prompt\": 3}\n", None, 1, "key `prompt`: expected a string, found a number");
-    check_err("p.jsonl", "{\"prompt\": \"\"}\n", None, 1, "key `prompt`: empty string");
-    check_err("p.jsonl", "{\"prompt\": \"a\", \"id\": [1]}\n", None, 1, "key `id`: expected a string or an integer, found a list");
-    check_err("p.jsonl", "{\"instruction\": \"a\", \"input\": 5}\n", None, 1, "key `input`: expected a string, found a number");
-    check_err("p.jsonl", "{\"conversations\": \"a\"}\n", None, 1, "key `conversations`: expected a list of strings, found a string");
-    check_err("p.jsonl", "{\"conversations\": []}\n", None, 1, "key `conversations`: empty list");
-    check_err("p.jsonl", "{\"conversations\": [{\"from\": \"human\"}]}\n", None, 1, "found an object as the first turn");
-    check_err("p.jsonl", "{\"messages\": {}}\n", None, 1, "key `messages`: expected a list of {role, content}, found an object");
-    check_err("p.jsonl", "{\"messages\": [\"hi\"]}\n", None, 1, "turn 0 must be an object with `role` and `content`, found a string");
-    check_err("p.jsonl", "{\"messages\": [{\"role\": \"user\"}]}\n", None, 1, "turn 0 has no `content`");
-    check_err("p.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}\n", None, 1, "turn 0: `content` must be a string, found a list");
-    check_err("p.jsonl", "{\"messages\": [{\"role\": \"assistant\", \"content\": \"a\"}]}\n", None, 1, "no turn left once a trailing assistant turn is dropped");
-    check_err("p.jsonl", "{\"input_ids\": \"1 2\"}\n", None, 1, "key `input_ids`: expected a list of token ids, found a string");
-    check_err("p.jsonl", "{\"input_ids\": []}\n", None, 1, "key `input_ids`: empty list");
-    check_err("p.jsonl", "{\"input_ids\": [1, -2]}\n", None, 1, "key `input_ids`: item 1 is not a token id (found -2)");
-    check_err("p.jsonl", "{\"input_ids\": [4294967296]}\n", None, 1, "item 0 is not a token id");
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": 3}\n",
+        None,
+        1,
+        "key `prompt`: expected a string, found a number",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": \"\"}\n",
+        None,
+        1,
+        "key `prompt`: empty string",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": \"a\", \"id\": [1]}\n",
+        None,
+        1,
+        "key `id`: expected a string or an integer, found a list",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"instruction\": \"a\", \"input\": 5}\n",
+        None,
+        1,
+        "key `input`: expected a string, found a number",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"conversations\": \"a\"}\n",
+        None,
+        1,
+        "key `conversations`: expected a list of strings, found a string",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"conversations\": []}\n",
+        None,
+        1,
+        "key `conversations`: empty list",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"conversations\": [{\"from\": \"human\"}]}\n",
+        None,
+        1,
+        "found an object as the first turn",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"messages\": {}}\n",
+        None,
+        1,
+        "key `messages`: expected a list of {role, content}, found an object",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"messages\": [\"hi\"]}\n",
+        None,
+        1,
+        "turn 0 must be an object with `role` and `content`, found a string",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"messages\": [{\"role\": \"user\"}]}\n",
+        None,
+        1,
+        "turn 0 has no `content`",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}\n",
+        None,
+        1,
+        "turn 0: `content` must be a string, found a list",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"messages\": [{\"role\": \"assistant\", \"content\": \"a\"}]}\n",
+        None,
+        1,
+        "no turn left once a trailing assistant turn is dropped",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"input_ids\": \"1 2\"}\n",
+        None,
+        1,
+        "key `input_ids`: expected a list of token ids, found a string",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"input_ids\": []}\n",
+        None,
+        1,
+        "key `input_ids`: empty list",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"input_ids\": [1, -2]}\n",
+        None,
+        1,
+        "key `input_ids`: item 1 is not a token id (found -2)",
+    );
+    check_err(
+        "p.jsonl",
+        "{\"input_ids\": [4294967296]}\n",
+        None,
+        1,
+        "item 0 is not a token id",
+    );
 }
 
 #[test]
 fn duplicate_ids() {
-    check_err("p.jsonl", "{\"prompt\": \"a\", \"id\": \"x\"}\n{\"prompt\": \"b\", \"id\": \"x\"}\n", None, 2, "duplicate id `x` (first used on line 1)");
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": \"a\", \"id\": \"x\"}\n{\"prompt\": \"b\", \"id\": \"x\"}\n",
+        None,
+        2,
+        "duplicate id `x` (first used on line 1)",
+    );
     // An explicit id may collide with another record's index.
-    check_err("p.jsonl", "{\"prompt\": \"a\", \"id\": 1}\n{\"prompt\": \"b\"}\n", None, 2, "duplicate id `1`");
+    check_err(
+        "p.jsonl",
+        "{\"prompt\": \"a\", \"id\": 1}\n{\"prompt\": \"b\"}\n",
+        None,
+        2,
+        "duplicate id `1`",
+    );
 }
 
 #[test]
@@ -193,15 +382,31 @@ fn invalid_utf8_names_the_line() {
 
 #[test]
 fn missing_file_names_it() {
-    let err = read_prompts("/nonexistent/prompts.txt".as_ref(), None).unwrap_err().to_string();
+    let err = read_prompts("/nonexistent/prompts.txt".as_ref(), None)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("/nonexistent/prompts.txt: "), "{err}");
 }
 
 /// A model text with the tiny word-level tokenizer and, optionally, the LLaDA template.
 fn model_text(with_template: bool) -> ModelText {
     let dir = tempfile::tempdir().unwrap();
-    let specials = ["<|startoftext|>", "<|endoftext|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|mdm_mask|>"];
-    let path = write(dir.path(), "tokenizer.json", &crate::word_level_tokenizer(&specials, &["hello", "world", "user", "assistant", "system"]));
+    let specials = [
+        "<|startoftext|>",
+        "<|endoftext|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+        "<|mdm_mask|>",
+    ];
+    let path = write(
+        dir.path(),
+        "tokenizer.json",
+        &crate::word_level_tokenizer(
+            &specials,
+            &["hello", "world", "user", "assistant", "system"],
+        ),
+    );
     let tok = Tokenizer::from_file(&path).unwrap();
     let template = with_template.then(|| {
         ChatTemplate::from_tokenizer_config(&crate::data("llada-8b-instruct/tokenizer_config.json"))
@@ -217,18 +422,33 @@ fn to_ids_with_and_without_template() {
     let chat = model_text(true);
     assert_eq!(plain.eot_ids(), &[1, 4]);
     assert_eq!(chat.describe_template(), "auto:tokenizer_config.json");
-    let p = |content| Prompt { id: "0".into(), line: 1, content };
+    let p = |content| Prompt {
+        id: "0".into(),
+        line: 1,
+        content,
+    };
     // hello 6, world 7, user 8, assistant 9, system 10.
     assert_eq!(p(text("hello world")).to_ids(&plain).unwrap(), vec![6, 7]);
-    assert_eq!(p(text("hello world")).to_ids(&chat).unwrap(), vec![0, 2, 8, 3, 6, 7, 4, 2, 9, 3]);
-    let conv = PromptContent::Messages(vec![Message::new("system", "world"), Message::user("hello")]);
+    assert_eq!(
+        p(text("hello world")).to_ids(&chat).unwrap(),
+        vec![0, 2, 8, 3, 6, 7, 4, 2, 9, 3]
+    );
+    let conv = PromptContent::Messages(vec![
+        Message::new("system", "world"),
+        Message::user("hello"),
+    ]);
     assert_eq!(p(conv.clone()).to_ids(&plain).unwrap(), vec![7, 6]);
     assert_eq!(
         p(conv).to_ids(&chat).unwrap(),
         vec![0, 2, 10, 3, 7, 4, 2, 8, 3, 6, 4, 2, 9, 3]
     );
     // Pre-tokenized prompts bypass tokenizer and template, whatever the ids.
-    assert_eq!(p(PromptContent::Ids(vec![9, 126336])).to_ids(&chat).unwrap(), vec![9, 126336]);
+    assert_eq!(
+        p(PromptContent::Ids(vec![9, 126336]))
+            .to_ids(&chat)
+            .unwrap(),
+        vec![9, 126336]
+    );
     assert_eq!(p(text("a")).plain_text().as_deref(), Some("a"));
     assert_eq!(p(PromptContent::Ids(vec![1])).messages(), None);
 }

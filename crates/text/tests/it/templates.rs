@@ -64,7 +64,11 @@ fn llada_multi_turn() {
     // BOS only before the first turn.
     check(
         &llada(),
-        &[Message::user("A"), Message::new("assistant", "B"), Message::user("C")],
+        &[
+            Message::user("A"),
+            Message::new("assistant", "B"),
+            Message::user("C"),
+        ],
         true,
         &format!(
             "<|startoftext|><|start_header_id|>user<|end_header_id|>\n\nA<|eot_id|>\
@@ -135,8 +139,16 @@ fn dream_multi_turn_matches_the_dream_demo() {
 fn raise_exception_in_a_real_style_template() {
     // Mistral-style alternation check, as many released templates have.
     let src = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}";
-    let t = ChatTemplate::new("mistral.jinja", src, &[("bos_token", "<s>"), ("eos_token", "</s>")]).unwrap();
-    assert_eq!(t.render(&[Message::user("hi")], true).unwrap(), "<s>[INST] hi [/INST]");
+    let t = ChatTemplate::new(
+        "mistral.jinja",
+        src,
+        &[("bos_token", "<s>"), ("eos_token", "</s>")],
+    )
+    .unwrap();
+    assert_eq!(
+        t.render(&[Message::user("hi")], true).unwrap(),
+        "<s>[INST] hi [/INST]"
+    );
     let err = t
         .render(&[Message::user("a"), Message::user("b")], true)
         .unwrap_err();
