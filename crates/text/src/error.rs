@@ -112,3 +112,40 @@ impl TextError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_file_line_and_key() {
+        let json = |line| TextError::Json {
+            path: "p.jsonl".into(),
+            line,
+            message: "eof".into(),
+        };
+        assert_eq!(json(Some(3)).to_string(), "p.jsonl:3: invalid json: eof");
+        assert_eq!(json(None).to_string(), "p.jsonl: invalid json: eof");
+        assert_eq!(
+            TextError::prompt("p.jsonl", 7, "missing key `prompt`").to_string(),
+            "p.jsonl:7: missing key `prompt`"
+        );
+        assert_eq!(
+            TextError::config("config.json", "eos_token_id", "bad").to_string(),
+            "config.json: key `eos_token_id`: bad"
+        );
+        let template = |line| TextError::Template {
+            origin: "t.jinja".into(),
+            line,
+            message: "syntax error".into(),
+        };
+        assert_eq!(
+            template(Some(2)).to_string(),
+            "t.jinja: chat template line 2: syntax error"
+        );
+        assert_eq!(
+            template(None).to_string(),
+            "t.jinja: chat template: syntax error"
+        );
+    }
+}

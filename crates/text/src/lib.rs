@@ -3,8 +3,9 @@
 //!
 //! - [`read_prompts`] reads a [`PromptFile`] (plain text, JSON Lines, Alpaca, LIMA,
 //!   chat or pre-tokenized; see [`PromptFormat`]); every error names the file and line.
-//! - [`Tokenizer`] wraps a Hugging Face `tokenizer.json`; [`Tokenizer::encode`] adds no
-//!   special tokens, [`Tokenizer::token_text`] shows one token readably.
+//! - [`Tokenizer`] wraps a Hugging Face `tokenizer.json` (or converts Dream's slow
+//!   `vocab.json` + `merges.txt`); [`Tokenizer::encode`] adds no special tokens,
+//!   [`Tokenizer::token_text`] shows one token readably.
 //! - [`ChatTemplate`] renders a conversation the way `transformers`'
 //!   `apply_chat_template` does (same Jinja settings, `raise_exception`, `tojson`).
 //! - [`ModelText::load`] reads a model folder: tokenizer, mask id, end-of-text ids and

@@ -257,3 +257,28 @@ fn resolve_mask_id(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer() -> Tokenizer {
+        let json = r#"{"version": "1.0", "added_tokens": [], "normalizer": null,
+            "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "vocab": {"a": 0, "b": 1, "[UNK]": 2}, "unk_token": "[UNK]"}}"#;
+        let inner = tokenizers::Tokenizer::from_bytes(json).unwrap();
+        Tokenizer::from_tokenizer(inner, Path::new("mem.json"))
+    }
+
+    #[test]
+    fn new_sorts_eot_ids_and_joins_turns_without_template() {
+        let text = ModelText::new(tokenizer(), 2, vec![1, 0, 1], None);
+        assert_eq!(text.eot_ids(), &[0, 1]);
+        assert!(text.is_eot(0) && !text.is_eot(2));
+        assert_eq!(text.describe_template(), "none");
+        let ids = text
+            .encode_messages(&[Message::new("system", "a"), Message::user("b a")])
+            .unwrap();
+        assert_eq!(ids, vec![0, 1, 0]);
+    }
+}
