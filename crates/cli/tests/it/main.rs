@@ -1,0 +1,4 @@
+//! Integration tests of the collapse-probe binary (one test binary, one module per area).
+
+mod gate;
+mod probe;
