@@ -15,6 +15,9 @@
 mod decode;
 mod denoiser;
 mod error;
+mod load;
+mod models;
+mod weights;
 
 pub use crate::decode::{
     decode, Commit, DecodeOptions, DecodeOutput, DecodeProgress, DreamAlg, DreamParams, FixedOrder, FixedParams,
@@ -22,6 +25,12 @@ pub use crate::decode::{
 };
 pub use crate::denoiser::MaskedDenoiser;
 pub use crate::error::ProbeError;
+pub use crate::load::{
+    load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel, SUPPORTED_MODEL_TYPES,
+};
+pub use crate::models::dream::{DreamConfig, DreamModel};
+pub use crate::models::llada::{LladaConfig, LladaModel};
+pub use crate::weights::{save_safetensors, SafetensorsSource, WeightSource};
 mod probe;
 
 pub use crate::probe::{plan_batches, probe, ProbeInput, ProbeSettings};
