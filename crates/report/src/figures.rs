@@ -1,0 +1,988 @@
+//! The figures: which ones a report has, the data each one takes, and how each is drawn.
+//!
+//! Every figure is drawn by plotters into an SVG string in quarter-point units
+//! (see [`crate::render`]); a figure whose data is absent is skipped, never drawn empty.
+
+use std::collections::BTreeMap;
+
+use cp_records::{CurvePoint, Metric, ProbeRecord};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::error::ReportError;
+use crate::inputs::{RankSource, ReportInputs, RunData, TokenRanks};
+use crate::render::{set_size_in_points, UNITS_PER_PT};
+use crate::style::{
+    display_token, rank_bin_labels, rank_colours, series_colour, ColumnWidth, LABEL_PT, RANK_RAMP, TICK_PT, TITLE_PT,
+};
+
+/// Curve names the analysis writes (see crates/analysis METRICS.md).
+pub mod curves {
+    pub const ENTROPY: &str = "entropy";
+    pub const FREQUENT_SHARE: &str = "frequent_share";
+    pub const KL_UNIGRAM: &str = "kl_unigram";
+    pub const XENT_UNIGRAM: &str = "xent_unigram";
+    pub const JS_ADJACENT: &str = "js_adjacent";
+    pub const UNSEEN_RATE: &str = "unseen_rate";
+}
+
+/// Fraction of positions whose top-1 token is a frequent one above which the report marks collapse onset
+/// when the analysis gives no onset metric.
+pub const ONSET_SHARE: f64 = 0.5;
+
+/// One drawn figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// Stable name used in file names (`entropy`, `frequent_share`, `top_tokens`, ...).
+    pub name: String,
+    pub width: ColumnWidth,
+    /// The SVG document (size in points).
+    pub svg: String,
+    /// A one-sentence caption: what is plotted, and how to read it.
+    pub caption: String,
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+fn u(pt: f64) -> i32 {
+    (pt * UNITS_PER_PT).round() as i32
+}
+
+/// A text style of `pt` points (plotters writes `font-size = size / 1.24`).
+fn font(pt: f64) -> TextStyle<'static> {
+    ("sans-serif", pt * UNITS_PER_PT * 1.24).into_font().color(&BLACK)
+}
+
+fn draw_err<E: std::fmt::Debug>(figure: &str) -> impl Fn(E) -> ReportError + '_ {
+    move |e| ReportError::Draw { figure: figure.to_owned(), message: format!("{e:?}") }
+}
+
+/// Draws into a fresh SVG of `width` × `height_pt` points.
+fn draw_svg(
+    figure: &str,
+    width: ColumnWidth,
+    height_pt: f64,
+    draw: impl FnOnce(&Area) -> Result<(), ReportError>,
+) -> Result<String, ReportError> {
+    crate::render::register_plotters_font();
+    let (w, h) = (u(width.width_pt()) as u32, u(height_pt) as u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err(figure))?;
+        draw(&root)?;
+        root.present().map_err(draw_err(figure))?;
+    }
+    Ok(set_size_in_points(&svg, w, h))
+}
+
+// ---------------------------------------------------------------------------
+// Legends: a strip above the plot, wrapped into rows, so a legend never hides data.
+
+#[derive(Clone, Copy)]
+enum Swatch {
+    Line,
+    Dashed,
+    Box,
+}
+
+struct LegendItem {
+    label: String,
+    colour: RGBColor,
+    swatch: Swatch,
+}
+
+const SWATCH_PT: f64 = 12.0;
+const LEGEND_ROW_PT: f64 = LABEL_PT * 1.5;
+
+fn legend_layout(area: &Area, items: &[LegendItem], figure: &str) -> Result<Vec<Vec<(usize, i32)>>, ReportError> {
+    let width = area.dim_in_pixel().0 as i32;
+    let style = font(TICK_PT);
+    let mut rows: Vec<Vec<(usize, i32)>> = vec![Vec::new()];
+    let mut x = 0;
+    for (i, item) in items.iter().enumerate() {
+        let text_w = area.estimate_text_size(&item.label, &style).map_err(draw_err(figure))?.0 as i32;
+        let item_w = u(SWATCH_PT + 3.0) + text_w + u(8.0);
+        if x + item_w > width && x > 0 {
+            rows.push(Vec::new());
+            x = 0;
+        }
+        rows.last_mut().expect("one row").push((i, x));
+        x += item_w;
+    }
+    Ok(rows)
+}
+
+fn legend_height_pt(area: &Area, items: &[LegendItem], figure: &str) -> Result<f64, ReportError> {
+    if items.len() < 2 {
+        return Ok(0.0);
+    }
+    Ok(legend_layout(area, items, figure)?.len() as f64 * LEGEND_ROW_PT + 2.0)
+}
+
+fn draw_legend(area: &Area, items: &[LegendItem], figure: &str) -> Result<(), ReportError> {
+    let rows = legend_layout(area, items, figure)?;
+    let style = font(TICK_PT).pos(Pos::new(HPos::Left, VPos::Center));
+    let left = u(6.0);
+    for (r, row) in rows.iter().enumerate() {
+        let y = u(LEGEND_ROW_PT * (r as f64 + 0.5) + 1.0);
+        for &(i, x) in row {
+            let item = &items[i];
+            let (x0, x1) = (left + x, left + x + u(SWATCH_PT));
+            match item.swatch {
+                Swatch::Line => area
+                    .draw(&PathElement::new(vec![(x0, y), (x1, y)], item.colour.stroke_width(u(1.2) as u32)))
+                    .map_err(draw_err(figure))?,
+                Swatch::Dashed => {
+                    let dash = u(2.5);
+                    let mut xs = x0;
+                    while xs < x1 {
+                        area.draw(&PathElement::new(
+                            vec![(xs, y), ((xs + dash).min(x1), y)],
+                            item.colour.stroke_width(u(1.0) as u32),
+                        ))
+                        .map_err(draw_err(figure))?;
+                        xs += 2 * dash;
+                    }
+                }
+                Swatch::Box => area
+                    .draw(&Rectangle::new([(x0, y - u(3.0)), (x1, y + u(3.0))], item.colour.filled()))
+                    .map_err(draw_err(figure))?,
+            }
+            area.draw(&Text::new(item.label.clone(), (x1 + u(3.0), y), style.clone()))
+                .map_err(draw_err(figure))?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Line charts with interquartile bands.
+
+/// One line of a line chart.
+struct Line {
+    label: String,
+    colour: RGBColor,
+    points: Vec<CurvePoint>,
+    markers: bool,
+}
+
+/// One panel of a line-chart figure.
+struct Panel {
+    title: Option<String>,
+    x_label: String,
+    y_label: String,
+    lines: Vec<Line>,
+    /// Fixed y range (e.g. 0–1 for fractions); otherwise from the data, starting at zero.
+    y_range: Option<(f64, f64)>,
+    /// Vertical marker lines: x, label, colour.
+    markers: Vec<(f64, String, RGBColor)>,
+    /// Draw the interquartile band (q25–q75) behind each line.
+    bands: bool,
+}
+
+fn nice_label(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if a >= 1000.0 || a.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 0.1 {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+fn data_range(panel: &Panel) -> Option<((f64, f64), (f64, f64))> {
+    let pts = panel.lines.iter().flat_map(|l| l.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    for p in pts {
+        x0 = x0.min(p.x);
+        x1 = x1.max(p.x);
+        let (lo, hi) = if panel.bands { (p.mean.min(p.q25), p.mean.max(p.q75)) } else { (p.mean, p.mean) };
+        if lo.is_finite() {
+            y0 = y0.min(lo);
+        }
+        if hi.is_finite() {
+            y1 = y1.max(hi);
+        }
+    }
+    if !x0.is_finite() || !y0.is_finite() {
+        return None;
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let (y0, y1) = match panel.y_range {
+        Some(r) => r,
+        None => {
+            // Information quantities and rates are non-negative: anchor the axis at zero so curves compare by height.
+            let lo = y0.min(0.0);
+            let hi = if y1 > lo { y1 + (y1 - lo) * 0.06 } else { lo + 1.0 };
+            (lo, hi)
+        }
+    };
+    Some(((x0, x1), (y0, y1)))
+}
+
+fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportError> {
+    let Some(((x0, x1), (y0, y1))) = data_range(panel) else { return Ok(()) };
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .margin_top(u(4.0))
+        .margin_right(u(6.0))
+        .margin_left(u(2.0))
+        .margin_bottom(u(2.0))
+        .x_label_area_size(u(TICK_PT + LABEL_PT + 8.0))
+        .y_label_area_size(u(TICK_PT * 2.2 + LABEL_PT + 6.0));
+    if let Some(title) = &panel.title {
+        builder.caption(title, font(TITLE_PT));
+    }
+    let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(draw_err(figure))?;
+    let grid = RGBColor(0xDD, 0xDD, 0xDD);
+    let x_fmt = |v: &f64| nice_label(*v);
+    let y_fmt = |v: &f64| nice_label(*v);
+    chart
+        .configure_mesh()
+        .bold_line_style(grid.stroke_width(u(0.4) as u32))
+        .light_line_style(TRANSPARENT)
+        .axis_style(BLACK.stroke_width(u(0.6) as u32))
+        .set_all_tick_mark_size(u(2.5))
+        .x_labels(6)
+        .y_labels(5)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .label_style(font(TICK_PT))
+        .axis_desc_style(font(LABEL_PT))
+        .x_desc(panel.x_label.as_str())
+        .y_desc(panel.y_label.as_str())
+        .draw()
+        .map_err(draw_err(figure))?;
+
+    if panel.bands {
+        for line in &panel.lines {
+            let upper = line.points.iter().map(|p| (p.x, p.q75.clamp(y0, y1)));
+            let lower = line.points.iter().rev().map(|p| (p.x, p.q25.clamp(y0, y1)));
+            let polygon: Vec<(f64, f64)> = upper.chain(lower).collect();
+            if line.points.len() > 1 {
+                chart
+                    .draw_series(std::iter::once(Polygon::new(polygon, line.colour.mix(0.18).filled())))
+                    .map_err(draw_err(figure))?;
+            }
+        }
+    }
+    for (x, label, colour) in &panel.markers {
+        if *x < x0 || *x > x1 {
+            continue;
+        }
+        let top = y1 - (y1 - y0) * 0.02;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(*x, y0), (*x, top)],
+                u(3.0) as u32,
+                u(2.0) as u32,
+                colour.stroke_width(u(0.8) as u32),
+            ))
+            .map_err(draw_err(figure))?;
+        let right_side = (*x - x0) > (x1 - x0) * 0.7;
+        let anchor = if right_side { HPos::Right } else { HPos::Left };
+        let (px, py) = chart.backend_coord(&(*x, top));
+        let dx = if right_side { -u(2.0) } else { u(2.0) };
+        // Backend coordinates are absolute; the panel's own area starts at its pixel-range origin.
+        let (ax, ay) = (area.get_pixel_range().0.start, area.get_pixel_range().1.start);
+        area.draw(&Text::new(
+            label.clone(),
+            (px + dx - ax, py - ay),
+            font(TICK_PT).color(colour).pos(Pos::new(anchor, VPos::Top)),
+        ))
+        .map_err(draw_err(figure))?;
+    }
+    for line in &panel.lines {
+        let pts: Vec<(f64, f64)> = line.points.iter().map(|p| (p.x, p.mean)).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), line.colour.stroke_width(u(1.1) as u32)))
+            .map_err(draw_err(figure))?;
+        if line.markers {
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, u(1.6), line.colour.filled())))
+                .map_err(draw_err(figure))?;
+        }
+    }
+    Ok(())
+}
+
+/// Draws line-chart panels side by side (double width) or stacked (single width) under one legend.
+fn line_figure(name: &str, width: ColumnWidth, panels: &[Panel], legend: &[LegendItem]) -> Result<String, ReportError> {
+    let stacked = width == ColumnWidth::Single && panels.len() > 1;
+    let base = width.line_height_pt();
+    let panel_h = if stacked { base * 0.85 } else { base };
+    // The legend's height depends on text widths, so it is measured on a scratch area first.
+    let mut scratch = String::new();
+    let legend_pt = {
+        crate::render::register_plotters_font();
+        let area = SVGBackend::with_string(&mut scratch, (u(width.width_pt()) as u32, 10)).into_drawing_area();
+        legend_height_pt(&area, legend, name)?
+    };
+    let height = legend_pt + if stacked { panel_h * panels.len() as f64 } else { panel_h };
+    draw_svg(name, width, height, |root| {
+        let (top, body) = root.split_vertically(u(legend_pt));
+        if legend_pt > 0.0 {
+            draw_legend(&top, legend, name)?;
+        }
+        let areas = if stacked { body.split_evenly((panels.len(), 1)) } else { body.split_evenly((1, panels.len())) };
+        for (area, panel) in areas.iter().zip(panels) {
+            draw_panel(area, panel, name)?;
+        }
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Which data each figure takes.
+
+/// The series of `curve` across runs, labelled for a legend shared by all runs.
+fn run_lines(runs: &[RunData], curve: &str, markers: bool) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for run in runs {
+        let series = run.curve(curve);
+        let several = series.len() > 1;
+        for (s, points) in series {
+            let label = match (runs.len() > 1, several) {
+                (true, true) => format!("{} {s}", run.label),
+                (true, false) => run.label.clone(),
+                (false, true) => s.clone(),
+                (false, false) => if s == "all" { run.label.clone() } else { s.clone() },
+            };
+            lines.push(Line { label, colour: series_colour(lines.len()), points, markers });
+        }
+    }
+    lines
+}
+
+/// Per-distance mean and quartiles of one probe column, for when the analysis has no such curve.
+fn probe_curve(records: &[ProbeRecord], curve: &str, value: impl Fn(&ProbeRecord) -> Option<f32>) -> Vec<CurvePoint> {
+    let mut by_distance: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for r in records {
+        if let Some(v) = value(r).filter(|v| v.is_finite()) {
+            by_distance.entry(r.distance).or_default().push(f64::from(v));
+        }
+    }
+    by_distance
+        .into_iter()
+        .map(|(d, mut vs)| {
+            vs.sort_by(f64::total_cmp);
+            let q = |p: f64| {
+                // Linear interpolation between order statistics (numpy's default).
+                let h = p * (vs.len() - 1) as f64;
+                let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+                vs[lo] + (vs[hi] - vs[lo]) * (h - lo as f64)
+            };
+            CurvePoint {
+                curve: curve.to_owned(),
+                series: "all".into(),
+                x: f64::from(d),
+                mean: vs.iter().sum::<f64>() / vs.len() as f64,
+                median: q(0.5),
+                q25: q(0.25),
+                q75: q(0.75),
+                n: vs.len() as u64,
+            }
+        })
+        .collect()
+}
+
+/// The lines of `curve`: from the analyses, or computed from the probe records when no analysis has it.
+fn lines_or_probe(
+    inputs: &ReportInputs,
+    curve: &str,
+    value: impl Fn(&ProbeRecord) -> Option<f32>,
+) -> Vec<Line> {
+    let lines = run_lines(&inputs.runs, curve, false);
+    if !lines.is_empty() {
+        return lines;
+    }
+    match &inputs.probe {
+        Some(probe) => {
+            let points = probe_curve(&probe.records, curve, value);
+            if points.is_empty() {
+                return Vec::new();
+            }
+            vec![Line { label: "probe".into(), colour: series_colour(0), points, markers: false }]
+        }
+        None => Vec::new(),
+    }
+}
+
+fn legend_for(lines: &[Line]) -> Vec<LegendItem> {
+    lines.iter().map(|l| LegendItem { label: l.label.clone(), colour: l.colour, swatch: Swatch::Line }).collect()
+}
+
+/// The collapse onset of a run: an `onset` metric of the analysis if it has one, else the first distance
+/// where the mean frequent share reaches [`ONSET_SHARE`].
+pub fn collapse_onset(run: &RunData) -> Option<(f64, &'static str)> {
+    if let Some(m) = run.metrics.as_ref().and_then(|m| m.metrics.iter().find(|m| m.name.contains("onset"))) {
+        if m.value.is_finite() {
+            return Some((m.value, "analysis"));
+        }
+    }
+    let series = run.curve(curves::FREQUENT_SHARE);
+    let (_, points) = series.iter().find(|(s, _)| s == "all").or(series.first())?;
+    points.iter().find(|p| p.mean >= ONSET_SHARE).map(|p| (p.x, "threshold"))
+}
+
+const DISTANCE_LABEL: &str = "distance from prompt (tokens)";
+
+fn entropy_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+    let lines = lines_or_probe(inputs, curves::ENTROPY, |r| Some(r.entropy));
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let panel = Panel {
+        title: None,
+        x_label: DISTANCE_LABEL.into(),
+        y_label: "predictive entropy (nats)".into(),
+        lines,
+        y_range: None,
+        markers: Vec::new(),
+        bands: true,
+    };
+    let legend = legend_for(&panel.lines);
+    let svg = line_figure("entropy", width, std::slice::from_ref(&panel), &legend)?;
+    Ok(Some(Figure {
+        name: "entropy".into(),
+        width,
+        svg,
+        caption: "Entropy of the model's predictive distribution at each mask position, by distance from the end of \
+                  the prompt: mean over prompts (line) and interquartile range (band). Rising entropy far from the \
+                  prompt means the model knows less about what goes there."
+            .into(),
+    }))
+}
+
+fn frequent_share_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+    let lines = run_lines(&inputs.runs, curves::FREQUENT_SHARE, false);
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let mut markers = Vec::new();
+    for run in &inputs.runs {
+        if let Some((x, _)) = collapse_onset(run) {
+            let colour = lines.iter().find(|l| l.label.starts_with(&run.label)).map(|l| l.colour).unwrap_or(BLACK);
+            let label = if inputs.runs.len() > 1 { format!("onset {} = {}", run.label, nice_label(x)) } else { format!("onset = {}", nice_label(x)) };
+            markers.push((x, label, colour));
+        }
+    }
+    let panel = Panel {
+        title: None,
+        x_label: DISTANCE_LABEL.into(),
+        y_label: "frequent-token share (fraction)".into(),
+        lines,
+        y_range: Some((0.0, 1.0)),
+        markers,
+        bands: false,
+    };
+    let mut legend = legend_for(&panel.lines);
+    if !panel.markers.is_empty() && legend.len() > 1 {
+        legend.push(LegendItem { label: "collapse onset".into(), colour: BLACK, swatch: Swatch::Dashed });
+    }
+    let svg = line_figure("frequent_share", width, std::slice::from_ref(&panel), &legend)?;
+    Ok(Some(Figure {
+        name: "frequent_share".into(),
+        width,
+        svg,
+        caption: format!(
+            "Share of mask positions whose top-1 prediction is one of the corpus's most frequent tokens, by distance \
+             from the prompt. The dashed line marks the collapse onset (the analysis's onset metric, or else the first \
+             distance where the share reaches {ONSET_SHARE})."
+        ),
+    }))
+}
+
+fn divergence_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+    let kl = lines_or_probe(inputs, curves::KL_UNIGRAM, |r| r.kl_unigram);
+    let js = lines_or_probe(inputs, curves::JS_ADJACENT, |r| r.js_prev);
+    let mut panels = Vec::new();
+    let mut legend = Vec::new();
+    for (lines, y_label, title) in [
+        (kl, "KL(p ‖ unigram) (nats)", "KL to corpus unigram"),
+        (js, "JS(p_d, p_{d−1}) (nats)", "JS to previous position"),
+    ] {
+        if lines.is_empty() {
+            continue;
+        }
+        if legend.is_empty() {
+            legend = legend_for(&lines);
+        }
+        panels.push(Panel {
+            title: Some(title.into()),
+            x_label: DISTANCE_LABEL.into(),
+            y_label: y_label.replace("p_{d−1}", "p_d−1"),
+            lines,
+            y_range: None,
+            markers: Vec::new(),
+            bands: true,
+        });
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    let svg = line_figure("divergence", width, &panels, &legend)?;
+    Ok(Some(Figure {
+        name: "divergence".into(),
+        width,
+        svg,
+        caption: "Left: KL divergence from each position's predictive distribution to the corpus unigram distribution \
+                  (falling towards zero = the model predicts corpus frequencies, i.e. frequency collapse). Right: \
+                  Jensen–Shannon divergence between adjacent mask positions (near zero = neighbouring positions \
+                  predict the same distribution). Line: mean over prompts; band: interquartile range."
+            .into(),
+    }))
+}
+
+fn unseen_rate_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+    let lines = run_lines(&inputs.runs, curves::UNSEEN_RATE, true);
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let panel = Panel {
+        title: None,
+        x_label: "tokens committed per step".into(),
+        y_label: "unseen n-gram rate (fraction)".into(),
+        lines,
+        y_range: None,
+        markers: Vec::new(),
+        bands: false,
+    };
+    let legend = legend_for(&panel.lines);
+    let svg = line_figure("unseen_rate", width, std::slice::from_ref(&panel), &legend)?;
+    Ok(Some(Figure {
+        name: "unseen_rate".into(),
+        width,
+        svg,
+        caption: "Fraction of generated n-grams that never occur in the reference corpus, against the number of \
+                  tokens the schedule commits per step (one line per n). A rate that grows with tokens per step is \
+                  the marginal trap: tokens committed together from independent marginals combine badly."
+            .into(),
+    }))
+}
+
+/// Metric name suffixes of the same-step / different-step unseen-bigram comparison (see METRICS.md).
+pub const SAME_STEP_SUFFIX: &str = "same_step";
+pub const CROSS_STEP_SUFFIX: &str = "cross_step";
+
+/// The same-step and different-step unseen-bigram rates of a run, if its analysis has them.
+pub fn same_vs_cross(run: &RunData) -> Option<(Metric, Metric)> {
+    let metrics = &run.metrics.as_ref()?.metrics;
+    let find = |suffix: &str| {
+        metrics.iter().find(|m| m.name.contains("unseen") && m.name.ends_with(suffix) && m.value.is_finite()).cloned()
+    };
+    Some((find(SAME_STEP_SUFFIX)?, find(CROSS_STEP_SUFFIX)?))
+}
+
+fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+    let groups: Vec<(String, Metric, Metric)> = inputs
+        .runs
+        .iter()
+        .filter_map(|r| same_vs_cross(r).map(|(s, c)| (r.label.clone(), s, c)))
+        .collect();
+    if groups.is_empty() {
+        return Ok(None);
+    }
+    let name = "same_step";
+    let colours = [series_colour(1), series_colour(0)];
+    let legend = vec![
+        LegendItem { label: "pairs committed in the same step".into(), colour: colours[0], swatch: Swatch::Box },
+        LegendItem { label: "pairs committed in different steps".into(), colour: colours[1], swatch: Swatch::Box },
+    ];
+    let mut scratch = String::new();
+    let legend_pt = {
+        crate::render::register_plotters_font();
+        let area = SVGBackend::with_string(&mut scratch, (u(width.width_pt()) as u32, 10)).into_drawing_area();
+        legend_height_pt(&area, &legend, name)?
+    };
+    let height = legend_pt + width.line_height_pt();
+    let y_max = groups
+        .iter()
+        .flat_map(|(_, s, c)| [s, c])
+        .map(|m| m.value + m.stderr.unwrap_or(0.0))
+        .fold(0.0f64, f64::max);
+    let y_max = if y_max > 0.0 { y_max * 1.12 } else { 1.0 };
+    let svg = draw_svg(name, width, height, |root| {
+        let (top, body) = root.split_vertically(u(legend_pt));
+        draw_legend(&top, &legend, name)?;
+        let n = groups.len() as f64;
+        let mut chart = ChartBuilder::on(&body)
+            .margin_top(u(4.0))
+            .margin_right(u(6.0))
+            .margin_left(u(2.0))
+            .x_label_area_size(u(TICK_PT + 6.0))
+            .y_label_area_size(u(TICK_PT * 2.2 + LABEL_PT + 6.0))
+            .build_cartesian_2d(0.0..n, 0.0..y_max)
+            .map_err(draw_err(name))?;
+        let y_fmt = |v: &f64| nice_label(*v);
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .disable_x_axis()
+            .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD).stroke_width(u(0.4) as u32))
+            .light_line_style(TRANSPARENT)
+            .axis_style(BLACK.stroke_width(u(0.6) as u32))
+            .set_all_tick_mark_size(u(2.5))
+            .y_labels(5)
+            .y_label_formatter(&y_fmt)
+            .label_style(font(TICK_PT))
+            .axis_desc_style(font(LABEL_PT))
+            .y_desc("unseen bigram rate (fraction)")
+            .draw()
+            .map_err(draw_err(name))?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, 0.0), (n, 0.0)],
+                BLACK.stroke_width(u(0.6) as u32),
+            )))
+            .map_err(draw_err(name))?;
+        for (g, (label, same, cross)) in groups.iter().enumerate() {
+            let g = g as f64;
+            for (b, (m, colour)) in [(same, colours[0]), (cross, colours[1])].into_iter().enumerate() {
+                let x0 = g + 0.18 + 0.32 * b as f64;
+                let x1 = x0 + 0.30;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, m.value)], colour.filled())))
+                    .map_err(draw_err(name))?;
+                if let Some(se) = m.stderr.filter(|s| *s > 0.0) {
+                    let xm = (x0 + x1) / 2.0;
+                    let style = BLACK.stroke_width(u(0.7) as u32);
+                    let (lo, hi) = ((m.value - se).max(0.0), m.value + se);
+                    let cap = 0.05;
+                    for seg in [vec![(xm, lo), (xm, hi)], vec![(xm - cap, lo), (xm + cap, lo)], vec![(xm - cap, hi), (xm + cap, hi)]] {
+                        chart.draw_series(std::iter::once(PathElement::new(seg, style))).map_err(draw_err(name))?;
+                    }
+                }
+            }
+            // The root's coordinates are absolute, like the chart's backend coordinates.
+            let (px, py) = chart.backend_coord(&(g + 0.5, 0.0));
+            root.draw(&Text::new(label.clone(), (px, py + u(3.0)), font(TICK_PT).pos(Pos::new(HPos::Center, VPos::Top))))
+                .map_err(draw_err(name))?;
+        }
+        Ok(())
+    })?;
+    Ok(Some(Figure {
+        name: name.into(),
+        width,
+        svg,
+        caption: "Unseen-bigram rate of adjacent generated pairs committed in the same parallel step against pairs \
+                  committed in different steps (error bars: bootstrap standard error over prompts). A higher \
+                  same-step bar is the marginal trap's signature."
+            .into(),
+    }))
+}
+
+// ---------------------------------------------------------------------------
+// The paper's view: top-3 tokens along the position axis, shaded by frequency rank.
+
+/// Which distances get a column: all when they fit, else the first ones densely and the rest log-spaced
+/// up to the last, so the far-field collapse stays in view.
+pub fn grid_columns(distances: &[u32], max_cols: usize) -> Vec<u32> {
+    let mut ds: Vec<u32> = distances.to_vec();
+    ds.sort_unstable();
+    ds.dedup();
+    if ds.len() <= max_cols || max_cols < 4 {
+        ds.truncate(max_cols.max(1));
+        return ds;
+    }
+    let dense = (max_cols * 3).div_ceil(5);
+    let sparse = max_cols - dense;
+    let mut out: Vec<u32> = ds[..dense].to_vec();
+    let rest = &ds[dense..];
+    // Log-spaced indices into the remaining distances, always ending with the farthest.
+    let (a, b) = (1.0f64, rest.len() as f64);
+    for k in 1..=sparse {
+        let t = k as f64 / sparse as f64;
+        let idx = (a * (b / a).powf(t)).round() as usize - 1;
+        let d = rest[idx.min(rest.len() - 1)];
+        if out.last() != Some(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+fn top_tokens_figure(
+    inputs: &ReportInputs,
+    ranks: Option<&TokenRanks>,
+    prompt: Option<&str>,
+    width: ColumnWidth,
+) -> Result<Option<Figure>, ReportError> {
+    let Some(probe) = &inputs.probe else { return Ok(None) };
+    let Some(prompt_id) = chosen_prompt(&probe.records, prompt)? else { return Ok(None) };
+    let mut rows: Vec<&ProbeRecord> = probe.records.iter().filter(|r| r.prompt_id == prompt_id).collect();
+    rows.sort_by_key(|r| r.distance);
+    let k = rows.iter().map(|r| r.top_tokens.len()).max().unwrap_or(0).min(3);
+    if rows.is_empty() || k == 0 {
+        return Ok(None);
+    }
+    let name = "top_tokens";
+    let left_pt = 26.0;
+    let min_cell_pt = 23.0;
+    let max_cols = ((width.width_pt() - left_pt - 6.0) / min_cell_pt).floor() as usize;
+    let distances: Vec<u32> = rows.iter().map(|r| r.distance).collect();
+    let cols = grid_columns(&distances, max_cols);
+    let gap_pt = 3.0;
+    let gaps = cols.windows(2).filter(|w| w[1] != w[0] + 1).count() as f64;
+    let cell_w_pt = (width.width_pt() - left_pt - 6.0 - gaps * gap_pt) / cols.len() as f64;
+    let cell_h_pt = 13.0;
+    let top_pt = 4.0;
+    let grid_h = cell_h_pt * k as f64;
+    let legend_h = 22.0;
+    let height = top_pt + grid_h + TICK_PT + 4.0 + LABEL_PT + 6.0 + legend_h;
+    let by_distance: BTreeMap<u32, &ProbeRecord> = rows.iter().map(|r| (r.distance, *r)).collect();
+    let source_label = match ranks.map(|r| &r.source) {
+        Some(RankSource::Corpus(_)) => "corpus frequency rank",
+        Some(RankSource::Predictions) => "frequency rank among predictions",
+        None => "frequency rank",
+    };
+    let svg = draw_svg(name, width, height, |root| {
+        let cell_font = font(6.5);
+        let mut x = left_pt;
+        for r in 0..k {
+            let y = top_pt + cell_h_pt * (r as f64 + 0.5);
+            root.draw(&Text::new(
+                format!("top-{}", r + 1),
+                (u(left_pt - 3.0), u(y)),
+                font(TICK_PT).pos(Pos::new(HPos::Right, VPos::Center)),
+            ))
+            .map_err(draw_err(name))?;
+        }
+        for (c, &d) in cols.iter().enumerate() {
+            if c > 0 && d != cols[c - 1] + 1 {
+                // A gap marks skipped distances.
+                root.draw(&Text::new(
+                    "·",
+                    (u(x + gap_pt / 2.0), u(top_pt + grid_h / 2.0)),
+                    font(TICK_PT).pos(Pos::new(HPos::Center, VPos::Center)),
+                ))
+                .map_err(draw_err(name))?;
+                x += gap_pt;
+            }
+            let record = by_distance.get(&d);
+            for r in 0..k {
+                let y0 = top_pt + cell_h_pt * r as f64;
+                let (token, id) = match record {
+                    Some(rec) if r < rec.top_tokens.len() => (rec.top_tokens[r].as_str(), rec.top_ids.get(r).copied()),
+                    _ => ("", None),
+                };
+                let rank = id.and_then(|id| ranks.and_then(|t| t.rank(id)));
+                let (fill, ink) = rank_colours(rank);
+                root.draw(&Rectangle::new(
+                    [(u(x + 0.4), u(y0 + 0.4)), (u(x + cell_w_pt - 0.4), u(y0 + cell_h_pt - 0.4))],
+                    fill.filled(),
+                ))
+                .map_err(draw_err(name))?;
+                if id.is_some() {
+                    let text = fit_token(root, token, &cell_font, u(cell_w_pt - 2.0), name)?;
+                    root.draw(&Text::new(
+                        text,
+                        (u(x + cell_w_pt / 2.0), u(y0 + cell_h_pt / 2.0)),
+                        cell_font.color(&ink).pos(Pos::new(HPos::Center, VPos::Center)),
+                    ))
+                    .map_err(draw_err(name))?;
+                }
+            }
+            root.draw(&Text::new(
+                d.to_string(),
+                (u(x + cell_w_pt / 2.0), u(top_pt + grid_h + 2.0)),
+                font(TICK_PT).pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(draw_err(name))?;
+            x += cell_w_pt;
+        }
+        let axis_y = top_pt + grid_h + TICK_PT + 4.0;
+        root.draw(&Text::new(
+            format!("{DISTANCE_LABEL} — prompt {}", display_token(&prompt_id, 24)),
+            (u(left_pt + (width.width_pt() - left_pt) / 2.0), u(axis_y)),
+            font(LABEL_PT).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .map_err(draw_err(name))?;
+        // The rank legend: one swatch per bin, most frequent first.
+        let ly = axis_y + LABEL_PT + 8.0;
+        let title = format!("{source_label}:");
+        root.draw(&Text::new(title.clone(), (u(6.0), u(ly + 4.0)), font(TICK_PT).pos(Pos::new(HPos::Left, VPos::Center))))
+            .map_err(draw_err(name))?;
+        let title_w = root.estimate_text_size(&title, &font(TICK_PT)).map_err(draw_err(name))?.0 as f64 / UNITS_PER_PT;
+        let bins = rank_bin_labels();
+        let avail = width.width_pt() - 6.0 - title_w - 10.0;
+        let sw = (avail / bins.len() as f64).min(40.0);
+        let mut lx = 6.0 + title_w + 6.0;
+        for (bin, label) in bins {
+            root.draw(&Rectangle::new([(u(lx), u(ly)), (u(lx + sw - 1.0), u(ly + 8.0))], RANK_RAMP[bin].filled()))
+                .map_err(draw_err(name))?;
+            root.draw(&Rectangle::new(
+                [(u(lx), u(ly)), (u(lx + sw - 1.0), u(ly + 8.0))],
+                RGBColor(0x99, 0x99, 0x99).stroke_width(u(0.3) as u32),
+            ))
+            .map_err(draw_err(name))?;
+            root.draw(&Text::new(
+                label,
+                (u(lx + (sw - 1.0) / 2.0), u(ly + 9.0)),
+                font(5.5).pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(draw_err(name))?;
+            lx += sw;
+        }
+        Ok(())
+    })?;
+    let rank_note = match ranks.map(|r| &r.source) {
+        Some(RankSource::Corpus(src)) => format!("their frequency rank in the reference corpus ({src})"),
+        _ => "how often they appear among all the probe's top-k predictions (no corpus unigram table was given)".into(),
+    };
+    Ok(Some(Figure {
+        name: name.into(),
+        width,
+        svg,
+        caption: format!(
+            "Top-{k} predicted tokens at each mask position of prompt `{prompt_id}`, shaded by {rank_note}; darker \
+             = more frequent. Columns after the first few are log-spaced distances (a dot marks skipped ones). \
+             Frequency collapse shows as the drift from content words near the prompt to dark, frequent tokens far \
+             from it."
+        ),
+    }))
+}
+
+/// Shortens a token until it fits `max_w` units in `style`.
+fn fit_token(area: &Area, token: &str, style: &TextStyle, max_w: i32, figure: &str) -> Result<String, ReportError> {
+    let mut max_chars = 12;
+    loop {
+        let text = display_token(token, max_chars);
+        let w = area.estimate_text_size(&text, style).map_err(draw_err(figure))?.0 as i32;
+        if w <= max_w || max_chars <= 2 {
+            return Ok(text);
+        }
+        max_chars -= 1;
+    }
+}
+
+/// The prompt the token grid shows: the one asked for, else the first prompt in file order.
+pub fn chosen_prompt(records: &[ProbeRecord], wanted: Option<&str>) -> Result<Option<String>, ReportError> {
+    match wanted {
+        Some(id) => {
+            if records.iter().any(|r| r.prompt_id == id) {
+                Ok(Some(id.to_owned()))
+            } else {
+                Err(ReportError::Options(format!("prompt `{id}` is not in the probe records")))
+            }
+        }
+        None => Ok(records.iter().min_by_key(|r| (r.prompt_index, r.distance)).map(|r| r.prompt_id.clone())),
+    }
+}
+
+/// Every figure the inputs allow, at every width asked for, in report order.
+pub fn build_figures(
+    inputs: &ReportInputs,
+    ranks: Option<&TokenRanks>,
+    prompt: Option<&str>,
+    widths: &[ColumnWidth],
+) -> Result<Vec<Figure>, ReportError> {
+    let mut out = Vec::new();
+    for &width in widths {
+        let figures = [
+            entropy_figure(inputs, width)?,
+            frequent_share_figure(inputs, width)?,
+            top_tokens_figure(inputs, ranks, prompt, width)?,
+            divergence_figure(inputs, width)?,
+            unseen_rate_figure(inputs, width)?,
+            same_step_figure(inputs, width)?,
+        ];
+        out.extend(figures.into_iter().flatten());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_columns_keep_everything_that_fits() {
+        assert_eq!(grid_columns(&[3, 1, 2, 2], 10), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn grid_columns_sample_the_far_field_and_end_at_the_last_distance() {
+        let ds: Vec<u32> = (1..=64).collect();
+        let cols = grid_columns(&ds, 10);
+        assert_eq!(&cols[..6], &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(*cols.last().unwrap(), 64);
+        assert!(cols.len() <= 10);
+        assert!(cols.windows(2).all(|w| w[0] < w[1]), "{cols:?}");
+    }
+
+    #[test]
+    fn probe_curve_gives_mean_and_quartiles_per_distance() {
+        let rec = |d: u32, e: f32| ProbeRecord {
+            prompt_index: 0,
+            prompt_id: "0".into(),
+            prompt_len: 1,
+            position: d,
+            distance: d,
+            top_ids: vec![],
+            top_tokens: vec![],
+            top_probs: vec![],
+            entropy: e,
+            max_prob: 0.0,
+            margin: 0.0,
+            eot_mass: 0.0,
+            kl_unigram: None,
+            xent_unigram: None,
+            js_prev: None,
+        };
+        let rows = vec![rec(1, 1.0), rec(1, 2.0), rec(1, 3.0), rec(1, 4.0), rec(1, 5.0), rec(2, 7.0)];
+        let pts = probe_curve(&rows, "entropy", |r| Some(r.entropy));
+        assert_eq!(pts.len(), 2);
+        assert_eq!((pts[0].mean, pts[0].median, pts[0].q25, pts[0].q75, pts[0].n), (3.0, 3.0, 2.0, 4.0, 5));
+        assert_eq!((pts[1].x, pts[1].mean, pts[1].q25), (2.0, 7.0, 7.0));
+        assert!(probe_curve(&rows, "kl", |r| r.kl_unigram).is_empty());
+    }
+
+    #[test]
+    fn onset_uses_the_metric_then_the_threshold() {
+        let p = |x: f64, mean: f64| CurvePoint {
+            curve: "frequent_share".into(),
+            series: "all".into(),
+            x,
+            mean,
+            median: mean,
+            q25: mean,
+            q75: mean,
+            n: 1,
+        };
+        let mut run = RunData { curves: vec![p(1.0, 0.1), p(2.0, 0.4), p(3.0, 0.6), p(4.0, 0.9)], ..RunData::default() };
+        assert_eq!(collapse_onset(&run), Some((3.0, "threshold")));
+        run.metrics = Some(cp_records::MetricsFile {
+            schema_version: 1,
+            sources: vec![],
+            metrics: vec![Metric {
+                name: "collapse.onset_distance".into(),
+                value: 7.0,
+                unit: "tokens".into(),
+                better: cp_records::Better::Higher,
+                stderr: None,
+                n: 3,
+            }],
+        });
+        assert_eq!(collapse_onset(&run), Some((7.0, "analysis")));
+    }
+
+    #[test]
+    fn labels_are_short_numbers() {
+        for (v, s) in [(0.0, "0"), (3.0, "3"), (0.25, "0.25"), (0.5, "0.5"), (12.34, "12.3"), (0.0125, "0.013"), (1500.0, "1500")] {
+            assert_eq!(nice_label(v), s);
+        }
+    }
+}
