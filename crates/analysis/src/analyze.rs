@@ -1,0 +1,190 @@
+//! Turning record folders into `metrics.json`, `curves.parquet` and `manifest.json`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use cp_records::{files, read_table, write_json, write_table, CurvePoint, Format, Generation, Manifest, MetricsFile, OutputDir, ProbeRecord, SCHEMA_VERSION};
+use polars::prelude::*;
+
+use crate::collapse::{analyze_probe, Analysis, CollapseSettings, ProbeColumns};
+use crate::error::{AnalysisError, Result};
+use crate::index::NgramIndex;
+use crate::trap::{analyze_decode, TrapSettings};
+use crate::unigram::Unigram;
+
+/// What a records folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordsKind {
+    /// `records.parquet`/`records.jsonl` from `collapse-probe probe`.
+    Probe,
+    /// `generations.*` (and `steps.*`) from `collapse-probe decode`.
+    Decode,
+}
+
+/// A records folder to analyse, with the label that names its series and metric suffix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordsFolder {
+    pub path: PathBuf,
+    pub kinds: Vec<RecordsKind>,
+    pub label: String,
+}
+
+/// Detects what `dir` holds from its files; `manifest.json`, when present, must agree.
+pub fn detect(dir: &Path) -> Result<Vec<RecordsKind>> {
+    let mut kinds = Vec::new();
+    if Format::find(dir, files::PROBE_RECORDS).is_ok() {
+        kinds.push(RecordsKind::Probe);
+    }
+    if Format::find(dir, files::DECODE_GENERATIONS).is_ok() {
+        kinds.push(RecordsKind::Decode);
+    }
+    let manifest_path = dir.join(files::MANIFEST_JSON);
+    if manifest_path.is_file() {
+        let manifest: Manifest = cp_records::read_json(&manifest_path)?;
+        let wanted = match manifest.kind.as_str() {
+            "probe" => Some(RecordsKind::Probe),
+            "decode" => Some(RecordsKind::Decode),
+            _ => None,
+        };
+        if let Some(k) = wanted {
+            if !kinds.contains(&k) {
+                return Err(AnalysisError::BadRecords {
+                    path: dir.to_owned(),
+                    message: format!("manifest.json says kind `{}` but the folder lacks its tables", manifest.kind),
+                });
+            }
+        }
+    }
+    if kinds.is_empty() {
+        return Err(AnalysisError::BadRecords {
+            path: dir.to_owned(),
+            message: "neither probe records (records.parquet/.jsonl) nor decode output (generations.parquet/.jsonl)".into(),
+        });
+    }
+    Ok(kinds)
+}
+
+/// Detects every folder and gives each a unique label (its file name, made unique by `#k`).
+pub fn detect_all(dirs: &[PathBuf]) -> Result<Vec<RecordsFolder>> {
+    let mut out: Vec<RecordsFolder> = Vec::new();
+    for dir in dirs {
+        let kinds = detect(dir)?;
+        let base = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        let mut label = base.clone();
+        let mut k = 2;
+        while out.iter().any(|f| f.label == label) {
+            label = format!("{base}#{k}");
+            k += 1;
+        }
+        out.push(RecordsFolder { path: dir.clone(), kinds, label });
+    }
+    Ok(out)
+}
+
+/// Settings of a whole analysis.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnalyzeSettings {
+    pub collapse: CollapseSettings,
+    pub trap: TrapSettings,
+}
+
+/// The result of [`analyze_folders`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisOutput {
+    pub metrics: MetricsFile,
+    pub curves: Vec<CurvePoint>,
+    /// Metric groups that were skipped, and why (recorded in the manifest).
+    pub skipped: Vec<String>,
+}
+
+/// Reads the probe records of a folder, skipping the `top_tokens` column.
+pub fn read_probe_columns(dir: &Path) -> Result<ProbeColumns> {
+    let path = Format::find(dir, files::PROBE_RECORDS)?;
+    let name = path.display().to_string();
+    if path.extension().and_then(|e| e.to_str()) == Some("parquet") {
+        let perr = |e: PolarsError| AnalysisError::Polars { context: name.clone(), source: e };
+        let file = File::open(&path).map_err(|e| AnalysisError::io(&path, e))?;
+        let mut reader = ParquetReader::new(file);
+        let schema = reader.schema().map_err(perr)?;
+        let wanted: Vec<String> = schema.iter_names().map(|n| n.to_string()).filter(|n| n != "top_tokens" && n != "prompt_id").collect();
+        let file = File::open(&path).map_err(|e| AnalysisError::io(&path, e))?;
+        let df = ParquetReader::new(file).with_columns(Some(wanted)).finish().map_err(perr)?;
+        ProbeColumns::from_frame(&df, &name)
+    } else {
+        let rows: Vec<ProbeRecord> = read_table(&path)?;
+        Ok(ProbeColumns::from_records(&rows))
+    }
+}
+
+/// Analyses every folder. `unigram` enables the frequency metrics of probe folders, `index`
+/// the unseen n-gram metrics of decode folders. When several folders hold the same kind of
+/// records, their metric names get the suffix `@label` and their curves the series `label`.
+pub fn analyze_folders(
+    folders: &[RecordsFolder],
+    unigram: Option<&Unigram>,
+    index: Option<&NgramIndex>,
+    settings: &AnalyzeSettings,
+) -> Result<AnalysisOutput> {
+    let count = |k: RecordsKind| folders.iter().filter(|f| f.kinds.contains(&k)).count();
+    let (n_probe, n_decode) = (count(RecordsKind::Probe), count(RecordsKind::Decode));
+    let mut metrics = Vec::new();
+    let mut curves = Vec::new();
+    let mut skipped = Vec::new();
+    if n_probe > 0 && unigram.is_none() {
+        skipped.push("collapse.frequent_share, collapse.frequent_mass, collapse.top1_rank, collapse.onset: no --index given".into());
+    }
+    if n_decode > 0 && index.is_none() {
+        skipped.push("trap.unseen_*gram_rate, trap.*_unseen_bigram_rate, trap.same_vs_diff_ratio: no --index given".into());
+    }
+    for folder in folders {
+        for &kind in &folder.kinds {
+            let several = if kind == RecordsKind::Probe { n_probe > 1 } else { n_decode > 1 };
+            let series = if several { folder.label.clone() } else { "all".to_string() };
+            let Analysis { metrics: m, curves: c } = match kind {
+                RecordsKind::Probe => {
+                    let cols = read_probe_columns(&folder.path)?;
+                    analyze_probe(&cols, unigram, &settings.collapse, &series)?
+                }
+                RecordsKind::Decode => {
+                    let path = Format::find(&folder.path, files::DECODE_GENERATIONS)?;
+                    let gens: Vec<Generation> = read_table(&path)?;
+                    analyze_decode(&gens, index, &settings.trap, &series)?
+                }
+            };
+            metrics.extend(m.into_iter().map(|mut m| {
+                if several {
+                    m.name = format!("{}@{}", m.name, folder.label);
+                }
+                m
+            }));
+            curves.extend(c);
+        }
+    }
+    Ok(AnalysisOutput {
+        metrics: MetricsFile {
+            schema_version: SCHEMA_VERSION,
+            sources: folders.iter().map(|f| f.path.display().to_string()).collect(),
+            metrics,
+        },
+        curves,
+        skipped,
+    })
+}
+
+/// Writes `metrics.json`, `curves.parquet` and `manifest.json` into `out` atomically.
+pub fn write_analysis(out: &Path, output: &AnalysisOutput, mut manifest: Manifest) -> Result<PathBuf> {
+    let staged = OutputDir::create(out)?;
+    write_json(&staged.path().join(files::METRICS_JSON), &output.metrics)?;
+    let curves = write_table(staged.path(), files::CURVES, &output.curves, Format::Parquet)?;
+    manifest.files = vec![
+        files::METRICS_JSON.to_owned(),
+        curves.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        files::MANIFEST_JSON.to_owned(),
+    ];
+    write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
+    Ok(staged.commit()?)
+}

@@ -1,0 +1,282 @@
+//! Reading reference corpora and building an index folder from them.
+//!
+//! Corpus files are recognised by extension:
+//! - `.jsonl`: one JSON object per line, the document is its text field (`text` by default);
+//! - `.parquet`: the document is each value of a string column (`text` by default);
+//! - anything else is plain UTF-8 text, split into documents by [`DocSplit`].
+//!
+//! Documents are tokenized in parallel batches (rayon) with a caller-supplied tokenizer, so
+//! this crate never depends on a particular tokenizer library.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::error::{AnalysisError, Result};
+use crate::index::{index_files, IndexBuilder, IndexHeader, INDEX_FORMAT_VERSION};
+
+/// How a plain-text corpus file is cut into documents. N-grams never cross documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DocSplit {
+    /// Blocks separated by one or more blank lines; single newlines stay inside the document,
+    /// so the index sees the newline tokens a model generates.
+    #[default]
+    Paragraph,
+    /// Every non-empty line is a document (its newline is not part of it).
+    Line,
+    /// The whole file is one document.
+    File,
+}
+
+impl DocSplit {
+    /// The name used on the command line and in `index.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DocSplit::Paragraph => "paragraph",
+            DocSplit::Line => "line",
+            DocSplit::File => "file",
+        }
+    }
+}
+
+/// How to build an index.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// The JSON key or Parquet column holding the text.
+    pub text_field: String,
+    /// How plain-text files are cut into documents.
+    pub split: DocSplit,
+    /// The tokenizer's vocabulary size (the unigram table is padded to it).
+    pub vocab_size: u32,
+    /// SHA-256 of `tokenizer.json`, recorded in the header.
+    pub tokenizer_sha256: Option<String>,
+    /// The tokenizer path as given, recorded in the header.
+    pub tokenizer: Option<String>,
+    /// Approximate bytes of text tokenized per parallel batch.
+    pub batch_bytes: usize,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings {
+            text_field: "text".into(),
+            split: DocSplit::Paragraph,
+            vocab_size: 0,
+            tokenizer_sha256: None,
+            tokenizer: None,
+            batch_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Progress of [`build_index`], reported to the caller's callback.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BuildProgress {
+    /// Bytes of corpus files read and tokenized so far, out of their total size.
+    Tokenizing { bytes: u64, total: u64 },
+    /// Tokenization finished; sorting the suffixes of this many tokens.
+    Sorting { tokens: u64 },
+    /// Writing the index files.
+    Writing,
+}
+
+/// Calls `sink` with batches of documents (about `batch_bytes` of text each) and the number of
+/// file bytes they came from.
+pub fn read_documents(
+    path: &Path,
+    settings: &BuildSettings,
+    mut sink: impl FnMut(Vec<String>, u64) -> Result<()>,
+) -> Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let mut batch: Vec<String> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut flush = |batch: &mut Vec<String>, bytes: &mut usize, force: bool| -> Result<()> {
+        if (force && !batch.is_empty()) || *bytes >= settings.batch_bytes {
+            sink(std::mem::take(batch), *bytes as u64)?;
+            *bytes = 0;
+        }
+        Ok(())
+    };
+    match ext {
+        "parquet" => {
+            let file = File::open(path).map_err(|e| AnalysisError::io(path, e))?;
+            let size = file.metadata().map_err(|e| AnalysisError::io(path, e))?.len();
+            use polars::prelude::*;
+            let df = ParquetReader::new(file)
+                .with_columns(Some(vec![settings.text_field.clone()]))
+                .finish()
+                .map_err(|e| AnalysisError::Corpus { path: path.to_owned(), line: None, message: e.to_string() })?;
+            let col = df.column(&settings.text_field).map_err(|_| AnalysisError::Corpus {
+                path: path.to_owned(),
+                line: None,
+                message: format!("no column `{}`", settings.text_field),
+            })?;
+            let strings = col.str().map_err(|_| AnalysisError::Corpus {
+                path: path.to_owned(),
+                line: None,
+                message: format!("column `{}` is {}, not a string column", settings.text_field, col.dtype()),
+            })?;
+            let per_doc = size / strings.len().max(1) as u64;
+            for s in strings.iter().flatten() {
+                batch_bytes += s.len().max(per_doc as usize);
+                batch.push(s.to_owned());
+                flush(&mut batch, &mut batch_bytes, false)?;
+            }
+        }
+        "jsonl" => {
+            let reader = BufReader::new(File::open(path).map_err(|e| AnalysisError::io(path, e))?);
+            for (i, line) in reader.lines().enumerate() {
+                let line = line.map_err(|e| AnalysisError::io(path, e))?;
+                batch_bytes += line.len() + 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let err = |message: String| AnalysisError::Corpus { path: path.to_owned(), line: Some(i + 1), message };
+                let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
+                match value.get(&settings.text_field) {
+                    Some(serde_json::Value::String(s)) => batch.push(s.clone()),
+                    Some(other) => return Err(err(format!("field `{}` is not a string: {other}", settings.text_field))),
+                    None => return Err(err(format!("no field `{}`", settings.text_field))),
+                }
+                flush(&mut batch, &mut batch_bytes, false)?;
+            }
+        }
+        _ => {
+            let mut reader = BufReader::new(File::open(path).map_err(|e| AnalysisError::io(path, e))?);
+            let mut doc = String::new();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = reader.read_line(&mut line).map_err(|e| AnalysisError::io(path, e))?;
+                batch_bytes += n;
+                let blank = line.trim().is_empty();
+                let end_doc = match settings.split {
+                    DocSplit::Line => {
+                        if !blank {
+                            doc.push_str(line.trim_end_matches(['\n', '\r']));
+                        }
+                        true
+                    }
+                    DocSplit::Paragraph => {
+                        if !blank {
+                            doc.push_str(&line);
+                        }
+                        blank
+                    }
+                    DocSplit::File => {
+                        doc.push_str(&line);
+                        false
+                    }
+                };
+                if (end_doc || n == 0) && !doc.is_empty() {
+                    let mut d = std::mem::take(&mut doc);
+                    if settings.split == DocSplit::Paragraph {
+                        // The newline that ends the paragraph belongs to the separator, not to it.
+                        let trimmed = d.trim_end_matches(['\n', '\r']).len();
+                        d.truncate(trimmed);
+                    }
+                    batch.push(d);
+                    flush(&mut batch, &mut batch_bytes, false)?;
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    flush(&mut batch, &mut batch_bytes, true)
+}
+
+/// Reads, tokenizes and indexes `corpus`, writing the index folder `out` atomically
+/// (nothing is left behind on error). `tokenize` maps a document to token ids.
+pub fn build_index<F>(
+    corpus: &[PathBuf],
+    settings: &BuildSettings,
+    tokenize: F,
+    progress: &(dyn Fn(BuildProgress) + Sync),
+    out: &Path,
+) -> Result<IndexHeader>
+where
+    F: Fn(&str) -> std::result::Result<Vec<u32>, String> + Sync,
+{
+    let mut total = 0u64;
+    for p in corpus {
+        total += std::fs::metadata(p).map_err(|e| AnalysisError::io(p, e))?.len();
+    }
+    let mut builder = IndexBuilder::new();
+    let mut done = 0u64;
+    progress(BuildProgress::Tokenizing { bytes: 0, total });
+    for path in corpus {
+        let mut docs_seen = 0usize;
+        read_documents(path, settings, |docs, bytes| {
+            let ids: Vec<std::result::Result<Vec<u32>, String>> = docs.par_iter().map(|d| tokenize(d)).collect();
+            for (k, r) in ids.into_iter().enumerate() {
+                let ids = r.map_err(|message| AnalysisError::Tokenize { path: path.clone(), doc: docs_seen + k, message })?;
+                builder.push_document(&ids, path)?;
+            }
+            docs_seen += docs.len();
+            done += bytes;
+            progress(BuildProgress::Tokenizing { bytes: done.min(total), total });
+            Ok(())
+        })?;
+    }
+    progress(BuildProgress::Sorting { tokens: builder.token_count() });
+    let built = builder.finish(settings.vocab_size);
+    progress(BuildProgress::Writing);
+    let staged = cp_records::OutputDir::create(out)?;
+    let file_bytes = built.write_files(staged.path())?;
+    let header = IndexHeader {
+        format_version: INDEX_FORMAT_VERSION,
+        tokenizer_sha256: settings.tokenizer_sha256.clone(),
+        tokenizer: settings.tokenizer.clone(),
+        vocab_size: built.unigram().len() as u32,
+        token_count: built.token_count(),
+        doc_count: built.doc_count(),
+        file_bytes,
+        sources: corpus.iter().map(|p| p.display().to_string()).collect(),
+        doc_split: settings.split.name().into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    cp_records::write_json(&staged.path().join(index_files::HEADER), &header)?;
+    staged.commit()?;
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs_of(text: &str, split: DocSplit) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.txt");
+        std::fs::write(&p, text).unwrap();
+        let mut out = Vec::new();
+        let settings = BuildSettings { split, batch_bytes: 4, ..Default::default() };
+        read_documents(&p, &settings, |d, _| {
+            out.extend(d);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn plain_text_splits() {
+        let text = "a b\nc\n\n\nd e\n";
+        assert_eq!(docs_of(text, DocSplit::Paragraph), vec!["a b\nc", "d e"]);
+        assert_eq!(docs_of(text, DocSplit::Line), vec!["a b", "c", "d e"]);
+        assert_eq!(docs_of(text, DocSplit::File), vec![text]);
+        assert_eq!(docs_of("x", DocSplit::Paragraph), vec!["x"]);
+    }
+
+    #[test]
+    fn jsonl_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jsonl");
+        std::fs::write(&p, "{\"text\":\"a\"}\n{\"body\":\"b\"}\n").unwrap();
+        let err = read_documents(&p, &BuildSettings::default(), |_, _| Ok(())).unwrap_err().to_string();
+        assert!(err.contains("c.jsonl:2") && err.contains("no field `text`"), "{err}");
+    }
+}

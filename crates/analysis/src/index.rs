@@ -1,0 +1,434 @@
+//! The reference-corpus n-gram index: token ids with document separators, their suffix array
+//! and the unigram table. Any n-gram's count is two binary searches inside the suffix-array
+//! bucket of its first token.
+//!
+//! Folder layout (see METRICS.md, "Index format"):
+//! - `index.json`: [`IndexHeader`];
+//! - `tokens.bin`: the corpus as `u32` ids, each document followed by [`SEPARATOR`];
+//! - `suffix.bin`: the `u32` start positions of every non-separator suffix, sorted;
+//! - `unigram.bin`: `u64` counts by token id (see [`Unigram`]).
+//!
+//! Suffixes are ordered with the separator below every token id, so the suffixes that start
+//! with token `t` form the bucket `[C(t), C(t) + count(t))`, `C(t)` being the number of corpus
+//! tokens with a smaller id: the unigram table doubles as the first level of the search.
+//! No suffix can match an n-gram across a separator, so no counted n-gram crosses a document.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AnalysisError, Result};
+use crate::store::{read_words, write_words, Words, SUFFIX_MAGIC, TOKENS_MAGIC, UNIGRAM_MAGIC};
+use crate::unigram::{check_total, Unigram, UNIGRAM_FILE};
+
+/// Version of the index folder layout; bumped when a file changes meaning.
+pub const INDEX_FORMAT_VERSION: u32 = 1;
+
+/// The id that ends every document in `tokens.bin`. It is never a valid token id.
+pub const SEPARATOR: u32 = u32::MAX;
+
+/// File names inside an index folder.
+pub mod index_files {
+    /// The header ([`super::IndexHeader`]).
+    pub const HEADER: &str = "index.json";
+    /// Token ids with document separators.
+    pub const TOKENS: &str = "tokens.bin";
+    /// The suffix array.
+    pub const SUFFIX: &str = "suffix.bin";
+    /// The unigram table.
+    pub const UNIGRAM: &str = super::UNIGRAM_FILE;
+}
+
+/// `index.json`: what an index holds and how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexHeader {
+    /// [`INDEX_FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// SHA-256 of the `tokenizer.json` used to tokenize the corpus (absent for id corpora).
+    pub tokenizer_sha256: Option<String>,
+    /// The tokenizer path as given.
+    pub tokenizer: Option<String>,
+    /// Length of the unigram table: the tokenizer's vocabulary size, or one past the largest id seen.
+    pub vocab_size: u32,
+    /// Corpus tokens, separators excluded.
+    pub token_count: u64,
+    /// Non-empty documents.
+    pub doc_count: u64,
+    /// Byte size of every binary file, by name.
+    pub file_bytes: BTreeMap<String, u64>,
+    /// The corpus files as given.
+    pub sources: Vec<String>,
+    /// How plain-text files were split into documents (`paragraph`, `line` or `file`).
+    pub doc_split: String,
+    /// Version of collapse-probe that wrote the index.
+    pub tool_version: String,
+}
+
+impl IndexHeader {
+    /// Index bytes per corpus token (all binary files).
+    pub fn bytes_per_token(&self) -> f64 {
+        self.file_bytes.values().sum::<u64>() as f64 / self.token_count.max(1) as f64
+    }
+}
+
+/// Accumulates documents and sorts their suffixes.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    text: Vec<u32>,
+    doc_count: u64,
+    counts: Vec<u64>,
+}
+
+/// An index built in memory, ready to be written or queried.
+#[derive(Debug)]
+pub struct BuiltIndex {
+    text: Vec<u32>,
+    suffixes: Vec<u32>,
+    unigram: Unigram,
+    doc_count: u64,
+}
+
+impl IndexBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one document; empty documents are skipped. `source` only names errors.
+    pub fn push_document(&mut self, ids: &[u32], source: &Path) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let limit = u32::MAX as u64 - 1;
+        let total = self.text.len() as u64 + ids.len() as u64 + 1;
+        if total > limit {
+            return Err(AnalysisError::CorpusTooLarge { tokens: total, limit });
+        }
+        for &t in ids {
+            if t == SEPARATOR {
+                return Err(AnalysisError::ReservedTokenId { path: source.to_owned(), id: t });
+            }
+            let t = t as usize;
+            if t >= self.counts.len() {
+                self.counts.resize(t + 1, 0);
+            }
+            self.counts[t] += 1;
+        }
+        self.text.extend_from_slice(ids);
+        self.text.push(SEPARATOR);
+        self.doc_count += 1;
+        Ok(())
+    }
+
+    /// Corpus tokens pushed so far (separators excluded).
+    pub fn token_count(&self) -> u64 {
+        self.text.len() as u64 - self.doc_count
+    }
+
+    /// Sorts the suffixes. `vocab_size` pads the unigram table to the tokenizer's vocabulary.
+    pub fn finish(self, vocab_size: u32) -> BuiltIndex {
+        let IndexBuilder { mut text, doc_count, mut counts } = self;
+        if counts.len() < vocab_size as usize {
+            counts.resize(vocab_size as usize, 0);
+        }
+        // SA-IS wants a compact alphabet with the separator smallest: shift ids by one in place
+        // (the separator wraps to 0), sort, and shift back.
+        let upper = counts.len() as u32;
+        text.iter_mut().for_each(|t| *t = t.wrapping_add(1));
+        let mut suffixes = crate::sais::suffix_array(&text, upper);
+        text.iter_mut().for_each(|t| *t = t.wrapping_sub(1));
+        // The first `doc_count` suffixes start with a separator; no n-gram query can match them.
+        suffixes.drain(..doc_count as usize);
+        BuiltIndex { text, suffixes, unigram: Unigram::from_counts(counts), doc_count }
+    }
+}
+
+impl BuiltIndex {
+    /// Writes the binary files into `dir` (an existing folder, normally a staging folder) and
+    /// returns their byte sizes by name.
+    pub fn write_files(&self, dir: &Path) -> Result<BTreeMap<String, u64>> {
+        let mut sizes = BTreeMap::new();
+        let p = dir.join(index_files::TOKENS);
+        sizes.insert(index_files::TOKENS.to_owned(), write_words(&p, TOKENS_MAGIC, &self.text)?);
+        let p = dir.join(index_files::SUFFIX);
+        sizes.insert(index_files::SUFFIX.to_owned(), write_words(&p, SUFFIX_MAGIC, &self.suffixes)?);
+        let p = dir.join(index_files::UNIGRAM);
+        sizes.insert(index_files::UNIGRAM.to_owned(), write_words(&p, UNIGRAM_MAGIC, self.unigram.counts())?);
+        Ok(sizes)
+    }
+
+    /// Corpus tokens (separators excluded).
+    pub fn token_count(&self) -> u64 {
+        self.suffixes.len() as u64
+    }
+
+    /// Non-empty documents.
+    pub fn doc_count(&self) -> u64 {
+        self.doc_count
+    }
+
+    /// The unigram table.
+    pub fn unigram(&self) -> &Unigram {
+        &self.unigram
+    }
+
+    /// Turns the built index into a queryable one without touching the disk.
+    pub fn into_index(self, header: IndexHeader) -> NgramIndex {
+        NgramIndex::assemble(Words::Owned(self.text), Words::Owned(self.suffixes), self.unigram, header)
+    }
+}
+
+/// A queryable n-gram index (memory-mapped when opened from a folder).
+pub struct NgramIndex {
+    text: Words<u32>,
+    suffixes: Words<u32>,
+    unigram: Unigram,
+    /// `bucket[t]..bucket[t + 1]`: the suffix-array range of suffixes starting with token `t`.
+    bucket: Vec<u64>,
+    header: IndexHeader,
+}
+
+impl std::fmt::Debug for NgramIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NgramIndex").field("header", &self.header).finish_non_exhaustive()
+    }
+}
+
+impl NgramIndex {
+    /// Builds an in-memory index of `docs` (tests, small corpora).
+    pub fn from_documents<D: AsRef<[u32]>>(docs: &[D]) -> Result<Self> {
+        let mut b = IndexBuilder::new();
+        for d in docs {
+            b.push_document(d.as_ref(), Path::new("<memory>"))?;
+        }
+        let built = b.finish(0);
+        let header = IndexHeader {
+            format_version: INDEX_FORMAT_VERSION,
+            tokenizer_sha256: None,
+            tokenizer: None,
+            vocab_size: built.unigram.len() as u32,
+            token_count: built.token_count(),
+            doc_count: built.doc_count,
+            file_bytes: BTreeMap::new(),
+            sources: Vec::new(),
+            doc_split: "memory".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        Ok(built.into_index(header))
+    }
+
+    /// Opens an index folder. When `tokenizer_sha256` is given it must equal the one recorded
+    /// at build time. Every file is checked against `index.json` (magic, sizes, counts) and
+    /// every suffix position is checked to lie inside the text.
+    pub fn open(dir: &Path, tokenizer_sha256: Option<&str>) -> Result<Self> {
+        let header_path = dir.join(index_files::HEADER);
+        let header: IndexHeader = cp_records::read_json(&header_path)?;
+        if header.format_version != INDEX_FORMAT_VERSION {
+            return Err(AnalysisError::corrupt(
+                &header_path,
+                format!("format version {} is not the supported {INDEX_FORMAT_VERSION}", header.format_version),
+            ));
+        }
+        if let (Some(expected), Some(found)) = (tokenizer_sha256, header.tokenizer_sha256.as_deref()) {
+            if expected != found {
+                return Err(AnalysisError::TokenizerMismatch {
+                    path: header_path,
+                    expected: expected.to_owned(),
+                    found: found.to_owned(),
+                });
+            }
+        }
+        for (name, &bytes) in &header.file_bytes {
+            let p = dir.join(name);
+            let size = std::fs::metadata(&p).map_err(|e| AnalysisError::io(&p, e))?.len();
+            if size != bytes {
+                return Err(AnalysisError::corrupt(&p, format!("{size} bytes, index.json says {bytes}")));
+            }
+        }
+        let tokens_path = dir.join(index_files::TOKENS);
+        let text = read_words::<u32>(&tokens_path, TOKENS_MAGIC)?;
+        let n_text = text.as_slice().len() as u64;
+        if n_text != header.token_count + header.doc_count {
+            return Err(AnalysisError::corrupt(
+                &tokens_path,
+                format!("{n_text} entries, expected {} tokens + {} separators", header.token_count, header.doc_count),
+            ));
+        }
+        if n_text > 0 && text.as_slice()[n_text as usize - 1] != SEPARATOR {
+            return Err(AnalysisError::corrupt(&tokens_path, "the last document lacks its separator"));
+        }
+        let suffix_path = dir.join(index_files::SUFFIX);
+        let suffixes = read_words::<u32>(&suffix_path, SUFFIX_MAGIC)?;
+        if suffixes.as_slice().len() as u64 != header.token_count {
+            return Err(AnalysisError::corrupt(
+                &suffix_path,
+                format!("{} suffixes, expected {}", suffixes.as_slice().len(), header.token_count),
+            ));
+        }
+        // A position outside the text would make queries panic; one linear scan rules it out.
+        if let Some(bad) = suffixes.as_slice().iter().position(|&p| p as u64 >= n_text) {
+            return Err(AnalysisError::corrupt(&suffix_path, format!("entry {bad} points past the end of the text")));
+        }
+        let unigram_path = dir.join(index_files::UNIGRAM);
+        let unigram = Unigram::load(dir)?;
+        check_total(&unigram, header.token_count, &unigram_path)?;
+        Ok(Self::assemble(text, suffixes, unigram, header))
+    }
+
+    fn assemble(text: Words<u32>, suffixes: Words<u32>, unigram: Unigram, header: IndexHeader) -> Self {
+        let mut bucket = Vec::with_capacity(unigram.len() + 1);
+        let mut acc = 0u64;
+        bucket.push(0);
+        for &c in unigram.counts() {
+            acc += c;
+            bucket.push(acc);
+        }
+        NgramIndex { text, suffixes, unigram, bucket, header }
+    }
+
+    /// The header (`index.json`).
+    pub fn header(&self) -> &IndexHeader {
+        &self.header
+    }
+
+    /// The unigram table.
+    pub fn unigram(&self) -> &Unigram {
+        &self.unigram
+    }
+
+    /// Corpus tokens.
+    pub fn token_count(&self) -> u64 {
+        self.suffixes.as_slice().len() as u64
+    }
+
+    /// How often `ngram` occurs inside a document. The empty n-gram occurs `token_count` times.
+    pub fn count(&self, ngram: &[u32]) -> u64 {
+        match ngram.split_first() {
+            None => self.token_count(),
+            Some(_) => {
+                let r = self.range(ngram);
+                (r.end - r.start) as u64
+            }
+        }
+    }
+
+    /// Whether `ngram` occurs inside some document.
+    pub fn contains(&self, ngram: &[u32]) -> bool {
+        let Some((&first, rest)) = ngram.split_first() else { return true };
+        let Some(b) = self.first_bucket(first) else { return false };
+        if rest.is_empty() {
+            return !b.is_empty();
+        }
+        if rest.contains(&SEPARATOR) {
+            return false;
+        }
+        // One lower-bound search suffices: the n-gram occurs iff the first suffix not smaller
+        // than it starts with it.
+        let sa = &self.suffixes.as_slice()[b.clone()];
+        let i = sa.partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less);
+        i < sa.len() && self.cmp_suffix(sa[i] as usize + 1, rest) == Ordering::Equal
+    }
+
+    /// The suffix-array range of suffixes starting with `ngram` (empty when it never occurs).
+    fn range(&self, ngram: &[u32]) -> Range<usize> {
+        let (&first, rest) = ngram.split_first().expect("non-empty n-gram");
+        let Some(b) = self.first_bucket(first) else { return 0..0 };
+        if rest.contains(&SEPARATOR) {
+            return 0..0;
+        }
+        let sa = &self.suffixes.as_slice()[b.clone()];
+        let lo = sa.partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less);
+        let hi = lo + sa[lo..].partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Equal);
+        b.start + lo..b.start + hi
+    }
+
+    fn first_bucket(&self, t: u32) -> Option<Range<usize>> {
+        let t = t as usize;
+        if t + 1 >= self.bucket.len() {
+            return None;
+        }
+        Some(self.bucket[t] as usize..self.bucket[t + 1] as usize)
+    }
+
+    /// Compares the text from `pos` with `pat`: `Equal` when the text starts with `pat`.
+    /// The separator sorts below every id; `pat` holds no separator, so the scan stops at the
+    /// end of the document and never leaves the text (which ends with a separator).
+    #[inline]
+    fn cmp_suffix(&self, pos: usize, pat: &[u32]) -> Ordering {
+        let text = &self.text.as_slice()[pos..];
+        for (&t, &p) in text.iter().zip(pat) {
+            if t != p {
+                return t.wrapping_add(1).cmp(&p.wrapping_add(1));
+            }
+        }
+        if text.len() < pat.len() {
+            Ordering::Less
+        } else {
+            Ordering::Equal
+        }
+    }
+
+    /// For each start `i`, the length (at most `max_n`) of the longest n-gram starting at `i`
+    /// that occurs in the corpus: the n-gram `tokens[i..i + n]` occurs iff `n <= result[i]`.
+    /// Each start narrows one suffix-array range token by token, so this costs one pair of
+    /// binary searches per matched token instead of one search per (start, n).
+    pub fn match_lengths(&self, tokens: &[u32], max_n: usize) -> Vec<usize> {
+        (0..tokens.len())
+            .map(|i| {
+                let end = (i + max_n).min(tokens.len());
+                self.longest_prefix(&tokens[i..end])
+            })
+            .collect()
+    }
+
+    /// The length of the longest prefix of `tokens` that occurs in the corpus.
+    pub fn longest_prefix(&self, tokens: &[u32]) -> usize {
+        let Some((&first, _)) = tokens.split_first() else { return 0 };
+        let Some(b) = self.first_bucket(first) else { return 0 };
+        if b.is_empty() {
+            return 0;
+        }
+        let sa = self.suffixes.as_slice();
+        let text = self.text.as_slice();
+        let (mut lo, mut hi) = (b.start, b.end);
+        for (depth, &t) in tokens.iter().enumerate().skip(1) {
+            if t == SEPARATOR {
+                return depth;
+            }
+            // Within [lo, hi) every suffix shares `depth` tokens; they are sorted by the next one.
+            let key = t.wrapping_add(1);
+            let next = |p: u32| text[p as usize + depth].wrapping_add(1);
+            let range = &sa[lo..hi];
+            let a = range.partition_point(|&p| next(p) < key);
+            let z = a + range[a..].partition_point(|&p| next(p) == key);
+            if a == z {
+                return depth;
+            }
+            (lo, hi) = (lo + a, lo + z);
+        }
+        tokens.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_never_cross_documents() {
+        let idx = NgramIndex::from_documents(&[vec![1, 2, 3], vec![3, 1, 2], vec![2, 3]]).unwrap();
+        assert_eq!(idx.count(&[2, 3]), 2);
+        assert_eq!(idx.count(&[1, 2]), 2);
+        assert_eq!(idx.count(&[3, 3]), 0, "3 | 3 spans a document boundary");
+        assert_eq!(idx.count(&[1, 2, 3]), 1);
+        assert_eq!(idx.count(&[3]), 3);
+        assert_eq!(idx.count(&[9]), 0);
+        assert_eq!(idx.count(&[]), 8);
+        assert!(idx.contains(&[3, 1, 2]) && !idx.contains(&[2, 3, 1]));
+        assert_eq!(idx.longest_prefix(&[3, 1, 2, 3]), 3);
+        assert_eq!(idx.match_lengths(&[1, 2, 3, 3], 5), vec![3, 2, 1, 1]);
+    }
+}
