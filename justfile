@@ -38,3 +38,26 @@ bench: setup
 # Print a shell snippet that sets up the same environment for plain cargo: eval "$(just env)".
 env:
     @echo 'export VIRTUAL_ENV="{{venv}}" PATH="{{venv}}/bin:$PATH" LIBTORCH_USE_PYTORCH=1'
+
+# Rebuild the fixture models from scratch (fixtures/README.md): installs Debian's bible-kjv when missing.
+fixtures: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v bible >/dev/null; then
+        echo "bible-kjv is not installed; installing it with apt-get" >&2
+        if ! { apt-get install -y bible-kjv || sudo -n apt-get install -y bible-kjv; } >&2; then
+            echo "error: could not install the Debian package bible-kjv (the King James Bible text the text fixture is trained on); install it (apt-get install bible-kjv) and rerun 'just fixtures'" >&2
+            exit 2
+        fi
+    fi
+    mkdir -p target/fixtures
+    bible -f "Gen1:1-Rev22:21" > target/fixtures/kjv.txt
+    if ! echo "cd45f0c9cedab8e4439bd6486c8952c77cc8b0ecc5d1f6ae3513f2039f47229d  target/fixtures/kjv.txt" | sha256sum -c --quiet; then
+        echo "warning: the corpus differs from the one the committed fixture was trained on (bible-kjv 4.38); the rebuilt weights will differ" >&2
+    fi
+    # The dev profile optimises every dependency (libtorch does the work) and is shared with `just test`.
+    cargo build -p cp-fixtures --bin build-fixtures
+    target/debug/build-fixtures toy-trap --out fixtures/toy-trap
+    target/debug/build-fixtures toy-report --model fixtures/toy-trap
+    target/debug/build-fixtures text-llada --corpus target/fixtures/kjv.txt --out fixtures/text-llada
+    target/debug/build-fixtures measure --model fixtures/text-llada --prompts probes/prompts/kjv.txt --masks 64
