@@ -1,0 +1,304 @@
+//! Decoding schedules run on any [`MaskedDenoiser`], with their full trajectories.
+//!
+//! [`decode`] appends `gen_length` masks to each prompt and runs a [`Schedule`] until every
+//! position is filled (or its steps are spent), recording after every step the generated ids,
+//! which positions were committed, with what probability and confidence, and optionally the
+//! top-K distributions of the positions that were still masked. The `llada` and `dream`
+//! schedules reproduce the official samplers token for token (see `fixtures/parity/README.md`).
+//!
+//! Randomness comes from libtorch's global generator, seeded with `seed + batch index` before
+//! each batch: with one prompt per batch, `seed` plays the role of upstream's
+//! `torch.manual_seed(seed)` right before `generate()` / `diffusion_generate()`.
+
+mod engine;
+mod schedule;
+
+use std::sync::Mutex;
+
+use cp_records::{Generation, StepDistribution, StepRecord};
+
+pub use self::schedule::{
+    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule, ThresholdParams, TokensPerStep,
+};
+use crate::denoiser::MaskedDenoiser;
+use crate::error::ProbeError;
+
+/// How to run a schedule (everything that is not part of the schedule itself).
+pub struct DecodeOptions<'a> {
+    /// Seed of every random choice; batch `i` runs after `torch.manual_seed(seed + i)`.
+    pub seed: u64,
+    /// Prompts per model call (a CFG call holds twice as many rows).
+    pub batch_size: usize,
+    /// End-of-text / end-of-turn ids, used by schedules with `forbid_eot = true`.
+    pub eot_ids: Vec<i64>,
+    /// Keep the top-K distribution of every still-masked position at every step.
+    pub save_step_distributions: Option<usize>,
+    /// Called after every step of every batch.
+    pub progress: Option<&'a dyn Fn(&DecodeProgress)>,
+}
+
+impl Default for DecodeOptions<'_> {
+    fn default() -> Self {
+        DecodeOptions { seed: 0, batch_size: 1, eot_ids: Vec::new(), save_step_distributions: None, progress: None }
+    }
+}
+
+/// Where a [`decode`] call is, for progress bars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeProgress {
+    /// Prompts finished before the current batch.
+    pub prompts_done: usize,
+    /// Prompts in the current batch.
+    pub prompts_in_batch: usize,
+    pub prompts_total: usize,
+    /// Steps done in the current batch.
+    pub step: usize,
+    /// Steps the batch will take, when the schedule fixes it.
+    pub steps: Option<usize>,
+}
+
+/// A position that went from the mask id to a token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// 0-based step.
+    pub step: u32,
+    /// 0-based index among the generated positions (position in the sequence minus the prompt length).
+    pub gen_index: u32,
+    pub token_id: i64,
+    /// Probability of the token under the distribution it was drawn from (after temperature and filtering).
+    pub prob: f32,
+    /// The schedule's score that ranked the position.
+    pub confidence: f32,
+    /// Generated positions still masked after this step.
+    pub masked_after: u32,
+}
+
+/// The top-K distribution of one still-masked position at one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTopK {
+    pub step: u32,
+    pub gen_index: u32,
+    pub top_ids: Vec<i64>,
+    pub top_probs: Vec<f32>,
+}
+
+/// Everything one prompt went through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trajectory {
+    pub prompt_ids: Vec<i64>,
+    /// `steps + 1` rows of generated ids: row 0 is all masks, row `k` the state after step `k`.
+    pub history: Vec<Vec<i64>>,
+    /// Committed positions in step order, then position order.
+    pub commits: Vec<Commit>,
+    /// Filled with `save_step_distributions`.
+    pub distributions: Vec<StepTopK>,
+}
+
+impl Trajectory {
+    /// Number of steps (model calls) this prompt took.
+    pub fn steps(&self) -> usize {
+        self.history.len() - 1
+    }
+
+    /// The generated ids after the last step.
+    pub fn gen_ids(&self) -> &[i64] {
+        self.history.last().map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The whole sequence (prompt, then generated positions) after `step` steps.
+    pub fn sequence_at(&self, step: usize) -> Vec<i64> {
+        let mut seq = self.prompt_ids.clone();
+        seq.extend_from_slice(&self.history[step]);
+        seq
+    }
+
+    /// For each generated position, the step that committed it, or -1.
+    pub fn commit_steps(&self) -> Vec<i32> {
+        let mut steps = vec![-1; self.history[0].len()];
+        for c in &self.commits {
+            steps[c.gen_index as usize] = c.step as i32;
+        }
+        steps
+    }
+}
+
+/// The result of [`decode`]: one trajectory per prompt, in prompt order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeOutput {
+    pub trajectories: Vec<Trajectory>,
+}
+
+impl DecodeOutput {
+    /// One row per committed position; `token` turns an id into its text.
+    pub fn step_records(&self, token: &dyn Fn(u32) -> String) -> Vec<StepRecord> {
+        let mut out = Vec::new();
+        for (i, t) in self.trajectories.iter().enumerate() {
+            for c in &t.commits {
+                out.push(StepRecord {
+                    prompt_index: i as u32,
+                    step: c.step,
+                    position: t.prompt_ids.len() as u32 + c.gen_index,
+                    distance: c.gen_index + 1,
+                    token_id: c.token_id as u32,
+                    token: token(c.token_id as u32),
+                    prob: c.prob,
+                    confidence: c.confidence,
+                    masked_after: c.masked_after,
+                });
+            }
+        }
+        out
+    }
+
+    /// One row per prompt; `prompt_ids[i]` names prompt `i`, `text` decodes generated ids.
+    pub fn generations(&self, prompt_ids: &[String], text: &dyn Fn(&[u32]) -> String) -> Vec<Generation> {
+        self.trajectories
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let gen_ids: Vec<u32> = t.gen_ids().iter().map(|&x| x as u32).collect();
+                Generation {
+                    prompt_index: i as u32,
+                    prompt_id: prompt_ids.get(i).cloned().unwrap_or_else(|| i.to_string()),
+                    prompt_ids: t.prompt_ids.iter().map(|&x| x as u32).collect(),
+                    text: text(&gen_ids),
+                    gen_ids,
+                    commit_step: t.commit_steps(),
+                    steps: t.steps() as u32,
+                }
+            })
+            .collect()
+    }
+
+    /// One row per (prompt, step, still-masked position), when distributions were saved.
+    pub fn step_distributions(&self) -> Vec<StepDistribution> {
+        let mut out = Vec::new();
+        for (i, t) in self.trajectories.iter().enumerate() {
+            for d in &t.distributions {
+                out.push(StepDistribution {
+                    prompt_index: i as u32,
+                    step: d.step,
+                    position: t.prompt_ids.len() as u32 + d.gen_index,
+                    top_ids: d.top_ids.iter().map(|&x| x as u32).collect(),
+                    top_probs: d.top_probs.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// libtorch has one global generator per device; holding this while decoding keeps two
+/// decodes in one process from interleaving their draws.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+/// Runs `schedule` on every prompt and returns the trajectories in prompt order.
+///
+/// Prompts are batched `opts.batch_size` at a time, left-padded when the model supports it,
+/// otherwise grouped by length. Fails when a prompt is empty or contains the mask id, when
+/// prompt plus generation exceeds the model's `max_len`, or when an option does not fit the model.
+pub fn decode(
+    model: &dyn MaskedDenoiser,
+    prompts: &[Vec<i64>],
+    schedule: &Schedule,
+    opts: &DecodeOptions,
+) -> Result<DecodeOutput, ProbeError> {
+    check_inputs(model, prompts, schedule, opts)?;
+    let _no_grad = tch::no_grad_guard();
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+
+    let mut trajectories: Vec<Option<Trajectory>> = vec![None; prompts.len()];
+    let mut done = 0;
+    for (bi, batch) in batches(prompts, opts.batch_size, model.supports_padding()).into_iter().enumerate() {
+        tch::manual_seed(opts.seed.wrapping_add(bi as u64) as i64);
+        let run = engine::Batch {
+            model,
+            schedule,
+            opts,
+            prompts: batch.iter().map(|&i| prompts[i].as_slice()).collect(),
+            prompts_done: done,
+            prompts_total: prompts.len(),
+        };
+        for (i, t) in batch.iter().zip(run.run()?) {
+            trajectories[*i] = Some(t);
+        }
+        done += batch.len();
+    }
+    Ok(DecodeOutput { trajectories: trajectories.into_iter().map(|t| t.expect("every prompt is in one batch")).collect() })
+}
+
+fn check_inputs(
+    model: &dyn MaskedDenoiser,
+    prompts: &[Vec<i64>],
+    schedule: &Schedule,
+    opts: &DecodeOptions,
+) -> Result<(), ProbeError> {
+    if opts.batch_size == 0 {
+        return Err(ProbeError::Input("batch size must be at least 1".into()));
+    }
+    let gen = schedule.gen_length();
+    for (i, p) in prompts.iter().enumerate() {
+        if p.is_empty() {
+            return Err(ProbeError::Input(format!("prompt {i} is empty")));
+        }
+        if let Some(j) = p.iter().position(|&t| t == model.mask_id()) {
+            return Err(ProbeError::Input(format!(
+                "prompt {i} holds the mask id {} at position {j}; decoding fills only the appended positions",
+                model.mask_id()
+            )));
+        }
+        if let Some(max) = model.max_len() {
+            if p.len() + gen > max {
+                return Err(ProbeError::Input(format!(
+                    "prompt {i}: {} prompt tokens + {gen} generated positions exceed the model's maximum length {max}",
+                    p.len()
+                )));
+            }
+        }
+    }
+    if schedule.forbids_eot() && opts.eot_ids.is_empty() {
+        return Err(ProbeError::Input(format!(
+            "schedule `{}` sets forbid_eot but no end-of-text ids were given",
+            schedule.name()
+        )));
+    }
+    if let Some(k) = opts.save_step_distributions {
+        if k == 0 || k as i64 > model.vocab_size() {
+            return Err(ProbeError::Input(format!(
+                "save_step_distributions must be in 1..={}, found {k}",
+                model.vocab_size()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Prompt indices per model call: consecutive prompts when rows may be padded, otherwise
+/// prompts of equal length (in order of first appearance).
+fn batches(prompts: &[Vec<i64>], batch_size: usize, padding: bool) -> Vec<Vec<usize>> {
+    let groups: Vec<Vec<usize>> = if padding {
+        vec![(0..prompts.len()).collect()]
+    } else {
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, p) in prompts.iter().enumerate() {
+            match groups.iter_mut().find(|(len, _)| *len == p.len()) {
+                Some((_, g)) => g.push(i),
+                None => groups.push((p.len(), vec![i])),
+            }
+        }
+        groups.into_iter().map(|(_, g)| g).collect()
+    };
+    groups.iter().flat_map(|g| g.chunks(batch_size).map(<[usize]>::to_vec)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_group_equal_lengths_without_padding() {
+        let prompts = vec![vec![1; 3], vec![1; 2], vec![1; 3], vec![1; 3], vec![1; 2]];
+        assert_eq!(batches(&prompts, 2, true), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(batches(&prompts, 2, false), vec![vec![0, 2], vec![3], vec![1, 4]]);
+    }
+}
