@@ -6,12 +6,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{read_text, toml_error, GateError};
 
 /// A probe spec (`probes/*.toml`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Name of the run; defaults to the spec file's stem.
@@ -38,12 +38,12 @@ pub struct Spec {
     /// At most one parameter swept over a list of values.
     pub sweep: Option<SweepSpec>,
     /// The file the spec was read from (set by [`Spec::load`]).
-    #[serde(skip)]
+    #[serde(skip_deserializing)]
     pub path: PathBuf,
 }
 
 /// `[model]`: which checkpoint and how to run it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// A model folder (`config.json` + safetensors + tokenizer) or a TorchScript file.
@@ -55,7 +55,7 @@ pub struct ModelSpec {
 }
 
 /// Floating-point types a model can run in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
     /// The loader's choice: the checkpoint's own dtype on CUDA, float32 on the CPU.
@@ -83,7 +83,7 @@ impl fmt::Display for Dtype {
 }
 
 /// `[prompts]`: the prompt file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptsSpec {
     pub path: PathBuf,
@@ -96,7 +96,7 @@ pub struct PromptsSpec {
 }
 
 /// `[probe]`: the single-forward-pass mask probe.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeSpec {
     /// Masks appended after each prompt.
@@ -115,7 +115,7 @@ impl Default for ProbeSpec {
 }
 
 /// One `[[schedule]]`: a named decoding schedule, given inline or as a file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Folder name under `decode/`; letters, digits, `.`, `_` and `-`.
@@ -145,7 +145,7 @@ impl ScheduleSpec {
 }
 
 /// `[reference]`: the reference corpus statistics, as a prebuilt index or a corpus to index.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceSpec {
     /// A folder written by `collapse-probe index build`.
@@ -154,10 +154,26 @@ pub struct ReferenceSpec {
     pub corpus: Option<PathBuf>,
     /// The tokenizer for `corpus`; the model folder's `tokenizer.json` when absent.
     pub tokenizer: Option<PathBuf>,
+    /// How a plain-text `corpus` is cut into documents (n-grams never cross documents).
+    #[serde(default)]
+    pub split: DocSplit,
+}
+
+/// How a plain-text corpus is cut into documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocSplit {
+    /// Blocks separated by blank lines.
+    #[default]
+    Paragraph,
+    /// Every non-empty line.
+    Line,
+    /// The whole file.
+    File,
 }
 
 /// `[metrics]`: options of the analysis.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSpec {
     /// F: how many of the corpus's most frequent tokens count as "frequent" in the collapse metrics.
@@ -174,26 +190,42 @@ impl Default for MetricsSpec {
     }
 }
 
-/// `[report]`: options of the HTML report.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[report]`: options of the HTML report and its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportSpec {
     /// Write the report at all.
     pub enabled: bool,
-    /// Title of the report; the spec's name when absent.
+    /// Title of the report; the spec's description (else its name) when absent.
     pub title: Option<String>,
-    /// Example prompts shown with their top-k tables and generations.
-    pub examples: u32,
+    /// Figure file formats.
+    pub formats: Vec<FigureFormat>,
+    /// Prompts embedded in the page's prediction browser.
+    pub max_prompts: usize,
+    /// Generations shown in the page's samples section.
+    pub max_samples: usize,
 }
 
 impl Default for ReportSpec {
     fn default() -> Self {
-        ReportSpec { enabled: true, title: None, examples: 4 }
+        ReportSpec { enabled: true, title: None, formats: vec![FigureFormat::Svg], max_prompts: 200, max_samples: 50 }
     }
 }
 
+/// A figure file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FigureFormat {
+    /// Scalable vector graphics.
+    Svg,
+    /// Raster at 300 dpi.
+    Png,
+    /// Vector PDF.
+    Pdf,
+}
+
 /// Parameters a sweep can vary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SweepParam {
     /// `probe.masks`: the probe is run once per value.
@@ -224,7 +256,7 @@ impl SweepParam {
 }
 
 /// `[sweep]`: run the swept stage once per value.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepSpec {
     pub param: SweepParam,
@@ -335,8 +367,14 @@ impl Spec {
             if r.index.is_some() && r.tokenizer.is_some() {
                 return invalid("reference.tokenizer".into(), "only used with `corpus`; an index records its tokenizer".into());
             }
+            if r.index.is_some() && r.split != DocSplit::Paragraph {
+                return invalid("reference.split".into(), "only used with `corpus`".into());
+            }
         }
         let m = &self.metrics;
+        if self.report.formats.is_empty() {
+            return invalid("report.formats".into(), "give at least one of \"svg\", \"png\", \"pdf\"".into());
+        }
         if m.top_frequent == 0 {
             return invalid("metrics.top_frequent".into(), "must be at least 1".into());
         }
@@ -435,6 +473,7 @@ file = "schedules/all.toml"
 
 [reference]
 corpus = "corpus.txt"
+split = "line"
 
 [metrics]
 ngram_orders = [2]
@@ -469,6 +508,7 @@ values = [1, 2, 4]
         assert_eq!(s.schedules[0].source(), ScheduleSource::Inline("steps=64"));
         assert_eq!(s.schedules[1].source(), ScheduleSource::File(Path::new("probes/schedules/all.toml")));
         assert_eq!(s.reference.as_ref().unwrap().corpus.as_deref(), Some(Path::new("probes/corpus.txt")));
+        assert_eq!(s.reference.as_ref().unwrap().split, DocSplit::Line);
         assert_eq!(s.metrics.ngram_orders, vec![2]);
         assert_eq!(s.metrics.top_frequent, 50);
         assert_eq!(s.sweep.as_ref().unwrap().labels(), vec!["tokens_per_step=1", "tokens_per_step=2", "tokens_per_step=4"]);
@@ -482,12 +522,15 @@ values = [1, 2, 4]
         assert_eq!(s.probe, ProbeSpec::default());
         assert!(s.schedules.is_empty() && s.sweep.is_none() && s.reference.is_none());
         assert!(s.report.enabled);
+        assert_eq!(s.report.formats, vec![FigureFormat::Svg]);
     }
 
     #[test]
     fn unknown_keys_are_named_with_file_and_line() {
         check_err(&FULL.replace("masks = 64", "mask = 64"), &["probes/x.toml:15:1", "unknown field `mask`", "masks"]);
         check_err(&FULL.replace("[metrics]", "[metric]"), &["probes/x.toml:", "unknown field `metric`"]);
+        check_err(&format!("{FULL}\n[report]\nexamples = 4\n"), &["unknown field `examples`"]);
+        check_err(&format!("{FULL}\n[report]\nformats = [\"gif\"]\n"), &["unknown variant `gif`"]);
         check_err(&FULL.replace("spec = \"steps=64\"", "spec = \"steps=64\"\nsteps = 3"), &["unknown field `steps`"]);
     }
 
