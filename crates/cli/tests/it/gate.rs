@@ -163,3 +163,56 @@ fn update_baseline_rewrites_values_keeps_tolerances_and_says_so() {
     let (code, out, _) = run(&mut check_cmd(dir.path(), &fresh));
     assert_eq!(code, 0, "{out}");
 }
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// `collapse-probe run SPEC --out DIR --quiet`, asserting success.
+fn run_spec(spec: &Path, out: &Path) {
+    let (code, stdout, stderr) = run(bin().arg("run").arg(spec).arg("--out").arg(out).arg("--quiet"));
+    assert_eq!(code, 0, "run {}:\n{stdout}\n{stderr}", spec.display());
+}
+
+/// The regression the gate exists for: on the toy fixture, committing all three words in one step
+/// (the marginal trap) must fail against the baseline of one word per step, which must pass.
+#[test]
+#[ignore = "needs fixtures/toy-trap, `collapse-probe run` and the committed probes/baselines/toy-trap.toml"]
+fn gate_catches_the_marginal_trap_on_the_toy_fixture() {
+    let root = workspace();
+    assert!(
+        root.join("fixtures/toy-trap/model.safetensors").is_file(),
+        "fixtures/toy-trap is missing; build it with `cargo run -p cp-fixtures --bin build-fixtures -- toy-trap --out fixtures/toy-trap`"
+    );
+    let spec = root.join("probes/toy-trap.toml");
+    let baseline = root.join("probes/baselines/toy-trap.toml");
+    let dir = tempfile::tempdir().unwrap();
+
+    let good = dir.path().join("one-per-step");
+    run_spec(&spec, &good);
+    let (code, out, err) = run(&mut check_cmd(&good, &baseline));
+    assert_eq!(code, 0, "one word per step must pass its own baseline:\n{out}{err}");
+
+    // The same spec with the schedule committing every word at once. The schedule keeps its name,
+    // so the metric names match the baseline's; paths are made absolute for the copy's new folder.
+    let one_per_step = "spec = \"fixed:gen_length=3,k=1,temperature=1\"";
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains(one_per_step), "probes/toy-trap.toml changed its schedule; update this test");
+    let probes = root.join("probes");
+    let trap = text
+        .replace(one_per_step, "spec = \"fixed:gen_length=3,k=all,temperature=1\"")
+        .replace("\"../fixtures/", &format!("\"{}/fixtures/", root.display()))
+        .replace("\"prompts/", &format!("\"{}/prompts/", probes.display()))
+        .replace("\"corpora/", &format!("\"{}/corpora/", probes.display()));
+    let trap_spec = dir.path().join("toy-trap.toml");
+    std::fs::write(&trap_spec, trap).unwrap();
+    let bad = dir.path().join("all-at-once");
+    run_spec(&trap_spec, &bad);
+    let (code, out, err) = run(&mut check_cmd(&bad, &baseline));
+    assert_eq!(code, 1, "committing every word at once must regress:\n{out}{err}");
+    let regressed: Vec<&str> = out.lines().filter(|l| l.ends_with("REGRESSED")).collect();
+    assert!(
+        regressed.iter().any(|l| l.starts_with("trap.unseen_2gram_rate ")),
+        "the unseen bigram rate must be among the regressions:\n{out}"
+    );
+}
