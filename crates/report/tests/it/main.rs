@@ -292,3 +292,13 @@ fn html_report_loads_in_headless_chromium_without_errors() {
     let pixmap = Pixmap::decode_png(&std::fs::read(&shot).expect("screenshot written")).unwrap();
     assert_eq!((pixmap.width(), pixmap.height()), (1280, 3000));
 }
+
+/// Writes the demo report to `target/report-demo/` for people to look at
+/// (`cargo test -p cp-report --test it -- --ignored write_demo_report`).
+#[test]
+#[ignore]
+fn write_demo_report() {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("report-demo");
+    let out = render_report(&fixture::demo_inputs(), &target, &ReportOptions::default()).unwrap();
+    eprintln!("{}", out.html.display());
+}
