@@ -278,7 +278,7 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
             }
         }
     }
-    for (x, label, colour) in &panel.markers {
+    for (i, (x, label, colour)) in panel.markers.iter().enumerate() {
         if *x < x0 || *x > x1 {
             continue;
         }
@@ -299,7 +299,8 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
         let (ax, ay) = (area.get_pixel_range().0.start, area.get_pixel_range().1.start);
         area.draw(&Text::new(
             label.clone(),
-            (px + dx - ax, py - ay),
+            // Labels of several runs step down one line each, so close onsets stay readable.
+            (px + dx - ax, py - ay + i as i32 * u(TICK_PT * 1.3)),
             font(TICK_PT).color(colour).pos(Pos::new(anchor, VPos::Top)),
         ))
         .map_err(draw_err(figure))?;
