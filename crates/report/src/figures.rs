@@ -554,7 +554,7 @@ fn unseen_rate_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Optio
     }
     let panel = Panel {
         title: None,
-        x_label: "tokens committed per step".into(),
+        x_label: "distance of the n-gram's first token (tokens)".into(),
         y_label: "unseen n-gram rate (fraction)".into(),
         lines,
         y_range: None,
@@ -567,24 +567,26 @@ fn unseen_rate_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Optio
         name: "unseen_rate".into(),
         width,
         svg,
-        caption: "Fraction of generated n-grams that never occur in the reference corpus, against the number of \
-                  tokens the schedule commits per step (one line per n). A rate that grows with tokens per step is \
-                  the marginal trap: tokens committed together from independent marginals combine badly."
+        caption: "Fraction of generated n-grams that never occur in the reference corpus, by the distance of the \
+                  n-gram's first token from the prompt (one line per n and run). Compare runs with different \
+                  tokens per step: a rate that grows with tokens per step is the marginal trap."
             .into(),
     }))
 }
 
-/// Metric name suffixes of the same-step / different-step unseen-bigram comparison (see METRICS.md).
-pub const SAME_STEP_SUFFIX: &str = "same_step";
-pub const CROSS_STEP_SUFFIX: &str = "cross_step";
+/// Metric names of the same-step / different-step unseen-bigram comparison (crates/analysis/METRICS.md).
+pub const SAME_STEP_METRIC: &str = "trap.same_step_unseen_bigram_rate";
+pub const DIFF_STEP_METRIC: &str = "trap.diff_step_unseen_bigram_rate";
 
 /// The same-step and different-step unseen-bigram rates of a run, if its analysis has them.
 pub fn same_vs_cross(run: &RunData) -> Option<(Metric, Metric)> {
     let metrics = &run.metrics.as_ref()?.metrics;
-    let find = |suffix: &str| {
-        metrics.iter().find(|m| m.name.contains("unseen") && m.name.ends_with(suffix) && m.value.is_finite()).cloned()
+    // METRICS.md names them `trap.same_step_unseen_bigram_rate` / `trap.diff_step_unseen_bigram_rate`
+    // (with `@label` when one analysis holds several decode folders; the first is taken).
+    let find = |prefix: &str| {
+        metrics.iter().find(|m| m.name.starts_with(prefix) && m.value.is_finite()).cloned()
     };
-    Some((find(SAME_STEP_SUFFIX)?, find(CROSS_STEP_SUFFIX)?))
+    Some((find(SAME_STEP_METRIC)?, find(DIFF_STEP_METRIC)?))
 }
 
 fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {

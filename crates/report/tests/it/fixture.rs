@@ -128,9 +128,9 @@ pub fn run(label: &str, masks: u32, shift: f64) -> RunData {
             metrics: vec![
                 metric("collapse.frequent_share.far", 0.8 + 0.05 * shift, "fraction", Better::Lower, Some(0.02)),
                 metric("collapse.entropy.far", 4.6, "nats", Better::Neither, Some(0.1)),
-                metric("collapse.onset_distance", m / (2.0 + shift) * 0.5, "tokens", Better::Higher, None),
-                metric("trap.unseen_2gram_rate.same_step", 0.21 + 0.02 * shift, "fraction", Better::Lower, Some(0.015)),
-                metric("trap.unseen_2gram_rate.cross_step", 0.08, "fraction", Better::Lower, Some(0.01)),
+                metric("collapse.onset", m / (2.0 + shift) * 0.5, "tokens", Better::Higher, None),
+                metric("trap.same_step_unseen_bigram_rate", 0.21 + 0.02 * shift, "fraction", Better::Lower, Some(0.015)),
+                metric("trap.diff_step_unseen_bigram_rate", 0.08, "fraction", Better::Lower, Some(0.01)),
             ],
         }),
         curves,

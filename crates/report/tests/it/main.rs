@@ -128,7 +128,7 @@ fn summary_lists_every_metric_for_every_run() {
     let out = render_report(&fixture::demo_inputs(), &dir.path().join("r"), &opts).unwrap();
     let md = std::fs::read_to_string(&out.summary).unwrap();
     assert!(md.contains("| metric | unit | better | llada-low-confidence | llada-random |"), "{md}");
-    assert!(md.contains("| `trap.unseen_2gram_rate.same_step` | fraction | ↓ | 0.2100 ± 0.0150 | 0.2300 ± 0.0150 |"), "{md}");
+    assert!(md.contains("| `trap.same_step_unseen_bigram_rate` | fraction | ↓ | 0.2100 ± 0.0150 | 0.2300 ± 0.0150 |"), "{md}");
     assert!(md.contains("- `figures/top_tokens_single.svg`"), "{md}");
 }
 
