@@ -55,3 +55,224 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
     eprintln!("{msg}");
     ExitCode::from(2)
 }
+
+// ---------------------------------------------------------------------------
+// Model and prompt arguments shared by `probe`, `decode` and `run`.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use cp_probe::{MaskedDenoiser, load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel};
+use cp_records::{Manifest, PromptsInfo};
+use cp_text::{read_prompts, ModelText, PromptContent, PromptFile, PromptFormat, TemplateChoice};
+
+/// Which model to load and how.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Hugging Face model folder (config.json, *.safetensors, tokenizer.json).
+    #[arg(long, value_name = "DIR", required_unless_present = "torchscript", conflicts_with = "torchscript")]
+    pub model: Option<PathBuf>,
+    /// A TorchScript module mapping int64 ids [B, L] to logits [B, L, V], instead of --model.
+    #[arg(long, value_name = "FILE", requires = "mask_id")]
+    pub torchscript: Option<PathBuf>,
+    /// Mask token id (required with --torchscript; overrides config.json otherwise).
+    #[arg(long, value_name = "N")]
+    pub mask_id: Option<u32>,
+    /// tokenizer.json (or a folder holding one), when it is not in the model folder.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+    /// Weight and compute dtype: auto, f32, bf16 or f16 (auto: f32 on CPU, the checkpoint's dtype on CUDA).
+    #[arg(long, default_value = "auto", value_name = "DTYPE")]
+    pub dtype: String,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    pub device: String,
+}
+
+/// Which prompts to read and how to turn them into ids.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PromptArgs {
+    /// Prompt file: text (one per line), JSONL (`prompt`), Alpaca, LIMA, chat (`messages`) or pre-tokenized (`input_ids`).
+    #[arg(long, value_name = "FILE")]
+    pub prompts: PathBuf,
+    /// Prompt file format: auto, text, jsonl, alpaca, lima, chat or ids.
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    pub prompt_format: String,
+    /// Chat template: auto (tokenizer_config.json or chat_template.jinja), none, or a Jinja file.
+    #[arg(long, default_value = "auto", value_name = "auto|none|FILE")]
+    pub chat_template: String,
+}
+
+/// A loaded model, its tokenizer side and the prompts as ids: what `probe` and `decode` share.
+pub struct Session {
+    pub model: LoadedModel,
+    /// Absent only for pre-tokenized prompts with a model folder that has no tokenizer.
+    pub text: Option<ModelText>,
+    pub prompts: PromptFile,
+    /// Token ids of every prompt, in file order.
+    pub ids: Vec<Vec<i64>>,
+    pub prompts_info: PromptsInfo,
+    pub started: SystemTime,
+}
+
+impl Session {
+    pub fn open(model: &ModelArgs, prompts: &PromptArgs, global: &GlobalArgs) -> anyhow::Result<Session> {
+        let started = SystemTime::now();
+        if let Some(n) = global.threads {
+            tch::set_num_threads(n as i32);
+        }
+        let format: PromptFormat = prompts.prompt_format.parse().with_context(|| "--prompt-format")?;
+        let template: TemplateChoice = prompts.chat_template.parse().with_context(|| "--chat-template")?;
+        let opts = LoadOptions {
+            dtype: model.dtype.parse::<DTypeChoice>().context("--dtype")?,
+            device: model.device.parse::<DeviceChoice>().context("--device")?,
+        };
+        // Read the prompts first: a bad prompt file should fail before a large model loads.
+        let file = read_prompts(&prompts.prompts, (format != PromptFormat::Auto).then_some(format))?;
+        let all_ids = file.prompts.iter().all(|p| matches!(p.content, PromptContent::Ids(_)));
+        let (loaded, text) = match (&model.model, &model.torchscript) {
+            (Some(dir), _) => {
+                let has_tokenizer = model.tokenizer.is_some() || dir.join("tokenizer.json").is_file();
+                let text = if has_tokenizer || !all_ids {
+                    Some(ModelText::load(dir, model.tokenizer.as_deref(), template)?)
+                } else {
+                    None
+                };
+                let loaded = load_model(dir, &opts)?;
+                (loaded, text)
+            }
+            (None, Some(ts)) => {
+                let mask = model.mask_id.expect("clap requires --mask-id with --torchscript") as i64;
+                let text = match &model.tokenizer {
+                    Some(t) => Some(ModelText::load(ts, Some(t), template)?),
+                    None if all_ids => None,
+                    None => bail!("--torchscript needs --tokenizer unless the prompts are pre-tokenized (input_ids)"),
+                };
+                (load_torchscript(ts, mask, None, &opts)?, text)
+            }
+            (None, None) => bail!("give --model DIR or --torchscript FILE"),
+        };
+        let loaded = match (model.mask_id, &model.model) {
+            (Some(id), Some(_)) => {
+                let LoadedModel { denoiser, mut info, eos_ids } = loaded;
+                info.mask_id = id;
+                LoadedModel { denoiser: Box::new(MaskOverride { inner: denoiser, mask: i64::from(id) }), info, eos_ids }
+            }
+            _ => loaded,
+        };
+        if let Some(t) = &text {
+            let (model_mask, text_mask) = (loaded.mask_id(), t.mask_id() as i64);
+            if model.mask_id.is_none() && model_mask != text_mask {
+                eprintln!(
+                    "warning: config.json says mask id {model_mask} but the tokenizer side says {text_mask}; using {model_mask} (override with --mask-id)"
+                );
+            }
+        }
+        let ids = file
+            .prompts
+            .iter()
+            .map(|p| match &text {
+                Some(t) => p.to_ids(t).map(|v| v.into_iter().map(i64::from).collect()),
+                None => match &p.content {
+                    PromptContent::Ids(v) => Ok(v.iter().map(|&i| i64::from(i)).collect()),
+                    _ => unreachable!("a tokenizer is loaded for every non-id prompt"),
+                },
+            })
+            .collect::<Result<Vec<Vec<i64>>, _>>()?;
+        let prompts_info = PromptsInfo {
+            path: prompts.prompts.display().to_string(),
+            format: file.format.as_str().to_string(),
+            sha256: cp_records::sha256_file(&prompts.prompts)?,
+            count: file.prompts.len(),
+            chat_template: text.as_ref().map_or_else(|| "none".to_string(), |t| t.describe_template().to_string()),
+        };
+        Ok(Session { model: loaded, text, prompts: file, ids, prompts_info, started })
+    }
+
+    /// Renders one token for records: the tokenizer's text, or `<id>` without a tokenizer
+    /// or for ids past the tokenizer's vocabulary (models pad their embedding tables).
+    pub fn token_text(&self, id: u32) -> String {
+        match &self.text {
+            Some(t) if (id as usize) < t.tokenizer().vocab_size() => t.tokenizer().token_text(id),
+            _ => format!("<{id}>"),
+        }
+    }
+
+    /// Decodes generated ids to text, skipping special tokens.
+    pub fn decode_text(&self, ids: &[u32]) -> String {
+        match &self.text {
+            Some(t) => t.tokenizer().decode(ids, true).unwrap_or_default(),
+            None => ids.iter().map(|i| format!("<{i}>")).collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    /// End-of-text / end-of-turn ids: the tokenizer side's, else config.json's `eos_token_id`.
+    pub fn eot_ids(&self) -> Vec<u32> {
+        let vocab = self.model.vocab_size() as u32;
+        let mut ids: Vec<u32> = match &self.text {
+            Some(t) => t.eot_ids().to_vec(),
+            None => self.model.eos_ids.iter().map(|&i| i as u32).collect(),
+        };
+        ids.retain(|&i| i < vocab);
+        ids
+    }
+
+    /// A manifest for a stage run with this session.
+    pub fn manifest(&self, kind: &str, seed: u64, params: serde_json::Value, files: Vec<String>) -> Manifest {
+        Manifest {
+            schema_version: cp_records::SCHEMA_VERSION,
+            kind: kind.to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            command: std::env::args().collect(),
+            started_unix: self.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            wall_time_s: self.started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            seed,
+            model: Some(self.model.info.clone()),
+            tokenizer: self.text.as_ref().map(|t| t.tokenizer().path().display().to_string()),
+            prompts: Some(self.prompts_info.clone()),
+            libtorch_version: Some(LIBTORCH_VERSION.to_string()),
+            params,
+            files,
+        }
+    }
+}
+
+/// The libtorch version tch was built against.
+pub const LIBTORCH_VERSION: &str = "2.13.0";
+
+/// Lists the regular files of a folder (for manifests), sorted.
+pub fn list_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.path().is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A model whose mask id was overridden with `--mask-id`.
+struct MaskOverride {
+    inner: Box<dyn MaskedDenoiser>,
+    mask: i64,
+}
+
+impl MaskedDenoiser for MaskOverride {
+    fn mask_id(&self) -> i64 {
+        self.mask
+    }
+    fn vocab_size(&self) -> i64 {
+        self.inner.vocab_size()
+    }
+    fn max_len(&self) -> Option<usize> {
+        self.inner.max_len()
+    }
+    fn device(&self) -> tch::Device {
+        self.inner.device()
+    }
+    fn supports_padding(&self) -> bool {
+        self.inner.supports_padding()
+    }
+    fn logits(&self, ids: &tch::Tensor, valid: Option<&tch::Tensor>, from: i64) -> Result<tch::Tensor, cp_probe::ProbeError> {
+        self.inner.logits(ids, valid, from)
+    }
+}

@@ -1,11 +1,101 @@
+//! `collapse-probe analyze`: metrics and curves from probe and decode folders.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use cp_analysis::{analyze_folders, detect_all, write_analysis, AnalyzeSettings, Bootstrap, CollapseSettings, NgramIndex, TrapSettings};
+use cp_records::{Manifest, SCHEMA_VERSION};
 
 use crate::common::GlobalArgs;
 
-/// Arguments of `collapse-probe analyze` (not implemented yet).
+/// Arguments of `collapse-probe analyze` (metric definitions: crates/analysis/METRICS.md).
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A probe folder (records.parquet) or decode folder (generations.parquet); repeatable.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub records: Vec<PathBuf>,
+    /// Reference-corpus index (`collapse-probe index build`): enables the frequency and unseen n-gram metrics.
+    #[arg(long, value_name = "DIR")]
+    pub index: Option<PathBuf>,
+    /// The tokenizer.json of the records' model, checked against the index's tokenizer hash.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+    /// The analysis folder to write (metrics.json, curves.parquet, manifest.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// F: how many of the corpus's most frequent tokens count as frequent.
+    #[arg(long, value_name = "F", default_value_t = 20)]
+    pub top_frequent: usize,
+    /// Frequent-token share from which collapse is declared (collapse.onset).
+    #[arg(long, value_name = "X", default_value_t = 0.5)]
+    pub onset_threshold: f64,
+    /// Orders of the unseen n-gram rates.
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "2,3,4,5")]
+    pub unseen_n: Vec<usize>,
+    /// End-of-text token ids: generations are cut before the first one; repeatable or comma-separated.
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    pub eos_id: Vec<u32>,
+    /// Seed of the bootstrap.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Bootstrap replicates for standard errors (0 or 1: none).
+    #[arg(long, value_name = "B", default_value_t = 1000)]
+    pub bootstrap: usize,
+}
 
-pub fn run(_args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`analyze` is not implemented yet")
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    if let Some(n) = global.threads {
+        cp_analysis::set_threads(n);
+    }
+    if !(0.0..=1.0).contains(&args.onset_threshold) {
+        anyhow::bail!("--onset-threshold must lie in [0, 1], got {}", args.onset_threshold);
+    }
+    if args.top_frequent == 0 {
+        anyhow::bail!("--top-frequent must be at least 1");
+    }
+    let bootstrap = Bootstrap { replicates: args.bootstrap, seed: args.seed };
+    let settings = AnalyzeSettings {
+        collapse: CollapseSettings { top_frequent: args.top_frequent, onset_threshold: args.onset_threshold, bootstrap },
+        trap: TrapSettings { unseen_ns: args.unseen_n.clone(), eos_ids: args.eos_id.clone(), bootstrap, ..Default::default() },
+    };
+    let folders = detect_all(&args.records)?;
+    let sha = args.tokenizer.as_deref().map(cp_records::sha256_file).transpose()?;
+    let index = args.index.as_deref().map(|dir| NgramIndex::open(dir, sha.as_deref())).transpose()?;
+    let output = analyze_folders(&folders, index.as_ref().map(|i| i.unigram()), index.as_ref(), &settings)?;
+    for s in &output.skipped {
+        eprintln!("warning: skipped {s}");
+    }
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        kind: "analysis".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        command: std::env::args().collect(),
+        started_unix,
+        wall_time_s: start.elapsed().as_secs_f64(),
+        seed: args.seed,
+        model: None,
+        tokenizer: args.tokenizer.as_ref().map(|p| p.display().to_string()),
+        prompts: None,
+        libtorch_version: None,
+        params: serde_json::json!({
+            "records": folders.iter().map(|f| serde_json::json!({"path": f.path.display().to_string(), "label": f.label, "kinds": f.kinds.iter().map(|k| format!("{k:?}").to_lowercase()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+            "index": args.index.as_ref().map(|p| p.display().to_string()),
+            "index_tokenizer_sha256": index.as_ref().and_then(|i| i.header().tokenizer_sha256.clone()),
+            "top_frequent": args.top_frequent,
+            "onset_threshold": args.onset_threshold,
+            "unseen_n": args.unseen_n,
+            "rep_n": settings.trap.rep_ns,
+            "distinct_n": settings.trap.distinct_ns,
+            "eos_ids": args.eos_id,
+            "bootstrap": args.bootstrap,
+            "skipped": output.skipped,
+        }),
+        files: Vec::new(),
+    };
+    let out = write_analysis(&args.out, &output, manifest)?;
+    eprintln!("wrote {} metrics and {} curve points to {}", output.metrics.metrics.len(), output.curves.len(), out.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,16 +1,153 @@
+//! `collapse-probe index build|query`: the reference-corpus n-gram index.
+
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use cp_analysis::{build_index, BuildProgress, BuildSettings, DocSplit, NgramIndex};
+use cp_text::Tokenizer;
 
 use crate::common::GlobalArgs;
 
-/// `collapse-probe index` subcommands (not implemented yet).
+/// `collapse-probe index` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Build an index.
-    Build {},
-    /// Query an index.
-    Query {},
+    /// Tokenize a reference corpus and build its suffix-array n-gram index.
+    Build(BuildArgs),
+    /// Print the corpus count of every n-gram of a query.
+    Query(QueryArgs),
 }
 
-pub fn run(_cmd: Command, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`index` is not implemented yet")
+/// How plain-text corpus files are cut into documents (n-grams never cross documents).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Split {
+    /// Blocks separated by blank lines; newlines inside a block are kept.
+    Paragraph,
+    /// Every non-empty line.
+    Line,
+    /// The whole file.
+    File,
+}
+
+/// Arguments of `index build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The model's tokenizer.json (its SHA-256 is recorded in the index).
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: PathBuf,
+    /// Corpus files: .jsonl (a text field), .parquet (a string column), anything else plain text.
+    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    pub corpus: Vec<PathBuf>,
+    /// The index folder to write (replaced atomically).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// JSON key / Parquet column holding the text.
+    #[arg(long, value_name = "NAME", default_value = "text")]
+    pub text_field: String,
+    /// How plain-text files are split into documents.
+    #[arg(long, value_enum, default_value = "paragraph")]
+    pub split: Split,
+}
+
+/// Arguments of `index query`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// The index folder.
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+    /// Tokenizer for a text query (checked against the index's tokenizer hash).
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+    /// Token ids instead of text, comma-separated.
+    #[arg(long, value_name = "IDS", value_delimiter = ',', conflicts_with = "text")]
+    pub ids: Option<Vec<u32>>,
+    /// Longest n-gram to count (default: the whole query).
+    #[arg(long, value_name = "N")]
+    pub max_n: Option<usize>,
+    /// The query text (needs --tokenizer).
+    pub text: Option<String>,
+}
+
+pub fn run(cmd: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    if let Some(n) = global.threads {
+        cp_analysis::set_threads(n);
+    }
+    match cmd {
+        Command::Build(args) => build(args, global),
+        Command::Query(args) => query(args),
+    }
+}
+
+fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let tokenizer = Tokenizer::from_file(&args.tokenizer).context("loading the tokenizer")?;
+    let sha = cp_records::sha256_file(&args.tokenizer)?;
+    let settings = BuildSettings {
+        text_field: args.text_field,
+        split: match args.split {
+            Split::Paragraph => DocSplit::Paragraph,
+            Split::Line => DocSplit::Line,
+            Split::File => DocSplit::File,
+        },
+        vocab_size: tokenizer.vocab_size() as u32,
+        tokenizer_sha256: Some(sha),
+        tokenizer: Some(args.tokenizer.display().to_string()),
+        ..Default::default()
+    };
+    let bar = global.progress(0, "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})");
+    bar.set_message("tokenizing");
+    let progress = |p: BuildProgress| match p {
+        BuildProgress::Tokenizing { bytes, total } => {
+            bar.set_length(total);
+            bar.set_position(bytes);
+        }
+        BuildProgress::Sorting { tokens } => bar.set_message(format!("sorting {tokens} suffixes")),
+        BuildProgress::Writing => bar.set_message("writing"),
+    };
+    let header = build_index(&args.corpus, &settings, |text| tokenizer.encode(text).map_err(|e| e.to_string()), &progress, &args.out)?;
+    bar.finish_and_clear();
+    eprintln!(
+        "indexed {} tokens in {} documents into {} ({:.2} bytes/token, {:.1} s)",
+        header.token_count,
+        header.doc_count,
+        args.out.display(),
+        header.bytes_per_token(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let tokenizer = args.tokenizer.as_deref().map(Tokenizer::from_file).transpose().context("loading the tokenizer")?;
+    let sha = args.tokenizer.as_deref().map(cp_records::sha256_file).transpose()?;
+    let index = NgramIndex::open(&args.index, sha.as_deref())?;
+    let ids = match (&args.ids, &args.text, &tokenizer) {
+        (Some(ids), _, _) => ids.clone(),
+        (None, Some(text), Some(tok)) => tok.encode(text)?,
+        (None, Some(_), None) => bail!("a text query needs --tokenizer (or pass --ids)"),
+        (None, None, _) => bail!("give a query text or --ids"),
+    };
+    let show = |ids: &[u32]| match &tokenizer {
+        Some(t) => format!("{:?}", ids.iter().map(|&i| t.token_text(i)).collect::<String>()),
+        None => ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "),
+    };
+    let max_n = args.max_n.unwrap_or(ids.len()).max(1);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "n\tstart\tngram\tcount")?;
+    for n in 1..=max_n.min(ids.len()) {
+        for start in 0..=ids.len() - n {
+            let g = &ids[start..start + n];
+            writeln!(out, "{n}\t{start}\t{}\t{}", show(g), index.count(g))?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "id\ttoken\tunigram_count")?;
+    for &id in &ids {
+        writeln!(out, "{id}\t{}\t{}", show(&[id]), index.unigram().count(id))?;
+    }
+    writeln!(out)?;
+    writeln!(out, "corpus: {} tokens, {} documents", index.header().token_count, index.header().doc_count)?;
+    Ok(ExitCode::SUCCESS)
 }
