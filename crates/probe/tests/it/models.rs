@@ -560,4 +560,18 @@ fn torchscript_trace_of_llada_matches_the_native_model() {
         1,
     );
     assert!(traced.logits(&ids, Some(&valid), 12).unwrap_err().to_string().contains("padded"));
+
+    // The probe reads both the same way: case_a's 12 prompt ids + 20 masks fill the traced [1, 32].
+    let prompt: Vec<i64> = Vec::try_from(ids.get(0).narrow(0, 0, 12)).unwrap();
+    let input = [cp_probe::ProbeInput { prompt_index: 0, prompt_id: "a".into(), ids: prompt }];
+    let settings = cp_probe::ProbeSettings { masks: 20, top_k: 5, batch_size: 1, eot_ids: vec![318], unigram: None };
+    let native = load_model(&dir, &cpu()).unwrap();
+    let text = |id: u32| id.to_string();
+    let a = cp_probe::probe(native.as_ref(), &input, &settings, &text, &mut |_, _| {}).unwrap();
+    let b = cp_probe::probe(traced.as_ref(), &input, &settings, &text, &mut |_, _| {}).unwrap();
+    assert_eq!(a.len(), 20);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((x.position, &x.top_ids), (y.position, &y.top_ids));
+        assert!((x.entropy - y.entropy).abs() < 1e-5 && (x.eot_mass - y.eot_mass).abs() < 1e-6);
+    }
 }
