@@ -27,7 +27,7 @@ build: setup
 test: setup
     cargo test --workspace --no-fail-fast
 
-# Probe the bundled fixture model and write the records under reports/demo/.
+# Probe -> decode -> analyze -> report on the bundled checkpoint, under reports/demo/.
 demo: build
     scripts/demo.sh
 
