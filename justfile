@@ -45,7 +45,7 @@ fixtures: setup
     set -euo pipefail
     if ! command -v bible >/dev/null; then
         echo "bible-kjv is not installed; installing it with apt-get" >&2
-        if ! { apt-get install -y bible-kjv || sudo -n apt-get install -y bible-kjv; } >&2; then
+        if ! { { apt-get update -qq && apt-get install -y bible-kjv; } || sudo -n apt-get install -y bible-kjv; } >&2; then
             echo "error: could not install the Debian package bible-kjv (the King James Bible text the text fixture is trained on); install it (apt-get install bible-kjv) and rerun 'just fixtures'" >&2
             exit 2
         fi
