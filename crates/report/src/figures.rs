@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::ReportError;
-use crate::inputs::{RankSource, ReportInputs, RunData, TokenRanks};
+use crate::inputs::{split_metric_name, RankSource, ReportInputs, RunData, TokenRanks};
 use crate::render::{set_size_in_points, UNITS_PER_PT};
 use crate::style::{
     display_token, rank_bin_labels, rank_colours, series_colour, ColumnWidth, LABEL_PT, RANK_RAMP, TICK_PT, TITLE_PT,
@@ -180,6 +180,8 @@ struct Panel {
     markers: Vec<(f64, String, RGBColor)>,
     /// Draw the interquartile band (q25–q75) behind each line.
     bands: bool,
+    /// The points' x are log2 of the value; ticks are labelled with the value (1, 2, 4, ...).
+    log2_x: bool,
 }
 
 fn nice_label(v: f64) -> String {
@@ -247,7 +249,21 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
     }
     let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(draw_err(figure))?;
     let grid = RGBColor(0xDD, 0xDD, 0xDD);
-    let x_fmt = |v: &f64| nice_label(*v);
+    let log2_x = panel.log2_x;
+    // A parameter with whole values only (masks, steps) gets no fractional tick labels.
+    let integral_x = !log2_x && panel.lines.iter().flat_map(|l| &l.points).all(|p| p.x.fract() == 0.0);
+    let x_fmt = move |v: &f64| {
+        if integral_x && v.fract().abs() > 1e-9 {
+            String::new()
+        } else if !log2_x {
+            nice_label(*v)
+        } else if (v - v.round()).abs() < 1e-9 {
+            nice_label(v.round().exp2())
+        } else {
+            // Only whole powers of two are labelled on a log2 axis.
+            String::new()
+        }
+    };
     let y_fmt = |v: &f64| nice_label(*v);
     chart
         .configure_mesh()
@@ -453,6 +469,7 @@ fn entropy_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Fi
         y_range: None,
         markers: Vec::new(),
         bands: true,
+        log2_x: false,
     };
     let legend = legend_for(&panel.lines);
     let svg = line_figure("entropy", width, std::slice::from_ref(&panel), &legend)?;
@@ -488,6 +505,7 @@ fn frequent_share_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Op
         y_range: Some((0.0, 1.0)),
         markers,
         bands: false,
+        log2_x: false,
     };
     let mut legend = legend_for(&panel.lines);
     if !panel.markers.is_empty() && legend.len() > 1 {
@@ -529,6 +547,7 @@ fn divergence_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option
             y_range: None,
             markers: Vec::new(),
             bands: true,
+            log2_x: false,
         });
     }
     if panels.is_empty() {
@@ -560,6 +579,7 @@ fn unseen_rate_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Optio
         y_range: None,
         markers: Vec::new(),
         bands: false,
+        log2_x: false,
     };
     let legend = legend_for(&panel.lines);
     let svg = line_figure("unseen_rate", width, std::slice::from_ref(&panel), &legend)?;
@@ -571,6 +591,228 @@ fn unseen_rate_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Optio
                   n-gram's first token from the prompt (one line per n and run). Compare runs with different \
                   tokens per step: a rate that grows with tokens per step is the marginal trap."
             .into(),
+    }))
+}
+
+// ---------------------------------------------------------------------------
+// Metrics against a parameter: the parallelism trade-off and sweeps.
+
+/// A line of one metric against a parameter: (x, value, standard error) points, sorted by x,
+/// drawn with a ±1 standard error band.
+fn metric_line(label: String, colour: RGBColor, mut points: Vec<(f64, f64, Option<f64>)>, log2_x: bool) -> Line {
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let points = points
+        .into_iter()
+        .map(|(x, v, se)| {
+            let se = se.filter(|s| s.is_finite()).unwrap_or(0.0);
+            CurvePoint {
+                curve: String::new(),
+                series: String::new(),
+                x: if log2_x { x.log2() } else { x },
+                mean: v,
+                median: v,
+                q25: v - se,
+                q75: v + se,
+                n: 0,
+            }
+        })
+        .collect();
+    Line { label, colour, points, markers: true }
+}
+
+/// True when a positive parameter spans a factor of 8 or more: it is drawn on a log2 axis.
+fn wants_log2(xs: impl Iterator<Item = f64>) -> bool {
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for x in xs {
+        lo = lo.min(x);
+        hi = hi.max(x);
+    }
+    lo > 0.0 && hi / lo >= 8.0
+}
+
+/// The n of an unseen-n-gram-rate metric name (`trap.unseen_3gram_rate` → 3).
+fn unseen_order(base: &str) -> Option<u32> {
+    base.strip_prefix("trap.unseen_")?.strip_suffix("gram_rate")?.parse().ok()
+}
+
+const TOKENS_PER_STEP_METRIC: &str = "trap.tokens_per_step";
+
+/// Unseen n-gram rate against the mean number of tokens committed per step, one line per n (and per
+/// run or swept schedule). Points come from the sweep when there is one, else from every decode
+/// folder of every analysis (one point per decode folder).
+fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<(f64, f64, Option<f64>)>> {
+    // (series, group) -> metrics of one decode run
+    let mut groups: BTreeMap<(String, String), Vec<&Metric>> = BTreeMap::new();
+    match &inputs.sweep {
+        Some(sweep) => {
+            for m in &sweep.metrics {
+                if let Some((_, schedule, value)) = sweep.value_of(&m.name) {
+                    groups.entry((schedule, format!("{value}"))).or_default().push(m);
+                }
+            }
+        }
+        None => {
+            let several = inputs.runs.len() > 1;
+            for run in &inputs.runs {
+                let Some(file) = &run.metrics else { continue };
+                for m in &file.metrics {
+                    let group = split_metric_name(&m.name).1.join("@");
+                    let series = if several { run.label.clone() } else { String::new() };
+                    groups.entry((series, group)).or_default().push(m);
+                }
+            }
+        }
+    }
+    let mut out: BTreeMap<(String, u32), Vec<(f64, f64, Option<f64>)>> = BTreeMap::new();
+    for ((series, _), metrics) in &groups {
+        let Some(tps) = metrics.iter().find(|m| split_metric_name(&m.name).0 == TOKENS_PER_STEP_METRIC) else { continue };
+        if !(tps.value.is_finite() && tps.value > 0.0) {
+            continue;
+        }
+        for m in metrics {
+            if let Some(n) = unseen_order(split_metric_name(&m.name).0).filter(|_| m.value.is_finite()) {
+                out.entry((series.clone(), n)).or_default().push((tps.value, m.value, m.stderr));
+            }
+        }
+    }
+    out
+}
+
+fn tradeoff_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+    let points = tradeoff_points(inputs);
+    let xs = || points.values().flatten().map(|p| p.0);
+    let mut distinct: Vec<f64> = xs().collect();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    if distinct.len() < 2 {
+        return Ok(None);
+    }
+    let log2_x = wants_log2(xs());
+    let lines: Vec<Line> = points
+        .into_iter()
+        .enumerate()
+        .map(|(i, ((series, n), pts))| {
+            let label = if series.is_empty() { format!("{n}-grams") } else { format!("{n}-grams, {series}") };
+            metric_line(label, series_colour(i), pts, log2_x)
+        })
+        .collect();
+    let panel = Panel {
+        title: None,
+        x_label: if log2_x { "tokens committed per step (log scale)" } else { "tokens committed per step" }.into(),
+        y_label: "unseen n-gram rate (fraction)".into(),
+        lines,
+        y_range: None,
+        markers: Vec::new(),
+        bands: true,
+        log2_x,
+    };
+    let legend = legend_for(&panel.lines);
+    let svg = line_figure("tradeoff", width, std::slice::from_ref(&panel), &legend)?;
+    Ok(Some(Figure {
+        name: "tradeoff".into(),
+        width,
+        svg,
+        caption: "The parallelism trade-off: fraction of generated n-grams that never occur in the reference corpus \
+                  against the mean number of tokens committed per decoding step (one point per schedule or swept \
+                  value; band: ±1 bootstrap standard error). A rate that climbs with tokens per step is the \
+                  marginal trap: tokens sampled together from independent marginals form combinations the corpus \
+                  never has."
+            .into(),
+    }))
+}
+
+/// The sweep figure's panels: a y label and the metrics it draws, each with its legend name.
+fn sweep_panels() -> Vec<(&'static str, Vec<(String, String)>)> {
+    let unseen = (1..=8).map(|n| (format!("trap.unseen_{n}gram_rate"), format!("{n}-grams"))).collect();
+    let named = |pairs: &[(&str, &str)]| pairs.iter().map(|(m, l)| (m.to_string(), l.to_string())).collect();
+    vec![
+        ("unseen n-gram rate (fraction)", unseen),
+        ("repetition (fraction)", named(&[("trap.adjacent_duplicate_rate", "adjacent duplicates"), ("trap.rep_2", "rep-2")])),
+        (
+            "frequent-token share (fraction)",
+            named(&[("collapse.frequent_share.near", "near prompt"), ("collapse.frequent_share.far", "far from prompt")]),
+        ),
+        ("predictive entropy (nats)", named(&[("collapse.entropy.near", "near prompt"), ("collapse.entropy.far", "far from prompt")])),
+    ]
+}
+
+/// Axis label of a swept parameter.
+fn sweep_axis_label(param: &str) -> String {
+    match param {
+        "masks" => "masks appended to the prompt".into(),
+        "tokens_per_step" => "tokens committed per step (swept)".into(),
+        "steps" => "decoding steps".into(),
+        "threshold" => "confidence threshold τ".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+fn sweep_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+    let Some(sweep) = &inputs.sweep else { return Ok(None) };
+    let log2_x = sweep.param != "threshold" && wants_log2(sweep.metrics.iter().filter_map(|m| sweep.value_of(&m.name)).map(|v| v.2));
+    let mut panels = Vec::new();
+    let mut legend_labels: Vec<String> = Vec::new();
+    for (y_label, wanted) in sweep_panels() {
+        // (metric, schedule) -> points
+        let mut series: BTreeMap<(usize, String), Vec<(f64, f64, Option<f64>)>> = BTreeMap::new();
+        for m in &sweep.metrics {
+            let Some((base, schedule, value)) = sweep.value_of(&m.name) else { continue };
+            if let Some(i) = wanted.iter().position(|(name, _)| name == base).filter(|_| m.value.is_finite()) {
+                series.entry((i, schedule)).or_default().push((value, m.value, m.stderr));
+            }
+        }
+        series.retain(|_, pts| pts.len() >= 2);
+        if series.is_empty() {
+            continue;
+        }
+        let lines: Vec<Line> = series
+            .into_iter()
+            .map(|((i, schedule), pts)| {
+                let label = if schedule.is_empty() { wanted[i].1.clone() } else { format!("{}, {schedule}", wanted[i].1) };
+                // One colour per legend entry across panels.
+                let colour = match legend_labels.iter().position(|l| *l == label) {
+                    Some(c) => series_colour(c),
+                    None => {
+                        legend_labels.push(label.clone());
+                        series_colour(legend_labels.len() - 1)
+                    }
+                };
+                metric_line(label, colour, pts, log2_x)
+            })
+            .collect();
+        panels.push(Panel {
+            title: None,
+            x_label: sweep_axis_label(&sweep.param),
+            y_label: y_label.into(),
+            lines,
+            y_range: None,
+            markers: Vec::new(),
+            bands: true,
+            log2_x,
+        });
+        if panels.len() == 3 {
+            break;
+        }
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    let mut legend: Vec<LegendItem> = Vec::new();
+    for line in panels.iter().flat_map(|p| &p.lines) {
+        if !legend.iter().any(|l| l.label == line.label) {
+            legend.push(LegendItem { label: line.label.clone(), colour: line.colour, swatch: Swatch::Line });
+        }
+    }
+    let svg = line_figure("sweep", width, &panels, &legend)?;
+    Ok(Some(Figure {
+        name: "sweep".into(),
+        width,
+        svg,
+        caption: format!(
+            "Headline metrics against the swept parameter `{}` (one point per value; band: ±1 bootstrap \
+             standard error over prompts).",
+            sweep.param
+        ),
     }))
 }
 
@@ -900,7 +1142,9 @@ pub fn build_figures(
             top_tokens_figure(inputs, ranks, prompt, width)?,
             divergence_figure(inputs, width)?,
             unseen_rate_figure(inputs, width)?,
+            tradeoff_figure(inputs, width)?,
             same_step_figure(inputs, width)?,
+            sweep_figure(inputs, width)?,
         ];
         out.extend(figures.into_iter().flatten());
     }

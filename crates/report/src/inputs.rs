@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cp_records::{
-    files, read_json, read_table, CurvePoint, Format, Generation, Manifest, MetricsFile, ProbeRecord, StepRecord,
+    files, read_json, read_table, CurvePoint, Format, Generation, Manifest, Metric, MetricsFile, ProbeRecord, StepRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -140,6 +140,57 @@ pub struct ReportInputs {
     pub decode: Option<DecodeData>,
     /// Corpus-frequency ranks; when absent the report ranks tokens among the probe's predictions.
     pub token_ranks: Option<TokenRanks>,
+    /// A parameter sweep (`collapse-probe run` with `[sweep]`): its metrics against the swept value.
+    pub sweep: Option<SweepData>,
+}
+
+/// A sweep folder (`RUN/sweep/`): every metric of every swept value, named `<metric>@<param>=<value>`
+/// (with `@<schedule>` before it when the analysis held several decode folders).
+#[derive(Debug, Clone, Default)]
+pub struct SweepData {
+    pub dir: Option<PathBuf>,
+    /// The swept parameter (`masks`, `tokens_per_step`, `steps`, `threshold`).
+    pub param: String,
+    pub metrics: Vec<Metric>,
+}
+
+/// A metric name split into its base and its `@` labels, e.g. `trap.rep_2@fixed@steps=4` →
+/// (`trap.rep_2`, [`fixed`, `steps=4`]).
+pub fn split_metric_name(name: &str) -> (&str, Vec<&str>) {
+    let mut parts = name.split('@');
+    let base = parts.next().unwrap_or(name);
+    (base, parts.collect())
+}
+
+impl SweepData {
+    /// Reads `metrics.json` of a sweep folder; the parameter is read from the metric names.
+    pub fn load(dir: &Path) -> Result<Self, ReportError> {
+        let path = dir.join(files::METRICS_JSON);
+        if !path.is_file() {
+            return Err(ReportError::Input { path: dir.to_owned(), message: format!("not a sweep folder: no {}", files::METRICS_JSON) });
+        }
+        let file: MetricsFile = read_json(&path)?;
+        let param = file
+            .metrics
+            .iter()
+            .find_map(|m| split_metric_name(&m.name).1.last().and_then(|l| l.split_once('=')).map(|(p, _)| p.to_owned()))
+            .ok_or_else(|| ReportError::Input {
+                path: path.clone(),
+                message: "no metric is named `<metric>@<param>=<value>`: not a sweep's metrics".into(),
+            })?;
+        Ok(SweepData { dir: Some(dir.to_owned()), param, metrics: file.metrics })
+    }
+
+    /// The swept value of a metric, with the name's other labels (the schedule) joined by `@`.
+    pub fn value_of<'a>(&self, name: &'a str) -> Option<(&'a str, String, f64)> {
+        let (base, labels) = split_metric_name(name);
+        let (last, rest) = labels.split_last()?;
+        let (param, value) = last.split_once('=')?;
+        if param != self.param {
+            return None;
+        }
+        Some((base, rest.join("@"), value.parse().ok()?))
+    }
 }
 
 /// Where to read a report's inputs from (the CLI's flags).
@@ -155,6 +206,8 @@ pub struct InputPaths {
     pub decode: Option<PathBuf>,
     /// A `token_ranks.json` (default: the first analysis folder's, if it has one).
     pub token_ranks: Option<PathBuf>,
+    /// A sweep folder written by `collapse-probe run` (`RUN/sweep`).
+    pub sweep: Option<PathBuf>,
 }
 
 impl ReportInputs {
@@ -209,7 +262,8 @@ impl ReportInputs {
             None => paths.analysis.iter().map(|d| d.join(TOKEN_RANKS_JSON)).find(|p| p.is_file()),
         };
         let token_ranks = ranks_path.map(|p| TokenRanks::read(&p)).transpose()?;
-        Ok(ReportInputs { runs, probe, decode, token_ranks })
+        let sweep = paths.sweep.as_deref().map(SweepData::load).transpose()?;
+        Ok(ReportInputs { runs, probe, decode, token_ranks, sweep })
     }
 
     /// The ranks the figures and the page use: the corpus table if given, else ranks among predictions.

@@ -6,8 +6,8 @@
 //!
 //! - `figures/{name}_{single,double}.{svg,png,pdf}`: entropy vs distance, frequent-token share with the
 //!   collapse onset, the paper's top-3-tokens-by-position view, KL-to-unigram and adjacent-position JS,
-//!   unseen n-gram rate vs tokens per step, and same-step vs different-step unseen bigrams — each only
-//!   when its data is there;
+//!   unseen n-gram rate vs tokens per step, same-step vs different-step unseen bigrams, and a sweep's
+//!   metrics against the swept parameter — each only when its data is there;
 //! - `report.html`: one file, no network (inline SVG, CSS and JS): manifests, the metrics table, the
 //!   figures, a per-prompt browser of top-k predictions, generated samples with same-step pairs marked;
 //! - `summary.md`: the metrics table in Markdown;
@@ -47,8 +47,8 @@ pub use crate::error::ReportError;
 pub use crate::figures::{build_figures, collapse_onset, curves, grid_columns, same_vs_cross, Figure, ONSET_SHARE};
 pub use crate::html::{escape as escape_html, same_step_runs};
 pub use crate::inputs::{
-    load_decode, load_probe, DecodeData, InputPaths, ProbeData, RankSource, ReportInputs, RunData, TokenRanks,
-    TokenRanksFile, TOKEN_RANKS_JSON,
+    load_decode, load_probe, split_metric_name, DecodeData, InputPaths, ProbeData, RankSource, ReportInputs, RunData,
+    SweepData, TokenRanks, TokenRanksFile, TOKEN_RANKS_JSON,
 };
 pub use crate::markdown::summary_markdown;
 pub use crate::style::{display_token, ColumnWidth, PALETTE};
@@ -239,6 +239,7 @@ pub fn render_report(inputs: &ReportInputs, out: &Path, opts: &ReportOptions) ->
             })).collect::<Vec<_>>(),
             "probe": inputs.probe.as_ref().and_then(|p| p.dir.as_ref()).map(|d| d.display().to_string()),
             "decode": inputs.decode.as_ref().and_then(|d| d.dir.as_ref()).map(|d| d.display().to_string()),
+            "sweep": inputs.sweep.as_ref().and_then(|s| s.dir.as_ref()).map(|d| d.display().to_string()),
             "token_ranks": ranks.as_ref().map(|r| &r.source),
         }),
         files: listed,

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use cp_records::{Better, CurvePoint, Generation, Metric, MetricsFile, ProbeRecord, StepRecord};
-use cp_report::{DecodeData, ProbeData, RankSource, ReportInputs, RunData, TokenRanks};
+use cp_report::{DecodeData, ProbeData, RankSource, ReportInputs, RunData, SweepData, TokenRanks};
 
 /// Frequent tokens: id i has corpus rank i + 1.
 pub const FREQUENT: [&str; 8] = [" the", ",", ".", " of", " and", "<|endoftext|>", " a", "\n"];
@@ -131,10 +131,39 @@ pub fn run(label: &str, masks: u32, shift: f64) -> RunData {
                 metric("collapse.onset", m / (2.0 + shift) * 0.5, "tokens", Better::Higher, None),
                 metric("trap.same_step_unseen_bigram_rate", 0.21 + 0.02 * shift, "fraction", Better::Lower, Some(0.015)),
                 metric("trap.diff_step_unseen_bigram_rate", 0.08, "fraction", Better::Lower, Some(0.01)),
+                // Two decode folders in one analysis, one and eight tokens per step.
+                metric("trap.tokens_per_step@k1", 1.0, "tokens", Better::Neither, Some(0.0)),
+                metric("trap.unseen_2gram_rate@k1", 0.04 + 0.01 * shift, "fraction", Better::Lower, Some(0.01)),
+                metric("trap.unseen_3gram_rate@k1", 0.09 + 0.01 * shift, "fraction", Better::Lower, Some(0.01)),
+                metric("trap.tokens_per_step@k8", 8.0, "tokens", Better::Neither, Some(0.0)),
+                metric("trap.unseen_2gram_rate@k8", 0.3 + 0.01 * shift, "fraction", Better::Lower, Some(0.03)),
+                metric("trap.unseen_3gram_rate@k8", 0.6 + 0.01 * shift, "fraction", Better::Lower, Some(0.03)),
             ],
         }),
         curves,
     }
+}
+
+/// A sweep over tokens per step: unseen rates and duplicates rising with it.
+pub fn sweep(values: &[f64]) -> SweepData {
+    let mut metrics = Vec::new();
+    for &k in values {
+        let mut push = |name: &str, value: f64, stderr: f64| {
+            metrics.push(Metric {
+                name: format!("{name}@tokens_per_step={k}"),
+                value,
+                unit: "fraction".into(),
+                better: Better::Lower,
+                stderr: Some(stderr),
+                n: 32,
+            })
+        };
+        push("trap.tokens_per_step", k, 0.0);
+        push("trap.unseen_2gram_rate", (0.03 * k.log2() + 0.02).min(1.0), 0.01);
+        push("trap.unseen_3gram_rate", (0.08 * k.log2() + 0.05).min(1.0), 0.02);
+        push("trap.adjacent_duplicate_rate", 0.02 * k.log2(), 0.005);
+    }
+    SweepData { dir: None, param: "tokens_per_step".into(), metrics }
 }
 
 /// Decode records: `prompts` generations of `len` tokens, `per_step` tokens committed per step.
@@ -191,5 +220,6 @@ pub fn demo_inputs() -> ReportInputs {
         probe: Some(ProbeData { dir: None, manifest: None, records: probe_records(32, 64, 10, 7) }),
         decode: Some(decode(32, 64, 4, 11)),
         token_ranks: Some(corpus_ranks()),
+        sweep: Some(sweep(&[1.0, 2.0, 4.0, 8.0, 16.0])),
     }
 }

@@ -26,7 +26,7 @@ fn demo_report_writes_every_figure_in_every_format_and_width() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("report");
     let out = render_report(&fixture::demo_inputs(), &out_dir, &quick_options()).unwrap();
-    let expected = ["entropy", "frequent_share", "top_tokens", "divergence", "unseen_rate", "same_step"];
+    let expected = ["entropy", "frequent_share", "top_tokens", "divergence", "unseen_rate", "tradeoff", "same_step", "sweep"];
     assert_eq!(figure_names(&out, ColumnWidth::Single), expected);
     assert_eq!(figure_names(&out, ColumnWidth::Double), expected);
     for fig in &out.figures {
@@ -58,7 +58,7 @@ fn demo_report_writes_every_figure_in_every_format_and_width() {
     assert!(out.html.is_file() && out.summary.is_file() && out.manifest.is_file());
     let manifest: Manifest = cp_records::read_json(&out.manifest).unwrap();
     assert_eq!(manifest.kind, "report");
-    assert_eq!(manifest.files.len(), 2 + 6 * 2 * 3);
+    assert_eq!(manifest.files.len(), 2 + 8 * 2 * 3);
     // Nothing is left staged beside the report.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("report")]);
@@ -301,4 +301,30 @@ fn write_demo_report() {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("report-demo");
     let out = render_report(&fixture::demo_inputs(), &target, &ReportOptions::default()).unwrap();
     eprintln!("{}", out.html.display());
+}
+
+/// The trade-off figure plots unseen rates against tokens per step: from an analysis with several
+/// decode folders, or from a sweep; one tokens-per-step value alone is no trade-off and gets no figure.
+#[test]
+fn tradeoff_and_sweep_figures_need_two_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ReportOptions { formats: vec![FigureFormat::Svg], widths: vec![ColumnWidth::Double], ..quick_options() };
+    let run = fixture::run("r", 16, 0.0);
+    let out = render_report(&ReportInputs { runs: vec![run.clone()], ..ReportInputs::default() }, &dir.path().join("a"), &opts).unwrap();
+    assert!(figure_names(&out, ColumnWidth::Double).contains(&"tradeoff".to_string()));
+    let svg = std::fs::read_to_string(dir.path().join("a/figures/tradeoff_double.svg")).unwrap();
+    assert!(svg.contains("2-grams") && svg.contains("3-grams") && svg.contains("tokens committed per step (log scale)"), "one line per n, log axis for 1..8");
+
+    let mut one = run.clone();
+    one.metrics.as_mut().unwrap().metrics.retain(|m| !m.name.ends_with("@k8"));
+    let inputs = ReportInputs { runs: vec![one], sweep: Some(fixture::sweep(&[4.0])), ..ReportInputs::default() };
+    let out = render_report(&inputs, &dir.path().join("b"), &opts).unwrap();
+    let names = figure_names(&out, ColumnWidth::Double);
+    assert!(!names.contains(&"tradeoff".to_string()) && !names.contains(&"sweep".to_string()), "{names:?}");
+
+    let inputs = ReportInputs { runs: vec![run], sweep: Some(fixture::sweep(&[1.0, 2.0, 3.0])), ..ReportInputs::default() };
+    render_report(&inputs, &dir.path().join("c"), &opts).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("c/figures/sweep_double.svg")).unwrap();
+    assert!(svg.contains("tokens committed per step (swept)") && svg.contains("adjacent duplicates"));
+    assert!(!svg.contains(">1.5<"), "an integer parameter gets no fractional ticks");
 }
