@@ -65,8 +65,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let sha = args.tokenizer.as_deref().map(cp_records::sha256_file).transpose()?;
     let index = args.index.as_deref().map(|dir| NgramIndex::open(dir, sha.as_deref())).transpose()?;
     let output = analyze_folders(&folders, index.as_ref().map(|i| i.unigram()), index.as_ref(), &settings)?;
-    for s in &output.skipped {
-        eprintln!("warning: skipped {s}");
+    if !global.quiet {
+        for s in &output.skipped {
+            eprintln!("warning: skipped {s}");
+        }
     }
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -96,6 +98,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         files: Vec::new(),
     };
     let out = write_analysis(&args.out, &output, manifest)?;
-    eprintln!("wrote {} metrics and {} curve points to {}", output.metrics.metrics.len(), output.curves.len(), out.display());
+    if !global.quiet {
+        eprintln!("wrote {} metrics and {} curve points to {}", output.metrics.metrics.len(), output.curves.len(), out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -108,14 +108,16 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let header = build_index(&args.corpus, &settings, |text| tokenizer.encode(text).map_err(|e| e.to_string()), &progress, &args.out)?;
     bar.finish_and_clear();
-    eprintln!(
+    if !global.quiet {
+        eprintln!(
         "indexed {} tokens in {} documents into {} ({:.2} bytes/token, {:.1} s)",
         header.token_count,
         header.doc_count,
         args.out.display(),
         header.bytes_per_token(),
         start.elapsed().as_secs_f64()
-    );
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

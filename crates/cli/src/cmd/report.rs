@@ -51,6 +51,9 @@ pub struct Args {
     /// A token_ranks.json (ids most frequent first) [default: an analysis folder's token_ranks.json; else ranks among the predictions].
     #[arg(long, value_name = "FILE")]
     pub token_ranks: Option<PathBuf>,
+    /// A sweep folder written by `collapse-probe run` (RUN/sweep): adds the metrics-against-parameter figure.
+    #[arg(long, value_name = "DIR")]
+    pub sweep: Option<PathBuf>,
     /// prompt_id of the prompt the top-token figure shows [default: the first prompt].
     #[arg(long, value_name = "ID")]
     pub prompt: Option<String>,
@@ -78,12 +81,20 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let out = render(args, global)?;
+    println!("{}", out.html.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the inputs and writes the report; `run` without printing the page's path.
+pub fn render(args: Args, global: &GlobalArgs) -> anyhow::Result<cp_report::ReportOutput> {
     let mut inputs = ReportInputs::load(&InputPaths {
         analysis: args.analysis.clone(),
         labels: args.labels.clone(),
         probe: args.probe.clone(),
         decode: args.decode.clone(),
         token_ranks: args.token_ranks.clone(),
+        sweep: args.sweep.clone(),
     })?;
     if let Some(index) = &args.index {
         let unigram = cp_analysis::Unigram::load(index)
@@ -125,6 +136,5 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             out.html.display()
         );
     }
-    println!("{}", out.html.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
 }

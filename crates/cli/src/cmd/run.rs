@@ -1,11 +1,455 @@
+//! `collapse-probe run SPEC --out DIR`: the whole pipeline of a probe spec in one run folder.
+//!
+//! ```text
+//! DIR/manifest.json            kind "run": the spec, its SHA-256, the stage folders
+//! DIR/index/                   built from the spec's reference corpus (when it names one)
+//! DIR/probe/                   records.parquet
+//! DIR/decode/<schedule>/       steps.parquet, generations.parquet
+//! DIR/analysis/                metrics.json, curves.parquet (what `collapse-probe check` reads)
+//! DIR/report/                  report.html, summary.md, figures
+//! DIR/sweep/<param>=<value>/   the swept stage and its analysis, once per value
+//! DIR/sweep/metrics.json       every metric of every value, named `<metric>@<param>=<value>`
+//! DIR/sweep/curves.parquet     curve `sweep:<metric>`: x = the value, q25/q75 = value -/+ one stderr
+//! ```
+//!
+//! The model is loaded once and shared by the probe and every schedule. The analysis, report and
+//! index stages go through the same argument conversion as their own subcommands, so a run folder's
+//! stage folders are exactly what `probe`/`decode`/`analyze`/`report` would have written.
+//! Each stage folder is written atomically; a failed stage leaves the earlier ones in place.
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::common::GlobalArgs;
+use anyhow::{bail, Context};
+use cp_gate::{ScheduleSource, Spec, SweepParam};
+use cp_probe::{decode, probe, DecodeOptions, ProbeInput, ProbeSettings, Schedule, TokensPerStep};
+use cp_records::{files, write_json, write_table, CurvePoint, Format, Manifest, Metric, MetricsFile, OutputDir};
 
-/// Arguments of `collapse-probe run` (not implemented yet).
+use crate::cmd;
+use crate::common::{list_files, GlobalArgs, ModelArgs, PromptArgs, Session};
+
+/// Arguments of `collapse-probe run`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The probe spec (probes/*.toml): model, prompts, probe settings, schedules, reference, metrics, report, sweep.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The run folder to write (created; stage folders already in it are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
 
-pub fn run(_args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`run` is not implemented yet")
+/// Bootstrap replicates of the analysis' standard errors (the `analyze` default).
+const BOOTSTRAP: usize = 1000;
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let spec = Spec::load(&args.spec)?;
+    let missing = spec.missing_paths();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|(k, p)| format!("`{k}` = {}", p.display())).collect();
+        bail!("{}: these paths do not exist: {}", args.spec.display(), list.join(", "));
+    }
+    // Parse every schedule before any work, so a typo fails in a second rather than after the probe.
+    let schedules: Vec<(String, Schedule)> = spec
+        .schedules
+        .iter()
+        .map(|s| {
+            let schedule = match s.source() {
+                ScheduleSource::Inline(text) => Schedule::parse(text),
+                ScheduleSource::File(path) => Schedule::from_toml_file(path),
+            }
+            .with_context(|| format!("{}: schedule `{}`", args.spec.display(), s.name))?;
+            Ok((s.name.clone(), schedule))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if let Some(sweep) = &spec.sweep {
+        for &v in &sweep.values {
+            for (name, s) in &schedules {
+                swept_schedule(s, sweep.param, v).with_context(|| format!("sweep over `{}`, schedule `{name}`", sweep.param.name()))?;
+            }
+        }
+    }
+
+    let out = args.out.clone();
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run folder", out.display()))?;
+    let n_stages = 3 + schedules.len() + usize::from(spec.report.enabled) + usize::from(spec.sweep.is_some());
+    let mut stage = 0;
+    let mut announce = |what: &str| {
+        stage += 1;
+        if !global.quiet {
+            eprintln!("[{stage}/{n_stages}] {what}");
+        }
+    };
+
+    // Stage folders, relative to the run folder, for the manifest.
+    let mut stages = serde_json::Map::new();
+
+    // The reference index: built from a corpus into the run folder, or an existing one.
+    let model_tokenizer = spec.model.path.join("tokenizer.json");
+    let index: Option<PathBuf> = match &spec.reference {
+        Some(r) if r.corpus.is_some() => {
+            announce("index the reference corpus");
+            let dir = out.join("index");
+            let tokenizer = r.tokenizer.clone().unwrap_or_else(|| model_tokenizer.clone());
+            cmd::index::run(
+                cmd::index::Command::Build(cmd::index::BuildArgs {
+                    tokenizer,
+                    corpus: vec![r.corpus.clone().expect("matched")],
+                    out: dir.clone(),
+                    text_field: "text".into(),
+                    split: match r.split {
+                        cp_gate::DocSplit::Paragraph => cmd::index::Split::Paragraph,
+                        cp_gate::DocSplit::Line => cmd::index::Split::Line,
+                        cp_gate::DocSplit::File => cmd::index::Split::File,
+                    },
+                }),
+                global,
+            )?;
+            stages.insert("index".into(), "index".into());
+            Some(dir)
+        }
+        Some(r) => {
+            announce("use the reference index");
+            r.index.clone()
+        }
+        None => {
+            announce("no reference index (frequency and unseen n-gram metrics are skipped)");
+            None
+        }
+    };
+
+    let model_args = ModelArgs {
+        model: Some(spec.model.path.clone()),
+        torchscript: None,
+        mask_id: None,
+        tokenizer: None,
+        dtype: spec.model.dtype.map_or_else(|| "auto".to_string(), |d| d.to_string()),
+        device: spec.model.device.clone().unwrap_or_else(|| "auto".into()),
+    };
+    let prompt_args = PromptArgs {
+        prompts: spec.prompts.path.clone(),
+        prompt_format: spec.prompts.format.clone().unwrap_or_else(|| "auto".into()),
+        chat_template: spec.prompts.chat_template.clone().unwrap_or_else(|| "auto".into()),
+    };
+    let mut session = Session::open(&model_args, &prompt_args, global).context("loading the model and prompts")?;
+    if let Some(limit) = spec.prompts.limit {
+        session.prompts.prompts.truncate(limit);
+        session.ids.truncate(limit);
+        session.prompts_info.count = session.ids.len();
+    }
+    let unigram = match &index {
+        Some(dir) => {
+            let table = cp_analysis::Unigram::load(dir).with_context(|| format!("reference index {}", dir.display()))?;
+            Some(table.probabilities(session.model.vocab_size() as usize, 1.0).into_iter().map(|p| p as f32).collect::<Vec<f32>>())
+        }
+        None => None,
+    };
+
+    // Probe.
+    announce(&format!("probe: {} prompts x {} masks", session.ids.len(), spec.probe.masks));
+    let probe_dir = out.join("probe");
+    run_probe(&session, &spec, spec.probe.masks as usize, unigram.clone(), index.as_deref(), &probe_dir, global)?;
+    stages.insert("probe".into(), "probe".into());
+
+    // Decode, once per schedule.
+    let mut decode_dirs = Vec::new();
+    let mut decode_stages = serde_json::Map::new();
+    for (name, schedule) in &schedules {
+        announce(&format!("decode `{name}`: {schedule}"));
+        let dir = out.join("decode").join(name);
+        run_decode(&session, &spec, schedule, &dir, global)?;
+        decode_stages.insert(name.clone(), format!("decode/{name}").into());
+        decode_dirs.push(dir);
+    }
+    if !decode_stages.is_empty() {
+        stages.insert("decode".into(), decode_stages.into());
+    }
+
+    // Analysis of the probe and every schedule together.
+    announce("analyze");
+    let analysis_dir = out.join("analysis");
+    let mut records = vec![probe_dir.clone()];
+    records.extend(decode_dirs.iter().cloned());
+    run_analysis(&spec, &session, records, index.as_deref(), &model_tokenizer, &analysis_dir, global)?;
+    stages.insert("analysis".into(), "analysis".into());
+
+    // The sweep: the swept stage once per value, each with its own analysis, then one table of curves.
+    if let Some(sweep) = &spec.sweep {
+        announce(&format!("sweep `{}` over {} values", sweep.param.name(), sweep.values.len()));
+        let mut per_value = Vec::new();
+        for (label, &v) in sweep.labels().iter().zip(&sweep.values) {
+            let dir = out.join("sweep").join(label);
+            if !global.quiet {
+                eprintln!("      {label}");
+            }
+            let mut records = Vec::new();
+            if sweep.param == SweepParam::Masks {
+                let p = dir.join("probe");
+                run_probe(&session, &spec, v as usize, unigram.clone(), index.as_deref(), &p, global)?;
+                records.push(p);
+            } else {
+                for (name, schedule) in &schedules {
+                    let s = swept_schedule(schedule, sweep.param, v)?;
+                    let p = dir.join("decode").join(name);
+                    run_decode(&session, &spec, &s, &p, global)?;
+                    records.push(p);
+                }
+            }
+            let a = dir.join("analysis");
+            // The main analysis has already reported what it skipped; once is enough.
+            let quiet = GlobalArgs { quiet: true, ..global.clone() };
+            run_analysis(&spec, &session, records, index.as_deref(), &model_tokenizer, &a, &quiet)?;
+            let metrics: MetricsFile = cp_records::read_json(&a.join(files::METRICS_JSON))?;
+            per_value.push((label.clone(), v, metrics));
+        }
+        write_sweep(&out.join("sweep"), sweep.param, &per_value)?;
+        stages.insert(
+            "sweep".into(),
+            serde_json::json!({
+                "param": sweep.param.name(),
+                "values": sweep.values,
+                "folders": sweep.labels().iter().map(|l| format!("sweep/{l}")).collect::<Vec<_>>(),
+                "metrics": "sweep/metrics.json",
+                "curves": "sweep/curves.parquet",
+            }),
+        );
+    }
+
+    // Report.
+    if spec.report.enabled {
+        announce("report");
+        let title = spec.report.title.clone().or_else(|| spec.description.clone()).unwrap_or_else(|| spec.name.clone());
+        cmd::report::render(
+            cmd::report::Args {
+                analysis: vec![analysis_dir.clone()],
+                probe: Some(probe_dir.clone()),
+                decode: decode_dirs.first().cloned(),
+                labels: None,
+                index: index.clone(),
+                token_ranks: None,
+                sweep: spec.sweep.as_ref().map(|_| out.join("sweep")),
+                prompt: None,
+                out: out.join("report"),
+                formats: spec
+                    .report
+                    .formats
+                    .iter()
+                    .map(|f| match f {
+                        cp_gate::FigureFormat::Svg => cmd::report::FormatArg::Svg,
+                        cp_gate::FigureFormat::Png => cmd::report::FormatArg::Png,
+                        cp_gate::FigureFormat::Pdf => cmd::report::FormatArg::Pdf,
+                    })
+                    .collect(),
+                width: cmd::report::WidthArg::Both,
+                dpi: 300.0,
+                title,
+                max_prompts: spec.report.max_prompts,
+                max_samples: spec.report.max_samples,
+            },
+            global,
+        )?;
+        stages.insert("report".into(), "report".into());
+    }
+
+    let spec_sha256 = cp_records::sha256_file(&args.spec)?;
+    let manifest = Manifest {
+        schema_version: cp_records::SCHEMA_VERSION,
+        kind: "run".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        command: std::env::args().collect(),
+        started_unix,
+        wall_time_s: t0.elapsed().as_secs_f64(),
+        seed: spec.seed,
+        model: Some(session.model.info.clone()),
+        tokenizer: session.text.as_ref().map(|t| t.tokenizer().path().display().to_string()),
+        prompts: Some(session.prompts_info.clone()),
+        libtorch_version: Some(crate::common::LIBTORCH_VERSION.into()),
+        params: serde_json::json!({
+            "spec_path": args.spec.display().to_string(),
+            "spec_sha256": spec_sha256,
+            "spec": spec,
+            "stages": stages,
+        }),
+        files: vec![files::MANIFEST_JSON.into()],
+    };
+    write_json(&out.join(files::MANIFEST_JSON), &manifest)?;
+    if !global.quiet {
+        eprintln!("run `{}` done in {:.1}s -> {}", spec.name, t0.elapsed().as_secs_f64(), out.display());
+    }
+    println!("{}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The probe stage: records of `masks` masks after every prompt, written to `dir` with a manifest.
+fn run_probe(
+    session: &Session,
+    spec: &Spec,
+    masks: usize,
+    unigram: Option<Vec<f32>>,
+    index: Option<&Path>,
+    dir: &Path,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let settings = ProbeSettings {
+        masks,
+        top_k: spec.probe.top_k as usize,
+        batch_size: spec.probe.batch_size as usize,
+        eot_ids: session.eot_ids(),
+        unigram,
+    };
+    let inputs: Vec<ProbeInput> = session
+        .prompts
+        .prompts
+        .iter()
+        .zip(&session.ids)
+        .enumerate()
+        .map(|(i, (p, ids))| ProbeInput { prompt_index: i as u32, prompt_id: p.id.clone(), ids: ids.clone() })
+        .collect();
+    settings.validate(session.model.as_ref(), &inputs)?;
+    let staged = OutputDir::create(dir)?;
+    let bar = global.progress(inputs.len() as u64, "{spinner} probe {pos}/{len} prompts [{elapsed_precise}] {wide_bar}");
+    let records = probe(session.model.as_ref(), &inputs, &settings, &|id| session.token_text(id), &mut |done, _| {
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    write_table(staged.path(), files::PROBE_RECORDS, &records, Format::Parquet)?;
+    let params = serde_json::json!({
+        "masks": masks,
+        "top_k": settings.top_k,
+        "batch_size": settings.batch_size,
+        "eot_ids": settings.eot_ids,
+        "unigram": index.map(|p| p.display().to_string()),
+        "format": Format::Parquet.extension(),
+    });
+    let mut file_list = list_files(staged.path());
+    file_list.push(files::MANIFEST_JSON.into());
+    write_json(&staged.path().join(files::MANIFEST_JSON), &session.manifest("probe", 0, params, file_list))?;
+    staged.commit()?;
+    Ok(())
+}
+
+/// The decode stage: one schedule over every prompt, trajectories written to `dir` with a manifest.
+fn run_decode(session: &Session, spec: &Spec, schedule: &Schedule, dir: &Path, global: &GlobalArgs) -> anyhow::Result<()> {
+    let total = session.ids.len() as u64;
+    let bar = global.progress(total, "{spinner} decode {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}");
+    let progress = |p: &cp_probe::DecodeProgress| {
+        bar.set_position(p.prompts_done as u64);
+        bar.set_message(match p.steps {
+            Some(n) => format!("step {}/{n}", p.step),
+            None => format!("step {}", p.step),
+        });
+    };
+    let opts = DecodeOptions {
+        seed: spec.seed,
+        batch_size: spec.probe.batch_size as usize,
+        eot_ids: session.eot_ids().into_iter().map(i64::from).collect(),
+        save_step_distributions: None,
+        progress: Some(&progress),
+    };
+    let output = decode(session.model.as_ref(), &session.ids, schedule, &opts)?;
+    bar.finish_and_clear();
+    let staged = OutputDir::create(dir)?;
+    let prompt_ids: Vec<String> = session.prompts.prompts.iter().map(|p| p.id.clone()).collect();
+    write_table(staged.path(), files::DECODE_STEPS, &output.step_records(&|id| session.token_text(id)), Format::Parquet)?;
+    write_table(
+        staged.path(),
+        files::DECODE_GENERATIONS,
+        &output.generations(&prompt_ids, &|ids| session.decode_text(ids)),
+        Format::Parquet,
+    )?;
+    let params = serde_json::json!({
+        "schedule": schedule.to_string(),
+        "schedule_params": schedule,
+        "batch_size": opts.batch_size,
+        "eot_ids": opts.eot_ids,
+    });
+    let mut file_list = list_files(staged.path());
+    file_list.push(files::MANIFEST_JSON.into());
+    write_json(&staged.path().join(files::MANIFEST_JSON), &session.manifest("decode", spec.seed, params, file_list))?;
+    staged.commit()?;
+    Ok(())
+}
+
+/// The analysis stage, through `collapse-probe analyze`'s own argument conversion.
+fn run_analysis(
+    spec: &Spec,
+    session: &Session,
+    records: Vec<PathBuf>,
+    index: Option<&Path>,
+    model_tokenizer: &Path,
+    out: &Path,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    // The index was built with (or must match) the model's tokenizer; analyze checks the hash.
+    let tokenizer = match &spec.reference {
+        Some(r) if r.tokenizer.is_some() => r.tokenizer.clone(),
+        _ => model_tokenizer.is_file().then(|| model_tokenizer.to_owned()),
+    };
+    cmd::analyze::run(
+        cmd::analyze::Args {
+            records,
+            index: index.map(Path::to_owned),
+            tokenizer: index.and(tokenizer),
+            out: out.to_owned(),
+            top_frequent: spec.metrics.top_frequent as usize,
+            onset_threshold: spec.metrics.onset_threshold,
+            unseen_n: spec.metrics.ngram_orders.iter().map(|&n| n as usize).collect(),
+            eos_id: session.eot_ids(),
+            seed: spec.seed,
+            bootstrap: BOOTSTRAP,
+        },
+        global,
+    )?;
+    Ok(())
+}
+
+/// `schedule` with the swept parameter set to `value`; fails for schedules the parameter does not apply to.
+fn swept_schedule(schedule: &Schedule, param: SweepParam, value: f64) -> anyhow::Result<Schedule> {
+    let mut s = schedule.clone();
+    let n = value as usize;
+    match (param, &mut s) {
+        (SweepParam::Masks, _) => {}
+        (SweepParam::TokensPerStep, Schedule::Fixed(p)) => p.k = TokensPerStep::Count(n),
+        (SweepParam::TokensPerStep, Schedule::Llada(p)) => p.steps = p.gen_length.div_ceil(n),
+        (SweepParam::TokensPerStep, Schedule::Dream(p)) => p.steps = p.max_new_tokens.div_ceil(n),
+        (SweepParam::Steps, Schedule::Llada(p)) => p.steps = n,
+        (SweepParam::Steps, Schedule::Dream(p)) => p.steps = n,
+        (SweepParam::Steps, Schedule::Fixed(p)) => p.k = TokensPerStep::Count(p.gen_length.div_ceil(n)),
+        (SweepParam::Threshold, Schedule::Threshold(p)) => p.tau = value,
+        (param, s) => bail!("a `{}` schedule has no `{}` to sweep", s.name(), param.name()),
+    }
+    // Round-trip through the spec string so that the schedule's own checks (block divisibility, ...) run.
+    Ok(Schedule::parse(&s.to_string())?)
+}
+
+/// Writes `sweep/metrics.json` (every metric of every value, suffixed `@param=value`) and
+/// `sweep/curves.parquet` (one curve per metric against the swept value).
+fn write_sweep(dir: &Path, param: SweepParam, per_value: &[(String, f64, MetricsFile)]) -> anyhow::Result<()> {
+    let mut metrics: Vec<Metric> = Vec::new();
+    let mut curves: Vec<CurvePoint> = Vec::new();
+    let mut sources = Vec::new();
+    for (label, x, file) in per_value {
+        sources.extend(file.sources.iter().cloned());
+        for m in &file.metrics {
+            metrics.push(Metric { name: format!("{}@{label}", m.name), ..m.clone() });
+            let se = m.stderr.unwrap_or(0.0);
+            curves.push(CurvePoint {
+                curve: format!("sweep:{}", m.name),
+                series: param.name().into(),
+                x: *x,
+                mean: m.value,
+                median: m.value,
+                q25: m.value - se,
+                q75: m.value + se,
+                n: m.n,
+            });
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    write_json(&dir.join(files::METRICS_JSON), &MetricsFile { schema_version: cp_records::SCHEMA_VERSION, sources, metrics })?;
+    write_table(dir, files::CURVES, &curves, Format::Parquet)?;
+    Ok(())
 }
