@@ -31,6 +31,20 @@ test: setup
 demo: build
     scripts/demo.sh
 
+# Dog-food the CI gate: run the fixture specs and check them against their committed baselines
+# (exit 1 on a regression). Run folders go to runs/, JUnit reports to runs/<name>.junit.xml.
+gate: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin="${CARGO_TARGET_DIR:-target}/debug/collapse-probe"
+    status=0
+    for name in toy-trap text-llada; do
+        "$bin" run "probes/$name.toml" --out "runs/$name" --quiet
+        "$bin" check --run "runs/$name" --baseline "probes/baselines/$name.toml" \
+            --junit "runs/$name.junit.xml" || status=$?
+    done
+    exit $status
+
 # Benchmarks (figures are printed; see README "Performance").
 bench: setup
     cargo bench --workspace
@@ -60,4 +74,7 @@ fixtures: setup
     target/debug/build-fixtures toy-trap --out fixtures/toy-trap
     target/debug/build-fixtures toy-report --model fixtures/toy-trap
     target/debug/build-fixtures text-llada --corpus target/fixtures/kjv.txt --out fixtures/text-llada
+    # The reference corpus of probes/text-llada.toml: the training verses without their references,
+    # one per line, a blank line between books (so n-grams never cross a book, as in training).
+    awk 'NF { ref=$1; body=substr($0, length(ref)+2); head=substr(ref,1,index(ref,":")-1); book=head; sub(/[0-9]+$/,"",book); if (n++ && book!=prev) print ""; prev=book; gsub(/^[ \t]+|[ \t]+$/,"",body); print body }' target/fixtures/kjv.txt > fixtures/text-llada/corpus.txt
     target/debug/build-fixtures measure --model fixtures/text-llada --prompts probes/prompts/kjv.txt --masks 64
