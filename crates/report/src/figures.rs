@@ -782,7 +782,7 @@ fn sweep_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figu
             .collect();
         panels.push(Panel {
             title: None,
-            x_label: sweep_axis_label(&sweep.param),
+            x_label: if log2_x { format!("{} (log scale)", sweep_axis_label(&sweep.param)) } else { sweep_axis_label(&sweep.param) },
             y_label: y_label.into(),
             lines,
             y_range: None,
