@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod common;
+mod stages;
 
 /// Diagnose frequency collapse and the marginal trap in masked diffusion language models.
 #[derive(Debug, Parser)]

@@ -2,13 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use cp_probe::{decode, DecodeOptions, DecodeProgress, Schedule};
-use cp_records::{files, write_json, write_table, Format, OutputDir};
+use cp_probe::Schedule;
 
 use crate::cmd::probe::TableFormat;
-use crate::common::{list_files, GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::stages::{run_decode, DecodeStage};
 
 /// Arguments of `collapse-probe decode`.
 #[derive(Debug, clap::Args)]
@@ -45,48 +44,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--batch-size must be at least 1");
     }
     let session = Session::open(&args.model, &args.prompts, global)?;
-    let out = OutputDir::create(&args.out)?;
-    let eot_ids: Vec<i64> = session.eot_ids().into_iter().map(i64::from).collect();
-    let bar = global.progress(session.ids.len() as u64, "{spinner} decode {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}");
-    let progress = |p: &DecodeProgress| {
-        bar.set_position(p.prompts_done as u64);
-    };
-    let opts = DecodeOptions {
+    let stage = DecodeStage {
         seed: args.seed,
         batch_size: args.batch_size,
-        eot_ids,
         save_step_distributions: args.save_step_distributions,
-        progress: Some(&progress),
+        format: args.format.into(),
     };
-    let t0 = Instant::now();
-    let output = decode(session.model.as_ref(), &session.ids, &schedule, &opts)?;
-    bar.finish_and_clear();
-    let elapsed = t0.elapsed().as_secs_f64();
-
-    let format: Format = args.format.into();
-    let ids: Vec<String> = session.prompts.prompts.iter().map(|p| p.id.clone()).collect();
-    write_table(out.path(), files::DECODE_STEPS, &output.step_records(&|id| session.token_text(id)), format)?;
-    let generations = output.generations(&ids, &|g| session.decode_text(g));
-    write_table(out.path(), files::DECODE_GENERATIONS, &generations, format)?;
-    if args.save_step_distributions.is_some() {
-        write_table(out.path(), files::DECODE_STEP_DISTRIBUTIONS, &output.step_distributions(), format)?;
-    }
-    let params = serde_json::json!({
-        "schedule": schedule,
-        "schedule_spec": schedule.to_string(),
-        "batch_size": args.batch_size,
-        "save_step_distributions": args.save_step_distributions,
-        "format": format.extension(),
-        "threads": tch::get_num_threads(),
-        "decode_seconds": elapsed,
-    });
-    let mut file_list = list_files(out.path());
-    file_list.push(files::MANIFEST_JSON.to_string());
-    let manifest = session.manifest("decode", args.seed, params, file_list);
-    write_json(&out.path().join(files::MANIFEST_JSON), &manifest)?;
-    let dir = out.commit()?;
+    let done = run_decode(&session, &schedule, &stage, &args.out, global)?;
     if !global.quiet {
-        eprintln!("decoded {} prompts with {schedule} in {elapsed:.2}s -> {}", generations.len(), dir.display());
+        eprintln!("decoded {} prompts with {schedule} in {:.2}s -> {}", done.generations, done.seconds, done.dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }

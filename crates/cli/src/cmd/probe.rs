@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
-use cp_probe::{probe, ProbeInput, ProbeSettings};
-use cp_records::{files, write_json, write_table, Format, OutputDir};
+use cp_probe::ProbeSettings;
+use cp_records::Format;
 
-use crate::common::{list_files, GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::stages::{run_probe, unigram_probabilities};
 
 /// Arguments of `collapse-probe probe`.
 #[derive(Debug, clap::Args)]
@@ -58,14 +58,7 @@ impl From<TableFormat> for Format {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(&args.model, &args.prompts, global)?;
-    let unigram = match &args.unigram {
-        Some(dir) => {
-            let table = cp_analysis::Unigram::load(dir).with_context(|| format!("--unigram {}", dir.display()))?;
-            // Add-one smoothing keeps KL to the unigram finite at tokens the corpus never shows.
-            Some(table.probabilities(session.model.vocab_size() as usize, 1.0).into_iter().map(|p| p as f32).collect())
-        }
-        None => None,
-    };
+    let unigram = args.unigram.as_deref().map(|dir| unigram_probabilities(&session, dir)).transpose().context("--unigram")?;
     let settings = ProbeSettings {
         masks: args.masks,
         top_k: args.top_k,
@@ -73,53 +66,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         eot_ids: session.eot_ids(),
         unigram,
     };
-    let inputs: Vec<ProbeInput> = session
-        .prompts
-        .prompts
-        .iter()
-        .zip(&session.ids)
-        .enumerate()
-        .map(|(i, (p, ids))| ProbeInput { prompt_index: i as u32, prompt_id: p.id.clone(), ids: ids.clone() })
-        .collect();
-    settings.validate(session.model.as_ref(), &inputs)?;
-
-    let out = OutputDir::create(&args.out)?;
-    let bar = global.progress(inputs.len() as u64, "{spinner} probe {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}");
-    let t0 = Instant::now();
-    let mut tokens = 0usize;
-    let records = probe(session.model.as_ref(), &inputs, &settings, &|id| session.token_text(id), &mut |done, n| {
-        tokens += n;
-        bar.set_position(done as u64);
-        bar.set_message(format!("{:.0} tokens/s", tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)));
-    })?;
-    bar.finish_and_clear();
-    let elapsed = t0.elapsed().as_secs_f64();
-
-    write_table(out.path(), files::PROBE_RECORDS, &records, args.format.into())?;
-    let params = serde_json::json!({
-        "masks": args.masks,
-        "top_k": args.top_k,
-        "batch_size": args.batch_size,
-        "eot_ids": settings.eot_ids,
-        "unigram": args.unigram.as_ref().map(|p| p.display().to_string()),
-        "format": Format::from(args.format).extension(),
-        "threads": tch::get_num_threads(),
-        "forward_seconds": elapsed,
-        "tokens_per_second": tokens as f64 / elapsed.max(1e-9),
-    });
-    let mut file_list = list_files(out.path());
-    file_list.push(files::MANIFEST_JSON.to_string());
-    let manifest = session.manifest("probe", 0, params, file_list);
-    write_json(&out.path().join(files::MANIFEST_JSON), &manifest)?;
-    let dir = out.commit()?;
+    let done = run_probe(&session, &settings, args.unigram.as_deref(), args.format.into(), &args.out, global)?;
     if !global.quiet {
         eprintln!(
             "probed {} prompts x {} masks in {:.2}s ({:.0} tokens/s) -> {}",
-            inputs.len(),
+            done.prompts,
             args.masks,
-            elapsed,
-            tokens as f64 / elapsed.max(1e-9),
-            dir.display()
+            done.seconds,
+            done.tokens_per_second,
+            done.dir.display()
         );
     }
     Ok(ExitCode::SUCCESS)

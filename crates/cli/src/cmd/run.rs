@@ -23,11 +23,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use cp_gate::{ScheduleSource, Spec, SweepParam};
-use cp_probe::{decode, probe, DecodeOptions, ProbeInput, ProbeSettings, Schedule, TokensPerStep};
-use cp_records::{files, write_json, write_table, CurvePoint, Format, Manifest, Metric, MetricsFile, OutputDir};
+use cp_probe::{ProbeSettings, Schedule, TokensPerStep};
+use cp_records::{files, write_json, write_table, CurvePoint, Format, Manifest, Metric, MetricsFile};
 
 use crate::cmd;
-use crate::common::{list_files, GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::stages::{self, DecodeStage};
 
 /// Arguments of `collapse-probe run`.
 #[derive(Debug, clap::Args)]
@@ -140,13 +141,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         session.ids.truncate(limit);
         session.prompts_info.count = session.ids.len();
     }
-    let unigram = match &index {
-        Some(dir) => {
-            let table = cp_analysis::Unigram::load(dir).with_context(|| format!("reference index {}", dir.display()))?;
-            Some(table.probabilities(session.model.vocab_size() as usize, 1.0).into_iter().map(|p| p as f32).collect::<Vec<f32>>())
-        }
-        None => None,
-    };
+    let unigram = index.as_deref().map(|dir| stages::unigram_probabilities(&session, dir)).transpose()?;
 
     // Probe.
     announce(&format!("probe: {} prompts x {} masks", session.ids.len(), spec.probe.masks));
@@ -283,7 +278,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The probe stage: records of `masks` masks after every prompt, written to `dir` with a manifest.
+/// The probe stage with `masks` masks and the spec's other probe settings.
 fn run_probe(
     session: &Session,
     spec: &Spec,
@@ -300,76 +295,19 @@ fn run_probe(
         eot_ids: session.eot_ids(),
         unigram,
     };
-    let inputs: Vec<ProbeInput> = session
-        .prompts
-        .prompts
-        .iter()
-        .zip(&session.ids)
-        .enumerate()
-        .map(|(i, (p, ids))| ProbeInput { prompt_index: i as u32, prompt_id: p.id.clone(), ids: ids.clone() })
-        .collect();
-    settings.validate(session.model.as_ref(), &inputs)?;
-    let staged = OutputDir::create(dir)?;
-    let bar = global.progress(inputs.len() as u64, "{spinner} probe {pos}/{len} prompts [{elapsed_precise}] {wide_bar}");
-    let records = probe(session.model.as_ref(), &inputs, &settings, &|id| session.token_text(id), &mut |done, _| {
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
-    write_table(staged.path(), files::PROBE_RECORDS, &records, Format::Parquet)?;
-    let params = serde_json::json!({
-        "masks": masks,
-        "top_k": settings.top_k,
-        "batch_size": settings.batch_size,
-        "eot_ids": settings.eot_ids,
-        "unigram": index.map(|p| p.display().to_string()),
-        "format": Format::Parquet.extension(),
-    });
-    let mut file_list = list_files(staged.path());
-    file_list.push(files::MANIFEST_JSON.into());
-    write_json(&staged.path().join(files::MANIFEST_JSON), &session.manifest("probe", 0, params, file_list))?;
-    staged.commit()?;
+    stages::run_probe(session, &settings, index, Format::Parquet, dir, global)?;
     Ok(())
 }
 
-/// The decode stage: one schedule over every prompt, trajectories written to `dir` with a manifest.
+/// The decode stage of one schedule, seeded by the spec.
 fn run_decode(session: &Session, spec: &Spec, schedule: &Schedule, dir: &Path, global: &GlobalArgs) -> anyhow::Result<()> {
-    let total = session.ids.len() as u64;
-    let bar = global.progress(total, "{spinner} decode {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}");
-    let progress = |p: &cp_probe::DecodeProgress| {
-        bar.set_position(p.prompts_done as u64);
-        bar.set_message(match p.steps {
-            Some(n) => format!("step {}/{n}", p.step),
-            None => format!("step {}", p.step),
-        });
-    };
-    let opts = DecodeOptions {
+    let stage = DecodeStage {
         seed: spec.seed,
         batch_size: spec.probe.batch_size as usize,
-        eot_ids: session.eot_ids().into_iter().map(i64::from).collect(),
         save_step_distributions: None,
-        progress: Some(&progress),
+        format: Format::Parquet,
     };
-    let output = decode(session.model.as_ref(), &session.ids, schedule, &opts)?;
-    bar.finish_and_clear();
-    let staged = OutputDir::create(dir)?;
-    let prompt_ids: Vec<String> = session.prompts.prompts.iter().map(|p| p.id.clone()).collect();
-    write_table(staged.path(), files::DECODE_STEPS, &output.step_records(&|id| session.token_text(id)), Format::Parquet)?;
-    write_table(
-        staged.path(),
-        files::DECODE_GENERATIONS,
-        &output.generations(&prompt_ids, &|ids| session.decode_text(ids)),
-        Format::Parquet,
-    )?;
-    let params = serde_json::json!({
-        "schedule": schedule.to_string(),
-        "schedule_params": schedule,
-        "batch_size": opts.batch_size,
-        "eot_ids": opts.eot_ids,
-    });
-    let mut file_list = list_files(staged.path());
-    file_list.push(files::MANIFEST_JSON.into());
-    write_json(&staged.path().join(files::MANIFEST_JSON), &session.manifest("decode", spec.seed, params, file_list))?;
-    staged.commit()?;
+    stages::run_decode(session, schedule, &stage, dir, global)?;
     Ok(())
 }
 

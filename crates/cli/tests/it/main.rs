@@ -1,4 +1,5 @@
 //! Integration tests of the collapse-probe binary (one test binary, one module per area).
 
+mod analysis;
 mod gate;
 mod probe;

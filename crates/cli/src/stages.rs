@@ -1,0 +1,155 @@
+//! The probe and decode stages on an open [`Session`]: what `probe`, `decode` and `run` share.
+//!
+//! Each stage writes one folder atomically (staged, then renamed into place) with its tables and a
+//! manifest, and reports what it did; the subcommands and `run` only differ in where the settings
+//! come from and what they print.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use cp_probe::{decode, probe, DecodeOptions, DecodeProgress, ProbeInput, ProbeSettings, Schedule};
+use cp_records::{files, write_json, write_table, Format, OutputDir};
+
+use crate::common::{list_files, GlobalArgs, Session};
+
+/// The corpus unigram distribution of an index folder over the model's vocabulary, for the probe's
+/// distribution-level statistics. Add-one smoothing keeps KL to the unigram finite at tokens the
+/// corpus never shows.
+pub fn unigram_probabilities(session: &Session, index: &Path) -> anyhow::Result<Vec<f32>> {
+    let table = cp_analysis::Unigram::load(index).with_context(|| format!("the unigram table of index {}", index.display()))?;
+    Ok(table.probabilities(session.model.vocab_size() as usize, 1.0).into_iter().map(|p| p as f32).collect())
+}
+
+/// What the probe stage did.
+pub struct ProbeDone {
+    pub dir: PathBuf,
+    pub prompts: usize,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+}
+
+/// The probe stage: `settings.masks` masks after every prompt of the session, records written to
+/// `out` in `format` with a manifest. `unigram_index` names the index the unigram came from.
+pub fn run_probe(
+    session: &Session,
+    settings: &ProbeSettings,
+    unigram_index: Option<&Path>,
+    format: Format,
+    out: &Path,
+    global: &GlobalArgs,
+) -> anyhow::Result<ProbeDone> {
+    let inputs: Vec<ProbeInput> = session
+        .prompts
+        .prompts
+        .iter()
+        .zip(&session.ids)
+        .enumerate()
+        .map(|(i, (p, ids))| ProbeInput { prompt_index: i as u32, prompt_id: p.id.clone(), ids: ids.clone() })
+        .collect();
+    settings.validate(session.model.as_ref(), &inputs)?;
+
+    let staged = OutputDir::create(out)?;
+    let bar = global.progress(inputs.len() as u64, "{spinner} probe {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}");
+    let t0 = Instant::now();
+    let mut tokens = 0usize;
+    let records = probe(session.model.as_ref(), &inputs, settings, &|id| session.token_text(id), &mut |done, n| {
+        tokens += n;
+        bar.set_position(done as u64);
+        bar.set_message(format!("{:.0} tokens/s", tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)));
+    })?;
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    let tokens_per_second = tokens as f64 / seconds.max(1e-9);
+
+    write_table(staged.path(), files::PROBE_RECORDS, &records, format)?;
+    let params = serde_json::json!({
+        "masks": settings.masks,
+        "top_k": settings.top_k,
+        "batch_size": settings.batch_size,
+        "eot_ids": settings.eot_ids,
+        "unigram": unigram_index.map(|p| p.display().to_string()),
+        "format": format.extension(),
+        "threads": tch::get_num_threads(),
+        "forward_seconds": seconds,
+        "tokens_per_second": tokens_per_second,
+    });
+    let mut file_list = list_files(staged.path());
+    file_list.push(files::MANIFEST_JSON.to_string());
+    write_json(&staged.path().join(files::MANIFEST_JSON), &session.manifest("probe", 0, params, file_list))?;
+    let dir = staged.commit()?;
+    Ok(ProbeDone { dir, prompts: inputs.len(), seconds, tokens_per_second })
+}
+
+/// Options of the decode stage besides the schedule.
+pub struct DecodeStage {
+    pub seed: u64,
+    pub batch_size: usize,
+    pub save_step_distributions: Option<usize>,
+    pub format: Format,
+}
+
+/// What the decode stage did.
+pub struct DecodeDone {
+    pub dir: PathBuf,
+    pub generations: usize,
+    pub seconds: f64,
+}
+
+/// The decode stage: one schedule over every prompt of the session, trajectories written to `out`
+/// with a manifest.
+pub fn run_decode(
+    session: &Session,
+    schedule: &Schedule,
+    stage: &DecodeStage,
+    out: &Path,
+    global: &GlobalArgs,
+) -> anyhow::Result<DecodeDone> {
+    if stage.batch_size == 0 {
+        anyhow::bail!("the batch size must be at least 1");
+    }
+    let bar = global.progress(session.ids.len() as u64, "{spinner} decode {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}");
+    let progress = |p: &DecodeProgress| {
+        bar.set_position(p.prompts_done as u64);
+        bar.set_message(match p.steps {
+            Some(n) => format!("step {}/{n}", p.step),
+            None => format!("step {}", p.step),
+        });
+    };
+    let opts = DecodeOptions {
+        seed: stage.seed,
+        batch_size: stage.batch_size,
+        eot_ids: session.eot_ids().into_iter().map(i64::from).collect(),
+        save_step_distributions: stage.save_step_distributions,
+        progress: Some(&progress),
+    };
+    let t0 = Instant::now();
+    let output = decode(session.model.as_ref(), &session.ids, schedule, &opts)?;
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+
+    let staged = OutputDir::create(out)?;
+    let format = stage.format;
+    let prompt_ids: Vec<String> = session.prompts.prompts.iter().map(|p| p.id.clone()).collect();
+    write_table(staged.path(), files::DECODE_STEPS, &output.step_records(&|id| session.token_text(id)), format)?;
+    let generations = output.generations(&prompt_ids, &|ids| session.decode_text(ids));
+    write_table(staged.path(), files::DECODE_GENERATIONS, &generations, format)?;
+    if stage.save_step_distributions.is_some() {
+        write_table(staged.path(), files::DECODE_STEP_DISTRIBUTIONS, &output.step_distributions(), format)?;
+    }
+    let params = serde_json::json!({
+        "schedule": schedule,
+        "schedule_spec": schedule.to_string(),
+        "batch_size": stage.batch_size,
+        "eot_ids": opts.eot_ids,
+        "save_step_distributions": stage.save_step_distributions,
+        "format": format.extension(),
+        "threads": tch::get_num_threads(),
+        "decode_seconds": seconds,
+    });
+    let mut file_list = list_files(staged.path());
+    file_list.push(files::MANIFEST_JSON.to_string());
+    write_json(&staged.path().join(files::MANIFEST_JSON), &session.manifest("decode", stage.seed, params, file_list))?;
+    let dir = staged.commit()?;
+    Ok(DecodeDone { dir, generations: generations.len(), seconds })
+}
