@@ -48,11 +48,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let spec = Spec::load(&args.spec)?;
-    let missing = spec.missing_paths();
-    if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().map(|(k, p)| format!("`{k}` = {}", p.display())).collect();
-        bail!("{}: these paths do not exist: {}", args.spec.display(), list.join(", "));
-    }
     // Parse every schedule before any work, so a typo fails in a second rather than after the probe.
     let schedules: Vec<(String, Schedule)> = spec
         .schedules
@@ -72,6 +67,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 swept_schedule(s, sweep.param, v).with_context(|| format!("sweep over `{}`, schedule `{name}`", sweep.param.name()))?;
             }
         }
+    }
+    // Then the inputs: every missing path at once, each with the key that names it.
+    let missing = spec.missing_paths();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|(k, p)| format!("`{k}` = {}", p.display())).collect();
+        bail!("{}: these paths do not exist: {}", args.spec.display(), list.join(", "));
     }
 
     let out = args.out.clone();

@@ -300,3 +300,17 @@ fn run_rejects_a_bad_spec_naming_the_key() {
         assert!(!out.exists(), "case {i}: a failed spec must not create the run folder");
     }
 }
+
+/// The shipped spec for LLaDA-8B-Instruct: its schedules and settings are valid, and without the
+/// user's download the run stops before any work, naming `model.path` and nothing else.
+#[test]
+fn the_llada_8b_spec_is_valid_and_names_the_missing_model() {
+    let root = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, _, err) = run(bin().arg("run").arg(root.join("probes/llada-8b-instruct-lima.toml")).arg("--out").arg(&out));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("these paths do not exist: `model.path` = ") && err.contains("LLaDA-8B-Instruct"), "{err}");
+    assert_eq!(err.matches("` = ").count(), 1, "only the model is missing: {err}");
+    assert!(!out.exists());
+}
