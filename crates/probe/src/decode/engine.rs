@@ -1,10 +1,15 @@
 //! The decoding loop of one batch: model calls, token choice, position selection, bookkeeping.
 //!
-//! Every per-position computation stays on the model's device as whole-tensor operations;
-//! per step only the new generated ids and two `[B, G]` score tensors come back to the host.
+//! Every per-position computation stays on the model's device as whole-tensor operations.
+//! The host knows which positions are masked, so after the model call each step keeps only the
+//! logit rows it needs (the eligible masked positions, or those about to be committed) and
+//! works on `[n, V]` instead of `[B, G, V]`; per step only the new generated ids, two `[B, G]`
+//! score tensors and a few small index lists cross between host and device.
 //! Random draws use libtorch's global generator with the shapes, dtypes and order of the
 //! upstream samplers, so that a seed given to `torch.manual_seed` upstream and to
-//! [`tch::manual_seed`] here yields the same draws.
+//! [`tch::manual_seed`] here yields the same draws. The one exception is LLaDA-style Gumbel
+//! noise at temperature > 0, drawn only for the rows whose token is needed (see
+//! `Ctx::choose_tokens`); the greedy samplers draw exactly as upstream.
 
 use tch::{Device, Kind, Tensor};
 
@@ -28,7 +33,7 @@ pub(super) struct Batch<'a> {
 
 /// What one step decided, as `[B, G]` tensors on the device.
 struct StepChoice {
-    /// The token each position would take.
+    /// The token each position takes if transferred (mask id where none was chosen).
     x0: Tensor,
     /// Which positions take it now.
     transfer: Tensor,
@@ -36,8 +41,9 @@ struct StepChoice {
     prob: Tensor,
     /// The score that ranked the positions.
     confidence: Tensor,
-    /// The distribution `x0` was drawn from, `[B, G, V]`, for `--save-step-distributions`.
-    probs: Tensor,
+    /// With `--save-step-distributions`: the flat positions (every masked one) and, per
+    /// position, the distribution `x0` was drawn from, `[n, V]`.
+    dist: Option<(Vec<i64>, Tensor)>,
 }
 
 /// Host-side state of one row.
@@ -89,8 +95,19 @@ impl<'a> Batch<'a> {
             .collect();
 
         let forbidden = self.forbidden_ids(v)?;
-        let positions = Tensor::f_arange(g, (Kind::Int64, dev))?;
-        let ctx = Ctx { model, b, p, g, v, dev, mask_id, prompt_block: &prompt_block, valid: valid.as_ref(), forbidden };
+        let ctx = Ctx {
+            model,
+            b,
+            p,
+            g,
+            v,
+            dev,
+            mask_id,
+            prompt_block: &prompt_block,
+            valid: valid.as_ref(),
+            forbidden,
+            save_distributions: self.opts.save_step_distributions.is_some(),
+        };
         let dream_timesteps = match self.schedule {
             Schedule::Dream(d) => {
                 // Upstream computes the timesteps on the model's device; so do we, so that
@@ -113,10 +130,10 @@ impl<'a> Batch<'a> {
             }
             let mask = gen.f_eq(mask_id)?;
             let choice = match self.schedule {
-                Schedule::Llada(lp) => ctx.llada_step(lp, step, &gen, &mask, &positions)?,
-                Schedule::Dream(dp) => ctx.dream_step(dp, step, &dream_timesteps, &gen, &mask, &masked_now)?,
-                Schedule::Threshold(tp) => ctx.threshold_step(tp, &gen, &mask, &positions)?,
-                Schedule::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &mask)?,
+                Schedule::Llada(lp) => ctx.llada_step(lp, step, &gen, &gen_host)?,
+                Schedule::Dream(dp) => ctx.dream_step(dp, step, &dream_timesteps, &gen, &mask, &gen_host, &masked_now)?,
+                Schedule::Threshold(tp) => ctx.threshold_step(tp, &gen, &gen_host)?,
+                Schedule::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &mask, &gen_host)?,
             };
             gen = choice.x0.f_where_self(&choice.transfer, &gen)?;
 
@@ -125,16 +142,22 @@ impl<'a> Batch<'a> {
             let conf = Vec::<f32>::try_from(
                 &choice.confidence.f_to_kind(Kind::Float)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?,
             )?;
-            let top = match self.opts.save_step_distributions {
-                Some(k) => {
-                    let (vals, ids) = choice.probs.f_topk(k as i64, -1, true, true)?;
+            // Top-k of each saved distribution, and where each flat position's row is.
+            let top = match (self.opts.save_step_distributions, &choice.dist) {
+                (Some(k), Some((at, dist))) => {
+                    let (vals, ids) = dist.f_topk(k as i64, -1, true, true)?;
+                    let mut row_of = vec![usize::MAX; gen_host.len()];
+                    for (n, &i) in at.iter().enumerate() {
+                        row_of[i as usize] = n;
+                    }
                     Some((
                         Vec::<i64>::try_from(&ids.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?,
                         Vec::<f32>::try_from(&vals.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?,
                         k,
+                        row_of,
                     ))
                 }
-                None => None,
+                _ => None,
             };
 
             for (r, row) in rows.iter_mut().enumerate() {
@@ -159,8 +182,8 @@ impl<'a> Batch<'a> {
                             masked_after,
                         });
                     }
-                    if let (true, Some((ids, vals, k))) = (o == mask_id, &top) {
-                        let at = (range.start + j) * k;
+                    if let (true, Some((ids, vals, k, row_of))) = (o == mask_id, &top) {
+                        let at = row_of[range.start + j] * k;
                         row.distributions.push(StepTopK {
                             step: s,
                             gen_index: j as u32,
@@ -233,35 +256,114 @@ struct Ctx<'a> {
     prompt_block: &'a Tensor,
     valid: Option<&'a Tensor>,
     forbidden: Option<Tensor>,
+    /// Whether the step must return the distributions of every still-masked position.
+    save_distributions: bool,
+}
+
+/// Flat indices `b * g + j` of generated positions, in row-major order (upstream's
+/// `x[mask_index]` order), on the host and on the device.
+struct Rows {
+    host: Vec<i64>,
+    dev: Tensor,
+}
+
+/// Which positions a step works on: `pick` (those whose token is chosen) and `rows` (those
+/// whose logits are computed: `pick`, plus every masked position when distributions are
+/// saved). `pick` is a subset of `rows`; `pick_in_rows` locates it there when they differ.
+struct Work {
+    rows: Rows,
+    pick: Rows,
+    pick_in_rows: Option<Tensor>,
+}
+
+impl Work {
+    /// The rows of `x` (`[rows, ...]`) that belong to `pick`.
+    fn picked(&self, x: &Tensor) -> Result<Tensor, ProbeError> {
+        Ok(match &self.pick_in_rows {
+            Some(at) => x.f_index_select(0, at)?,
+            None => x.shallow_clone(),
+        })
+    }
 }
 
 impl Ctx<'_> {
-    /// Logits `[B, G, V]` of the generated positions, with forbidden ids at -inf.
-    fn logits(&self, gen: &Tensor, cfg_scale: f64) -> Result<Tensor, ProbeError> {
+    fn rows(&self, host: Vec<i64>) -> Result<Rows, ProbeError> {
+        let dev = Tensor::f_from_slice(&host)?.f_to_device(self.dev)?;
+        Ok(Rows { host, dev })
+    }
+
+    /// Flat indices of the positions of `gen_host` (`[B * G]`) that satisfy `keep(flat index)`.
+    fn masked_where(&self, gen_host: &[i64], keep: impl Fn(usize) -> bool) -> Vec<i64> {
+        (0..gen_host.len()).filter(|&i| gen_host[i] == self.mask_id && keep(i)).map(|i| i as i64).collect()
+    }
+
+    /// `pick` plus, when distributions are saved, every masked position of `gen_host`.
+    fn work(&self, gen_host: &[i64], pick: Vec<i64>) -> Result<Work, ProbeError> {
+        if !self.save_distributions {
+            let pick = self.rows(pick)?;
+            return Ok(Work { rows: Rows { host: pick.host.clone(), dev: pick.dev.shallow_clone() }, pick, pick_in_rows: None });
+        }
+        let rows = self.masked_where(gen_host, |_| true);
+        let pick_in_rows = if pick == rows {
+            None
+        } else {
+            let at: Vec<i64> =
+                pick.iter().map(|i| rows.binary_search(i).expect("picked positions are masked") as i64).collect();
+            Some(Tensor::f_from_slice(&at)?.f_to_device(self.dev)?)
+        };
+        Ok(Work { rows: self.rows(rows)?, pick: self.rows(pick)?, pick_in_rows })
+    }
+
+    /// A `[B, G]` bool tensor from host flags.
+    fn grid(&self, flags: &[bool]) -> Result<Tensor, ProbeError> {
+        Ok(Tensor::f_from_slice(flags)?.f_view([self.b, self.g])?.f_to_device(self.dev)?)
+    }
+
+    /// A `[B, G]` tensor holding `values` (one per row of `at`) at `at`, `fill` elsewhere.
+    fn spread(&self, at: &Rows, values: &Tensor, fill: f64) -> Result<Tensor, ProbeError> {
+        let full = Tensor::f_full([self.b * self.g], fill, (values.kind(), self.dev))?;
+        Ok(full.f_index_copy(0, &at.dev, values)?.f_view([self.b, self.g])?)
+    }
+
+    /// Logits `[n, V]` of the generated positions `rows` (flat indices), with forbidden ids at -inf.
+    /// Everything after the model call works on these rows only: positions that are already
+    /// committed, or not eligible this step, cost nothing.
+    fn logits(&self, gen: &Tensor, cfg_scale: f64, rows: &Rows) -> Result<Tensor, ProbeError> {
         let x = Tensor::f_cat(&[self.prompt_block, gen], 1)?;
-        let mut logits = if cfg_scale > 0.0 {
+        let (out, calls) = if cfg_scale > 0.0 {
             // Classifier-free guidance as in LLaDA's generate(): the unconditional row is the
             // same sequence with every prompt position masked; both go through one call.
             let un_prompt = self.prompt_block.f_full_like(self.mask_id)?;
             let un_x = Tensor::f_cat(&[&un_prompt, gen], 1)?;
             let both = Tensor::f_cat(&[&x, &un_x], 0)?;
             let valid = self.valid.map(|v| Tensor::f_cat(&[v, v], 0)).transpose()?;
-            let out = self.model.logits(&both, valid.as_ref(), self.p)?;
-            let cond = out.f_narrow(0, 0, self.b)?;
-            let un = out.f_narrow(0, self.b, self.b)?;
-            un.f_add(&cond.f_sub(&un)?.f_mul_scalar(cfg_scale + 1.0)?)?
+            (self.model.logits(&both, valid.as_ref(), self.p)?, 2)
         } else {
-            self.model.logits(&x, self.valid, self.p)?
+            (self.model.logits(&x, self.valid, self.p)?, 1)
         };
-        let expected = [self.b, self.g, self.v];
-        if logits.size() != expected {
+        let expected = [calls * self.b, self.g, self.v];
+        if out.size() != expected {
             return Err(ProbeError::Input(format!(
                 "model returned logits of shape {:?}, expected {expected:?}",
-                logits.size()
+                out.size()
             )));
         }
+        let flat = |t: &Tensor| -> Result<Tensor, ProbeError> {
+            Ok(t.f_reshape([self.b * self.g, self.v])?.f_index_select(0, &rows.dev)?)
+        };
+        let mut logits = if cfg_scale > 0.0 {
+            let cond = flat(&out.f_narrow(0, 0, self.b)?)?;
+            let un = flat(&out.f_narrow(0, self.b, self.b)?)?;
+            // `un + (cond - un) * (cfg_scale + 1)`, elementwise as upstream (same roundings).
+            let mut guided = cond.f_sub(&un)?;
+            let _ = guided.f_mul_scalar_(cfg_scale + 1.0)?;
+            let _ = guided.f_add_(&un)?;
+            guided
+        } else {
+            flat(&out)?
+        };
         if let Some(ids) = &self.forbidden {
-            logits = logits.f_index_fill(2, ids, f64::NEG_INFINITY)?;
+            let _ = logits.f_index_fill_(1, ids, f64::NEG_INFINITY)?;
         }
         Ok(logits)
     }
@@ -272,22 +374,39 @@ impl Ctx<'_> {
         Ok(Tensor::f_rand([self.b, self.p + self.g], (Kind::Float, self.dev))?.f_narrow(1, self.p, self.g)?)
     }
 
-    /// LLaDA's token choice: greedy argmax, or Gumbel-max in float64 as `add_gumbel_noise`
-    /// does (`exp(logits) / (-log u)^T`, u drawn for the whole `[B, L, V]` sequence).
-    /// Returns `x0`, the float32 softmax of the logits, and the distribution `x0` was drawn from.
-    fn choose_tokens(&self, logits: &Tensor, temperature: f64) -> Result<(Tensor, Tensor, Tensor), ProbeError> {
-        let probs = logits.f_softmax(-1, Kind::Float)?;
+    /// LLaDA's token choice on logit rows `[n, V]`: greedy argmax, or Gumbel-max in float64 as
+    /// `add_gumbel_noise` does (`exp(logits) / (-log u)^T`, which samples softmax(logits / T)).
+    /// Returns `x0 [n]`, its float32 softmax probability when `need_p`, and its probability
+    /// under the distribution it was drawn from.
+    ///
+    /// Random stream (temperature > 0 only): upstream draws `u` for the whole `[B, L, V]`
+    /// sequence; we draw `torch.rand((n, V), float64)` for the `n` rows whose token is needed,
+    /// in row-major order, after any position draw of the step. Same distribution, seeded and
+    /// deterministic, but not upstream's stream (the parity traces are greedy).
+    fn choose_tokens(&self, logits: &Tensor, temperature: f64, need_p: bool) -> Result<(Tensor, Option<Tensor>, Tensor), ProbeError> {
         if temperature == 0.0 {
-            let x0 = logits.f_argmax(-1, false)?;
-            return Ok((x0, probs.shallow_clone(), probs));
+            let x0 = argmax_rows(logits)?;
+            let p = gather_rows(&logits.f_softmax(-1, Kind::Float)?, &x0)?;
+            return Ok((x0, Some(p.shallow_clone()), p));
         }
-        let noise = Tensor::f_rand([self.b, self.p + self.g, self.v], (Kind::Double, self.dev))?
-            .f_narrow(1, self.p, self.g)?;
-        let gumbel = noise.f_log()?.f_neg()?.f_pow_tensor_scalar(temperature)?;
-        let x0 = logits.f_to_kind(Kind::Double)?.f_exp()?.f_div(&gumbel)?.f_argmax(-1, false)?;
-        // Gumbel-max with exponent T samples from softmax(logits / T).
-        let sampled_from = logits.f_div_scalar(temperature)?.f_softmax(-1, Kind::Float)?;
-        Ok((x0, probs, sampled_from))
+        let n = logits.size()[0];
+        let mut gumbel = Tensor::f_rand([n, self.v], (Kind::Double, self.dev))?;
+        let _ = gumbel.f_log_()?.f_neg_()?.f_pow_(temperature)?;
+        let mut scores = logits.f_to_kind(Kind::Double)?;
+        let _ = scores.f_exp_()?.f_div_(&gumbel)?;
+        let x0 = argmax_rows(&scores)?;
+        let p = if need_p { Some(gather_rows(&logits.f_softmax(-1, Kind::Float)?, &x0)?) } else { None };
+        let q = gather_rows(&self.sampled_from(logits, temperature)?, &x0)?;
+        Ok((x0, p, q))
+    }
+
+    /// The float32 distribution LLaDA-style token choice samples from: softmax(logits / T).
+    fn sampled_from(&self, logits: &Tensor, temperature: f64) -> Result<Tensor, ProbeError> {
+        Ok(if temperature == 0.0 {
+            logits.f_softmax(-1, Kind::Float)?
+        } else {
+            logits.f_div_scalar(temperature)?.f_softmax(-1, Kind::Float)?
+        })
     }
 
     /// `transfer` with the `k` highest `scores` of each row set (scores at -inf are never
@@ -301,107 +420,145 @@ impl Ctx<'_> {
         Ok(none.f_scatter_value(1, &idx, 1)?)
     }
 
-    fn llada_step(
+    /// Flat indices of the set positions of a `[B, G]` bool tensor, in row-major order.
+    fn set_positions(&self, transfer: &Tensor) -> Result<Vec<i64>, ProbeError> {
+        let flags = Vec::<bool>::try_from(&transfer.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+        Ok(flags.iter().enumerate().filter(|(_, &f)| f).map(|(i, _)| i as i64).collect())
+    }
+
+    /// The LLaDA-style token choice (llada, threshold, fixed) once the work is known: returns
+    /// `x0` and `prob` as `[B, G]` (mask id and 0 off `work.pick`), the `[B, G]` confidence
+    /// (the chosen token's softmax probability, -inf off `work.pick`) when `need_p`, and the
+    /// distributions to save.
+    #[allow(clippy::type_complexity)]
+    fn llada_like(
         &self,
-        lp: &LladaParams,
-        step: usize,
         gen: &Tensor,
-        mask: &Tensor,
-        positions: &Tensor,
-    ) -> Result<StepChoice, ProbeError> {
+        cfg_scale: f64,
+        temperature: f64,
+        work: &Work,
+        need_p: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>, Option<(Vec<i64>, Tensor)>), ProbeError> {
+        let logits = self.logits(gen, cfg_scale, &work.rows)?;
+        let (x0, p, q) = self.choose_tokens(&work.picked(&logits)?, temperature, need_p)?;
+        let dist = if self.save_distributions {
+            Some((work.rows.host.clone(), self.sampled_from(&logits, temperature)?))
+        } else {
+            None
+        };
+        Ok((
+            self.spread(&work.pick, &x0, self.mask_id as f64)?,
+            self.spread(&work.pick, &q, 0.0)?,
+            p.map(|p| self.spread(&work.pick, &p, f64::NEG_INFINITY)).transpose()?,
+            dist,
+        ))
+    }
+
+    fn llada_step(&self, lp: &LladaParams, step: usize, gen: &Tensor, gen_host: &[i64]) -> Result<StepChoice, ProbeError> {
         let blocks = lp.gen_length / lp.block_length;
         let per_block = lp.steps / blocks;
         let (block, j) = (step / per_block, step % per_block);
         // A block is fully masked when it starts, so every row gets the same count:
         // `block_length // steps` per step plus one for the first `block_length % steps` steps.
         let k = lp.block_length / per_block + usize::from(j < lp.block_length % per_block);
-        let block_end = ((block + 1) * lp.block_length) as i64;
+        let block_end = (block + 1) * lp.block_length;
+        let g = self.g as usize;
 
-        let logits = self.logits(gen, lp.cfg_scale)?;
-        let (x0, probs, sampled_from) = self.choose_tokens(&logits, lp.temperature)?;
-        let p_x0 = probs.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?;
-        let confidence = match lp.remasking {
-            Remasking::LowConfidence => p_x0.shallow_clone(),
-            Remasking::Random => self.rand_positions()?,
-        };
         // Masked positions up to the end of the current block are eligible, including any that
         // an earlier block left masked (when the argmax was the mask id), as upstream.
-        let eligible = mask.f_logical_and(&positions.f_lt(block_end)?.f_unsqueeze(0)?)?;
-        let scores = confidence.f_where_scalarother(&eligible, f64::NEG_INFINITY)?;
-        let transfer = self.top_k_positions(&scores, k as i64)?;
-        let prob = sampled_from.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?;
-        Ok(StepChoice { x0, transfer, prob, confidence: scores, probs: sampled_from })
+        let eligible = self.masked_where(gen_host, |i| i % g < block_end);
+        match lp.remasking {
+            Remasking::LowConfidence => {
+                let work = self.work(gen_host, eligible)?;
+                let (x0, prob, scores, dist) = self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?;
+                let scores = scores.expect("need_p");
+                let transfer = self.top_k_positions(&scores, k as i64)?;
+                Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+            }
+            Remasking::Random => {
+                // Positions are drawn first: tokens are then needed only where they are
+                // committed (at temperature 0 no other draw happens, as upstream).
+                let mut flags = vec![false; gen_host.len()];
+                for &i in &eligible {
+                    flags[i as usize] = true;
+                }
+                let scores = self.rand_positions()?.f_where_scalarother(&self.grid(&flags)?, f64::NEG_INFINITY)?;
+                let transfer = self.top_k_positions(&scores, k as i64)?;
+                let work = self.work(gen_host, self.set_positions(&transfer)?)?;
+                let (x0, prob, _, dist) = self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?;
+                Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+            }
+        }
     }
 
-    fn threshold_step(
-        &self,
-        tp: &ThresholdParams,
-        gen: &Tensor,
-        mask: &Tensor,
-        positions: &Tensor,
-    ) -> Result<StepChoice, ProbeError> {
-        let logits = self.logits(gen, 0.0)?;
-        let (x0, probs, sampled_from) = self.choose_tokens(&logits, tp.temperature)?;
-        let p_x0 = probs.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?;
+    fn threshold_step(&self, tp: &ThresholdParams, gen: &Tensor, gen_host: &[i64]) -> Result<StepChoice, ProbeError> {
         // Each row works on the block of its first masked position, so a row's trajectory does
         // not depend on how fast the other rows of the batch finish their blocks.
-        let first = positions.f_unsqueeze(0)?.f_where_scalarother(mask, self.g)?.f_amin(1, true)?;
-        let block_end = first.f_div_scalar_mode(tp.block_length as i64, "floor")?.f_add_scalar(1)?.f_mul_scalar(tp.block_length as i64)?;
-        let eligible = mask.f_logical_and(&positions.f_unsqueeze(0)?.f_lt_tensor(&block_end)?)?;
-        let scores = p_x0.f_where_scalarother(&eligible, f64::NEG_INFINITY)?;
+        let g = self.g as usize;
+        let block_ends: Vec<usize> = gen_host
+            .chunks(g)
+            .map(|row| {
+                let first = row.iter().position(|&t| t == self.mask_id).unwrap_or(g);
+                (first / tp.block_length + 1) * tp.block_length
+            })
+            .collect();
+        let eligible = self.masked_where(gen_host, |i| i % g < block_ends[i / g]);
+        let mut flags = vec![false; gen_host.len()];
+        for &i in &eligible {
+            flags[i as usize] = true;
+        }
+        let eligible_t = self.grid(&flags)?;
+        let work = self.work(gen_host, eligible)?;
+        let (x0, prob, scores, dist) = self.llada_like(gen, 0.0, tp.temperature, &work, true)?;
+        let scores = scores.expect("need_p");
         let best = scores.f_argmax(1, true)?;
-        let has_any = eligible.f_any_dim(1, true)?;
+        let has_any = eligible_t.f_any_dim(1, true)?;
         let top1 = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?
             .f_scatter_value(1, &best, 1)?
             .f_logical_and(&has_any)?;
-        let transfer = scores.f_ge(tp.tau)?.f_logical_and(&eligible)?.f_logical_or(&top1)?;
-        let prob = sampled_from.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?;
-        Ok(StepChoice { x0, transfer, prob, confidence: scores, probs: sampled_from })
+        let transfer = scores.f_ge(tp.tau)?.f_logical_and(&eligible_t)?.f_logical_or(&top1)?;
+        Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
     }
 
-    fn fixed_step(&self, fp: &FixedParams, step: usize, gen: &Tensor, mask: &Tensor) -> Result<StepChoice, ProbeError> {
-        let logits = self.logits(gen, 0.0)?;
-        let (x0, probs, sampled_from) = self.choose_tokens(&logits, fp.temperature)?;
-        let p_x0 = probs.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?;
-        let confidence = match fp.order {
-            FixedOrder::Confidence => p_x0,
-            FixedOrder::Random => self.rand_positions()?,
-        };
+    fn fixed_step(&self, fp: &FixedParams, step: usize, gen: &Tensor, mask: &Tensor, gen_host: &[i64]) -> Result<StepChoice, ProbeError> {
         // The mask id is forbidden here, so every row has exactly `g - step * k` masks left.
         let k = match fp.k {
             TokensPerStep::Count(k) => k.min(fp.gen_length - step * k),
             TokensPerStep::All => fp.gen_length,
-        };
-        let scores = confidence.f_where_scalarother(mask, f64::NEG_INFINITY)?;
-        let transfer = self.top_k_positions(&scores, k as i64)?;
-        let prob = sampled_from.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?;
-        Ok(StepChoice { x0, transfer, prob, confidence: scores, probs: sampled_from })
+        } as i64;
+        match fp.order {
+            FixedOrder::Confidence => {
+                let work = self.work(gen_host, self.masked_where(gen_host, |_| true))?;
+                let (x0, prob, scores, dist) = self.llada_like(gen, 0.0, fp.temperature, &work, true)?;
+                let scores = scores.expect("need_p");
+                let transfer = self.top_k_positions(&scores, k)?;
+                Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+            }
+            FixedOrder::Random => {
+                // Positions first, then tokens where they are committed (see `llada_step`).
+                let scores = self.rand_positions()?.f_where_scalarother(mask, f64::NEG_INFINITY)?;
+                let transfer = self.top_k_positions(&scores, k)?;
+                let work = self.work(gen_host, self.set_positions(&transfer)?)?;
+                let (x0, prob, _, dist) = self.llada_like(gen, 0.0, fp.temperature, &work, false)?;
+                Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+            }
+        }
     }
 
-    /// Dream's `sample_tokens` on the rows of `probs` selected by `rows` (`[B, G]` bool) when
-    /// sampling, in row-major order as upstream's `logits[mask_index]`: returns `x0 [B, G]`.
-    fn dream_sample(&self, probs: &Tensor, rows: &Tensor, n_rows: i64) -> Result<Tensor, ProbeError> {
-        let picked = probs.f_index(&[Some(rows)])?;
-        // `torch.distributions.Categorical` renormalises, then draws with `multinomial(p, 1, True)`.
-        let sample = if n_rows > 0 {
-            let norm = picked.f_div(&picked.f_sum_dim_intlist(-1, true, Kind::Float)?)?;
-            norm.f_multinomial(1, true)?.f_squeeze_dim(-1)?
-        } else {
-            Tensor::f_zeros([0], (Kind::Int64, self.dev))?
-        };
-        Ok(Tensor::f_full([self.b, self.g], self.mask_id, (Kind::Int64, self.dev))?.f_masked_scatter(rows, &sample)?)
+    /// Dream's `sample_tokens` draw on distribution rows `probs [n, V]` (upstream's
+    /// `logits[mask_index]`, row-major): `torch.distributions.Categorical` renormalises, then
+    /// draws with `multinomial(p, 1, True)`.
+    fn dream_sample(&self, probs: &Tensor) -> Result<Tensor, ProbeError> {
+        if probs.size()[0] == 0 {
+            return Ok(Tensor::f_zeros([0], (Kind::Int64, self.dev))?);
+        }
+        let norm = probs.f_div(&probs.f_sum_dim_intlist(-1, true, Kind::Float)?)?;
+        Ok(norm.f_multinomial(1, true)?.f_squeeze_dim(-1)?)
     }
 
-    fn dream_step(
-        &self,
-        dp: &DreamParams,
-        step: usize,
-        timesteps: &[f32],
-        gen: &Tensor,
-        mask: &Tensor,
-        masked_now: &[usize],
-    ) -> Result<StepChoice, ProbeError> {
-        let mut logits = self.logits(gen, 0.0)?;
+    /// Dream's filtered distribution of logit rows `[n, V]`: temperature, top-p, top-k, softmax.
+    fn dream_probs(&self, dp: &DreamParams, logits: Tensor) -> Result<Tensor, ProbeError> {
+        let mut logits = logits;
         if dp.temperature > 0.0 {
             logits = logits.f_div_scalar(dp.temperature)?;
         }
@@ -414,45 +571,65 @@ impl Ctx<'_> {
             let kth = vals.f_narrow(-1, k - 1, 1)?;
             logits = logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?;
         }
-        let probs = logits.f_softmax(-1, Kind::Float)?;
+        Ok(logits.f_softmax(-1, Kind::Float)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dream_step(
+        &self,
+        dp: &DreamParams,
+        step: usize,
+        timesteps: &[f32],
+        gen: &Tensor,
+        mask: &Tensor,
+        gen_host: &[i64],
+        masked_now: &[usize],
+    ) -> Result<StepChoice, ProbeError> {
         let (t, s) = (timesteps[step], timesteps[step + 1]);
         let last = step + 1 == dp.steps;
-        let n_masked: usize = masked_now.iter().sum();
+        let masked = self.masked_where(gen_host, |_| true);
 
         if dp.alg == DreamAlg::Origin {
-            // One `torch.rand(n_masked)` per step, even at the last step where every draw passes.
-            let draws = Tensor::f_rand([n_masked as i64], (Kind::Float, self.dev))?;
+            // One `torch.rand(n_masked)` per step, even at the last step where every draw passes;
+            // only the positions it picks are sampled, as upstream's `mask_logits[transfer]`.
+            let draws = Tensor::f_rand([masked.len() as i64], (Kind::Float, self.dev))?;
+            let draws = Vec::<f32>::try_from(&draws.f_to_device(Device::Cpu)?)?;
             let p_transfer = if last { 1.0f32 } else { 1.0f32 - s / t };
-            let chosen = draws.f_lt(p_transfer as f64)?;
-            let transfer = mask.f_zeros_like()?.f_masked_scatter(mask, &chosen)?;
-            let x0 = if dp.temperature > 0.0 {
-                let n_rows = i64::try_from(&chosen.f_sum(Kind::Int64)?)?;
-                self.dream_sample(&probs, &transfer, n_rows)?
-            } else {
-                probs.f_argmax(-1, false)?
-            };
-            let prob = probs.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?;
-            return Ok(StepChoice { x0, transfer, confidence: prob.shallow_clone(), prob, probs });
+            let picked: Vec<i64> = masked.iter().zip(&draws).filter(|(_, &d)| d < p_transfer).map(|(&i, _)| i).collect();
+            let mut flags = vec![false; gen_host.len()];
+            for &i in &picked {
+                flags[i as usize] = true;
+            }
+            let transfer = self.grid(&flags)?;
+            let work = self.work(gen_host, picked)?;
+            let probs = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
+            let picked_probs = work.picked(&probs)?;
+            let x0 = if dp.temperature > 0.0 { self.dream_sample(&picked_probs)? } else { argmax_rows(&picked_probs)? };
+            let prob = self.spread(&work.pick, &gather_rows(&picked_probs, &x0)?, 0.0)?;
+            let x0 = self.spread(&work.pick, &x0, self.mask_id as f64)?;
+            let dist = self.save_distributions.then(|| (work.rows.host.clone(), probs));
+            return Ok(StepChoice { x0, transfer, confidence: prob.shallow_clone(), prob, dist });
         }
 
-        let (mut confidence, x0) = if dp.temperature > 0.0 {
-            let x0 = self.dream_sample(&probs, mask, n_masked as i64)?;
-            (probs.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?, x0)
-        } else {
-            probs.f_max_dim(-1, false)?
-        };
-        let prob = probs.f_gather(-1, &x0.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?;
-        match dp.alg {
+        let work = self.work(gen_host, masked)?;
+        let probs = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
+        // Greedy: `probs.max(-1)`, whose index is the first maximum, as `argmax_rows`.
+        let x0 = if dp.temperature > 0.0 { self.dream_sample(&probs)? } else { argmax_rows(&probs)? };
+        let prob = gather_rows(&probs, &x0)?;
+        let confidence = match dp.alg {
             DreamAlg::TopkMargin => {
                 let (top2, _) = probs.f_topk(2, -1, true, true)?;
-                confidence = top2.f_select(-1, 0)?.f_sub(&top2.f_select(-1, 1)?)?;
+                top2.f_select(-1, 0)?.f_sub(&top2.f_select(-1, 1)?)?
             }
             DreamAlg::Entropy => {
-                confidence = probs.f_mul(&probs.f_add_scalar(1e-10)?.f_log()?)?.f_sum_dim_intlist(-1, false, Kind::Float)?;
+                probs.f_mul(&probs.f_add_scalar(1e-10)?.f_log()?)?.f_sum_dim_intlist(-1, false, Kind::Float)?
             }
-            _ => {}
-        }
-        let scores = confidence.f_where_scalarother(mask, f64::NEG_INFINITY)?;
+            _ => prob.shallow_clone(),
+        };
+        let scores = self.spread(&work.pick, &confidence, f64::NEG_INFINITY)?;
+        let prob = self.spread(&work.pick, &prob, 0.0)?;
+        let x0 = self.spread(&work.pick, &x0, self.mask_id as f64)?;
+        let dist = self.save_distributions.then(|| (work.rows.host.clone(), probs));
 
         // `int(n_mask * (1 - s / t))` in float32, all remaining masks at the last step. Upstream
         // uses the batch's mean mask count; each row's own count keeps rows independent of their
@@ -463,7 +640,7 @@ impl Ctx<'_> {
             .collect();
         let kmax = ks.iter().copied().max().unwrap_or(0);
         let transfer = if kmax == 0 {
-            Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?
+            mask.f_zeros_like()?
         } else if dp.alg_temp > 0.0 {
             self.dream_draw_positions(&scores, dp.alg_temp, &ks)?
         } else {
@@ -472,9 +649,8 @@ impl Ctx<'_> {
             let keep = ranks.f_lt_tensor(&Tensor::f_from_slice(&ks)?.f_to_device(self.dev)?.f_unsqueeze(1)?)?;
             Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?.f_scatter(1, &idx, &keep)?
         };
-        Ok(StepChoice { x0, transfer, prob, confidence: scores, probs })
+        Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
     }
-
     /// `multinomial(softmax(confidence / alg_temp), k)` without replacement over the whole
     /// sequence (prompt positions at -inf), as upstream; one call for the batch when every row
     /// wants the same number of positions, as upstream's shared count does.
@@ -511,4 +687,44 @@ fn top_p_filter(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeError> {
     )?;
     let drop = shifted.f_zeros_like()?.f_scatter(-1, &order, &shifted)?;
     Ok(logits.f_masked_fill(&drop, f32::MIN as f64)?)
+}
+
+/// `x.argmax(-1)` of a `[n, V]` tensor, computed as the argmax of the chunk maxima, then the
+/// argmax within the winning chunk: the same index (the first maximum, as `argmax` and
+/// `max(dim)` return; NaN counts as the maximum in both), several times cheaper on CPU, where
+/// `amax` is vectorised and `argmax` is not.
+fn argmax_rows(x: &Tensor) -> Result<Tensor, ProbeError> {
+    let (n, v) = (x.size()[0], x.size()[1]);
+    let Some(c) = [64, 32, 16, 8].into_iter().find(|&c| v % c == 0 && v / c >= 2) else {
+        return Ok(x.f_argmax(-1, false)?);
+    };
+    let chunks = x.f_reshape([n, v / c, c])?;
+    let best = chunks.f_amax([-1i64].as_slice(), false)?.f_argmax(-1, true)?;
+    let within = chunks
+        .f_gather(1, &best.f_unsqueeze(-1)?.f_expand([n, 1, c], false)?, false)?
+        .f_squeeze_dim(1)?
+        .f_argmax(-1, false)?;
+    Ok(best.f_squeeze_dim(-1)?.f_mul_scalar(c)?.f_add(&within)?)
+}
+
+/// `x[i, idx[i]]` for a `[n, V]` tensor and `[n]` indices.
+fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor, ProbeError> {
+    Ok(x.f_gather(-1, &idx.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_argmax_is_argmax() {
+        tch::manual_seed(3);
+        for (n, v) in [(5, 320), (7, 8192), (3, 100), (4, 7), (0, 64)] {
+            // Few distinct values, so that rows have many tied maxima across chunks.
+            let x = Tensor::randint(6, [n, v], (Kind::Float, Device::Cpu));
+            assert_eq!(argmax_rows(&x).unwrap(), x.argmax(-1, false), "{n}x{v}");
+            let y = Tensor::randn([n, v], (Kind::Double, Device::Cpu));
+            assert_eq!(argmax_rows(&y).unwrap(), y.argmax(-1, false), "{n}x{v}");
+        }
+    }
 }
