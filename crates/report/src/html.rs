@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::figures::Figure;
 use crate::inputs::{RankSource, ReportInputs, TokenRanks};
-use crate::markdown::{better_symbol, format_value, metric_names, metric_row};
+use crate::markdown::{better_symbol, format_value, metric_tables};
 use crate::style::{hex, rank_bin_labels, ColumnWidth, RANK_BIN_UPPER, RANK_RAMP};
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -223,33 +223,38 @@ fn runs_section(h: &mut String, inputs: &ReportInputs) {
 
 fn metrics_section(h: &mut String, inputs: &ReportInputs) {
     h.push_str("<section id=\"metrics\"><h2>Headline metrics</h2>\n");
-    let names = metric_names(inputs);
-    if names.is_empty() {
+    let tables = metric_tables(inputs);
+    if tables.is_empty() {
         h.push_str("<p class=\"muted\">No metrics.json in the analysis folders.</p></section>\n");
         return;
     }
-    h.push_str("<table class=\"metrics\"><thead><tr><th>metric</th><th>unit</th><th title=\"which direction is better\">better</th>");
-    for run in &inputs.runs {
-        let _ = write!(h, "<th>{}</th>", escape(&run.label));
-    }
-    h.push_str("<th>n</th></tr></thead><tbody>\n");
-    for name in &names {
-        let row = metric_row(inputs, name);
-        let first = row.iter().flatten().next().expect("name comes from a run");
-        let _ = write!(
-            h,
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"c\">{}</td>",
-            escape(name),
-            escape(&first.unit),
-            better_symbol(first.better)
-        );
-        for m in &row {
-            let _ = write!(h, "<td class=\"num\">{}</td>", m.map(|m| escape(&format_value(m))).unwrap_or_else(|| "–".into()));
+    for table in &tables {
+        if !table.title.is_empty() {
+            let _ = writeln!(h, "<h3>Metrics {}</h3>", escape(table.title));
         }
-        let ns: Vec<String> = row.iter().map(|m| m.map(|m| m.n.to_string()).unwrap_or_else(|| "–".into())).collect();
-        let _ = writeln!(h, "<td class=\"num\">{}</td></tr>", escape(&ns.join(" / ")));
+        h.push_str("<table class=\"metrics\"><thead><tr><th>metric</th><th>unit</th><th title=\"which direction is better\">better</th>");
+        for c in &table.columns {
+            let _ = write!(h, "<th>{}</th>", escape(c));
+        }
+        h.push_str("<th>n</th></tr></thead><tbody>\n");
+        for (name, row) in &table.rows {
+            let first = row.iter().flatten().next().expect("a row has a value");
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"c\">{}</td>",
+                escape(name),
+                escape(&first.unit),
+                better_symbol(first.better)
+            );
+            for m in row {
+                let _ = write!(h, "<td class=\"num\">{}</td>", m.map(|m| escape(&format_value(m))).unwrap_or_else(|| "–".into()));
+            }
+            let ns: Vec<String> = row.iter().map(|m| m.map(|m| m.n.to_string()).unwrap_or_else(|| "–".into())).collect();
+            let _ = writeln!(h, "<td class=\"num\">{}</td></tr>", escape(&ns.join(" / ")));
+        }
+        h.push_str("</tbody></table>\n");
     }
-    h.push_str("</tbody></table><p class=\"muted\">± is the bootstrap standard error over prompts.</p></section>\n");
+    h.push_str("<p class=\"muted\">± is the bootstrap standard error over prompts.</p></section>\n");
 }
 
 fn figures_section(h: &mut String, parts: &PageParts) {

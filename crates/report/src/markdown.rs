@@ -4,24 +4,57 @@ use std::fmt::Write as _;
 
 use cp_records::{Better, Metric};
 
-use crate::inputs::ReportInputs;
+use crate::inputs::{ReportInputs, SweepData};
 
-/// Metric names in first-appearance order across runs.
-pub(crate) fn metric_names(inputs: &ReportInputs) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for run in &inputs.runs {
+/// The headline metrics laid out as tables: one with a column per run for metrics without an
+/// `@label`, and one with a column per (run, label) for the metrics an analysis of several decode
+/// folders names `<metric>@<label>`, so schedules sit side by side.
+pub(crate) struct MetricTable<'a> {
+    /// Empty for the first table; "per decode folder" for the labelled one.
+    pub title: &'static str,
+    pub columns: Vec<String>,
+    /// The metric's base name and its value in every column.
+    pub rows: Vec<(String, Vec<Option<&'a Metric>>)>,
+}
+
+pub(crate) fn metric_tables(inputs: &ReportInputs) -> Vec<MetricTable<'_>> {
+    let several = inputs.runs.len() > 1;
+    let mut plain = MetricTable { title: "", columns: inputs.runs.iter().map(|r| r.label.clone()).collect(), rows: Vec::new() };
+    let mut labelled = MetricTable { title: "per decode folder", columns: Vec::new(), rows: Vec::new() };
+    // (run, label) of every labelled column, in first-appearance order.
+    let mut keys: Vec<(usize, String)> = Vec::new();
+    for (r, run) in inputs.runs.iter().enumerate() {
         for m in run.metrics.iter().flat_map(|f| f.metrics.iter()) {
-            if !names.contains(&m.name) {
-                names.push(m.name.clone());
+            if let Some((_, label)) = m.name.split_once('@') {
+                if !keys.iter().any(|(kr, kl)| *kr == r && kl == label) {
+                    keys.push((r, label.to_owned()));
+                }
             }
         }
     }
-    names
-}
-
-/// The metric `name` of every run (None where a run lacks it).
-pub(crate) fn metric_row<'a>(inputs: &'a ReportInputs, name: &str) -> Vec<Option<&'a Metric>> {
-    inputs.runs.iter().map(|r| r.metrics.as_ref().and_then(|m| m.get(name))).collect()
+    labelled.columns =
+        keys.iter().map(|(r, l)| if several { format!("{} · {l}", inputs.runs[*r].label) } else { l.clone() }).collect();
+    for (r, run) in inputs.runs.iter().enumerate() {
+        for m in run.metrics.iter().flat_map(|f| f.metrics.iter()) {
+            let (table, base, col) = match m.name.split_once('@') {
+                None => (&mut plain, m.name.as_str(), r),
+                Some((base, label)) => {
+                    let col = keys.iter().position(|(kr, kl)| *kr == r && kl == label).expect("collected above");
+                    (&mut labelled, base, col)
+                }
+            };
+            let width = table.columns.len();
+            let row = match table.rows.iter().position(|(b, _)| b == base) {
+                Some(i) => i,
+                None => {
+                    table.rows.push((base.to_owned(), vec![None; width]));
+                    table.rows.len() - 1
+                }
+            };
+            table.rows[row].1[col] = Some(m);
+        }
+    }
+    [plain, labelled].into_iter().filter(|t| !t.rows.is_empty()).collect()
 }
 
 /// A value with its standard error, to a precision that suits its size.
@@ -68,27 +101,34 @@ fn md_cell(s: &str) -> String {
 pub fn summary_markdown(inputs: &ReportInputs, title: &str, figures: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {}\n", md_cell(title));
-    let labels: Vec<String> = inputs.runs.iter().map(|r| md_cell(&r.label)).collect();
-    let names = metric_names(inputs);
-    if names.is_empty() {
+    let tables = metric_tables(inputs);
+    if tables.is_empty() {
         out.push_str("No headline metrics: the analysis folders have no `metrics.json`.\n");
     } else {
-        let _ = writeln!(out, "| metric | unit | better | {} |", labels.join(" | "));
-        let _ = writeln!(out, "|---|---|:-:|{}", "---:|".repeat(labels.len()));
-        for name in &names {
-            let row = metric_row(inputs, name);
-            let first = row.iter().flatten().next().expect("name comes from a run");
-            let cells: Vec<String> = row.iter().map(|m| m.map(format_value).unwrap_or_else(|| "–".into())).collect();
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} |",
-                md_cell(name),
-                md_cell(&first.unit),
-                better_symbol(first.better),
-                cells.join(" | ")
-            );
+        for table in &tables {
+            if !table.title.is_empty() {
+                let _ = writeln!(out, "\nMetrics {}:\n", table.title);
+            }
+            let columns: Vec<String> = table.columns.iter().map(|c| md_cell(c)).collect();
+            let _ = writeln!(out, "| metric | unit | better | {} |", columns.join(" | "));
+            let _ = writeln!(out, "|---|---|:-:|{}", "---:|".repeat(columns.len()));
+            for (name, row) in &table.rows {
+                let first = row.iter().flatten().next().expect("a row has a value");
+                let cells: Vec<String> = row.iter().map(|m| m.map(format_value).unwrap_or_else(|| "–".into())).collect();
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} |",
+                    md_cell(name),
+                    md_cell(&first.unit),
+                    better_symbol(first.better),
+                    cells.join(" | ")
+                );
+            }
         }
         out.push_str("\n± is the bootstrap standard error over prompts; ↑ higher is better, ↓ lower is better.\n");
+    }
+    if let Some(sweep) = &inputs.sweep {
+        sweep_table(&mut out, sweep);
     }
     if !figures.is_empty() {
         out.push_str("\n## Figures\n\n");
@@ -97,6 +137,56 @@ pub fn summary_markdown(inputs: &ReportInputs, title: &str, figures: &[String]) 
         }
     }
     out
+}
+
+/// Whether a sweep metric is one of the headline ones the summary's sweep table shows.
+fn headline_sweep_metric(base: &str) -> bool {
+    (base.starts_with("trap.unseen_") && base.ends_with("gram_rate"))
+        || matches!(
+            base,
+            "trap.adjacent_duplicate_rate"
+                | "trap.rep_2"
+                | "trap.tokens_per_step"
+                | "collapse.frequent_share.far"
+                | "collapse.entropy.far"
+                | "collapse.onset"
+        )
+}
+
+/// A table of the headline metrics (rows, with the schedule when there are several) against the
+/// swept values (columns).
+fn sweep_table(out: &mut String, sweep: &SweepData) {
+    let mut values: Vec<f64> = Vec::new();
+    let mut rows: Vec<(String, Vec<(f64, &Metric)>)> = Vec::new();
+    for m in &sweep.metrics {
+        let Some((base, schedule, value)) = sweep.value_of(&m.name) else { continue };
+        if !headline_sweep_metric(base) {
+            continue;
+        }
+        if !values.contains(&value) {
+            values.push(value);
+        }
+        let key = if schedule.is_empty() { base.to_owned() } else { format!("{base}@{schedule}") };
+        match rows.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, cells)) => cells.push((value, m)),
+            None => rows.push((key, vec![(value, m)])),
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    values.sort_by(f64::total_cmp);
+    let _ = writeln!(out, "\n## Sweep over `{}`\n", md_cell(&sweep.param));
+    let header: Vec<String> = values.iter().map(|v| format!("{}={v}", md_cell(&sweep.param))).collect();
+    let _ = writeln!(out, "| metric | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(values.len()));
+    for (key, cells) in &rows {
+        let row: Vec<String> = values
+            .iter()
+            .map(|v| cells.iter().find(|(x, _)| x == v).map(|(_, m)| format_value(m)).unwrap_or_else(|| "–".into()))
+            .collect();
+        let _ = writeln!(out, "| `{}` | {} |", md_cell(key), row.join(" | "));
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +205,18 @@ mod tests {
             metrics: Some(MetricsFile { schema_version: 1, sources: vec![], metrics }),
             ..RunData::default()
         }
+    }
+
+    #[test]
+    fn labelled_metrics_get_a_column_per_decode_folder() {
+        let inputs = ReportInputs {
+            runs: vec![run("r", vec![metric("x", 0.5, None), metric("t@a", 0.1, None), metric("t@b", 0.2, None), metric("u@b", 0.3, None)])],
+            ..ReportInputs::default()
+        };
+        let md = summary_markdown(&inputs, "t", &[]);
+        assert!(md.contains("| metric | unit | better | r |\n|---|---|:-:|---:|\n| `x` |"), "{md}");
+        assert!(md.contains("Metrics per decode folder:\n\n| metric | unit | better | a | b |"), "{md}");
+        assert!(md.contains("| `t` | fraction | ↓ | 0.1000 | 0.2000 |\n| `u` | fraction | ↓ | – | 0.3000 |"), "{md}");
     }
 
     #[test]

@@ -223,7 +223,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 analysis: vec![analysis_dir.clone()],
                 probe: Some(probe_dir.clone()),
                 decode: decode_dirs.first().cloned(),
-                labels: None,
+                labels: Some(vec![spec.name.clone()]),
                 index: index.clone(),
                 token_ranks: None,
                 sweep: spec.sweep.as_ref().map(|_| out.join("sweep")),
