@@ -566,10 +566,7 @@ impl Ctx<'_> {
             logits = top_p_filter(&logits, top_p)?;
         }
         if let Some(top_k) = dp.top_k {
-            let k = (top_k as i64).min(self.v);
-            let (vals, _) = logits.f_topk(k, -1, true, true)?;
-            let kth = vals.f_narrow(-1, k - 1, 1)?;
-            logits = logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?;
+            logits = top_k_filter(&logits, (top_k as i64).min(self.v))?;
         }
         Ok(logits.f_softmax(-1, Kind::Float)?)
     }
@@ -622,7 +619,10 @@ impl Ctx<'_> {
                 top2.f_select(-1, 0)?.f_sub(&top2.f_select(-1, 1)?)?
             }
             DreamAlg::Entropy => {
-                probs.f_mul(&probs.f_add_scalar(1e-10)?.f_log()?)?.f_sum_dim_intlist(-1, false, Kind::Float)?
+                // `probs * log(probs + 1e-10)`, summed; in place, the same values.
+                let mut t = probs.f_add_scalar(1e-10)?;
+                let _ = t.f_log_()?.f_mul_(&probs)?;
+                t.f_sum_dim_intlist(-1, false, Kind::Float)?
             }
             _ => prob.shallow_clone(),
         };
@@ -671,6 +671,27 @@ impl Ctx<'_> {
         };
         Ok(transfer.f_narrow(1, self.p, self.g)?)
     }
+}
+
+/// Dream's `top_k_logits` on rows `[n, V]`: logits below the k-th largest are set to float32's
+/// lowest value, so every logit tied with the k-th largest is kept.
+///
+/// When no row has a tie at the k-th value (the usual case), the kept logits are exactly the
+/// top-k entries, so the result is built by scattering them into a filled tensor: the same
+/// tensor as upstream's `masked_fill`, which is several times slower on CPU.
+fn top_k_filter(logits: &Tensor, k: i64) -> Result<Tensor, ProbeError> {
+    let v = logits.size()[1];
+    let (vals, idx) = logits.f_topk((k + 1).min(v), -1, true, true)?;
+    let kth = vals.f_narrow(-1, k - 1, 1)?;
+    if k < v {
+        // `next < kth` is false for ties and NaNs: those rows take upstream's path.
+        let next = vals.f_narrow(-1, k, 1)?;
+        if bool::try_from(&next.f_lt_tensor(&kth)?.f_all()?)? {
+            let kept = logits.f_full_like(f32::MIN as f64)?;
+            return Ok(kept.f_scatter(-1, &idx.f_narrow(-1, 0, k)?, &vals.f_narrow(-1, 0, k)?)?);
+        }
+    }
+    Ok(logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?)
 }
 
 /// Dream's `top_p_logits`: keep the smallest prefix of the sorted distribution whose mass
@@ -725,6 +746,24 @@ mod tests {
             assert_eq!(argmax_rows(&x).unwrap(), x.argmax(-1, false), "{n}x{v}");
             let y = Tensor::randn([n, v], (Kind::Double, Device::Cpu));
             assert_eq!(argmax_rows(&y).unwrap(), y.argmax(-1, false), "{n}x{v}");
+        }
+    }
+
+    #[test]
+    fn top_k_filter_is_upstreams_masked_fill() {
+        tch::manual_seed(4);
+        let upstream = |x: &Tensor, k: i64| {
+            let (vals, _) = x.topk(k, -1, true, true);
+            x.masked_fill(&x.lt_tensor(&vals.narrow(-1, k - 1, 1)), f32::MIN as f64)
+        };
+        for k in [1, 3, 5, 40, 64] {
+            // Distinct values (scatter path), many ties (masked_fill path), and -inf entries.
+            let distinct = Tensor::randn([6, 64], (Kind::Float, Device::Cpu));
+            let tied = Tensor::randint(4, [6, 64], (Kind::Float, Device::Cpu));
+            let forbidden = distinct.index_fill(1, &Tensor::from_slice(&[0i64, 5, 9]), f64::NEG_INFINITY);
+            for x in [distinct, tied, forbidden] {
+                assert!(top_k_filter(&x, k).unwrap().equal(&upstream(&x, k)), "k = {k}");
+            }
         }
     }
 }
