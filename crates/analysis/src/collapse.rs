@@ -2,16 +2,18 @@
 //!
 //! Every quantity is first computed per row, then summarised two ways:
 //! by distance from the prompt (curves: mean, median, quartiles over the rows at that
-//! distance, aggregated with polars) and per prompt over the near and far bands (headline
+//! distance, aggregated as polars would) and per prompt over the near and far bands (headline
 //! metrics: the mean over prompts of each prompt's band mean, bootstrapped over prompts).
 //! METRICS.md gives every formula.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use cp_records::{Better, CurvePoint, Metric, ProbeRecord};
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use crate::agg::{with_col, Col, CurveInput, Values};
 use crate::error::{AnalysisError, Result};
 use crate::stats::{mean_of, median_of, Bootstrap};
 use crate::unigram::Unigram;
@@ -183,94 +185,176 @@ fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
     let mut is_frequent = vec![false; unigram.len()];
     frequent.iter().for_each(|&t| is_frequent[t as usize] = true);
     let ranks = unigram.ranks();
-    let per_row: Vec<(f64, f64, f64)> = (0..cols.len())
-        .into_par_iter()
-        .with_min_len(4096)
-        .map(|i| {
-            let (a, b) = (cols.top_offsets[i], cols.top_offsets[i + 1]);
-            let ids = &cols.top_ids[a..b];
-            let probs = &cols.top_probs[a..b];
-            let mut hits = 0usize;
-            let mut mass = 0.0f64;
-            for (&t, &p) in ids.iter().zip(probs) {
-                if is_frequent.get(t as usize).copied().unwrap_or(false) {
-                    hits += 1;
-                    mass += p as f64;
+    let n = cols.len();
+    let mut out = Frequency { share: vec![0.0; n], mass: vec![0.0; n], rank: vec![0.0; n] };
+    const CHUNK: usize = 1 << 14;
+    out.share
+        .par_chunks_mut(CHUNK)
+        .zip(out.mass.par_chunks_mut(CHUNK))
+        .zip(out.rank.par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(c, ((share, mass), rank))| {
+            let base = c * CHUNK;
+            for j in 0..share.len() {
+                let i = base + j;
+                let (a, b) = (cols.top_offsets[i], cols.top_offsets[i + 1]);
+                let ids = &cols.top_ids[a..b];
+                let probs = &cols.top_probs[a..b];
+                let mut hits = 0usize;
+                let mut m = 0.0f64;
+                for (&t, &p) in ids.iter().zip(probs) {
+                    if (t as usize) < is_frequent.len() && is_frequent[t as usize] {
+                        hits += 1;
+                        m += p as f64;
+                    }
+                }
+                if ids.is_empty() {
+                    (share[j], mass[j], rank[j]) = (f64::NAN, f64::NAN, f64::NAN);
+                } else {
+                    (share[j], mass[j], rank[j]) = (hits as f64 / ids.len() as f64, m, ranks.rank(ids[0]) as f64);
                 }
             }
-            if ids.is_empty() {
-                (f64::NAN, f64::NAN, f64::NAN)
-            } else {
-                (hits as f64 / ids.len() as f64, mass, ranks.rank(ids[0]) as f64)
-            }
-        })
-        .collect();
-    let mut out = Frequency { share: Vec::with_capacity(per_row.len()), mass: Vec::with_capacity(per_row.len()), rank: Vec::with_capacity(per_row.len()) };
-    for (s, m, r) in per_row {
-        out.share.push(s);
-        out.mass.push(m);
-        out.rank.push(r);
-    }
+        });
     out
 }
 
-/// A per-row quantity with its metric metadata.
+/// A per-row quantity of decode output, aggregated by distance into a curve.
 pub(crate) struct Quantity {
     pub(crate) curve: &'static str,
     pub(crate) series: String,
     pub(crate) values: Vec<f64>,
-    pub(crate) unit: &'static str,
-    pub(crate) better: Better,
-    /// Band summary: per-prompt median then median over prompts, instead of means.
-    pub(crate) median: bool,
+}
+
+/// A per-row probe quantity with its metric metadata; values are borrowed (probe columns are
+/// read as they are, `f32`).
+struct ProbeQuantity<'a> {
+    curve: &'static str,
+    values: Values<'a>,
+    unit: &'static str,
+    better: Better,
+    median: bool,
+}
+
+/// Dense unit numbers `0..P` for `keys`, in order of first appearance, and `P`.
+fn dense_units(keys: &[u32]) -> (Vec<u32>, usize) {
+    const NONE: u32 = u32::MAX;
+    let max = keys.iter().copied().max().unwrap_or(0) as usize;
+    let mut next = 0u32;
+    let unit: Vec<u32> = if max <= 4 * keys.len() + 4096 {
+        let mut map = vec![NONE; max + 1];
+        keys.iter()
+            .map(|&p| {
+                let slot = &mut map[p as usize];
+                if *slot == NONE {
+                    *slot = next;
+                    next += 1;
+                }
+                *slot
+            })
+            .collect()
+    } else {
+        let mut map: HashMap<u32, u32> = HashMap::new();
+        keys.iter()
+            .map(|&p| {
+                *map.entry(p).or_insert_with(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
+    };
+    (unit, next as usize)
+}
+
+/// Per-unit summaries of a quantity over the near and far bands: the mean (or median) of each
+/// unit's non-missing values in the band, NaN for units without any. `band_rows` lists each
+/// band's rows in ascending order, so values are accumulated in row order, as
+/// `stats::mean` / `stats::quantile` of a per-unit list would see them.
+fn band_summaries<C: Col + ?Sized>(c: &C, band_rows: [&[u32]; 2], unit: &[u32], prompts: usize, median: bool) -> [Vec<f64>; 2] {
+    band_rows.map(|rows| {
+        if median {
+            // Gather each unit's values (row order) and take their median.
+            let mut count = vec![0usize; prompts + 1];
+            for &r in rows {
+                if !c.at(r as usize).is_nan() {
+                    count[unit[r as usize] as usize + 1] += 1;
+                }
+            }
+            for u in 0..prompts {
+                count[u + 1] += count[u];
+            }
+            let mut vals = vec![0.0f64; count[prompts]];
+            let mut next = count.clone();
+            for &r in rows {
+                let v = c.at(r as usize);
+                if !v.is_nan() {
+                    let slot = &mut next[unit[r as usize] as usize];
+                    vals[*slot] = v;
+                    *slot += 1;
+                }
+            }
+            (0..prompts).map(|u| crate::stats::quantile(&vals[count[u]..count[u + 1]], 0.5)).collect()
+        } else {
+            // `Iterator::sum` of f64 starts from -0.0.
+            let mut sum = vec![-0.0f64; prompts];
+            let mut cnt = vec![0u32; prompts];
+            for &r in rows {
+                let v = c.at(r as usize);
+                if !v.is_nan() {
+                    let u = unit[r as usize] as usize;
+                    sum[u] += v;
+                    cnt[u] += 1;
+                }
+            }
+            sum.iter().zip(&cnt).map(|(&s, &k)| if k == 0 { f64::NAN } else { s / k as f64 }).collect()
+        }
+    })
 }
 
 /// Computes the collapse metrics and curves of one probe folder. Without a unigram table
 /// the frequency metrics (`frequent_share`, `frequent_mass`, `top1_rank`, onset) are skipped.
 pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &CollapseSettings, series: &str) -> Result<Analysis> {
-    let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-    let mut qs = vec![
-        Quantity { curve: "entropy", series: series.to_owned(), values: f64s(&cols.entropy), unit: "nats", better: Better::Neither, median: false },
-        Quantity { curve: "max_prob", series: series.to_owned(), values: f64s(&cols.max_prob), unit: "probability", better: Better::Neither, median: false },
-        Quantity { curve: "margin", series: series.to_owned(), values: f64s(&cols.margin), unit: "probability", better: Better::Neither, median: false },
-        Quantity { curve: "eot_mass", series: series.to_owned(), values: f64s(&cols.eot_mass), unit: "probability", better: Better::Neither, median: false },
-        Quantity { curve: "kl_unigram", series: series.to_owned(), values: f64s(&cols.kl_unigram), unit: "nats", better: Better::Neither, median: false },
-        Quantity { curve: "xent_unigram", series: series.to_owned(), values: f64s(&cols.xent_unigram), unit: "nats", better: Better::Neither, median: false },
-        Quantity { curve: "js_adjacent", series: series.to_owned(), values: f64s(&cols.js_prev), unit: "nats", better: Better::Neither, median: false },
-    ];
     let freq = unigram.map(|u| frequency(cols, u, settings.top_frequent));
+    let pq = |curve, values, unit, better, median| ProbeQuantity { curve, values, unit, better, median };
+    let mut qs = vec![
+        pq("entropy", Values::F32(&cols.entropy), "nats", Better::Neither, false),
+        pq("max_prob", Values::F32(&cols.max_prob), "probability", Better::Neither, false),
+        pq("margin", Values::F32(&cols.margin), "probability", Better::Neither, false),
+        pq("eot_mass", Values::F32(&cols.eot_mass), "probability", Better::Neither, false),
+        pq("kl_unigram", Values::F32(&cols.kl_unigram), "nats", Better::Neither, false),
+        pq("xent_unigram", Values::F32(&cols.xent_unigram), "nats", Better::Neither, false),
+        pq("js_adjacent", Values::F32(&cols.js_prev), "nats", Better::Neither, false),
+    ];
     if let Some(fr) = &freq {
-        qs.push(Quantity { curve: "frequent_share", series: series.to_owned(), values: fr.share.clone(), unit: "fraction", better: Better::Lower, median: false });
-        qs.push(Quantity { curve: "frequent_mass", series: series.to_owned(), values: fr.mass.clone(), unit: "probability", better: Better::Lower, median: false });
-        qs.push(Quantity { curve: "top1_rank", series: series.to_owned(), values: fr.rank.clone(), unit: "rank", better: Better::Higher, median: true });
+        qs.push(pq("frequent_share", Values::F64(&fr.share), "fraction", Better::Lower, false));
+        qs.push(pq("frequent_mass", Values::F64(&fr.mass), "probability", Better::Lower, false));
+        qs.push(pq("top1_rank", Values::F64(&fr.rank), "rank", Better::Higher, true));
     }
-    let curves = distance_curves(&cols.distance, &qs)?;
+    let inputs: Vec<CurveInput> = qs.iter().map(|q| CurveInput { curve: q.curve, series, values: q.values }).collect();
+    let curves = crate::agg::distance_curves(&cols.distance, &inputs);
 
     // Prompts become dense units 0..P, in order of first appearance.
-    let mut unit_of: HashMap<u32, usize> = HashMap::new();
-    let unit: Vec<usize> = cols.prompt_index.iter().map(|&p| { let n = unit_of.len(); *unit_of.entry(p).or_insert(n) }).collect();
-    let prompts = unit_of.len();
+    let (unit, prompts) = dense_units(&cols.prompt_index);
     let max_d = cols.distance.iter().copied().max().unwrap_or(0);
     let (near, far) = bands(max_d);
 
-    let mut metrics = Vec::new();
-    for q in &qs {
-        if q.values.iter().all(|v| v.is_nan()) {
-            continue;
-        }
-        for (band, range) in [("near", &near), ("far", &far)] {
-            let mut per: Vec<Vec<f64>> = vec![Vec::new(); prompts];
-            for (i, &v) in q.values.iter().enumerate() {
-                if !v.is_nan() && range.contains(&cols.distance[i]) {
-                    per[unit[i]].push(v);
-                }
+    let band_rows = |r: &RangeInclusive<u32>| -> Vec<u32> { (0..cols.len() as u32).filter(|&i| r.contains(&cols.distance[i as usize])).collect() };
+    let (near_rows, far_rows) = (band_rows(&near), band_rows(&far));
+    let summaries: Vec<Option<[Vec<f64>; 2]>> = qs
+        .par_iter()
+        .map(|q| {
+            if q.values.all_missing() {
+                return None;
             }
-            let summary: Vec<f64> = per
-                .iter()
-                .map(|v| if q.median { crate::stats::quantile(v, 0.5) } else { crate::stats::mean(v) })
-                .collect();
-            let all: Vec<usize> = (0..prompts).collect();
-            let stat = |idx: &[usize]| if q.median { median_of(&summary, idx) } else { mean_of(&summary, idx) };
+            Some(with_col!(q.values, |c| band_summaries(c, [&near_rows, &far_rows], &unit, prompts, q.median)))
+        })
+        .collect();
+    let mut metrics = Vec::new();
+    let all: Vec<usize> = (0..prompts).collect();
+    for (q, s) in qs.iter().zip(&summaries) {
+        let Some(s) = s else { continue };
+        for (band, summary) in ["near", "far"].into_iter().zip(s) {
+            let stat = |idx: &[usize]| if q.median { median_of(summary, idx) } else { mean_of(summary, idx) };
             let value = stat(&all);
             if value.is_nan() {
                 continue;
@@ -284,31 +368,9 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
 
     if let Some(fr) = &freq {
         // Onset: from the mean-over-prompts share curve, recomputed on every bootstrap resample.
-        let d = max_d as usize;
-        let mut grid = vec![f64::NAN; prompts * d];
-        for (i, &s) in fr.share.iter().enumerate() {
-            let di = cols.distance[i] as usize;
-            if di >= 1 && !s.is_nan() {
-                grid[unit[i] * d + di - 1] = s;
-            }
-        }
-        let onset_of = |idx: &[usize]| {
-            let mut sum = vec![0.0; d];
-            let mut cnt = vec![0usize; d];
-            for &u in idx {
-                for (j, &s) in grid[u * d..(u + 1) * d].iter().enumerate() {
-                    if !s.is_nan() {
-                        sum[j] += s;
-                        cnt[j] += 1;
-                    }
-                }
-            }
-            let curve: Vec<f64> = sum.iter().zip(&cnt).map(|(&s, &c)| if c > 0 { s / c as f64 } else { f64::NAN }).collect();
-            onset(&curve, settings.onset_threshold) as f64
-        };
-        let all: Vec<usize> = (0..prompts).collect();
+        let onset_of = onset_statistic(&fr.share, &cols.distance, &unit, prompts, max_d as usize, settings.onset_threshold);
         let name = "collapse.onset".to_string();
-        let stderr = settings.bootstrap.stderr(&name, prompts, onset_of);
+        let stderr = settings.bootstrap.stderr(&name, prompts, &onset_of);
         metrics.push(Metric { name, value: onset_of(&all), unit: "distance".into(), better: Better::Higher, stderr, n: prompts as u64 });
     }
     metrics.push(Metric { name: "collapse.prompts".into(), value: prompts as f64, unit: "prompts".into(), better: Better::Neither, stderr: None, n: prompts as u64 });
@@ -316,48 +378,49 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
     Ok(Analysis { metrics, curves })
 }
 
-/// Mean, median, quartiles and count of every quantity by distance, with polars.
-pub(crate) fn distance_curves(distance: &[u32], qs: &[Quantity]) -> Result<Vec<CurvePoint>> {
-    let perr = |e: PolarsError| AnalysisError::Polars { context: "aggregating curves by distance".into(), source: e };
-    let mut columns: Vec<Column> = vec![Series::new("distance".into(), distance).into()];
-    // Column names must be unique; curve and series together are.
-    let key = |q: &Quantity| format!("{}/{}", q.curve, q.series);
-    for q in qs {
-        let vals: Vec<Option<f64>> = q.values.iter().map(|&v| if v.is_nan() { None } else { Some(v) }).collect();
-        columns.push(Series::new(key(q).into(), vals).into());
-    }
-    let df = DataFrame::new_infer_height(columns).map_err(perr)?;
-    let mut aggs = Vec::new();
-    for q in qs {
-        let c = key(q);
-        let c = c.as_str();
-        aggs.push(col(c).mean().alias(format!("{c}|mean")));
-        aggs.push(col(c).median().alias(format!("{c}|median")));
-        aggs.push(col(c).quantile(lit(0.25), QuantileMethod::Linear).alias(format!("{c}|q25")));
-        aggs.push(col(c).quantile(lit(0.75), QuantileMethod::Linear).alias(format!("{c}|q75")));
-        aggs.push(col(c).count().alias(format!("{c}|n")));
-    }
-    let out = df
-        .lazy()
-        .group_by([col("distance")])
-        .agg(aggs)
-        .sort(["distance"], Default::default())
-        .collect()
-        .map_err(perr)?;
-    let get = |name: &str| -> Result<Vec<f64>> {
-        let s = out.column(name).map_err(perr)?.as_materialized_series().cast(&DataType::Float64).map_err(perr)?;
-        Ok(s.f64().expect("cast").iter().map(|v| v.unwrap_or(f64::NAN)).collect())
-    };
-    let xs = get("distance")?;
-    let mut points = Vec::new();
-    for q in qs {
-        let c = key(q);
-        let (mean, median, q25, q75, n) = (get(&format!("{c}|mean"))?, get(&format!("{c}|median"))?, get(&format!("{c}|q25"))?, get(&format!("{c}|q75"))?, get(&format!("{c}|n"))?);
-        for i in 0..xs.len() {
-            if n[i] > 0.0 {
-                points.push(CurvePoint { curve: q.curve.into(), series: q.series.clone(), x: xs[i], mean: mean[i], median: median[i], q25: q25[i], q75: q75[i], n: n[i] as u64 });
-            }
+/// The onset of the mean share curve over a set of (resampled) units.
+///
+/// `grid[u * d + j]` is unit `u`'s share at distance `j + 1` (the last row wins), 0 where it
+/// has none; missing cells are counted apart. Adding those zeros instead of skipping them
+/// leaves every sum bit-identical (the sums start at +0 and shares are never -0), and units
+/// without missing cells add to every count at once.
+fn onset_statistic<'a>(share: &[f64], distance: &[u32], unit: &[u32], prompts: usize, d: usize, threshold: f64) -> impl Fn(&[usize]) -> f64 + Sync + 'a {
+    let mut grid = vec![0.0f64; prompts * d];
+    let mut present = vec![false; prompts * d];
+    for (i, &s) in share.iter().enumerate() {
+        let di = distance[i] as usize;
+        if di >= 1 && !s.is_nan() {
+            grid[unit[i] as usize * d + di - 1] = s;
+            present[unit[i] as usize * d + di - 1] = true;
         }
     }
-    Ok(points)
+    // Units with a gap, by unit: their presence rows.
+    let gappy: Vec<bool> = (0..prompts).map(|u| present[u * d..(u + 1) * d].iter().any(|&p| !p)).collect();
+    move |idx: &[usize]| {
+        let mut sum = vec![0.0f64; d];
+        let mut cnt = vec![0usize; d];
+        let mut full = 0usize;
+        for &u in idx {
+            let row = &grid[u * d..(u + 1) * d];
+            for (s, &g) in sum.iter_mut().zip(row) {
+                *s += g;
+            }
+            if gappy[u] {
+                for (c, &p) in cnt.iter_mut().zip(&present[u * d..(u + 1) * d]) {
+                    *c += p as usize;
+                }
+            } else {
+                full += 1;
+            }
+        }
+        let curve: Vec<f64> = sum.iter().zip(&cnt).map(|(&s, &c)| if c + full > 0 { s / (c + full) as f64 } else { f64::NAN }).collect();
+        onset(&curve, threshold) as f64
+    }
+}
+
+/// Mean, median, quartiles and count of every quantity by distance (as polars' `group_by`
+/// would give them; see the `agg` module).
+pub(crate) fn distance_curves(distance: &[u32], qs: &[Quantity]) -> Result<Vec<CurvePoint>> {
+    let inputs: Vec<CurveInput> = qs.iter().map(|q| CurveInput { curve: q.curve, series: &q.series, values: Values::F64(&q.values) }).collect();
+    Ok(crate::agg::distance_curves(distance, &inputs))
 }

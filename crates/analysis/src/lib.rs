@@ -18,6 +18,7 @@
 //! # Ok::<(), cp_analysis::AnalysisError>(())
 //! ```
 
+mod agg;
 mod analyze;
 mod collapse;
 mod corpus;

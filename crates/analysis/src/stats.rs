@@ -10,9 +10,15 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
+    // The two order statistics that `quantile_sorted` would read from the sorted values, found
+    // by selection. Under the IEEE total order equal values are bit-identical, so this gives
+    // exactly the sorted result.
     let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    quantile_sorted(&v, q)
+    let h = (v.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    let (_, &mut a, rest) = v.select_nth_unstable_by(lo, f64::total_cmp);
+    let b = if hi == lo { a } else { rest.iter().copied().min_by(f64::total_cmp).unwrap_or(a) };
+    a + (h - lo as f64) * (b - a)
 }
 
 /// [`quantile`] of already sorted values.

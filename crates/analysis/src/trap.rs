@@ -238,7 +238,7 @@ fn position_curves(stats: &[GenStats], settings: &TrapSettings, series: &str) ->
     if has_unseen {
         for &n in &settings.unseen_ns {
             let label = if series == "all" { format!("n={n}") } else { format!("{series}:n={n}") };
-            qs.push(Quantity { curve: "unseen_rate", series: label, values: Vec::with_capacity(rows), unit: "fraction", better: Better::Lower, median: false });
+            qs.push(Quantity { curve: "unseen_rate", series: label, values: Vec::with_capacity(rows) });
         }
     }
     for s in stats {

@@ -1,0 +1,478 @@
+//! Vec-based aggregation of per-row quantities by distance and by unit (prompt).
+//!
+//! The curves used to be computed with a polars `group_by(distance).agg(mean, median,
+//! quantile(0.25), quantile(0.75), count)`; this module computes the same numbers bit for bit
+//! without building a data frame (which dominated the analysis time):
+//! - the mean is a Kahan sum of the group's non-missing values in row order, divided by their
+//!   count, and a one-row group's mean is its value (polars' `agg_mean` on index groups);
+//! - quantiles are polars' `Linear` method: `float_idx = (n - 1) q`, `lower` the
+//!   `floor(float_idx)`-th smallest value, `upper` the next one, and
+//!   `(float_idx - idx) (upper - lower) + lower` unless `lower == upper` or `float_idx` is whole.
+//!
+//! Order statistics are found by selection instead of a sort. Missing values are NaN here
+//! (nulls in the frame). The code is written to run fast at `opt-level = 1`, the workspace's
+//! setting for its own crates in dev builds.
+
+use std::cmp::Ordering;
+
+use cp_records::CurvePoint;
+use rayon::prelude::*;
+
+/// A per-row column read as `f64` (probe columns are `f32`, derived quantities `f64`).
+pub(crate) trait Col: Sync {
+    fn at(&self, i: usize) -> f64;
+}
+
+impl Col for [f32] {
+    #[inline(always)]
+    fn at(&self, i: usize) -> f64 {
+        self[i] as f64
+    }
+}
+
+impl Col for [f64] {
+    #[inline(always)]
+    fn at(&self, i: usize) -> f64 {
+        self[i]
+    }
+}
+
+/// Borrowed per-row values of one quantity (NaN = missing).
+#[derive(Clone, Copy)]
+pub(crate) enum Values<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl Values<'_> {
+    pub(crate) fn all_missing(&self) -> bool {
+        match self {
+            Values::F32(v) => v.iter().all(|x| x.is_nan()),
+            Values::F64(v) => v.iter().all(|x| x.is_nan()),
+        }
+    }
+}
+
+/// Calls `$body` with `$c` bound to the values as a concrete `Col` (monomorphised per type).
+macro_rules! with_col {
+    ($values:expr, |$c:ident| $body:expr) => {
+        match $values {
+            $crate::agg::Values::F32(s) => {
+                let $c: &[f32] = s;
+                $body
+            }
+            $crate::agg::Values::F64(s) => {
+                let $c: &[f64] = s;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_col;
+
+/// One curve to aggregate by distance.
+pub(crate) struct CurveInput<'a> {
+    pub(crate) curve: &'static str,
+    pub(crate) series: &'a str,
+    pub(crate) values: Values<'a>,
+}
+
+/// Rows grouped by key (distance): group `g` has key `keys[g]` (ascending) and
+/// `starts[g + 1] - starts[g]` rows; `gid[i]` is row `i`'s group.
+pub(crate) struct Groups {
+    pub(crate) keys: Vec<u32>,
+    pub(crate) starts: Vec<usize>,
+    pub(crate) gid: Vec<u32>,
+}
+
+impl Groups {
+    pub(crate) fn by(key: &[u32]) -> Groups {
+        let n = key.len();
+        let max = key.iter().copied().max().unwrap_or(0) as usize;
+        // Dense table from key to group where keys are small, else a sorted key list.
+        let (keys, gid): (Vec<u32>, Vec<u32>) = if max <= 2 * n + 4096 {
+            let mut seen = vec![false; max + 1];
+            for &k in key {
+                seen[k as usize] = true;
+            }
+            let keys: Vec<u32> = (0..=max as u32).filter(|&k| seen[k as usize]).collect();
+            let mut index = vec![0u32; max + 1];
+            for (g, &k) in keys.iter().enumerate() {
+                index[k as usize] = g as u32;
+            }
+            (keys, key.iter().map(|&k| index[k as usize]).collect())
+        } else {
+            let mut keys = key.to_vec();
+            keys.sort_unstable();
+            keys.dedup();
+            let gid = key.iter().map(|k| keys.binary_search(k).expect("key listed") as u32).collect();
+            (keys, gid)
+        };
+        let mut starts = vec![0usize; keys.len() + 1];
+        for &g in &gid {
+            starts[g as usize + 1] += 1;
+        }
+        for g in 0..keys.len() {
+            starts[g + 1] += starts[g];
+        }
+        Groups { keys, starts, gid }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Copies the non-missing values of `c` into `out` group by group, in row order inside each
+    /// group: group `g`'s values end up in `out[starts[g]..end[g]]`. One sequential pass over the
+    /// column (gathering group by group instead would touch a new cache line for every value).
+    pub(crate) fn scatter<C: Col + ?Sized>(&self, c: &C, out: &mut Vec<f64>, end: &mut Vec<usize>) {
+        out.clear();
+        out.resize(self.gid.len(), 0.0);
+        end.clear();
+        end.extend_from_slice(&self.starts[..self.len()]);
+        for (i, &g) in self.gid.iter().enumerate() {
+            let v = c.at(i);
+            let e = &mut end[g as usize];
+            out[*e] = v;
+            *e += !v.is_nan() as usize;
+        }
+    }
+}
+
+/// Polars' Kahan summation (`polars_utils::kahan_sum::KahanSum`), in the given order.
+#[cfg(test)]
+pub(crate) fn kahan_sum(values: &[f64]) -> f64 {
+    let (mut sum, mut err) = (0.0f64, 0.0f64);
+    for &v in values {
+        let y = v - err;
+        let new_sum = sum + y;
+        let new_err = (new_sum - sum) - y;
+        sum = new_sum;
+        if new_err.is_finite() {
+            err = new_err;
+        }
+    }
+    sum
+}
+
+/// `x`'s bits mapped so that unsigned order is IEEE total order (`-0.0 < 0.0`).
+#[inline(always)]
+fn key(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | 1 << 63
+    }
+}
+
+#[inline(always)]
+fn unkey(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
+const RADIX_BITS: u32 = 11;
+const RADIX: usize = 1 << RADIX_BITS;
+
+/// Writes the `ranks[i]`-th smallest of `keys` into `out[i]` (`ranks` ascending, in range, at
+/// most six) by radix selection: a histogram of the 11 bits below the keys' common prefix
+/// locates each rank's bucket, whose keys are then gathered and selected among recursively.
+fn select_ranks(keys: &[u64], ranks: &[usize], out: &mut [u64]) {
+    if keys.len() <= 48 {
+        let mut small = [0u64; 48];
+        let small = &mut small[..keys.len()];
+        small.copy_from_slice(keys);
+        // Insertion sort: the slices are tiny.
+        for i in 1..small.len() {
+            let x = small[i];
+            let mut j = i;
+            while j > 0 && x < small[j - 1] {
+                small[j] = small[j - 1];
+                j -= 1;
+            }
+            small[j] = x;
+        }
+        for (o, &r) in out.iter_mut().zip(ranks) {
+            *o = small[r];
+        }
+        return;
+    }
+    let (mut min, mut max) = (u64::MAX, 0u64);
+    for &k in keys {
+        min = min.min(k);
+        max = max.max(k);
+    }
+    if min == max {
+        out.fill(min);
+        return;
+    }
+    let top = 64 - (min ^ max).leading_zeros();
+    let shift = top.saturating_sub(RADIX_BITS);
+    let mask = (RADIX - 1) as u64;
+    let mut hist = [0u32; RADIX];
+    for &k in keys {
+        hist[((k >> shift) & mask) as usize] += 1;
+    }
+    // For each rank: its bucket and its rank inside the bucket.
+    let mut at = [(0usize, 0usize); 6];
+    let (mut b, mut below) = (0usize, 0usize);
+    for (a, &r) in at.iter_mut().zip(ranks) {
+        while below + hist[b] as usize <= r {
+            below += hist[b] as usize;
+            b += 1;
+        }
+        *a = (b, r - below);
+    }
+    let at = &at[..ranks.len()];
+    // The distinct buckets wanted (at most six), gathered in one pass.
+    let mut wanted: Vec<usize> = at.iter().map(|a| a.0).collect();
+    wanted.dedup();
+    let mut slot = [u8::MAX; RADIX];
+    let mut subs: Vec<Vec<u64>> = Vec::with_capacity(wanted.len());
+    for (i, &w) in wanted.iter().enumerate() {
+        slot[w] = i as u8;
+        subs.push(Vec::with_capacity(hist[w] as usize));
+    }
+    for &k in keys {
+        let s = slot[((k >> shift) & mask) as usize];
+        if s != u8::MAX {
+            subs[s as usize].push(k);
+        }
+    }
+    let mut i = 0;
+    for (w, sub) in wanted.iter().zip(&subs) {
+        let j = i + at[i..].iter().take_while(|a| a.0 == *w).count();
+        let mut sub_ranks = [0usize; 6];
+        for (sr, a) in sub_ranks.iter_mut().zip(&at[i..j]) {
+            *sr = a.1;
+        }
+        select_ranks(sub, &sub_ranks[..j - i], &mut out[i..j]);
+        i = j;
+    }
+}
+
+/// Polars' linear interpolation between the `idx`-th and next order statistics.
+#[inline]
+fn interpolate(lower: f64, upper: impl FnOnce() -> f64, float_idx: f64, idx: usize, top: usize) -> f64 {
+    if idx == top {
+        return lower;
+    }
+    let upper = upper();
+    if lower == upper {
+        lower
+    } else {
+        (float_idx - idx as f64) * (upper - lower) + lower
+    }
+}
+
+/// Polars' index arithmetic for quantile `q` of `n` values: `(floor, float_idx, ceil)`.
+#[inline]
+fn quantile_idx(n: usize, q: f64) -> (usize, f64, usize) {
+    let float_idx = (n as f64 - 1.0) * q;
+    let idx = (float_idx as usize).min(n - 1);
+    (idx, float_idx, float_idx.ceil() as usize)
+}
+
+/// Median, 25th and 75th percentiles of `v` (non-empty, no NaN); `keys` is scratch space.
+fn quartiles(v: &[f64], keys: &mut Vec<u64>) -> (f64, f64, f64) {
+    let n = v.len();
+    if n == 1 {
+        return (v[0], v[0], v[0]);
+    }
+    // With both signed zeros present, which zero polars returns depends on its selection
+    // order (its comparison treats them as equal): reproduce that path exactly.
+    if v.iter().any(|x| *x == 0.0 && x.is_sign_negative()) && v.iter().any(|x| *x == 0.0 && x.is_sign_positive()) {
+        let polars = |q: f64| {
+            let mut w = v.to_vec();
+            let (idx, float_idx, top) = quantile_idx(n, q);
+            let cmp = |a: &f64, b: &f64| a.partial_cmp(b).unwrap_or(Ordering::Equal);
+            let (_, &mut lower, rest) = w.select_nth_unstable_by(idx, cmp);
+            interpolate(lower, || rest.iter().copied().min_by(cmp).unwrap_or(lower), float_idx, idx, top)
+        };
+        return (polars(0.5), polars(0.25), polars(0.75));
+    }
+    // Otherwise equal values are bit-identical and any selection method gives polars' values.
+    let qs = [quantile_idx(n, 0.25), quantile_idx(n, 0.5), quantile_idx(n, 0.75)];
+    let mut ranks = [0usize; 6];
+    let mut m = 0;
+    for &(idx, _, _) in &qs {
+        for r in [idx, (idx + 1).min(n - 1)] {
+            if m == 0 || ranks[m - 1] != r {
+                ranks[m] = r;
+                m += 1;
+            }
+        }
+    }
+    keys.clear();
+    keys.extend(v.iter().map(|&x| key(x)));
+    let mut stats = [0u64; 6];
+    select_ranks(keys, &ranks[..m], &mut stats[..m]);
+    let stat = |r: usize| unkey(stats[ranks[..m].iter().position(|&x| x == r).expect("rank selected")]);
+    let [a, b, c] = qs.map(|(idx, float_idx, top)| interpolate(stat(idx), || stat(idx + 1), float_idx, idx, top));
+    (b, a, c)
+}
+
+/// One Kahan step (see [`kahan_sum`]).
+#[inline(always)]
+fn kahan_step(sum: &mut f64, err: &mut f64, v: f64) {
+    let y = v - *err;
+    let new_sum = *sum + y;
+    let new_err = (new_sum - *sum) - y;
+    *sum = new_sum;
+    if new_err.is_finite() {
+        *err = new_err;
+    }
+}
+
+/// [`kahan_sum`] of each slice. A Kahan sum is one long chain of dependent additions, so the
+/// slices are summed four at a time, interleaved, to overlap their chains.
+fn kahan_sums(slices: &[&[f64]]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(slices.len());
+    for chunk in slices.chunks(4) {
+        let empty: &[f64] = &[];
+        let get = |i: usize| chunk.get(i).copied().unwrap_or(empty);
+        let (a, b, c, d) = (get(0), get(1), get(2), get(3));
+        let n = a.len().min(b.len()).min(c.len()).min(d.len());
+        let (a0, b0, c0, d0) = (&a[..n], &b[..n], &c[..n], &d[..n]);
+        let mut s = [0.0f64; 4];
+        let mut e = [0.0f64; 4];
+        let (mut s0, mut s1, mut s2, mut s3) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        let (mut e0, mut e1, mut e2, mut e3) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for i in 0..n {
+            kahan_step(&mut s0, &mut e0, a0[i]);
+            kahan_step(&mut s1, &mut e1, b0[i]);
+            kahan_step(&mut s2, &mut e2, c0[i]);
+            kahan_step(&mut s3, &mut e3, d0[i]);
+        }
+        (s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]) = (s0, s1, s2, s3, e0, e1, e2, e3);
+        for (k, slice) in chunk.iter().enumerate() {
+            let (mut sum, mut err) = (s[k], e[k]);
+            for &v in &slice[n..] {
+                kahan_step(&mut sum, &mut err, v);
+            }
+            out.push(sum);
+        }
+    }
+    out
+}
+
+/// The aggregates of each group's values (`values[g]`, in row order, without missing values;
+/// `sizes[g]` rows): `(mean, median, q25, q75, n)`, `None` where no row has a value.
+fn summarize(values: &[&[f64]], sizes: &[usize], keys: &mut Vec<u64>) -> Vec<Option<[f64; 5]>> {
+    let sums = kahan_sums(values);
+    values
+        .iter()
+        .zip(sizes)
+        .zip(sums)
+        .map(|((buf, &size), sum)| {
+            if buf.is_empty() {
+                return None;
+            }
+            let n = buf.len();
+            let mean = if size == 1 { buf[0] } else { sum / n as f64 };
+            let (median, q25, q75) = quartiles(buf, keys);
+            Some([mean, median, q25, q75, n as f64])
+        })
+        .collect()
+}
+
+/// Mean, median, quartiles and count of every input by distance; distances where an input has
+/// no value give no point. Points come input by input, distances ascending.
+pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Vec<CurvePoint> {
+    let groups = Groups::by(distance);
+    let ng = groups.len();
+    let sizes: Vec<usize> = (0..ng).map(|g| groups.starts[g + 1] - groups.starts[g]).collect();
+    let stats: Vec<Vec<Option<[f64; 5]>>> = inputs
+        .par_iter()
+        .map(|input| {
+            let (mut buf, mut end) = (Vec::new(), Vec::new());
+            with_col!(input.values, |c| groups.scatter(c, &mut buf, &mut end));
+            let slices: Vec<&[f64]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
+            // Four groups per job: their Kahan sums run interleaved.
+            let parts: Vec<Vec<Option<[f64; 5]>>> = slices
+                .par_chunks(4)
+                .zip(sizes.par_chunks(4))
+                .map_init(Vec::new, |keys, (values, sizes)| summarize(values, sizes, keys))
+                .collect();
+            parts.concat()
+        })
+        .collect();
+    let mut points = Vec::new();
+    for (input, per_group) in inputs.iter().zip(&stats) {
+        for (g, s) in per_group.iter().enumerate() {
+            if let Some([mean, median, q25, q75, n]) = *s {
+                points.push(CurvePoint {
+                    curve: input.curve.into(),
+                    series: input.series.to_owned(),
+                    x: groups.keys[g] as f64,
+                    mean,
+                    median,
+                    q25,
+                    q75,
+                    n: n as u64,
+                });
+            }
+        }
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted_quantile(v: &[f64], q: f64) -> f64 {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        let (idx, float_idx, top) = quantile_idx(s.len(), q);
+        interpolate(s[idx], || s[idx + 1], float_idx, idx, top)
+    }
+
+    #[test]
+    fn quartiles_match_a_sort() {
+        let mut x = 99u64;
+        for n in (1..200usize).chain([1000, 5000, 20_000]) {
+            for distinct in [1u64, 2, 7, 1000, 1 << 40] {
+                let v: Vec<f64> = (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x % distinct) as f64 / 3.0 - 1.0
+                    })
+                    .collect();
+                let (m, a, b) = quartiles(&v, &mut Vec::new());
+                assert_eq!(m.to_bits(), sorted_quantile(&v, 0.5).to_bits(), "{v:?}");
+                assert_eq!(a.to_bits(), sorted_quantile(&v, 0.25).to_bits(), "{v:?}");
+                assert_eq!(b.to_bits(), sorted_quantile(&v, 0.75).to_bits(), "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn interleaved_kahan_sums_match_one_at_a_time() {
+        let v: Vec<f64> = (0..1000).map(|i| ((i * 7919) % 1013) as f64 / 7.0 - 50.0).collect();
+        let slices: Vec<&[f64]> = (0..11).map(|k| &v[k * 13..k * 13 + 37 * k]).collect();
+        let got = kahan_sums(&slices);
+        for (s, g) in slices.iter().zip(got) {
+            assert_eq!(kahan_sum(s).to_bits(), g.to_bits());
+        }
+    }
+
+    #[test]
+    fn groups_keep_row_order() {
+        for key in [vec![3u32, 1, 3, 0, 1, 3], vec![u32::MAX, 5, u32::MAX, 5], vec![]] {
+            let g = Groups::by(&key);
+            let mut expected: Vec<u32> = (0..key.len() as u32).collect();
+            expected.sort_by_key(|&i| key[i as usize]);
+            let rows: Vec<f64> = (0..key.len()).map(|i| i as f64).collect();
+            let (mut out, mut end) = (Vec::new(), Vec::new());
+            g.scatter(&rows[..], &mut out, &mut end);
+            assert_eq!(out, expected.iter().map(|&i| i as f64).collect::<Vec<_>>());
+            assert_eq!(end, g.starts[1..].to_vec());
+            for i in 0..g.len() {
+                assert!(out[g.starts[i]..end[i]].iter().all(|&r| key[r as usize] == g.keys[i]));
+            }
+        }
+    }
+}
