@@ -120,7 +120,10 @@ fn gen_stats(g: &Generation, index: Option<&NgramIndex>, s: &TrapSettings) -> Ge
     }
     let mut counts: HashMap<u32, f64> = HashMap::new();
     tokens.iter().for_each(|&t| *counts.entry(t).or_default() += 1.0);
-    st.entropy = if len > 0 { entropy_nats(&counts.into_values().collect::<Vec<_>>()) } else { f64::NAN };
+    // By token id: summed in hash-map order, the entropy's last bits changed from run to run.
+    let mut by_id: Vec<(u32, f64)> = counts.into_iter().collect();
+    by_id.sort_unstable_by_key(|&(t, _)| t);
+    st.entropy = if len > 0 { entropy_nats(&by_id.iter().map(|&(_, c)| c).collect::<Vec<_>>()) } else { f64::NAN };
     let committed = g.commit_step.iter().filter(|&&c| c >= 0).count();
     st.tokens_per_step = if g.steps > 0 { committed as f64 / g.steps as f64 } else { f64::NAN };
     st
