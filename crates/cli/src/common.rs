@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Options every subcommand takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// Hide progress bars (they are also hidden when stderr is not a terminal).
+    /// Hide progress bars and status lines (bars are also hidden when stderr is not a terminal); errors still print.
     #[arg(long, short, global = true)]
     pub quiet: bool,
     /// CPU threads for libtorch and the analysis (default: all cores).
