@@ -651,6 +651,7 @@ impl Ctx<'_> {
         };
         Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
     }
+
     /// `multinomial(softmax(confidence / alg_temp), k)` without replacement over the whole
     /// sequence (prompt positions at -inf), as upstream; one call for the batch when every row
     /// wants the same number of positions, as upstream's shared count does.
@@ -694,9 +695,27 @@ fn top_k_filter(logits: &Tensor, k: i64) -> Result<Tensor, ProbeError> {
     Ok(logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?)
 }
 
+/// The rows of a float32 CPU tensor on the host, flattened; `None` elsewhere (on a GPU the
+/// library's own sort is fast).
+fn host_rows(x: &Tensor) -> Result<Option<Vec<f32>>, ProbeError> {
+    if x.device() != Device::Cpu || x.kind() != Kind::Float {
+        return Ok(None);
+    }
+    Ok(Some(Vec::<f32>::try_from(&x.f_flatten(0, -1)?)?))
+}
+
 /// Dream's `top_p_logits`: keep the smallest prefix of the sorted distribution whose mass
 /// exceeds `top_p` (always the first token), fill the rest with float32's lowest value.
 fn top_p_filter(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeError> {
+    if let Some(thresholds) = host_top_p_thresholds(logits, top_p)? {
+        // Keep the logits at or above each row's threshold, as upstream keeps that prefix.
+        return Ok(logits.f_masked_fill(&logits.f_lt_tensor(&thresholds)?, f32::MIN as f64)?);
+    }
+    top_p_filter_by_sort(logits, top_p)
+}
+
+/// Upstream's `top_p_logits` as written: sort, cumulative softmax, shifted removal mask.
+fn top_p_filter_by_sort(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeError> {
     let (sorted, order) = logits.f_sort(-1, true)?;
     let cum = sorted.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
     let remove = cum.f_gt(top_p)?;
@@ -708,6 +727,35 @@ fn top_p_filter(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeError> {
     )?;
     let drop = shifted.f_zeros_like()?.f_scatter(-1, &order, &shifted)?;
     Ok(logits.f_masked_fill(&drop, f32::MIN as f64)?)
+}
+
+/// On CPU: per row, the smallest logit of upstream's kept prefix, `[n, 1]`. The rows are sorted
+/// on the host (several times faster than `sort` with indices), and the softmax and cumulative
+/// sum run on the sorted values as upstream runs them, so the prefix is the same. `None` (use
+/// upstream's path) off CPU, for NaNs, or when the prefix ends inside a run of equal logits,
+/// where upstream's choice among them depends on its sort.
+fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Tensor>, ProbeError> {
+    let v = logits.size()[1] as usize;
+    let Some(mut sorted) = host_rows(logits)? else { return Ok(None) };
+    if v == 0 || sorted.iter().any(|x| x.is_nan()) {
+        return Ok(None);
+    }
+    for row in sorted.chunks_mut(v) {
+        row.sort_unstable_by(|a, b| b.total_cmp(a));
+    }
+    let n = (sorted.len() / v) as i64;
+    let cum = Tensor::f_from_slice(&sorted)?.f_view([n, v as i64])?.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
+    let remove = Vec::<bool>::try_from(&cum.f_gt(top_p)?.f_flatten(0, -1)?)?;
+    let mut thresholds = Vec::with_capacity(n as usize);
+    for (row, removed) in sorted.chunks(v).zip(remove.chunks(v)) {
+        // Kept: sorted positions up to the first whose cumulative mass exceeds top_p.
+        let last = removed.iter().position(|&r| r).unwrap_or(v - 1);
+        if last + 1 < v && row[last + 1] == row[last] {
+            return Ok(None);
+        }
+        thresholds.push(row[last]);
+    }
+    Ok(Some(Tensor::f_from_slice(&thresholds)?.f_view([n, 1])?))
 }
 
 /// `x.argmax(-1)` of a `[n, V]` tensor, computed as the argmax of the chunk maxima, then the
@@ -750,6 +798,23 @@ mod tests {
     }
 
     #[test]
+    fn top_p_filter_is_upstreams() {
+        tch::manual_seed(5);
+        let scaled = Tensor::randn([6, 320], (Kind::Float, Device::Cpu)) * 3.0;
+        let tied = Tensor::randint(5, [6, 320], (Kind::Float, Device::Cpu));
+        let forbidden = scaled.index_fill(1, &Tensor::from_slice(&[0i64, 5, 9]), f64::NEG_INFINITY);
+        let peaked = scaled.index_fill(1, &Tensor::from_slice(&[7i64]), 50.0);
+        for top_p in [0.05, 0.3, 0.9, 0.999] {
+            for x in [&scaled, &tied, &forbidden, &peaked] {
+                let fast = top_p_filter(x, top_p).unwrap();
+                assert!(fast.equal(&top_p_filter_by_sort(x, top_p).unwrap()), "top_p = {top_p}");
+            }
+        }
+        // The host path is taken for untied rows.
+        assert!(host_top_p_thresholds(&scaled, 0.9).unwrap().is_some());
+    }
+
+    #[test]
     fn top_k_filter_is_upstreams_masked_fill() {
         tch::manual_seed(4);
         let upstream = |x: &Tensor, k: i64| {
@@ -764,6 +829,10 @@ mod tests {
             for x in [distinct, tied, forbidden] {
                 assert!(top_k_filter(&x, k).unwrap().equal(&upstream(&x, k)), "k = {k}");
             }
+        }
+        let long = Tensor::randn([3, 8192], (Kind::Float, Device::Cpu));
+        for k in [1, 50, 500] {
+            assert!(top_k_filter(&long, k).unwrap().equal(&upstream(&long, k)), "k = {k}");
         }
     }
 }
