@@ -348,19 +348,20 @@ impl Ctx<'_> {
                 out.size()
             )));
         }
-        let flat = |t: &Tensor| -> Result<Tensor, ProbeError> {
-            Ok(t.f_reshape([self.b * self.g, self.v])?.f_index_select(0, &rows.dev)?)
-        };
+        let flat = out.f_reshape([calls * self.b * self.g, self.v])?;
         let mut logits = if cfg_scale > 0.0 {
-            let cond = flat(&out.f_narrow(0, 0, self.b)?)?;
-            let un = flat(&out.f_narrow(0, self.b, self.b)?)?;
+            // The conditional and unconditional rows in one selection.
+            let n = rows.host.len() as i64;
+            let both = Tensor::f_cat(&[&rows.dev, &rows.dev.f_add_scalar(self.b * self.g)?], 0)?;
+            let picked = flat.f_index_select(0, &both)?;
+            let (cond, un) = (picked.f_narrow(0, 0, n)?, picked.f_narrow(0, n, n)?);
             // `un + (cond - un) * (cfg_scale + 1)`, elementwise as upstream (same roundings).
             let mut guided = cond.f_sub(&un)?;
             let _ = guided.f_mul_scalar_(cfg_scale + 1.0)?;
             let _ = guided.f_add_(&un)?;
             guided
         } else {
-            flat(&out)?
+            flat.f_index_select(0, &rows.dev)?
         };
         if let Some(ids) = &self.forbidden {
             let _ = logits.f_index_fill_(1, ids, f64::NEG_INFINITY)?;
