@@ -301,7 +301,8 @@ impl Ctx<'_> {
     fn work(&self, gen_host: &[i64], pick: Vec<i64>) -> Result<Work, ProbeError> {
         if !self.save_distributions {
             let pick = self.rows(pick)?;
-            return Ok(Work { rows: Rows { host: pick.host.clone(), dev: pick.dev.shallow_clone() }, pick, pick_in_rows: None });
+            let rows = Rows { host: pick.host.clone(), dev: pick.dev.shallow_clone() };
+            return Ok(Work { rows, pick, pick_in_rows: None });
         }
         let rows = self.masked_where(gen_host, |_| true);
         let pick_in_rows = if pick == rows {
@@ -384,7 +385,12 @@ impl Ctx<'_> {
     /// sequence; we draw `torch.rand((n, V), float64)` for the `n` rows whose token is needed,
     /// in row-major order, after any position draw of the step. Same distribution, seeded and
     /// deterministic, but not upstream's stream (the parity traces are greedy).
-    fn choose_tokens(&self, logits: &Tensor, temperature: f64, need_p: bool) -> Result<(Tensor, Option<Tensor>, Tensor), ProbeError> {
+    fn choose_tokens(
+        &self,
+        logits: &Tensor,
+        temperature: f64,
+        need_p: bool,
+    ) -> Result<(Tensor, Option<Tensor>, Tensor), ProbeError> {
         if temperature == 0.0 {
             let x0 = argmax_rows(logits)?;
             let p = gather_rows(&logits.f_softmax(-1, Kind::Float)?, &x0)?;
@@ -455,7 +461,13 @@ impl Ctx<'_> {
         ))
     }
 
-    fn llada_step(&self, lp: &LladaParams, step: usize, gen: &Tensor, gen_host: &[i64]) -> Result<StepChoice, ProbeError> {
+    fn llada_step(
+        &self,
+        lp: &LladaParams,
+        step: usize,
+        gen: &Tensor,
+        gen_host: &[i64],
+    ) -> Result<StepChoice, ProbeError> {
         let blocks = lp.gen_length / lp.block_length;
         let per_block = lp.steps / blocks;
         let (block, j) = (step / per_block, step % per_block);
@@ -521,7 +533,14 @@ impl Ctx<'_> {
         Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
     }
 
-    fn fixed_step(&self, fp: &FixedParams, step: usize, gen: &Tensor, mask: &Tensor, gen_host: &[i64]) -> Result<StepChoice, ProbeError> {
+    fn fixed_step(
+        &self,
+        fp: &FixedParams,
+        step: usize,
+        gen: &Tensor,
+        mask: &Tensor,
+        gen_host: &[i64],
+    ) -> Result<StepChoice, ProbeError> {
         // The mask id is forbidden here, so every row has exactly `g - step * k` masks left.
         let k = match fp.k {
             TokensPerStep::Count(k) => k.min(fp.gen_length - step * k),
@@ -593,7 +612,8 @@ impl Ctx<'_> {
             let draws = Tensor::f_rand([masked.len() as i64], (Kind::Float, self.dev))?;
             let draws = Vec::<f32>::try_from(&draws.f_to_device(Device::Cpu)?)?;
             let p_transfer = if last { 1.0f32 } else { 1.0f32 - s / t };
-            let picked: Vec<i64> = masked.iter().zip(&draws).filter(|(_, &d)| d < p_transfer).map(|(&i, _)| i).collect();
+            let picked: Vec<i64> =
+                masked.iter().zip(&draws).filter(|(_, &d)| d < p_transfer).map(|(&i, _)| i).collect();
             let mut flags = vec![false; gen_host.len()];
             for &i in &picked {
                 flags[i as usize] = true;
@@ -745,7 +765,8 @@ fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Tensor>, 
         row.sort_unstable_by(|a, b| b.total_cmp(a));
     }
     let n = (sorted.len() / v) as i64;
-    let cum = Tensor::f_from_slice(&sorted)?.f_view([n, v as i64])?.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
+    let sorted_t = Tensor::f_from_slice(&sorted)?.f_view([n, v as i64])?;
+    let cum = sorted_t.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
     let remove = Vec::<bool>::try_from(&cum.f_gt(top_p)?.f_flatten(0, -1)?)?;
     let mut thresholds = Vec::with_capacity(n as usize);
     for (row, removed) in sorted.chunks(v).zip(remove.chunks(v)) {

@@ -485,14 +485,15 @@ fn saving_distributions_does_not_change_the_draws() {
     let m = Toy::new();
     let prompts = vec![vec![1, 2, 3], vec![4, 5], vec![6]];
     for spec in RANDOM_SPECS {
-        let plain = run(&m, &prompts, spec, &DecodeOptions { seed: 3, batch_size: 2, ..Default::default() });
-        let saved =
-            run(&m, &prompts, spec, &DecodeOptions { seed: 3, batch_size: 2, save_step_distributions: Some(3), ..Default::default() });
+        let opts = |save| DecodeOptions { seed: 3, batch_size: 2, save_step_distributions: save, ..Default::default() };
+        let plain = run(&m, &prompts, spec, &opts(None));
+        let saved = run(&m, &prompts, spec, &opts(Some(3)));
         for (a, b) in plain.trajectories.iter().zip(&saved.trajectories) {
             assert_eq!((&a.history, &a.commits), (&b.history, &b.commits), "{spec}");
             assert!(a.distributions.is_empty());
             // One distribution per still-masked position per step.
-            let masked: usize = a.history[..a.steps()].iter().map(|h| h.iter().filter(|&&t| t == m.mask_id()).count()).sum();
+            let masked: usize =
+                a.history[..a.steps()].iter().map(|h| h.iter().filter(|&&t| t == m.mask_id()).count()).sum();
             assert_eq!(b.distributions.len(), masked, "{spec}");
         }
     }
