@@ -188,7 +188,38 @@ pub struct NgramIndex {
     unigram: Unigram,
     /// `bucket[t]..bucket[t + 1]`: the suffix-array range of suffixes starting with token `t`.
     bucket: Vec<u64>,
+    /// `samples[j]`: the [`KEY_TOKENS`] tokens after the first of suffix `SAMPLE * j`
+    /// ([`sample_key`]), so most of a search runs over this array instead of chasing text
+    /// positions.
+    samples: Vec<u128>,
+    /// `top[i] = samples[SAMPLE * i]`: small enough to stay in cache, it narrows the search
+    /// over the samples to one block of `SAMPLE`.
+    top: Vec<u128>,
     header: IndexHeader,
+}
+
+/// Every `SAMPLE`-th suffix has its tokens 2 to 5 in [`NgramIndex::samples`] (built when the
+/// index is opened: one byte of memory per token, nothing on disk).
+const SAMPLE: usize = 16;
+
+/// Tokens per sample key: with the first token's bucket, n-grams up to 5 tokens are decided
+/// by the samples alone.
+const KEY_TOKENS: usize = 4;
+
+/// Order key of up to [`KEY_TOKENS`] tokens, the first in the highest 32 bits: ids shifted by
+/// one so that the separator (and whatever follows it, or the end of a shorter sequence) is 0,
+/// below every id.
+#[inline]
+fn sample_key(tokens: impl IntoIterator<Item = u32>) -> u128 {
+    let mut key = 0u128;
+    let mut ended = false;
+    for (i, t) in tokens.into_iter().take(KEY_TOKENS).enumerate() {
+        ended |= t == SEPARATOR;
+        if !ended {
+            key |= (t.wrapping_add(1) as u128) << (32 * (KEY_TOKENS - 1 - i));
+        }
+    }
+    key
 }
 
 impl std::fmt::Debug for NgramIndex {
@@ -286,7 +317,21 @@ impl NgramIndex {
             acc += c;
             bucket.push(acc);
         }
-        NgramIndex { text, suffixes, unigram, bucket, header }
+        let samples = {
+            use rayon::prelude::*;
+            let (t, sa) = (text.as_slice(), suffixes.as_slice());
+            (0..sa.len().div_ceil(SAMPLE))
+                .into_par_iter()
+                .with_min_len(1 << 12)
+                .map(|j| {
+                    let p = sa[j * SAMPLE] as usize;
+                    // The text ends with a separator, where the key stops.
+                    sample_key(t[p + 1..].iter().copied())
+                })
+                .collect::<Vec<u128>>()
+        };
+        let top = samples.iter().step_by(SAMPLE).copied().collect();
+        NgramIndex { text, suffixes, unigram, bucket, samples, top, header }
     }
 
     /// The header (`index.json`).
@@ -325,11 +370,34 @@ impl NgramIndex {
         if rest.contains(&SEPARATOR) {
             return false;
         }
+        let sa = self.suffixes.as_slice();
         // One lower-bound search suffices: the n-gram occurs iff the first suffix not smaller
         // than it starts with it.
-        let sa = &self.suffixes.as_slice()[b.clone()];
-        let i = sa.partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less);
-        i < sa.len() && self.cmp_suffix(sa[i] as usize + 1, rest) == Ordering::Equal
+        let (lo, hi) = if b.len() <= 2 * SAMPLE {
+            (b.start, b.end)
+        } else {
+            let (q, mask) = Self::sample_query(rest);
+            let (j0, j1) = (b.start.div_ceil(SAMPLE), b.end.div_ceil(SAMPLE));
+            let a = self.first_sample(j0, j1, |k| k & mask < q);
+            if a < j1 && self.samples[a] & mask == q {
+                if rest.len() <= KEY_TOKENS {
+                    // Sample `a` starts with the whole n-gram.
+                    return true;
+                }
+                let z = self.first_sample(a, j1, |k| k & mask <= q);
+                (self.after_sample(a, j0, b.start), if z < j1 { z * SAMPLE } else { b.end })
+            } else {
+                // Sample `a` (if any) is larger: the lower bound lies within one sample block.
+                (self.after_sample(a, j0, b.start), if a < j1 { a * SAMPLE } else { b.end })
+            }
+        };
+        let i = if hi - lo <= SAMPLE {
+            // A short scan: its text reads are independent, so their cache misses overlap.
+            (lo..hi).find(|&i| self.cmp_suffix(sa[i] as usize + 1, rest) != Ordering::Less).unwrap_or(hi)
+        } else {
+            lo + sa[lo..hi].partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less)
+        };
+        i < b.end && self.cmp_suffix(sa[i] as usize + 1, rest) == Ordering::Equal
     }
 
     /// The suffix-array range of suffixes starting with `ngram` (empty when it never occurs).
@@ -339,10 +407,53 @@ impl NgramIndex {
         if rest.contains(&SEPARATOR) {
             return 0..0;
         }
-        let sa = &self.suffixes.as_slice()[b.clone()];
-        let lo = sa.partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less);
-        let hi = lo + sa[lo..].partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Equal);
-        b.start + lo..b.start + hi
+        let (lo, hi) = if b.len() <= 2 * SAMPLE || rest.is_empty() {
+            (b.start, b.end)
+        } else {
+            // Every suffix continuing with `rest` lies after the last sample smaller than it and
+            // before the first sample larger than it.
+            let (q, mask) = Self::sample_query(rest);
+            let (j0, j1) = (b.start.div_ceil(SAMPLE), b.end.div_ceil(SAMPLE));
+            let a = self.first_sample(j0, j1, |k| k & mask < q);
+            let z = self.first_sample(a, j1, |k| k & mask <= q);
+            (self.after_sample(a, j0, b.start), if z < j1 { z * SAMPLE } else { b.end })
+        };
+        let sa = &self.suffixes.as_slice()[lo..hi];
+        let l = sa.partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less);
+        let h = l + sa[l..].partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Equal);
+        lo + l..lo + h
+    }
+
+    /// The sample key of `rest` (the n-gram after its first token) and the mask that limits a
+    /// comparison to the tokens `rest` has (up to [`KEY_TOKENS`]). A sample smaller than the key under
+    /// the mask is a suffix smaller than the n-gram; a larger one, a larger suffix.
+    #[inline]
+    fn sample_query(rest: &[u32]) -> (u128, u128) {
+        let len = rest.len().min(KEY_TOKENS);
+        (sample_key(rest.iter().copied()), u128::MAX << (32 * (KEY_TOKENS - len)))
+    }
+
+    /// The first suffix after sample `a - 1` (the bucket start when `a` is the bucket's first
+    /// sample `j0`).
+    #[inline]
+    fn after_sample(&self, a: usize, j0: usize, start: usize) -> usize {
+        if a == j0 {
+            start
+        } else {
+            ((a - 1) * SAMPLE + 1).max(start)
+        }
+    }
+
+    /// The first sample index in `j0..j1` where `smaller` is false (`smaller` holds on a prefix
+    /// of the samples), or `j1`: a search over `top` (in cache), then over one block.
+    #[inline]
+    fn first_sample(&self, j0: usize, j1: usize, smaller: impl Fn(u128) -> bool) -> usize {
+        let (t0, t1) = (j0.div_ceil(SAMPLE), j1.div_ceil(SAMPLE));
+        let t = t0 + self.top[t0..t1].partition_point(|&k| smaller(k));
+        // Samples up to top entry `t - 1` are smaller; top entry `t` (if any) is not.
+        let lo = if t == t0 { j0 } else { ((t - 1) * SAMPLE + 1).max(j0) };
+        let hi = if t < t1 { t * SAMPLE } else { j1 };
+        lo + self.samples[lo..hi].iter().take_while(|&&k| smaller(k)).count()
     }
 
     fn first_bucket(&self, t: u32) -> Option<Range<usize>> {

@@ -48,6 +48,30 @@ proptest! {
     }
 }
 
+/// Buckets large enough for the sampled search (every 16th suffix) to narrow them, over a
+/// small alphabet so that long n-grams repeat; checked against the naive counter.
+#[test]
+fn counts_match_a_naive_counter_on_large_buckets() {
+    let mut x = 7u64;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    for alphabet in [2u64, 3, 6] {
+        let docs: Vec<Vec<u32>> = (0..60).map(|_| (0..next(120)).map(|_| next(alphabet) as u32).collect()).collect();
+        let index = NgramIndex::from_documents(&docs).unwrap();
+        let naive = naive_counts(&docs, 6);
+        let queries: Vec<Vec<u32>> = (0..3000).map(|_| (0..1 + next(6)).map(|_| next(alphabet + 1) as u32).collect()).collect();
+        for q in naive.keys().chain(queries.iter()) {
+            let expected = naive.get(q).copied().unwrap_or(0);
+            assert_eq!(index.count(q), expected, "ngram {q:?}");
+            assert_eq!(index.contains(q), expected > 0, "ngram {q:?}");
+        }
+    }
+}
+
 /// Whitespace "tokenizer" over the ids written as numbers.
 fn ids(text: &str) -> Result<Vec<u32>, String> {
     text.split_whitespace().map(|w| w.parse::<u32>().map_err(|e| format!("{w}: {e}"))).collect()
