@@ -577,7 +577,8 @@ impl Ctx<'_> {
     }
 
     /// Dream's filtered distribution of logit rows `[n, V]`: temperature, top-p, top-k, softmax.
-    fn dream_probs(&self, dp: &DreamParams, logits: Tensor) -> Result<Tensor, ProbeError> {
+    /// Also returns, when known, the `[n, k]` indices outside which every probability is 0.
+    fn dream_probs(&self, dp: &DreamParams, logits: Tensor) -> Result<(Tensor, Option<Tensor>), ProbeError> {
         let mut logits = logits;
         if dp.temperature > 0.0 {
             logits = logits.f_div_scalar(dp.temperature)?;
@@ -585,10 +586,11 @@ impl Ctx<'_> {
         if let Some(top_p) = dp.top_p.filter(|&t| t < 1.0) {
             logits = top_p_filter(&logits, top_p)?;
         }
+        let mut support = None;
         if let Some(top_k) = dp.top_k {
-            logits = top_k_filter(&logits, (top_k as i64).min(self.v))?;
+            (logits, support) = top_k_filter(&logits, (top_k as i64).min(self.v))?;
         }
-        Ok(logits.f_softmax(-1, Kind::Float)?)
+        Ok((logits.f_softmax(-1, Kind::Float)?, support))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -620,7 +622,7 @@ impl Ctx<'_> {
             }
             let transfer = self.grid(&flags)?;
             let work = self.work(gen_host, picked)?;
-            let probs = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
+            let (probs, _) = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
             let picked_probs = work.picked(&probs)?;
             let x0 = if dp.temperature > 0.0 { self.dream_sample(&picked_probs)? } else { argmax_rows(&picked_probs)? };
             let prob = self.spread(&work.pick, &gather_rows(&picked_probs, &x0)?, 0.0)?;
@@ -630,7 +632,7 @@ impl Ctx<'_> {
         }
 
         let work = self.work(gen_host, masked)?;
-        let probs = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
+        let (probs, support) = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
         // Greedy: `probs.max(-1)`, whose index is the first maximum, as `argmax_rows`.
         let x0 = if dp.temperature > 0.0 { self.dream_sample(&probs)? } else { argmax_rows(&probs)? };
         let prob = gather_rows(&probs, &x0)?;
@@ -639,12 +641,7 @@ impl Ctx<'_> {
                 let (top2, _) = probs.f_topk(2, -1, true, true)?;
                 top2.f_select(-1, 0)?.f_sub(&top2.f_select(-1, 1)?)?
             }
-            DreamAlg::Entropy => {
-                // `probs * log(probs + 1e-10)`, summed; in place, the same values.
-                let mut t = probs.f_add_scalar(1e-10)?;
-                let _ = t.f_log_()?.f_mul_(&probs)?;
-                t.f_sum_dim_intlist(-1, false, Kind::Float)?
-            }
+            DreamAlg::Entropy => neg_entropy(&probs, support.as_ref())?,
             _ => prob.shallow_clone(),
         };
         let scores = self.spread(&work.pick, &confidence, f64::NEG_INFINITY)?;
@@ -695,25 +692,50 @@ impl Ctx<'_> {
     }
 }
 
+/// Dream's entropy confidence, `(probs * log(probs + 1e-10)).sum(-1)`. A zero probability gives
+/// the term -0.0, so when `support` holds every nonzero entry only those terms are computed,
+/// into a tensor of -0.0 that is then summed exactly as upstream's.
+fn neg_entropy(probs: &Tensor, support: Option<&Tensor>) -> Result<Tensor, ProbeError> {
+    let terms = match support {
+        Some(idx) => {
+            let kept = probs.f_gather(-1, idx, false)?;
+            let mut t = kept.f_add_scalar(1e-10)?;
+            let _ = t.f_log_()?.f_mul_(&kept)?;
+            probs.f_full_like(-0.0)?.f_scatter(-1, idx, &t)?
+        }
+        None => {
+            let mut t = probs.f_add_scalar(1e-10)?;
+            let _ = t.f_log_()?.f_mul_(probs)?;
+            t
+        }
+    };
+    Ok(terms.f_sum_dim_intlist(-1, false, Kind::Float)?)
+}
+
 /// Dream's `top_k_logits` on rows `[n, V]`: logits below the k-th largest are set to float32's
 /// lowest value, so every logit tied with the k-th largest is kept.
 ///
 /// When no row has a tie at the k-th value (the usual case), the kept logits are exactly the
 /// top-k entries, so the result is built by scattering them into a filled tensor: the same
-/// tensor as upstream's `masked_fill`, which is several times slower on CPU.
-fn top_k_filter(logits: &Tensor, k: i64) -> Result<Tensor, ProbeError> {
+/// tensor as upstream's `masked_fill`, which is several times slower on CPU. That path also
+/// returns the kept indices `[n, k]`; when every row's largest logit is above float32's lowest
+/// value, the softmax of the result is exactly 0 everywhere else.
+fn top_k_filter(logits: &Tensor, k: i64) -> Result<(Tensor, Option<Tensor>), ProbeError> {
     let v = logits.size()[1];
     let (vals, idx) = logits.f_topk((k + 1).min(v), -1, true, true)?;
     let kth = vals.f_narrow(-1, k - 1, 1)?;
     if k < v {
         // `next < kth` is false for ties and NaNs: those rows take upstream's path.
         let next = vals.f_narrow(-1, k, 1)?;
-        if bool::try_from(&next.f_lt_tensor(&kth)?.f_all()?)? {
-            let kept = logits.f_full_like(f32::MIN as f64)?;
-            return Ok(kept.f_scatter(-1, &idx.f_narrow(-1, 0, k)?, &vals.f_narrow(-1, 0, k)?)?);
+        let untied = next.f_lt_tensor(&kth)?;
+        if bool::try_from(&untied.f_all()?)? {
+            let (vals, idx) = (vals.f_narrow(-1, 0, k)?, idx.f_narrow(-1, 0, k)?);
+            let kept = logits.f_full_like(f32::MIN as f64)?.f_scatter(-1, &idx, &vals)?;
+            let above_min = vals.f_narrow(-1, 0, 1)?.f_gt(f32::MIN as f64)?.f_all()?;
+            return Ok((kept, bool::try_from(&above_min)?.then_some(idx)));
         }
     }
-    Ok(logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?)
+    Ok((logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?, None))
 }
 
 /// The rows of a float32 CPU tensor on the host, flattened; `None` elsewhere (on a GPU the
@@ -849,12 +871,19 @@ mod tests {
             let tied = Tensor::randint(4, [6, 64], (Kind::Float, Device::Cpu));
             let forbidden = distinct.index_fill(1, &Tensor::from_slice(&[0i64, 5, 9]), f64::NEG_INFINITY);
             for x in [distinct, tied, forbidden] {
-                assert!(top_k_filter(&x, k).unwrap().equal(&upstream(&x, k)), "k = {k}");
+                assert!(top_k_filter(&x, k).unwrap().0.equal(&upstream(&x, k)), "k = {k}");
             }
         }
         let long = Tensor::randn([3, 8192], (Kind::Float, Device::Cpu));
         for k in [1, 50, 500] {
-            assert!(top_k_filter(&long, k).unwrap().equal(&upstream(&long, k)), "k = {k}");
+            let (kept, support) = top_k_filter(&long, k).unwrap();
+            assert!(kept.equal(&upstream(&long, k)), "k = {k}");
+            // Outside the support, the softmax is exactly 0.
+            let probs = kept.softmax(-1, Kind::Float);
+            let zeros = probs.scatter_value(-1, support.as_ref().unwrap(), 0.0);
+            assert!(zeros.eq(0.0).all().int64_value(&[]) == 1, "k = {k}");
+            let upstream_entropy = (&probs * (&probs + 1e-10).log()).sum_dim_intlist(-1, false, Kind::Float);
+            assert!(neg_entropy(&probs, support.as_ref()).unwrap().equal(&upstream_entropy), "k = {k}");
         }
     }
 }
