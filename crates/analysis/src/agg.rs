@@ -178,6 +178,16 @@ const RADIX: usize = 1 << RADIX_BITS;
 /// most six) by radix selection: a histogram of the 11 bits below the keys' common prefix
 /// locates each rank's bucket, whose keys are then gathered and selected among recursively.
 fn select_ranks(keys: &[u64], ranks: &[usize], out: &mut [u64]) {
+    let (mut min, mut max) = (u64::MAX, 0u64);
+    for &k in keys {
+        min = min.min(k);
+        max = max.max(k);
+    }
+    select_ranks_within(keys, min, max, ranks, out);
+}
+
+/// [`select_ranks`] of keys whose minimum and maximum are known.
+fn select_ranks_within(keys: &[u64], min: u64, max: u64, ranks: &[usize], out: &mut [u64]) {
     if keys.len() <= 48 {
         let mut small = [0u64; 48];
         let small = &mut small[..keys.len()];
@@ -196,11 +206,6 @@ fn select_ranks(keys: &[u64], ranks: &[usize], out: &mut [u64]) {
             *o = small[r];
         }
         return;
-    }
-    let (mut min, mut max) = (u64::MAX, 0u64);
-    for &k in keys {
-        min = min.min(k);
-        max = max.max(k);
     }
     if min == max {
         out.fill(min);
@@ -279,9 +284,18 @@ fn quartiles(v: &[f64], keys: &mut Vec<u64>) -> (f64, f64, f64) {
     if n == 1 {
         return (v[0], v[0], v[0]);
     }
+    keys.clear();
+    keys.reserve(n);
+    let (mut min, mut max) = (u64::MAX, 0u64);
+    for &x in v {
+        let k = key(x);
+        min = min.min(k);
+        max = max.max(k);
+        keys.push(k);
+    }
     // With both signed zeros present, which zero polars returns depends on its selection
     // order (its comparison treats them as equal): reproduce that path exactly.
-    if v.iter().any(|x| *x == 0.0 && x.is_sign_negative()) && v.iter().any(|x| *x == 0.0 && x.is_sign_positive()) {
+    if min <= key(-0.0) && max >= key(0.0) && keys.contains(&key(-0.0)) && keys.contains(&key(0.0)) {
         let polars = |q: f64| {
             let mut w = v.to_vec();
             let (idx, float_idx, top) = quantile_idx(n, q);
@@ -303,10 +317,8 @@ fn quartiles(v: &[f64], keys: &mut Vec<u64>) -> (f64, f64, f64) {
             }
         }
     }
-    keys.clear();
-    keys.extend(v.iter().map(|&x| key(x)));
     let mut stats = [0u64; 6];
-    select_ranks(keys, &ranks[..m], &mut stats[..m]);
+    select_ranks_within(keys, min, max, &ranks[..m], &mut stats[..m]);
     let stat = |r: usize| unkey(stats[ranks[..m].iter().position(|&x| x == r).expect("rank selected")]);
     let [a, b, c] = qs.map(|(idx, float_idx, top)| interpolate(stat(idx), || stat(idx + 1), float_idx, idx, top));
     (b, a, c)
@@ -384,9 +396,10 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
     let sizes: Vec<usize> = (0..ng).map(|g| groups.starts[g + 1] - groups.starts[g]).collect();
     let stats: Vec<Vec<Option<[f64; 5]>>> = inputs
         .par_iter()
-        .map(|input| {
-            let (mut buf, mut end) = (Vec::new(), Vec::new());
-            with_col!(input.values, |c| groups.scatter(c, &mut buf, &mut end));
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(buf, end), input| {
+            with_col!(input.values, |c| groups.scatter(c, buf, end));
             let slices: Vec<&[f64]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
             // Four groups per job: their Kahan sums run interleaved.
             let parts: Vec<Vec<Option<[f64; 5]>>> = slices
