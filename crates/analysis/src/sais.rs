@@ -24,6 +24,21 @@ pub fn suffix_array(s: &[u32], upper: u32) -> Vec<u32> {
     sa
 }
 
+/// How many suffix-array slots ahead the induced sorts prefetch text symbols.
+const PREFETCH: usize = 24;
+
+/// Hints the cache to load `slice[i]` (nothing when `i` is out of range).
+#[inline(always)]
+fn prefetch(slice: &[u32], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if i < slice.len() {
+        // SAFETY: a prefetch only hints the cache, and the address lies inside the slice.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slice.as_ptr().add(i) as *const i8) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (slice, i);
+}
+
 /// A fixed-size bit set.
 struct Bits(Vec<u64>);
 
@@ -102,6 +117,17 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
         sa[buf[c] as usize] = (n - 1) as u32;
         buf[c] += 1;
         for i in 0..n {
+            // The symbol read below is a cache miss at a random position: ask for the one a
+            // few slots ahead now (slots not yet induced just give a useless hint).
+            if i + PREFETCH < n {
+                let ahead = sa[i + PREFETCH].wrapping_sub(1) as usize;
+                prefetch(s, ahead);
+                // Half-way: that symbol has arrived; prefetch the slot it will be written to.
+                let near = sa[i + PREFETCH / 2].wrapping_sub(1) as usize;
+                if near < n {
+                    prefetch(sa, buf[s[near] as usize] as usize);
+                }
+            }
             let v = sa[i];
             if v != EMPTY && v >= 1 && !ls.get(v as usize - 1) {
                 let c = s[v as usize - 1] as usize;
@@ -111,6 +137,14 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
         }
         buf.copy_from_slice(&sum_l);
         for i in (0..n).rev() {
+            if i >= PREFETCH {
+                let ahead = sa[i - PREFETCH].wrapping_sub(1) as usize;
+                prefetch(s, ahead);
+                let near = sa[i - PREFETCH / 2].wrapping_sub(1) as usize;
+                if near < n {
+                    prefetch(sa, (buf[s[near] as usize + 1] as usize).wrapping_sub(1));
+                }
+            }
             let v = sa[i];
             if v != EMPTY && v >= 1 && ls.get(v as usize - 1) {
                 let c = s[v as usize - 1] as usize + 1;
@@ -150,6 +184,11 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
         }
     };
     for i in 1..m {
+        if i + PREFETCH < m {
+            let p = sorted_lms[i + PREFETCH] as usize;
+            prefetch(s, p);
+            prefetch(&lms_map, p);
+        }
         let (mut l, mut r) = (sorted_lms[i - 1] as usize, sorted_lms[i] as usize);
         let (end_l, end_r) = (end_of(l), end_of(r));
         let mut same = end_l - l == end_r - r;
