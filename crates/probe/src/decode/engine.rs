@@ -747,6 +747,40 @@ fn host_rows(x: &Tensor) -> Result<Option<Vec<f32>>, ProbeError> {
     Ok(Some(Vec::<f32>::try_from(&x.f_flatten(0, -1)?)?))
 }
 
+/// Sorts `row` (no NaNs) in descending order, as an LSD radix sort on order-preserving integer
+/// keys: a few linear passes, which stay fast in the unoptimised builds the tests and benches
+/// use, where a comparison sort over the vocabulary was slower than libtorch's.
+fn sort_descending(row: &mut [f32], scratch: &mut Vec<u32>) {
+    // Larger floats get smaller keys: non-negative floats map to their flipped magnitude bits
+    // (below 2^31), negative ones keep their bits (larger magnitude, larger key); `-0.0` sorts
+    // after `0.0`, which no caller distinguishes.
+    let key = |x: f32| {
+        let b = x.to_bits();
+        if b >> 31 == 0 { !b & 0x7fff_ffff } else { b }
+    };
+    let mut keys: Vec<u32> = row.iter().map(|&x| key(x)).collect();
+    scratch.clear();
+    scratch.resize(keys.len(), 0);
+    for shift in [0u32, 8, 16, 24] {
+        let mut count = [0usize; 257];
+        for &k in &keys {
+            count[((k >> shift) & 0xff) as usize + 1] += 1;
+        }
+        for i in 1..257 {
+            count[i] += count[i - 1];
+        }
+        for &k in &keys {
+            let bucket = ((k >> shift) & 0xff) as usize;
+            scratch[count[bucket]] = k;
+            count[bucket] += 1;
+        }
+        std::mem::swap(&mut keys, scratch);
+    }
+    for (x, &k) in row.iter_mut().zip(&keys) {
+        *x = f32::from_bits(if k >> 31 == 0 { !k & 0x7fff_ffff } else { k });
+    }
+}
+
 /// Dream's `top_p_logits`: keep the smallest prefix of the sorted distribution whose mass
 /// exceeds `top_p` (always the first token), fill the rest with float32's lowest value.
 fn top_p_filter(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeError> {
@@ -783,8 +817,9 @@ fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Tensor>, 
     if v == 0 || sorted.iter().any(|x| x.is_nan()) {
         return Ok(None);
     }
+    let mut scratch = Vec::new();
     for row in sorted.chunks_mut(v) {
-        row.sort_unstable_by(|a, b| b.total_cmp(a));
+        sort_descending(row, &mut scratch);
     }
     let n = (sorted.len() / v) as i64;
     let sorted_t = Tensor::f_from_slice(&sorted)?.f_view([n, v as i64])?;
@@ -839,6 +874,21 @@ mod tests {
             let y = Tensor::randn([n, v], (Kind::Double, Device::Cpu));
             assert_eq!(argmax_rows(&y).unwrap(), y.argmax(-1, false), "{n}x{v}");
         }
+    }
+
+    #[test]
+    fn radix_sort_sorts_descending() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut row = vec![1.5f32, -0.0, 0.0, f32::NEG_INFINITY, -3.25, 7.0, f32::INFINITY, 1e-30, -1e-30, 1.5, f32::MIN];
+        let mut expected = row.clone();
+        expected.sort_by(|a, b| b.total_cmp(a));
+        sort_descending(&mut row, &mut Vec::new());
+        assert_eq!(bits(&row), bits(&expected));
+        let mut big = Vec::<f32>::try_from(&(Tensor::randn([5000], (Kind::Float, Device::Cpu)) * 100.0)).unwrap();
+        let mut expected = big.clone();
+        expected.sort_by(|a, b| b.total_cmp(a));
+        sort_descending(&mut big, &mut Vec::new());
+        assert_eq!(big, expected);
     }
 
     #[test]
