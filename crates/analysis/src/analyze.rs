@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use cp_records::{files, read_table, write_json, write_table, CurvePoint, Format, Generation, Manifest, MetricsFile, OutputDir, ProbeRecord, SCHEMA_VERSION};
+use cp_records::{files, read_table, write_json, write_table, CurvePoint, Format, Generation, Manifest, MetricsFile, OutputDir, ProbeRecord, PromptMetric, SCHEMA_VERSION};
 use polars::prelude::*;
 
 use crate::collapse::{analyze_probe, Analysis, CollapseSettings, ProbeColumns};
@@ -97,6 +97,8 @@ pub struct AnalyzeSettings {
 pub struct AnalysisOutput {
     pub metrics: MetricsFile,
     pub curves: Vec<CurvePoint>,
+    /// Every prompt's (generation's) value of the metrics that have one, by records folder.
+    pub per_prompt: Vec<PromptMetric>,
     /// Metric groups that were skipped, and why (recorded in the manifest).
     pub skipped: Vec<String>,
 }
@@ -133,6 +135,7 @@ pub fn analyze_folders(
     let (n_probe, n_decode) = (count(RecordsKind::Probe), count(RecordsKind::Decode));
     let mut metrics = Vec::new();
     let mut curves = Vec::new();
+    let mut per_prompt = Vec::new();
     let mut skipped = Vec::new();
     if n_probe > 0 && unigram.is_none() {
         skipped.push("collapse.frequent_share, collapse.frequent_mass, collapse.top1_rank, collapse.onset: no --index given".into());
@@ -144,7 +147,7 @@ pub fn analyze_folders(
         for &kind in &folder.kinds {
             let several = if kind == RecordsKind::Probe { n_probe > 1 } else { n_decode > 1 };
             let series = if several { folder.label.clone() } else { "all".to_string() };
-            let Analysis { metrics: m, curves: c } = match kind {
+            let Analysis { metrics: m, curves: c, per_prompt: p } = match kind {
                 RecordsKind::Probe => {
                     let cols = read_probe_columns(&folder.path)?;
                     analyze_probe(&cols, unigram, &settings.collapse, &series)?
@@ -162,6 +165,10 @@ pub fn analyze_folders(
                 m
             }));
             curves.extend(c);
+            per_prompt.extend(p.into_iter().map(|mut p| {
+                p.source = folder.label.clone();
+                p
+            }));
         }
     }
     Ok(AnalysisOutput {
@@ -171,20 +178,19 @@ pub fn analyze_folders(
             metrics,
         },
         curves,
+        per_prompt,
         skipped,
     })
 }
 
-/// Writes `metrics.json`, `curves.parquet` and `manifest.json` into `out` atomically.
+/// Writes `metrics.json`, `curves.parquet`, `per_prompt.parquet` and `manifest.json` into `out` atomically.
 pub fn write_analysis(out: &Path, output: &AnalysisOutput, mut manifest: Manifest) -> Result<PathBuf> {
     let staged = OutputDir::create(out)?;
     write_json(&staged.path().join(files::METRICS_JSON), &output.metrics)?;
     let curves = write_table(staged.path(), files::CURVES, &output.curves, Format::Parquet)?;
-    manifest.files = vec![
-        files::METRICS_JSON.to_owned(),
-        curves.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        files::MANIFEST_JSON.to_owned(),
-    ];
+    let per_prompt = write_table(staged.path(), files::PER_PROMPT, &output.per_prompt, Format::Parquet)?;
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    manifest.files = vec![files::METRICS_JSON.to_owned(), name(&curves), name(&per_prompt), files::MANIFEST_JSON.to_owned()];
     write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     Ok(staged.commit()?)
 }

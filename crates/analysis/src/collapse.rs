@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
-use cp_records::{Better, CurvePoint, Metric, ProbeRecord};
+use cp_records::{Better, CurvePoint, Metric, ProbeRecord, PromptMetric};
 use polars::prelude::*;
 use rayon::prelude::*;
 
@@ -152,6 +152,9 @@ impl Default for CollapseSettings {
 pub struct Analysis {
     pub metrics: Vec<Metric>,
     pub curves: Vec<CurvePoint>,
+    /// The per-prompt (per-generation) values behind the metrics; `source` is left empty for
+    /// the caller to fill.
+    pub per_prompt: Vec<PromptMetric>,
 }
 
 /// The near and far bands of distances `1..=max_distance`: the first and the last
@@ -350,10 +353,25 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
         })
         .collect();
     let mut metrics = Vec::new();
+    let mut per_prompt = Vec::new();
+    let mut prompt_of_unit = vec![0u32; prompts];
+    for (&u, &p) in unit.iter().zip(&cols.prompt_index) {
+        prompt_of_unit[u as usize] = p;
+    }
     let all: Vec<usize> = (0..prompts).collect();
     for (q, s) in qs.iter().zip(&summaries) {
         let Some(s) = s else { continue };
         for (band, summary) in ["near", "far"].into_iter().zip(s) {
+            let band_len = if band == "near" { near_rows.len() } else { far_rows.len() };
+            for (u, &v) in summary.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
+                per_prompt.push(PromptMetric {
+                    source: String::new(),
+                    prompt_index: prompt_of_unit[u],
+                    metric: format!("collapse.{}.{band}", q.curve),
+                    value: v,
+                    n: (band_len / prompts.max(1)) as u64,
+                });
+            }
             let stat = |idx: &[usize]| if q.median { median_of(summary, idx) } else { mean_of(summary, idx) };
             let value = stat(&all);
             if value.is_nan() {
@@ -371,11 +389,14 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
         let onset_of = onset_statistic(&fr.share, &cols.distance, &unit, prompts, max_d as usize, settings.onset_threshold);
         let name = "collapse.onset".to_string();
         let stderr = settings.bootstrap.stderr(&name, prompts, &onset_of);
+        for (u, &p) in prompt_of_unit.iter().enumerate() {
+            per_prompt.push(PromptMetric { source: String::new(), prompt_index: p, metric: name.clone(), value: onset_of(&[u]), n: max_d as u64 });
+        }
         metrics.push(Metric { name, value: onset_of(&all), unit: "distance".into(), better: Better::Higher, stderr, n: prompts as u64 });
     }
     metrics.push(Metric { name: "collapse.prompts".into(), value: prompts as f64, unit: "prompts".into(), better: Better::Neither, stderr: None, n: prompts as u64 });
     metrics.push(Metric { name: "collapse.max_distance".into(), value: max_d as f64, unit: "distance".into(), better: Better::Neither, stderr: None, n: cols.len() as u64 });
-    Ok(Analysis { metrics, curves })
+    Ok(Analysis { metrics, curves, per_prompt })
 }
 
 /// The onset of the mean share curve over a set of (resampled) units.

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cp_records::{Better, CurvePoint, Generation, Metric};
+use cp_records::{Better, CurvePoint, Generation, Metric, PromptMetric};
 use rayon::prelude::*;
 
 use crate::collapse::{distance_curves, Analysis, Quantity};
@@ -229,7 +229,38 @@ pub fn analyze_decode(gens: &[Generation], index: Option<&NgramIndex>, settings:
 
     let mut curves = position_curves(&stats, settings, series)?;
     curves.extend(step_curve(gens, series));
-    Ok(Analysis { metrics, curves })
+    let per_prompt = per_generation(gens, &stats, index.is_some(), settings);
+    Ok(Analysis { metrics, curves, per_prompt })
+}
+
+/// The per-generation values behind the pooled rates and means: each generation's own rate
+/// (its numerator over its denominator, skipped where that is zero) or value.
+fn per_generation(gens: &[Generation], stats: &[GenStats], unseen: bool, settings: &TrapSettings) -> Vec<PromptMetric> {
+    let mut out = Vec::new();
+    for (g, s) in gens.iter().zip(stats) {
+        let mut push = |metric: String, num: f64, den: usize| {
+            if den > 0 && num.is_finite() {
+                out.push(PromptMetric { source: String::new(), prompt_index: g.prompt_index, metric, value: num / den as f64, n: den as u64 });
+            }
+        };
+        if unseen {
+            for (k, &n) in settings.unseen_ns.iter().enumerate() {
+                push(format!("trap.unseen_{n}gram_rate"), s.unseen[k].0 as f64, s.unseen[k].1);
+            }
+            push("trap.same_step_unseen_bigram_rate".into(), s.unseen_same as f64, s.pairs_same);
+            push("trap.diff_step_unseen_bigram_rate".into(), s.unseen_diff as f64, s.pairs_diff);
+        }
+        let pairs = s.pairs_same + s.pairs_diff;
+        push("trap.same_step_pair_fraction".into(), s.pairs_same as f64, pairs);
+        push("trap.adjacent_duplicate_rate".into(), (s.dup_same + s.dup_diff) as f64, pairs);
+        for (k, &n) in settings.rep_ns.iter().enumerate() {
+            push(format!("trap.seq_rep_{n}"), s.seq_rep[k], 1);
+        }
+        push("trap.sample_entropy".into(), s.entropy, 1);
+        push("trap.tokens_per_step".into(), s.tokens_per_step, 1);
+        push("trap.gen_length".into(), s.len as f64, 1);
+    }
+    out
 }
 
 /// Unseen n-gram indicators and adjacent duplicates by distance of the first token.

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::schema::{Generation, ProbeRecord, StepDistribution, StepRecord};
-use crate::metrics::CurvePoint;
+use crate::metrics::{CurvePoint, PromptMetric};
 
 /// On-disk format of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -555,6 +555,28 @@ impl Table for CurvePoint {
     }
 }
 
+impl Table for PromptMetric {
+    fn to_frame(rows: &[Self]) -> PolarsResult<DataFrame> {
+        Frame::new()
+            .col("source", pluck!(rows, source))
+            .col("prompt_index", pluck!(rows, prompt_index))
+            .col("metric", pluck!(rows, metric))
+            .col("value", pluck!(rows, value))
+            .col("n", pluck!(rows, n))
+            .finish()
+    }
+    fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
+        let c = Cols { df, path };
+        let (source, prompt_index, metric, value, n) = (c.str("source")?, c.u32("prompt_index")?, c.str("metric")?, c.f64("value")?, c.u64("n")?);
+        Ok(source
+            .into_iter()
+            .zip(metric)
+            .enumerate()
+            .map(|(i, (source, metric))| PromptMetric { source, prompt_index: prompt_index[i], metric, value: value[i], n: n[i] })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,6 +616,7 @@ mod tests {
         roundtrip(vec![StepRecord { prompt_index: 1, step: 2, position: 9, distance: 3, token_id: 4, token: "x".into(), prob: 0.5, confidence: -0.2, masked_after: 7 }]);
         roundtrip(vec![Generation { prompt_index: 0, prompt_id: "a".into(), prompt_ids: vec![1, 2], gen_ids: vec![3, 4, 5], commit_step: vec![0, -1, 1], text: "hi".into(), steps: 2 }]);
         roundtrip(vec![StepDistribution { prompt_index: 0, step: 1, position: 2, top_ids: vec![3], top_probs: vec![0.9] }]);
+        roundtrip(vec![PromptMetric { source: "probe".into(), prompt_index: 3, metric: "collapse.entropy.far".into(), value: 2.5, n: 32 }]);
         roundtrip(vec![CurvePoint { curve: "entropy".into(), series: "all".into(), x: 1.0, mean: 2.0, median: 2.0, q25: 1.0, q75: 3.0, n: 4 }]);
     }
 

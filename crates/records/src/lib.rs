@@ -29,7 +29,7 @@ pub use crate::io::{
     Table,
 };
 pub use crate::manifest::{Manifest, ModelInfo, PromptsInfo};
-pub use crate::metrics::{Better, CurvePoint, Metric, MetricsFile};
+pub use crate::metrics::{Better, CurvePoint, Metric, MetricsFile, PromptMetric};
 pub use crate::schema::{Generation, ProbeRecord, StepDistribution, StepRecord};
 
 /// The version of the on-disk schema; bumped whenever a column changes meaning.
@@ -47,6 +47,8 @@ pub mod files {
     pub const DECODE_STEP_DISTRIBUTIONS: &str = "step_distributions";
     /// Analysis output: curves in long form.
     pub const CURVES: &str = "curves";
+    /// Per-prompt metrics of an analysis (`PromptMetric` rows).
+    pub const PER_PROMPT: &str = "per_prompt";
     /// Analysis output: headline metrics.
     pub const METRICS_JSON: &str = "metrics.json";
     /// Every run folder: how the run was made.

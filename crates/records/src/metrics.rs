@@ -45,6 +45,21 @@ impl MetricsFile {
     }
 }
 
+/// One metric of one prompt (a probe prompt or a decoded generation), in long form: the
+/// per-prompt values behind the headline metrics, for finding the prompts that collapse or trap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptMetric {
+    /// The records folder's label (its folder name).
+    pub source: String,
+    /// Index of the prompt in the prompt file.
+    pub prompt_index: u32,
+    /// The headline metric's name without any `@label`, e.g. `collapse.entropy.far`.
+    pub metric: String,
+    pub value: f64,
+    /// Rows (positions, n-grams, pairs) behind the value.
+    pub n: u64,
+}
+
 /// One point of a curve, in long form: many curves share one table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {

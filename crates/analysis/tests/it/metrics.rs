@@ -235,3 +235,42 @@ fn bootstrap_errors_are_deterministic_given_a_seed() {
     assert_ne!(err(&a, "trap.rep_2"), err(&c, "trap.rep_2"), "another seed, another resample");
     assert!(a.iter().find(|m| m.name == "trap.distinct_2").unwrap().stderr.is_none());
 }
+
+/// The value of `metric` for `prompt` in the per-prompt table.
+fn per_prompt(a: &Analysis, metric: &str, prompt: u32) -> Option<f64> {
+    a.per_prompt.iter().find(|p| p.metric == metric && p.prompt_index == prompt).map(|p| p.value)
+}
+
+#[test]
+fn per_prompt_values_are_each_prompts_own() {
+    // The frequency example above, per prompt: prompt 0 collapses at distance 3, prompt 1 at 4;
+    // far (distance 4) both hold token 0 at half their top-2; prompt 0 puts 0.5 on it, prompt 1 0.25.
+    let mut rows = Vec::new();
+    for d in 1..=4u32 {
+        let p0 = if d >= 3 { [0, 5] } else { [5, 6] };
+        let p1 = if d >= 4 { [7, 0] } else { [7, 6] };
+        rows.push(row(0, d, &p0, &[0.5, 0.25], d as f32));
+        rows.push(row(1, d, &p1, &[0.5, 0.25], 2.0 * d as f32));
+    }
+    let settings = CollapseSettings { top_frequent: 1, onset_threshold: 0.5, bootstrap: no_bootstrap() };
+    let a = run(&Input::Probe { rows, unigram: Some(vec![100, 1, 1, 1, 1, 50, 40, 30]), settings });
+    assert_eq!(per_prompt(&a, "collapse.onset", 0), Some(3.0));
+    assert_eq!(per_prompt(&a, "collapse.onset", 1), Some(4.0));
+    assert_eq!(per_prompt(&a, "collapse.frequent_mass.far", 0), Some(0.5));
+    assert_eq!(per_prompt(&a, "collapse.frequent_mass.far", 1), Some(0.25));
+    // Entropy d at distance d for prompt 0, 2d for prompt 1: near = distance 1, far = distance 4.
+    assert_eq!(per_prompt(&a, "collapse.entropy.near", 1), Some(2.0));
+    assert_eq!(per_prompt(&a, "collapse.entropy.far", 0), Some(4.0));
+    // The headline mean is the mean of the per-prompt values.
+    let far = a.metrics.iter().find(|m| m.name == "collapse.entropy.far").unwrap().value;
+    assert_eq!(far, (4.0 + 8.0) / 2.0);
+
+    // Generations: the first has 1 unseen bigram of 2, the second none of 1; pooled 1/3.
+    let gens = vec![(vec![5, 6, 9], vec![0, 0, 1]), (vec![5, 6], vec![0, 1])];
+    let a = run(&decode(gens, Some(vec![vec![5, 6, 7]])));
+    assert_eq!(per_prompt(&a, "trap.unseen_2gram_rate", 0), Some(0.5));
+    assert_eq!(per_prompt(&a, "trap.unseen_2gram_rate", 1), Some(0.0));
+    assert_eq!(per_prompt(&a, "trap.tokens_per_step", 0), Some(1.5));
+    let pooled = a.metrics.iter().find(|m| m.name == "trap.unseen_2gram_rate").unwrap().value;
+    assert!((pooled - 1.0 / 3.0).abs() < 1e-12);
+}
