@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::figures::Figure;
 use crate::inputs::{RankSource, ReportInputs, TokenRanks};
-use crate::markdown::{better_symbol, format_value, metric_tables};
+use crate::markdown::{better_symbol, format_number, format_value, metric_tables};
 use crate::style::{hex, rank_bin_labels, ColumnWidth, RANK_BIN_UPPER, RANK_RAMP};
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -159,11 +159,12 @@ pub(crate) fn report_html(inputs: &ReportInputs, parts: &PageParts) -> String {
     );
     h.push_str(
         "<nav><a href=\"#runs\">Runs</a> <a href=\"#metrics\">Headline metrics</a> <a href=\"#figures\">Figures</a> \
-         <a href=\"#browser\">Predictions by position</a> <a href=\"#samples\">Generated samples</a></nav></header>\n<main>\n",
+         <a href=\"#prompts\">Per prompt</a> <a href=\"#browser\">Predictions by position</a> <a href=\"#samples\">Generated samples</a></nav></header>\n<main>\n",
     );
     runs_section(&mut h, inputs);
     metrics_section(&mut h, inputs);
     figures_section(&mut h, parts);
+    per_prompt_section(&mut h, inputs, parts.max_prompts);
     browser_section(&mut h, inputs);
     samples_section(&mut h, inputs, parts.max_samples);
     h.push_str("</main>\n");
@@ -255,6 +256,70 @@ fn metrics_section(h: &mut String, inputs: &ReportInputs) {
         h.push_str("</tbody></table>\n");
     }
     h.push_str("<p class=\"muted\">± is the bootstrap standard error over prompts.</p></section>\n");
+}
+
+/// Per-prompt metrics shown in the page, in this order, when the analysis has them.
+const PER_PROMPT_COLUMNS: [&str; 7] = [
+    "collapse.onset",
+    "collapse.entropy.far",
+    "collapse.frequent_share.far",
+    "collapse.kl_unigram.far",
+    "trap.unseen_2gram_rate",
+    "trap.adjacent_duplicate_rate",
+    "trap.tokens_per_step",
+];
+
+/// One row per prompt, one column per (run, source, metric) of [`PER_PROMPT_COLUMNS`]; the
+/// columns sort on click (earliest collapse onset first is the usual question).
+fn per_prompt_section(h: &mut String, inputs: &ReportInputs, max_prompts: usize) {
+    // (run, source, metric) of every column with data.
+    let mut columns: Vec<(usize, &str, &str)> = Vec::new();
+    for (r, run) in inputs.runs.iter().enumerate() {
+        for metric in PER_PROMPT_COLUMNS {
+            for p in run.per_prompt.iter().filter(|p| p.metric == metric) {
+                if !columns.iter().any(|&(cr, cs, cm)| cr == r && cs == p.source && cm == metric) {
+                    columns.push((r, p.source.as_str(), metric));
+                }
+            }
+        }
+    }
+    if columns.is_empty() {
+        return;
+    }
+    let mut prompts: Vec<u32> = inputs.runs.iter().flat_map(|r| r.per_prompt.iter().map(|p| p.prompt_index)).collect();
+    prompts.sort_unstable();
+    prompts.dedup();
+    let shown = prompts.len().min(max_prompts);
+    h.push_str("<section id=\"prompts\"><h2>Per prompt</h2>\n");
+    let _ = writeln!(
+        h,
+        "<p class=\"muted\">Each prompt's own value (per_prompt.parquet), {shown} of {} prompts; click a column to sort.</p>",
+        prompts.len()
+    );
+    h.push_str("<table class=\"metrics sortable\"><thead><tr><th>prompt</th>");
+    let several_runs = inputs.runs.len() > 1;
+    for &(r, source, metric) in &columns {
+        let mut head = metric.to_owned();
+        if several_runs {
+            head = format!("{} · {head}", inputs.runs[r].label);
+        }
+        let _ = write!(h, "<th title=\"{}\">{}<br><span class=\"muted\">{}</span></th>", escape(source), escape(&head), escape(source));
+    }
+    h.push_str("</tr></thead><tbody>\n");
+    for &prompt in &prompts[..shown] {
+        let _ = write!(h, "<tr><td class=\"num\">{prompt}</td>");
+        for &(r, source, metric) in &columns {
+            let v = inputs.runs[r].per_prompt.iter().find(|p| p.prompt_index == prompt && p.source == source && p.metric == metric);
+            match v {
+                Some(p) => {
+                    let _ = write!(h, "<td class=\"num\" data-v=\"{}\">{}</td>", p.value, format_number(p.value));
+                }
+                None => h.push_str("<td class=\"num\">–</td>"),
+            }
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody></table></section>\n");
 }
 
 fn figures_section(h: &mut String, parts: &PageParts) {
@@ -531,6 +596,27 @@ const JS: &str = r##"
     document.getElementById("rank-source").textContent = "Shading: " + data.rank_source + ".";
     render(0);
   }
+  // Sortable tables: a click on a header sorts by that column (numbers by data-v), again to reverse.
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (t) {
+    var ths = t.querySelectorAll("thead th");
+    Array.prototype.forEach.call(ths, function (th, col) {
+      th.style.cursor = "pointer";
+      th.addEventListener("click", function () {
+        var asc = th.dataset.sort !== "asc";
+        Array.prototype.forEach.call(ths, function (o) { delete o.dataset.sort; });
+        th.dataset.sort = asc ? "asc" : "desc";
+        var body = t.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows);
+        function key(r) {
+          var c = r.cells[col];
+          var v = c.dataset.v !== undefined ? Number(c.dataset.v) : Number(c.textContent);
+          return isNaN(v) ? Infinity : v;
+        }
+        rows.sort(function (a, b) { return asc ? key(a) - key(b) : key(b) - key(a); });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+  });
   document.body.dataset.reportReady = "1";
 })();
 "##;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cp_records::{
-    files, read_json, read_table, CurvePoint, Format, Generation, Manifest, Metric, MetricsFile, ProbeRecord, StepRecord,
+    files, read_json, read_table, CurvePoint, Format, Generation, Manifest, Metric, MetricsFile, PromptMetric, ProbeRecord, StepRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,8 @@ pub struct RunData {
     pub metrics: Option<MetricsFile>,
     /// Long-form curves; any curve may be absent.
     pub curves: Vec<CurvePoint>,
+    /// Every prompt's own metric values (`per_prompt.parquet`), when the analysis wrote them.
+    pub per_prompt: Vec<PromptMetric>,
 }
 
 impl RunData {
@@ -307,7 +309,11 @@ fn load_run(dir: &Path, label: String) -> Result<RunData, ReportError> {
             message: format!("not an analysis folder: no {} and no {}.parquet/.jsonl", files::METRICS_JSON, files::CURVES),
         });
     }
-    Ok(RunData { label, dir: Some(dir.to_owned()), manifest: read_manifest(dir)?, metrics, curves })
+    let per_prompt = match Format::find(dir, files::PER_PROMPT) {
+        Ok(path) => read_table(&path)?,
+        Err(_) => Vec::new(),
+    };
+    Ok(RunData { label, dir: Some(dir.to_owned()), manifest: read_manifest(dir)?, metrics, curves, per_prompt })
 }
 
 /// The first source folder of any run that holds the table `stem`.

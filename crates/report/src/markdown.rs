@@ -66,7 +66,7 @@ pub fn format_value(m: &Metric) -> String {
     }
 }
 
-fn format_number(v: f64) -> String {
+pub(crate) fn format_number(v: f64) -> String {
     if !v.is_finite() {
         return v.to_string();
     }

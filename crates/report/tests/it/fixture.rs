@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use cp_records::{Better, CurvePoint, Generation, Metric, MetricsFile, ProbeRecord, StepRecord};
+use cp_records::{Better, CurvePoint, Generation, Metric, MetricsFile, ProbeRecord, PromptMetric, StepRecord};
 use cp_report::{DecodeData, ProbeData, RankSource, ReportInputs, RunData, SweepData, TokenRanks};
 
 /// Frequent tokens: id i has corpus rank i + 1.
@@ -141,6 +141,12 @@ pub fn run(label: &str, masks: u32, shift: f64) -> RunData {
             ],
         }),
         curves,
+        per_prompt: (0..32u32)
+            .flat_map(|p| {
+                let row = |metric: &str, value: f64| PromptMetric { source: "probe".into(), prompt_index: p, metric: metric.into(), value, n: 16 };
+                [row("collapse.onset", f64::from(1 + p % 7)), row("collapse.entropy.far", 4.0 + f64::from(p % 5) * 0.1)]
+            })
+            .collect(),
     }
 }
 

@@ -275,6 +275,9 @@ fn html_report_loads_in_headless_chromium_without_errors() {
     // The script built the prediction grid of the first prompt: 64 rows, each with ten tokens.
     assert!(dom.contains("id=\"browser-grid\""), "no prediction grid in the DOM");
     assert_eq!(dom.matches("class=\"tokcell\"").count(), 64 * 10);
+    // The per-prompt table: one row per prompt, sortable columns of both runs.
+    assert!(dom.contains("id=\"prompts\"") && dom.contains("class=\"metrics sortable\""), "no per-prompt table");
+    assert!(dom.contains("llada-low-confidence · collapse.onset") && dom.contains("llada-random · collapse.entropy.far"));
     // Token text went in as text: the `<script>` token shows escaped, never as an element.
     assert!(dom.contains("&lt;script&gt;"));
     let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught")).collect();
