@@ -29,7 +29,7 @@ const PREFETCH: usize = 24;
 
 /// Hints the cache to load `slice[i]` (nothing when `i` is out of range).
 #[inline(always)]
-fn prefetch(slice: &[u32], i: usize) {
+fn prefetch<T>(slice: &[T], i: usize) {
     #[cfg(target_arch = "x86_64")]
     if i < slice.len() {
         // SAFETY: a prefetch only hints the cache, and the address lies inside the slice.
@@ -107,7 +107,10 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
     let induce = |sa: &mut [u32], lms: &[u32], buf: &mut [u32]| {
         sa.fill(EMPTY);
         buf.copy_from_slice(&sum_s);
-        for &d in lms {
+        for (j, &d) in lms.iter().enumerate() {
+            if let Some(&ahead) = lms.get(j + PREFETCH) {
+                prefetch(sa, buf[s[ahead as usize] as usize] as usize);
+            }
             let c = s[d as usize] as usize;
             sa[buf[c] as usize] = d;
             buf[c] += 1;
@@ -122,6 +125,7 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
             if i + PREFETCH < n {
                 let ahead = sa[i + PREFETCH].wrapping_sub(1) as usize;
                 prefetch(s, ahead);
+                prefetch(&ls.0, ahead / 64);
                 // Half-way: that symbol has arrived; prefetch the slot it will be written to.
                 let near = sa[i + PREFETCH / 2].wrapping_sub(1) as usize;
                 if near < n {
@@ -140,6 +144,7 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
             if i >= PREFETCH {
                 let ahead = sa[i - PREFETCH].wrapping_sub(1) as usize;
                 prefetch(s, ahead);
+                prefetch(&ls.0, ahead / 64);
                 let near = sa[i - PREFETCH / 2].wrapping_sub(1) as usize;
                 if near < n {
                     prefetch(sa, (buf[s[near] as usize + 1] as usize).wrapping_sub(1));
@@ -188,6 +193,8 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
             let p = sorted_lms[i + PREFETCH] as usize;
             prefetch(s, p);
             prefetch(&lms_map, p);
+            let near = lms_map[sorted_lms[i + PREFETCH / 2] as usize] as usize;
+            prefetch(&lms, near + 1);
         }
         let (mut l, mut r) = (sorted_lms[i - 1] as usize, sorted_lms[i] as usize);
         let (end_l, end_r) = (end_of(l), end_of(r));
