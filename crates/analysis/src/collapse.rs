@@ -363,11 +363,12 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
         let Some(s) = s else { continue };
         for (band, summary) in ["near", "far"].into_iter().zip(s) {
             let band_len = if band == "near" { near_rows.len() } else { far_rows.len() };
+            let metric = format!("collapse.{}.{band}", q.curve);
             for (u, &v) in summary.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
                 per_prompt.push(PromptMetric {
                     source: String::new(),
                     prompt_index: prompt_of_unit[u],
-                    metric: format!("collapse.{}.{band}", q.curve),
+                    metric: metric.clone(),
                     value: v,
                     n: (band_len / prompts.max(1)) as u64,
                 });
