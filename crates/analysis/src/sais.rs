@@ -25,7 +25,7 @@ pub fn suffix_array(s: &[u32], upper: u32) -> Vec<u32> {
 }
 
 /// How many suffix-array slots ahead the induced sorts prefetch text symbols.
-const PREFETCH: usize = 24;
+const PREFETCH: usize = 64;
 
 /// Hints the cache to load `slice[i]` (nothing when `i` is out of range).
 #[inline(always)]
