@@ -355,11 +355,10 @@ impl Ctx<'_> {
             let n = rows.host.len() as i64;
             let both = Tensor::f_cat(&[&rows.dev, &rows.dev.f_add_scalar(self.b * self.g)?], 0)?;
             let picked = flat.f_index_select(0, &both)?;
-            let (cond, un) = (picked.f_narrow(0, 0, n)?, picked.f_narrow(0, n, n)?);
-            // `un + (cond - un) * (cfg_scale + 1)`, elementwise as upstream (same roundings).
-            let mut guided = cond.f_sub(&un)?;
-            let _ = guided.f_mul_scalar_(cfg_scale + 1.0)?;
-            let _ = guided.f_add_(&un)?;
+            let (mut guided, un) = (picked.f_narrow(0, 0, n)?, picked.f_narrow(0, n, n)?);
+            // `un + (cond - un) * (cfg_scale + 1)`, elementwise as upstream (same roundings),
+            // in place over the conditional rows.
+            let _ = guided.f_sub_(&un)?.f_mul_scalar_(cfg_scale + 1.0)?.f_add_(&un)?;
             guided
         } else {
             flat.f_index_select(0, &rows.dev)?
