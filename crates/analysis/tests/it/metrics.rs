@@ -105,19 +105,26 @@ fn entropy_of_uniform_predictions_is_ln_k() {
     check(decode(vec![(vec![7, 7, 7], vec![0, 1, 2])], None), &[("trap.sample_entropy", Some(0.0))]);
 }
 
+/// Two prompts over distances 1..=4: prompt 0's top-2 holds token 0 from distance 3 on, prompt
+/// 1's from distance 4 on; each row's entropy comes from `e0` / `e1` of the distance.
+fn two_prompts(e0: impl Fn(u32) -> f32, e1: impl Fn(u32) -> f32) -> Vec<ProbeRecord> {
+    let mut rows = Vec::new();
+    for d in 1..=4u32 {
+        let p0 = if d >= 3 { [0, 5] } else { [5, 6] };
+        let p1 = if d >= 4 { [7, 0] } else { [7, 6] };
+        rows.push(row(0, d, &p0, &[0.5, 0.25], e0(d)));
+        rows.push(row(1, d, &p1, &[0.5, 0.25], e1(d)));
+    }
+    rows
+}
+
 #[test]
 fn frequency_metrics_and_onset() {
     // Token 0 is the corpus's single most frequent token (F = 1). Prompt 0's top-2 holds it from
     // distance 3 on, prompt 1's from distance 4 on: shares 1/2 there, mean curve 0, 0, 0.25, 0.5.
     // Threshold 0.5 → onset 4; 0.25 → onset 3 (reaching the threshold counts as collapsed);
     // 0.75 → 5, one past the window: no collapse.
-    let mut rows = Vec::new();
-    for d in 1..=4u32 {
-        let p0 = if d >= 3 { [0, 5] } else { [5, 6] };
-        let p1 = if d >= 4 { [7, 0] } else { [7, 6] };
-        rows.push(row(0, d, &p0, &[0.5, 0.25], 1.0));
-        rows.push(row(1, d, &p1, &[0.5, 0.25], 1.0));
-    }
+    let rows = two_prompts(|_| 1.0, |_| 1.0);
     let unigram = Some(vec![100, 1, 1, 1, 1, 50, 40, 30]);
     let settings = |t| CollapseSettings { top_frequent: 1, onset_threshold: t, bootstrap: no_bootstrap() };
     check(
@@ -245,13 +252,7 @@ fn per_prompt(a: &Analysis, metric: &str, prompt: u32) -> Option<f64> {
 fn per_prompt_values_are_each_prompts_own() {
     // The frequency example above, per prompt: prompt 0 collapses at distance 3, prompt 1 at 4;
     // far (distance 4) both hold token 0 at half their top-2; prompt 0 puts 0.5 on it, prompt 1 0.25.
-    let mut rows = Vec::new();
-    for d in 1..=4u32 {
-        let p0 = if d >= 3 { [0, 5] } else { [5, 6] };
-        let p1 = if d >= 4 { [7, 0] } else { [7, 6] };
-        rows.push(row(0, d, &p0, &[0.5, 0.25], d as f32));
-        rows.push(row(1, d, &p1, &[0.5, 0.25], 2.0 * d as f32));
-    }
+    let rows = two_prompts(|d| d as f32, |d| 2.0 * d as f32);
     let settings = CollapseSettings { top_frequent: 1, onset_threshold: 0.5, bootstrap: no_bootstrap() };
     let a = run(&Input::Probe { rows, unigram: Some(vec![100, 1, 1, 1, 1, 50, 40, 30]), settings });
     assert_eq!(per_prompt(&a, "collapse.onset", 0), Some(3.0));
