@@ -125,6 +125,7 @@ impl Groups {
     /// Copies the non-missing values of `c` into `out` group by group, in row order inside each
     /// group: group `g`'s values end up in `out[starts[g]..end[g]]`. One sequential pass over the
     /// column (gathering group by group instead would touch a new cache line for every value).
+    #[cfg(test)]
     pub(crate) fn scatter<C: Col + ?Sized>(&self, c: &C, out: &mut Vec<f64>, end: &mut Vec<usize>) {
         out.clear();
         out.resize(self.gid.len(), 0.0);
@@ -134,6 +135,22 @@ impl Groups {
             let v = c.at(i);
             let e = &mut end[g as usize];
             out[*e] = v;
+            *e += !v.is_nan() as usize;
+        }
+    }
+
+    /// [`Groups::scatter`] writing each value's key (see [`key`]) instead of the value: the
+    /// quartiles select on keys, and the sums read the values back from them exactly.
+    pub(crate) fn scatter_keys<C: Col + ?Sized>(&self, c: &C, out: &mut Vec<u64>, end: &mut Vec<usize>) {
+        // Every slot up to a group's end is written before it is read: a reused buffer needs
+        // no clearing.
+        out.resize(self.gid.len(), 0);
+        end.clear();
+        end.extend_from_slice(&self.starts[..self.len()]);
+        for (i, &g) in self.gid.iter().enumerate() {
+            let v = c.at(i);
+            let e = &mut end[g as usize];
+            out[*e] = key(v);
             *e += !v.is_nan() as usize;
         }
     }
@@ -279,25 +296,28 @@ fn quantile_idx(n: usize, q: f64) -> (usize, f64, usize) {
 }
 
 /// Median, 25th and 75th percentiles of `v` (non-empty, no NaN); `keys` is scratch space.
+#[cfg(test)]
 fn quartiles(v: &[f64], keys: &mut Vec<u64>) -> (f64, f64, f64) {
-    let n = v.len();
-    if n == 1 {
-        return (v[0], v[0], v[0]);
-    }
     keys.clear();
-    keys.reserve(n);
-    let (mut min, mut max) = (u64::MAX, 0u64);
-    for &x in v {
-        let k = key(x);
-        min = min.min(k);
-        max = max.max(k);
-        keys.push(k);
+    keys.extend(v.iter().map(|&x| key(x)));
+    let min = keys.iter().copied().min().unwrap_or(u64::MAX);
+    let max = keys.iter().copied().max().unwrap_or(0);
+    quartiles_of_keys(keys, min, max)
+}
+
+/// [`quartiles`] of values given as their keys (row order), whose minimum and maximum are known.
+fn quartiles_of_keys(keys: &[u64], min: u64, max: u64) -> (f64, f64, f64) {
+    let n = keys.len();
+    if n == 1 {
+        let v = unkey(keys[0]);
+        return (v, v, v);
     }
     // With both signed zeros present, which zero polars returns depends on its selection
     // order (its comparison treats them as equal): reproduce that path exactly.
     if min <= key(-0.0) && max >= key(0.0) && keys.contains(&key(-0.0)) && keys.contains(&key(0.0)) {
+        let v: Vec<f64> = keys.iter().map(|&k| unkey(k)).collect();
         let polars = |q: f64| {
-            let mut w = v.to_vec();
+            let mut w = v.clone();
             let (idx, float_idx, top) = quantile_idx(n, q);
             let cmp = |a: &f64, b: &f64| a.partial_cmp(b).unwrap_or(Ordering::Equal);
             let (_, &mut lower, rest) = w.select_nth_unstable_by(idx, cmp);
@@ -336,53 +356,62 @@ fn kahan_step(sum: &mut f64, err: &mut f64, v: f64) {
     }
 }
 
-/// [`kahan_sum`] of each slice. A Kahan sum is one long chain of dependent additions, so the
-/// slices are summed four at a time, interleaved, to overlap their chains.
-fn kahan_sums(slices: &[&[f64]]) -> Vec<f64> {
+/// [`kahan_sum`], minimum and maximum of each slice of keys (values in key form). A Kahan sum
+/// is one long chain of dependent additions, so the slices are summed four at a time,
+/// interleaved, to overlap their chains.
+fn kahan_sums(slices: &[&[u64]]) -> Vec<(f64, u64, u64)> {
     let mut out = Vec::with_capacity(slices.len());
     for chunk in slices.chunks(4) {
-        let empty: &[f64] = &[];
+        let empty: &[u64] = &[];
         let get = |i: usize| chunk.get(i).copied().unwrap_or(empty);
         let (a, b, c, d) = (get(0), get(1), get(2), get(3));
         let n = a.len().min(b.len()).min(c.len()).min(d.len());
         let (a0, b0, c0, d0) = (&a[..n], &b[..n], &c[..n], &d[..n]);
-        let mut s = [0.0f64; 4];
-        let mut e = [0.0f64; 4];
         let (mut s0, mut s1, mut s2, mut s3) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         let (mut e0, mut e1, mut e2, mut e3) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        let (mut l0, mut l1, mut l2, mut l3) = (u64::MAX, u64::MAX, u64::MAX, u64::MAX);
+        let (mut h0, mut h1, mut h2, mut h3) = (0u64, 0u64, 0u64, 0u64);
         for i in 0..n {
-            kahan_step(&mut s0, &mut e0, a0[i]);
-            kahan_step(&mut s1, &mut e1, b0[i]);
-            kahan_step(&mut s2, &mut e2, c0[i]);
-            kahan_step(&mut s3, &mut e3, d0[i]);
+            let (ka, kb, kc, kd) = (a0[i], b0[i], c0[i], d0[i]);
+            kahan_step(&mut s0, &mut e0, unkey(ka));
+            kahan_step(&mut s1, &mut e1, unkey(kb));
+            kahan_step(&mut s2, &mut e2, unkey(kc));
+            kahan_step(&mut s3, &mut e3, unkey(kd));
+            (l0, l1, l2, l3) = (l0.min(ka), l1.min(kb), l2.min(kc), l3.min(kd));
+            (h0, h1, h2, h3) = (h0.max(ka), h1.max(kb), h2.max(kc), h3.max(kd));
         }
-        (s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]) = (s0, s1, s2, s3, e0, e1, e2, e3);
+        let s = [s0, s1, s2, s3];
+        let e = [e0, e1, e2, e3];
+        let lo = [l0, l1, l2, l3];
+        let hi = [h0, h1, h2, h3];
         for (k, slice) in chunk.iter().enumerate() {
-            let (mut sum, mut err) = (s[k], e[k]);
+            let (mut sum, mut err, mut min, mut max) = (s[k], e[k], lo[k], hi[k]);
             for &v in &slice[n..] {
-                kahan_step(&mut sum, &mut err, v);
+                kahan_step(&mut sum, &mut err, unkey(v));
+                min = min.min(v);
+                max = max.max(v);
             }
-            out.push(sum);
+            out.push((sum, min, max));
         }
     }
     out
 }
 
-/// The aggregates of each group's values (`values[g]`, in row order, without missing values;
-/// `sizes[g]` rows): `(mean, median, q25, q75, n)`, `None` where no row has a value.
-fn summarize(values: &[&[f64]], sizes: &[usize], keys: &mut Vec<u64>) -> Vec<Option<[f64; 5]>> {
-    let sums = kahan_sums(values);
-    values
-        .iter()
+/// The aggregates of each group's values (`keys[g]`: the keys of its values, in row order,
+/// without missing values; `sizes[g]` rows): `(mean, median, q25, q75, n)`, `None` where no row
+/// has a value.
+fn summarize(keys: &[&[u64]], sizes: &[usize]) -> Vec<Option<[f64; 5]>> {
+    let sums = kahan_sums(keys);
+    keys.iter()
         .zip(sizes)
         .zip(sums)
-        .map(|((buf, &size), sum)| {
+        .map(|((buf, &size), (sum, min, max))| {
             if buf.is_empty() {
                 return None;
             }
             let n = buf.len();
-            let mean = if size == 1 { buf[0] } else { sum / n as f64 };
-            let (median, q25, q75) = quartiles(buf, keys);
+            let mean = if size == 1 { unkey(buf[0]) } else { sum / n as f64 };
+            let (median, q25, q75) = quartiles_of_keys(buf, min, max);
             Some([mean, median, q25, q75, n as f64])
         })
         .collect()
@@ -394,19 +423,20 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
     let groups = Groups::by(distance);
     let ng = groups.len();
     let sizes: Vec<usize> = (0..ng).map(|g| groups.starts[g + 1] - groups.starts[g]).collect();
+    // Scatter buffers are reused from input to input (`map_init` would start fresh ones per
+    // rayon job, and zeroing new pages cost more than the aggregation itself).
+    let pool: std::sync::Mutex<Vec<(Vec<u64>, Vec<usize>)>> = std::sync::Mutex::new(Vec::new());
     let stats: Vec<Vec<Option<[f64; 5]>>> = inputs
         .par_iter()
-        .map_init(
-            || (Vec::new(), Vec::new()),
-            |(buf, end), input| {
-            with_col!(input.values, |c| groups.scatter(c, buf, end));
-            let slices: Vec<&[f64]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
+        .map(|input| {
+            let (mut buf, mut end) = pool.lock().expect("pool").pop().unwrap_or_default();
+            let (buf_ref, end_ref) = (&mut buf, &mut end);
+            with_col!(input.values, |c| groups.scatter_keys(c, buf_ref, end_ref));
+            let slices: Vec<&[u64]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
             // Four groups per job: their Kahan sums run interleaved.
-            let parts: Vec<Vec<Option<[f64; 5]>>> = slices
-                .par_chunks(4)
-                .zip(sizes.par_chunks(4))
-                .map_init(Vec::new, |keys, (values, sizes)| summarize(values, sizes, keys))
-                .collect();
+            let parts: Vec<Vec<Option<[f64; 5]>>> =
+                slices.par_chunks(4).zip(sizes.par_chunks(4)).map(|(keys, sizes)| summarize(keys, sizes)).collect();
+            pool.lock().expect("pool").push((buf, end));
             parts.concat()
         })
         .collect();
@@ -465,10 +495,14 @@ mod tests {
     #[test]
     fn interleaved_kahan_sums_match_one_at_a_time() {
         let v: Vec<f64> = (0..1000).map(|i| ((i * 7919) % 1013) as f64 / 7.0 - 50.0).collect();
+        let keys: Vec<u64> = v.iter().map(|&x| key(x)).collect();
         let slices: Vec<&[f64]> = (0..11).map(|k| &v[k * 13..k * 13 + 37 * k]).collect();
-        let got = kahan_sums(&slices);
-        for (s, g) in slices.iter().zip(got) {
+        let key_slices: Vec<&[u64]> = (0..11).map(|k| &keys[k * 13..k * 13 + 37 * k]).collect();
+        let got = kahan_sums(&key_slices);
+        for ((s, k), (g, min, max)) in slices.iter().zip(&key_slices).zip(got) {
             assert_eq!(kahan_sum(s).to_bits(), g.to_bits());
+            assert_eq!(k.iter().copied().min().unwrap_or(u64::MAX), min);
+            assert_eq!(k.iter().copied().max().unwrap_or(0), max);
         }
     }
 
