@@ -13,7 +13,9 @@
 //! (nulls in the frame). The code is written to run fast at `opt-level = 1`, the workspace's
 //! setting for its own crates in dev builds.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
+use std::sync::Mutex;
 
 use cp_records::CurvePoint;
 use rayon::prelude::*;
@@ -154,6 +156,26 @@ impl Groups {
             *e += !v.is_nan() as usize;
         }
     }
+
+    /// [`Groups::scatter_keys`] of an `f32` column, as `f32` keys (see [`key32`]).
+    pub(crate) fn scatter_keys32(&self, c: &[f32], out: &mut Vec<u32>, end: &mut Vec<usize>) {
+        // Every slot up to a group's end is written before it is read: a reused buffer needs
+        // no clearing.
+        out.resize(self.gid.len(), 0);
+        end.clear();
+        end.extend_from_slice(&self.starts[..self.len()]);
+        for (i, &g) in self.gid.iter().enumerate() {
+            let v = c[i];
+            let e = &mut end[g as usize];
+            out[*e] = key32(v);
+            *e += !v.is_nan() as usize;
+        }
+    }
+}
+
+thread_local! {
+    /// Widened keys of the `f32` groups being summarised on this thread.
+    static WIDE: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Polars' Kahan summation (`polars_utils::kahan_sum::KahanSum`), in the given order.
@@ -181,6 +203,23 @@ fn key(x: f64) -> u64 {
     } else {
         b | 1 << 63
     }
+}
+
+/// [`key`] of an `f32`: unsigned order is the `f32` IEEE total order, which the exact widening
+/// to `f64` preserves.
+#[inline(always)]
+fn key32(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 1 << 31
+    }
+}
+
+#[inline(always)]
+fn unkey32(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k })
 }
 
 #[inline(always)]
@@ -425,18 +464,55 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
     let sizes: Vec<usize> = (0..ng).map(|g| groups.starts[g + 1] - groups.starts[g]).collect();
     // Scatter buffers are reused from input to input (`map_init` would start fresh ones per
     // rayon job, and zeroing new pages cost more than the aggregation itself).
-    let pool: std::sync::Mutex<Vec<(Vec<u64>, Vec<usize>)>> = std::sync::Mutex::new(Vec::new());
+    let pool64: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+    let pool32: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
     let stats: Vec<Vec<Option<[f64; 5]>>> = inputs
         .par_iter()
         .map(|input| {
-            let (mut buf, mut end) = pool.lock().expect("pool").pop().unwrap_or_default();
-            let (buf_ref, end_ref) = (&mut buf, &mut end);
-            with_col!(input.values, |c| groups.scatter_keys(c, buf_ref, end_ref));
-            let slices: Vec<&[u64]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
+            let mut end = Vec::new();
             // Four groups per job: their Kahan sums run interleaved.
-            let parts: Vec<Vec<Option<[f64; 5]>>> =
-                slices.par_chunks(4).zip(sizes.par_chunks(4)).map(|(keys, sizes)| summarize(keys, sizes)).collect();
-            pool.lock().expect("pool").push((buf, end));
+            let parts: Vec<Vec<Option<[f64; 5]>>> = match input.values {
+                Values::F64(c) => {
+                    let mut buf = pool64.lock().expect("pool").pop().unwrap_or_default();
+                    groups.scatter_keys(c, &mut buf, &mut end);
+                    let slices: Vec<&[u64]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
+                    let parts = slices.par_chunks(4).zip(sizes.par_chunks(4)).map(|(keys, sizes)| summarize(keys, sizes)).collect();
+                    pool64.lock().expect("pool").push(buf);
+                    parts
+                }
+                Values::F32(c) => {
+                    // `f32` columns scatter half as many bytes; each group's keys are widened to
+                    // the keys of the same values as `f64` (exact, order-preserving) in a small
+                    // per-thread buffer before they are summarised.
+                    let mut buf = pool32.lock().expect("pool").pop().unwrap_or_default();
+                    groups.scatter_keys32(c, &mut buf, &mut end);
+                    let slices: Vec<&[u32]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
+                    let parts = slices
+                        .par_chunks(4)
+                        .zip(sizes.par_chunks(4))
+                        .map(|(keys, sizes)| {
+                            WIDE.with(|wide| {
+                                let mut wide = wide.borrow_mut();
+                                wide.clear();
+                                for g in keys {
+                                    wide.extend(g.iter().map(|&k| key(unkey32(k) as f64)));
+                                }
+                                let mut at = 0;
+                                let wide_slices: Vec<&[u64]> = keys
+                                    .iter()
+                                    .map(|g| {
+                                        at += g.len();
+                                        &wide[at - g.len()..at]
+                                    })
+                                    .collect();
+                                summarize(&wide_slices, sizes)
+                            })
+                        })
+                        .collect();
+                    pool32.lock().expect("pool").push(buf);
+                    parts
+                }
+            };
             parts.concat()
         })
         .collect();
