@@ -206,10 +206,12 @@ fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
                 let mut hits = 0usize;
                 let mut m = 0.0f64;
                 for (&t, &p) in ids.iter().zip(probs) {
-                    if (t as usize) < is_frequent.len() && is_frequent[t as usize] {
-                        hits += 1;
-                        m += p as f64;
-                    }
+                    // Branch-free (whether a token is frequent is unpredictable): other tokens
+                    // add +0.0, which leaves `m` bit-identical as `m` is never -0.0 (it starts
+                    // at +0.0, and a sum is -0.0 only when both terms are).
+                    let f = is_frequent.get(t as usize).copied().unwrap_or(false);
+                    hits += f as usize;
+                    m += f64::from_bits((p as f64).to_bits() & (f as u64).wrapping_neg());
                 }
                 if ids.is_empty() {
                     (share[j], mass[j], rank[j]) = (f64::NAN, f64::NAN, f64::NAN);
