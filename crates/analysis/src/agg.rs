@@ -13,7 +13,6 @@
 //! (nulls in the frame). The code is written to run fast at `opt-level = 1`, the workspace's
 //! setting for its own crates in dev builds.
 
-use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::sync::Mutex;
 
@@ -173,11 +172,6 @@ impl Groups {
     }
 }
 
-thread_local! {
-    /// Widened keys of the `f32` groups being summarised on this thread.
-    static WIDE: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Polars' Kahan summation (`polars_utils::kahan_sum::KahanSum`), in the given order.
 #[cfg(test)]
 pub(crate) fn kahan_sum(values: &[f64]) -> f64 {
@@ -227,14 +221,69 @@ fn unkey(k: u64) -> f64 {
     f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
 }
 
+/// Keys of `f32` (`u32`, see [`key32`]) or `f64` (`u64`, see [`key`]) values, selected among
+/// directly: `f32` columns keep their narrower keys, whose first radix digit reaches further
+/// into the mantissa.
+pub(crate) trait RadixKey: Copy + Ord + Send + Sync + std::fmt::Debug {
+    const MIN: Self;
+    const MAX: Self;
+    /// The keys of -0.0 and +0.0.
+    const NEG_ZERO: Self;
+    const POS_ZERO: Self;
+    /// The value, widened to `f64` (exactly).
+    fn value(self) -> f64;
+    /// The number of bits below the common prefix of `a` and `b`.
+    fn differing_bits(a: Self, b: Self) -> u32;
+    /// The radix digit at `shift`.
+    fn digit(self, shift: u32) -> usize;
+}
+
+impl RadixKey for u64 {
+    const MIN: u64 = 0;
+    const MAX: u64 = u64::MAX;
+    const NEG_ZERO: u64 = !(1u64 << 63);
+    const POS_ZERO: u64 = 1u64 << 63;
+    #[inline(always)]
+    fn value(self) -> f64 {
+        unkey(self)
+    }
+    #[inline(always)]
+    fn differing_bits(a: u64, b: u64) -> u32 {
+        64 - (a ^ b).leading_zeros()
+    }
+    #[inline(always)]
+    fn digit(self, shift: u32) -> usize {
+        ((self >> shift) & (RADIX - 1) as u64) as usize
+    }
+}
+
+impl RadixKey for u32 {
+    const MIN: u32 = 0;
+    const MAX: u32 = u32::MAX;
+    const NEG_ZERO: u32 = !(1u32 << 31);
+    const POS_ZERO: u32 = 1u32 << 31;
+    #[inline(always)]
+    fn value(self) -> f64 {
+        unkey32(self) as f64
+    }
+    #[inline(always)]
+    fn differing_bits(a: u32, b: u32) -> u32 {
+        32 - (a ^ b).leading_zeros()
+    }
+    #[inline(always)]
+    fn digit(self, shift: u32) -> usize {
+        ((self >> shift) & (RADIX - 1) as u32) as usize
+    }
+}
+
 const RADIX_BITS: u32 = 11;
 const RADIX: usize = 1 << RADIX_BITS;
 
 /// Writes the `ranks[i]`-th smallest of `keys` into `out[i]` (`ranks` ascending, in range, at
 /// most six) by radix selection: a histogram of the 11 bits below the keys' common prefix
 /// locates each rank's bucket, whose keys are then gathered and selected among recursively.
-fn select_ranks(keys: &[u64], ranks: &[usize], out: &mut [u64]) {
-    let (mut min, mut max) = (u64::MAX, 0u64);
+fn select_ranks<K: RadixKey>(keys: &[K], ranks: &[usize], out: &mut [K]) {
+    let (mut min, mut max) = (K::MAX, K::MIN);
     for &k in keys {
         min = min.min(k);
         max = max.max(k);
@@ -243,9 +292,9 @@ fn select_ranks(keys: &[u64], ranks: &[usize], out: &mut [u64]) {
 }
 
 /// [`select_ranks`] of keys whose minimum and maximum are known.
-fn select_ranks_within(keys: &[u64], min: u64, max: u64, ranks: &[usize], out: &mut [u64]) {
+fn select_ranks_within<K: RadixKey>(keys: &[K], min: K, max: K, ranks: &[usize], out: &mut [K]) {
     if keys.len() <= 48 {
-        let mut small = [0u64; 48];
+        let mut small = [K::MIN; 48];
         let small = &mut small[..keys.len()];
         small.copy_from_slice(keys);
         // Insertion sort: the slices are tiny.
@@ -267,12 +316,11 @@ fn select_ranks_within(keys: &[u64], min: u64, max: u64, ranks: &[usize], out: &
         out.fill(min);
         return;
     }
-    let top = 64 - (min ^ max).leading_zeros();
+    let top = K::differing_bits(min, max);
     let shift = top.saturating_sub(RADIX_BITS);
-    let mask = (RADIX - 1) as u64;
     let mut hist = [0u32; RADIX];
     for &k in keys {
-        hist[((k >> shift) & mask) as usize] += 1;
+        hist[k.digit(shift)] += 1;
     }
     // For each rank: its bucket and its rank inside the bucket.
     let mut at = [(0usize, 0usize); 6];
@@ -289,13 +337,13 @@ fn select_ranks_within(keys: &[u64], min: u64, max: u64, ranks: &[usize], out: &
     let mut wanted: Vec<usize> = at.iter().map(|a| a.0).collect();
     wanted.dedup();
     let mut slot = [u8::MAX; RADIX];
-    let mut subs: Vec<Vec<u64>> = Vec::with_capacity(wanted.len());
+    let mut subs: Vec<Vec<K>> = Vec::with_capacity(wanted.len());
     for (i, &w) in wanted.iter().enumerate() {
         slot[w] = i as u8;
         subs.push(Vec::with_capacity(hist[w] as usize));
     }
     for &k in keys {
-        let s = slot[((k >> shift) & mask) as usize];
+        let s = slot[k.digit(shift)];
         if s != u8::MAX {
             subs[s as usize].push(k);
         }
@@ -345,16 +393,16 @@ fn quartiles(v: &[f64], keys: &mut Vec<u64>) -> (f64, f64, f64) {
 }
 
 /// [`quartiles`] of values given as their keys (row order), whose minimum and maximum are known.
-fn quartiles_of_keys(keys: &[u64], min: u64, max: u64) -> (f64, f64, f64) {
+fn quartiles_of_keys<K: RadixKey>(keys: &[K], min: K, max: K) -> (f64, f64, f64) {
     let n = keys.len();
     if n == 1 {
-        let v = unkey(keys[0]);
+        let v = keys[0].value();
         return (v, v, v);
     }
     // With both signed zeros present, which zero polars returns depends on its selection
     // order (its comparison treats them as equal): reproduce that path exactly.
-    if min <= key(-0.0) && max >= key(0.0) && keys.contains(&key(-0.0)) && keys.contains(&key(0.0)) {
-        let v: Vec<f64> = keys.iter().map(|&k| unkey(k)).collect();
+    if min <= K::NEG_ZERO && max >= K::POS_ZERO && keys.contains(&K::NEG_ZERO) && keys.contains(&K::POS_ZERO) {
+        let v: Vec<f64> = keys.iter().map(|&k| k.value()).collect();
         let polars = |q: f64| {
             let mut w = v.clone();
             let (idx, float_idx, top) = quantile_idx(n, q);
@@ -376,9 +424,9 @@ fn quartiles_of_keys(keys: &[u64], min: u64, max: u64) -> (f64, f64, f64) {
             }
         }
     }
-    let mut stats = [0u64; 6];
+    let mut stats = [K::MIN; 6];
     select_ranks_within(keys, min, max, &ranks[..m], &mut stats[..m]);
-    let stat = |r: usize| unkey(stats[ranks[..m].iter().position(|&x| x == r).expect("rank selected")]);
+    let stat = |r: usize| (stats[ranks[..m].iter().position(|&x| x == r).expect("rank selected")]).value();
     let [a, b, c] = qs.map(|(idx, float_idx, top)| interpolate(stat(idx), || stat(idx + 1), float_idx, idx, top));
     (b, a, c)
 }
@@ -398,24 +446,24 @@ fn kahan_step(sum: &mut f64, err: &mut f64, v: f64) {
 /// [`kahan_sum`], minimum and maximum of each slice of keys (values in key form). A Kahan sum
 /// is one long chain of dependent additions, so the slices are summed four at a time,
 /// interleaved, to overlap their chains.
-fn kahan_sums(slices: &[&[u64]]) -> Vec<(f64, u64, u64)> {
+fn kahan_sums<K: RadixKey>(slices: &[&[K]]) -> Vec<(f64, K, K)> {
     let mut out = Vec::with_capacity(slices.len());
     for chunk in slices.chunks(4) {
-        let empty: &[u64] = &[];
+        let empty: &[K] = &[];
         let get = |i: usize| chunk.get(i).copied().unwrap_or(empty);
         let (a, b, c, d) = (get(0), get(1), get(2), get(3));
         let n = a.len().min(b.len()).min(c.len()).min(d.len());
         let (a0, b0, c0, d0) = (&a[..n], &b[..n], &c[..n], &d[..n]);
         let (mut s0, mut s1, mut s2, mut s3) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         let (mut e0, mut e1, mut e2, mut e3) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-        let (mut l0, mut l1, mut l2, mut l3) = (u64::MAX, u64::MAX, u64::MAX, u64::MAX);
-        let (mut h0, mut h1, mut h2, mut h3) = (0u64, 0u64, 0u64, 0u64);
+        let (mut l0, mut l1, mut l2, mut l3) = (K::MAX, K::MAX, K::MAX, K::MAX);
+        let (mut h0, mut h1, mut h2, mut h3) = (K::MIN, K::MIN, K::MIN, K::MIN);
         for i in 0..n {
             let (ka, kb, kc, kd) = (a0[i], b0[i], c0[i], d0[i]);
-            kahan_step(&mut s0, &mut e0, unkey(ka));
-            kahan_step(&mut s1, &mut e1, unkey(kb));
-            kahan_step(&mut s2, &mut e2, unkey(kc));
-            kahan_step(&mut s3, &mut e3, unkey(kd));
+            kahan_step(&mut s0, &mut e0, ka.value());
+            kahan_step(&mut s1, &mut e1, kb.value());
+            kahan_step(&mut s2, &mut e2, kc.value());
+            kahan_step(&mut s3, &mut e3, kd.value());
             (l0, l1, l2, l3) = (l0.min(ka), l1.min(kb), l2.min(kc), l3.min(kd));
             (h0, h1, h2, h3) = (h0.max(ka), h1.max(kb), h2.max(kc), h3.max(kd));
         }
@@ -426,7 +474,7 @@ fn kahan_sums(slices: &[&[u64]]) -> Vec<(f64, u64, u64)> {
         for (k, slice) in chunk.iter().enumerate() {
             let (mut sum, mut err, mut min, mut max) = (s[k], e[k], lo[k], hi[k]);
             for &v in &slice[n..] {
-                kahan_step(&mut sum, &mut err, unkey(v));
+                kahan_step(&mut sum, &mut err, v.value());
                 min = min.min(v);
                 max = max.max(v);
             }
@@ -439,7 +487,7 @@ fn kahan_sums(slices: &[&[u64]]) -> Vec<(f64, u64, u64)> {
 /// The aggregates of each group's values (`keys[g]`: the keys of its values, in row order,
 /// without missing values; `sizes[g]` rows): `(mean, median, q25, q75, n)`, `None` where no row
 /// has a value.
-fn summarize(keys: &[&[u64]], sizes: &[usize]) -> Vec<Option<[f64; 5]>> {
+fn summarize<K: RadixKey>(keys: &[&[K]], sizes: &[usize]) -> Vec<Option<[f64; 5]>> {
     let sums = kahan_sums(keys);
     keys.iter()
         .zip(sizes)
@@ -449,7 +497,7 @@ fn summarize(keys: &[&[u64]], sizes: &[usize]) -> Vec<Option<[f64; 5]>> {
                 return None;
             }
             let n = buf.len();
-            let mean = if size == 1 { unkey(buf[0]) } else { sum / n as f64 };
+            let mean = if size == 1 { buf[0].value() } else { sum / n as f64 };
             let (median, q25, q75) = quartiles_of_keys(buf, min, max);
             Some([mean, median, q25, q75, n as f64])
         })
@@ -481,34 +529,12 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
                     parts
                 }
                 Values::F32(c) => {
-                    // `f32` columns scatter half as many bytes; each group's keys are widened to
-                    // the keys of the same values as `f64` (exact, order-preserving) in a small
-                    // per-thread buffer before they are summarised.
+                    // `f32` columns scatter half as many bytes, and are summarised on their own
+                    // keys (the widening to `f64` is exact and keeps their order).
                     let mut buf = pool32.lock().expect("pool").pop().unwrap_or_default();
                     groups.scatter_keys32(c, &mut buf, &mut end);
                     let slices: Vec<&[u32]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
-                    let parts = slices
-                        .par_chunks(4)
-                        .zip(sizes.par_chunks(4))
-                        .map(|(keys, sizes)| {
-                            WIDE.with(|wide| {
-                                let mut wide = wide.borrow_mut();
-                                wide.clear();
-                                for g in keys {
-                                    wide.extend(g.iter().map(|&k| key(unkey32(k) as f64)));
-                                }
-                                let mut at = 0;
-                                let wide_slices: Vec<&[u64]> = keys
-                                    .iter()
-                                    .map(|g| {
-                                        at += g.len();
-                                        &wide[at - g.len()..at]
-                                    })
-                                    .collect();
-                                summarize(&wide_slices, sizes)
-                            })
-                        })
-                        .collect();
+                    let parts = slices.par_chunks(4).zip(sizes.par_chunks(4)).map(|(keys, sizes)| summarize(keys, sizes)).collect();
                     pool32.lock().expect("pool").push(buf);
                     parts
                 }
