@@ -336,8 +336,16 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
         qs.push(pq("top1_rank", Values::F64(&fr.rank), "rank", Better::Higher, true));
     }
     let inputs: Vec<CurveInput> = qs.iter().map(|q| CurveInput { curve: q.curve, series, values: q.values }).collect();
-    let curves = crate::agg::distance_curves(&cols.distance, &inputs);
+    // The curves and the per-prompt side are independent: run side by side, the serial parts
+    // of the per-prompt side overlap the curves.
+    let (curves, (metrics, per_prompt)) =
+        rayon::join(|| crate::agg::distance_curves(&cols.distance, &inputs), || prompt_metrics(cols, &qs, freq.as_ref(), settings));
+    Ok(Analysis { metrics, curves, per_prompt })
+}
 
+/// The headline metrics (band summaries per prompt, their means over prompts, the onset) and
+/// the per-prompt table.
+fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequency>, settings: &CollapseSettings) -> (Vec<Metric>, Vec<PromptMetric>) {
     // Prompts become dense units 0..P, in order of first appearance.
     let (unit, prompts) = dense_units(&cols.prompt_index);
     let max_d = cols.distance.iter().copied().max().unwrap_or(0);
@@ -387,7 +395,7 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
         }
     }
 
-    if let Some(fr) = &freq {
+    if let Some(fr) = freq {
         // Onset: from the mean-over-prompts share curve, recomputed on every bootstrap resample.
         let onset_of = onset_statistic(&fr.share, &cols.distance, &unit, prompts, max_d as usize, settings.onset_threshold);
         let name = "collapse.onset".to_string();
@@ -399,7 +407,7 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
     }
     metrics.push(Metric { name: "collapse.prompts".into(), value: prompts as f64, unit: "prompts".into(), better: Better::Neither, stderr: None, n: prompts as u64 });
     metrics.push(Metric { name: "collapse.max_distance".into(), value: max_d as f64, unit: "distance".into(), better: Better::Neither, stderr: None, n: cols.len() as u64 });
-    Ok(Analysis { metrics, curves, per_prompt })
+    (metrics, per_prompt)
 }
 
 /// The onset of the mean share curve over a set of (resampled) units.
