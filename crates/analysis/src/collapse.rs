@@ -7,7 +7,6 @@
 //! METRICS.md gives every formula.
 
 use std::collections::HashMap;
-use std::ops::RangeInclusive;
 
 use cp_records::{Better, CurvePoint, Metric, ProbeRecord, PromptMetric};
 use polars::prelude::*;
@@ -303,13 +302,25 @@ fn band_summaries<C: Col + ?Sized>(c: &C, band_rows: [&[u32]; 2], unit: &[u32], 
             // `Iterator::sum` of f64 starts from -0.0.
             let mut sum = vec![-0.0f64; prompts];
             let mut cnt = vec![0u32; prompts];
+            // A unit's rows usually come in a run: its running sum stays in a register until
+            // the unit changes (the same additions in the same order).
+            let (mut cur, mut s, mut k) = (usize::MAX, -0.0f64, 0u32);
             for &r in rows {
                 let v = c.at(r as usize);
                 if !v.is_nan() {
                     let u = unit[r as usize] as usize;
-                    sum[u] += v;
-                    cnt[u] += 1;
+                    if u != cur {
+                        if cur != usize::MAX {
+                            (sum[cur], cnt[cur]) = (s, k);
+                        }
+                        (cur, s, k) = (u, sum[u], cnt[u]);
+                    }
+                    s += v;
+                    k += 1;
                 }
+            }
+            if cur != usize::MAX {
+                (sum[cur], cnt[cur]) = (s, k);
             }
             sum.iter().zip(&cnt).map(|(&s, &k)| if k == 0 { f64::NAN } else { s / k as f64 }).collect()
         }
@@ -351,8 +362,15 @@ fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequ
     let max_d = cols.distance.iter().copied().max().unwrap_or(0);
     let (near, far) = bands(max_d);
 
-    let band_rows = |r: &RangeInclusive<u32>| -> Vec<u32> { (0..cols.len() as u32).filter(|&i| r.contains(&cols.distance[i as usize])).collect() };
-    let (near_rows, far_rows) = (band_rows(&near), band_rows(&far));
+    let (mut near_rows, mut far_rows) = (Vec::new(), Vec::new());
+    for (i, d) in cols.distance.iter().enumerate() {
+        if near.contains(d) {
+            near_rows.push(i as u32);
+        }
+        if far.contains(d) {
+            far_rows.push(i as u32);
+        }
+    }
     let summaries: Vec<Option<[Vec<f64>; 2]>> = qs
         .par_iter()
         .map(|q| {
@@ -429,6 +447,19 @@ fn onset_statistic<'a>(share: &[f64], distance: &[u32], unit: &[u32], prompts: u
     // Units with a gap, by unit: their presence rows.
     let gappy: Vec<bool> = (0..prompts).map(|u| present[u * d..(u + 1) * d].iter().any(|&p| !p)).collect();
     move |idx: &[usize]| {
+        if let [u] = *idx {
+            // One unit (the per-prompt table): its curve is its own shares, NaN where it has
+            // none; computed as below (`(0 + share) / 1`) without the buffers.
+            let last_below = (0..d).rev().find(|&j| {
+                let c = !gappy[u] || present[u * d + j];
+                let s = if c { (0.0 + grid[u * d + j]) / 1.0 } else { f64::NAN };
+                !s.is_nan() && s < threshold
+            });
+            return match last_below {
+                Some(i) => i as u32 + 2,
+                None => 1,
+            } as f64;
+        }
         let mut sum = vec![0.0f64; d];
         let mut cnt = vec![0usize; d];
         let mut full = 0usize;
