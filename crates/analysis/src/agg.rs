@@ -84,6 +84,39 @@ pub(crate) struct Groups {
     pub(crate) keys: Vec<u32>,
     pub(crate) starts: Vec<usize>,
     pub(crate) gid: Vec<u32>,
+    /// `gid` as `u16` where every group number fits: the scatters read it once per curve.
+    gid16: Option<Vec<u16>>,
+}
+
+/// A row's group number, as stored.
+trait GroupId: Copy {
+    fn index(self) -> usize;
+}
+
+impl GroupId for u32 {
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl GroupId for u16 {
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Writes the key of each row's non-missing value at its group's end (see
+/// [`Groups::scatter_keys`]).
+#[inline(always)]
+fn scatter_rows<G: GroupId, V: Copy, K>(gid: &[G], values: &[V], key: impl Fn(V) -> (K, bool), out: &mut [K], end: &mut [usize]) {
+    for (&g, &v) in gid.iter().zip(values) {
+        let (k, missing) = key(v);
+        let e = &mut end[g.index()];
+        out[*e] = k;
+        *e += !missing as usize;
+    }
 }
 
 impl Groups {
@@ -116,7 +149,8 @@ impl Groups {
         for g in 0..keys.len() {
             starts[g + 1] += starts[g];
         }
-        Groups { keys, starts, gid }
+        let gid16 = (keys.len() <= 1 << 16).then(|| gid.iter().map(|&g| g as u16).collect());
+        Groups { keys, starts, gid, gid16 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -142,17 +176,16 @@ impl Groups {
 
     /// [`Groups::scatter`] writing each value's key (see [`key`]) instead of the value: the
     /// quartiles select on keys, and the sums read the values back from them exactly.
-    pub(crate) fn scatter_keys<C: Col + ?Sized>(&self, c: &C, out: &mut Vec<u64>, end: &mut Vec<usize>) {
+    pub(crate) fn scatter_keys(&self, c: &[f64], out: &mut Vec<u64>, end: &mut Vec<usize>) {
         // Every slot up to a group's end is written before it is read: a reused buffer needs
         // no clearing.
         out.resize(self.gid.len(), 0);
         end.clear();
         end.extend_from_slice(&self.starts[..self.len()]);
-        for (i, &g) in self.gid.iter().enumerate() {
-            let v = c.at(i);
-            let e = &mut end[g as usize];
-            out[*e] = key(v);
-            *e += !v.is_nan() as usize;
+        let f = |v: f64| (key(v), v.is_nan());
+        match &self.gid16 {
+            Some(gid) => scatter_rows(gid, c, f, out, end),
+            None => scatter_rows(&self.gid, c, f, out, end),
         }
     }
 
@@ -163,11 +196,10 @@ impl Groups {
         out.resize(self.gid.len(), 0);
         end.clear();
         end.extend_from_slice(&self.starts[..self.len()]);
-        for (i, &g) in self.gid.iter().enumerate() {
-            let v = c[i];
-            let e = &mut end[g as usize];
-            out[*e] = key32(v);
-            *e += !v.is_nan() as usize;
+        let f = |v: f32| (key32(v), v.is_nan());
+        match &self.gid16 {
+            Some(gid) => scatter_rows(gid, c, f, out, end),
+            None => scatter_rows(&self.gid, c, f, out, end),
         }
     }
 }
