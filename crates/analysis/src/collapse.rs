@@ -381,7 +381,9 @@ fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequ
         })
         .collect();
     let mut metrics = Vec::new();
-    let mut per_prompt = Vec::new();
+    // Sized up front: growing a table of some 300k rows copies it over and over.
+    let rows = summaries.iter().flatten().flatten().map(|s| s.iter().filter(|v| !v.is_nan()).count()).sum::<usize>();
+    let mut per_prompt = Vec::with_capacity(rows + if freq.is_some() { prompts } else { 0 });
     let mut prompt_of_unit = vec![0u32; prompts];
     for (&u, &p) in unit.iter().zip(&cols.prompt_index) {
         prompt_of_unit[u as usize] = p;
