@@ -179,7 +179,14 @@ pub fn onset(share: &[f64], threshold: f64) -> u32 {
 struct Frequency {
     share: Vec<f64>,
     mass: Vec<f64>,
-    rank: Vec<f64>,
+    /// Ranks are whole numbers: as `f32` (exact, half the bytes) where every rank is at most
+    /// 2^24, else as `f64`.
+    rank: Ranks,
+}
+
+enum Ranks {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
 }
 
 fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
@@ -188,14 +195,22 @@ fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
     frequent.iter().for_each(|&t| is_frequent[t as usize] = true);
     let ranks = unigram.ranks();
     let n = cols.len();
-    let mut out = Frequency { share: vec![0.0; n], mass: vec![0.0; n], rank: vec![0.0; n] };
+    let top1_rank = |i: usize| {
+        let (a, b) = (cols.top_offsets[i], cols.top_offsets[i + 1]);
+        (a < b).then(|| ranks.rank(cols.top_ids[a]))
+    };
+    let rank = if unigram.len() < 1 << 24 {
+        Ranks::F32((0..n).into_par_iter().map(|i| top1_rank(i).map_or(f32::NAN, |r| r as f32)).collect())
+    } else {
+        Ranks::F64((0..n).into_par_iter().map(|i| top1_rank(i).map_or(f64::NAN, |r| r as f64)).collect())
+    };
+    let mut out = Frequency { share: vec![0.0; n], mass: vec![0.0; n], rank };
     const CHUNK: usize = 1 << 14;
     out.share
         .par_chunks_mut(CHUNK)
         .zip(out.mass.par_chunks_mut(CHUNK))
-        .zip(out.rank.par_chunks_mut(CHUNK))
         .enumerate()
-        .for_each(|(c, ((share, mass), rank))| {
+        .for_each(|(c, (share, mass))| {
             let base = c * CHUNK;
             for j in 0..share.len() {
                 let i = base + j;
@@ -213,9 +228,9 @@ fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
                     m += f64::from_bits((p as f64).to_bits() & (f as u64).wrapping_neg());
                 }
                 if ids.is_empty() {
-                    (share[j], mass[j], rank[j]) = (f64::NAN, f64::NAN, f64::NAN);
+                    (share[j], mass[j]) = (f64::NAN, f64::NAN);
                 } else {
-                    (share[j], mass[j], rank[j]) = (hits as f64 / ids.len() as f64, m, ranks.rank(ids[0]) as f64);
+                    (share[j], mass[j]) = (hits as f64 / ids.len() as f64, m);
                 }
             }
         });
@@ -344,7 +359,11 @@ pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &
     if let Some(fr) = &freq {
         qs.push(pq("frequent_share", Values::F64(&fr.share), "fraction", Better::Lower, false));
         qs.push(pq("frequent_mass", Values::F64(&fr.mass), "probability", Better::Lower, false));
-        qs.push(pq("top1_rank", Values::F64(&fr.rank), "rank", Better::Higher, true));
+        let rank = match &fr.rank {
+            Ranks::F32(r) => Values::F32(r),
+            Ranks::F64(r) => Values::F64(r),
+        };
+        qs.push(pq("top1_rank", rank, "rank", Better::Higher, true));
     }
     let inputs: Vec<CurveInput> = qs.iter().map(|q| CurveInput { curve: q.curve, series, values: q.values }).collect();
     // The curves and the per-prompt side are independent: run side by side, the serial parts
