@@ -820,22 +820,50 @@ fn sweep_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figu
 pub const SAME_STEP_METRIC: &str = "trap.same_step_unseen_bigram_rate";
 pub const DIFF_STEP_METRIC: &str = "trap.diff_step_unseen_bigram_rate";
 
-/// The same-step and different-step unseen-bigram rates of a run, if its analysis has them.
-pub fn same_vs_cross(run: &RunData) -> Option<(Metric, Metric)> {
-    let metrics = &run.metrics.as_ref()?.metrics;
-    // METRICS.md names them `trap.same_step_unseen_bigram_rate` / `trap.diff_step_unseen_bigram_rate`
-    // (with `@label` when one analysis holds several decode folders; the first is taken).
-    let find = |prefix: &str| {
-        metrics.iter().find(|m| m.name.starts_with(prefix) && m.value.is_finite()).cloned()
-    };
-    Some((find(SAME_STEP_METRIC)?, find(DIFF_STEP_METRIC)?))
+/// The same-step and different-step unseen-bigram rates of every decode folder of a run: its
+/// `@label` (empty when the analysis had one decode folder) and whichever of the two it has. A
+/// schedule committing one token per step has no same-step pairs, one committing all at once no
+/// different-step pairs, so either may be absent; the two are never taken from different folders.
+pub fn same_vs_cross(run: &RunData) -> Vec<(String, Option<Metric>, Option<Metric>)> {
+    let mut out: Vec<(String, Option<Metric>, Option<Metric>)> = Vec::new();
+    let Some(file) = &run.metrics else { return out };
+    for m in file.metrics.iter().filter(|m| m.value.is_finite()) {
+        let (base, label) = m.name.split_once('@').unwrap_or((m.name.as_str(), ""));
+        let same = base == SAME_STEP_METRIC;
+        if !same && base != DIFF_STEP_METRIC {
+            continue;
+        }
+        let i = match out.iter().position(|(l, _, _)| l == label) {
+            Some(i) => i,
+            None => {
+                out.push((label.to_owned(), None, None));
+                out.len() - 1
+            }
+        };
+        if same {
+            out[i].1 = Some(m.clone());
+        } else {
+            out[i].2 = Some(m.clone());
+        }
+    }
+    out
 }
 
 fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
-    let groups: Vec<(String, Metric, Metric)> = inputs
+    let several = inputs.runs.len() > 1;
+    let groups: Vec<(String, Option<Metric>, Option<Metric>)> = inputs
         .runs
         .iter()
-        .filter_map(|r| same_vs_cross(r).map(|(s, c)| (r.label.clone(), s, c)))
+        .flat_map(|r| {
+            same_vs_cross(r).into_iter().map(move |(label, s, c)| {
+                let name = match (several, label.is_empty()) {
+                    (_, true) => r.label.clone(),
+                    (true, false) => format!("{} · {label}", r.label),
+                    (false, false) => label,
+                };
+                (name, s, c)
+            })
+        })
         .collect();
     if groups.is_empty() {
         return Ok(None);
@@ -856,6 +884,7 @@ fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<
     let y_max = groups
         .iter()
         .flat_map(|(_, s, c)| [s, c])
+        .flatten()
         .map(|m| m.value + m.stderr.unwrap_or(0.0))
         .fold(0.0f64, f64::max);
     let y_max = if y_max > 0.0 { y_max * 1.12 } else { 1.0 };
@@ -896,6 +925,8 @@ fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<
         for (g, (label, same, cross)) in groups.iter().enumerate() {
             let g = g as f64;
             for (b, (m, colour)) in [(same, colours[0]), (cross, colours[1])].into_iter().enumerate() {
+                // A schedule without pairs of this kind gets no bar.
+                let Some(m) = m else { continue };
                 let x0 = g + 0.18 + 0.32 * b as f64;
                 let x1 = x0 + 0.30;
                 chart
@@ -923,8 +954,9 @@ fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<
         width,
         svg,
         caption: "Unseen-bigram rate of adjacent generated pairs committed in the same parallel step against pairs \
-                  committed in different steps (error bars: bootstrap standard error over prompts). A higher \
-                  same-step bar is the marginal trap's signature."
+                  committed in different steps, per decode folder (error bars: bootstrap standard error over \
+                  prompts). A higher same-step bar is the marginal trap's signature; a schedule committing one \
+                  token per step has no same-step pairs, one committing all at once no different-step pairs."
             .into(),
     }))
 }
@@ -1224,6 +1256,30 @@ mod tests {
             }],
         });
         assert_eq!(collapse_onset(&run), Some((7.0, "analysis")));
+    }
+
+    #[test]
+    fn same_and_different_step_rates_are_never_taken_from_different_schedules() {
+        let m = |name: &str, value: f64| Metric { name: name.into(), value, unit: "fraction".into(), better: cp_records::Better::Lower, stderr: None, n: 1 };
+        let run = RunData {
+            metrics: Some(cp_records::MetricsFile {
+                schema_version: 1,
+                sources: vec![],
+                metrics: vec![
+                    m("trap.diff_step_unseen_bigram_rate@one", 0.02),
+                    m("trap.same_step_unseen_bigram_rate@all", 0.47),
+                    m("trap.same_step_unseen_bigram_rate@two", 0.3),
+                    m("trap.diff_step_unseen_bigram_rate@two", 0.1),
+                ],
+            }),
+            ..RunData::default()
+        };
+        let groups: Vec<(String, Option<f64>, Option<f64>)> =
+            same_vs_cross(&run).into_iter().map(|(l, s, c)| (l, s.map(|m| m.value), c.map(|m| m.value))).collect();
+        assert_eq!(
+            groups,
+            vec![("one".into(), None, Some(0.02)), ("all".into(), Some(0.47), None), ("two".into(), Some(0.3), Some(0.1))]
+        );
     }
 
     #[test]
