@@ -17,7 +17,8 @@ use crate::common::GlobalArgs;
 /// Arguments of `collapse-probe check`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The run to check: a folder written by `collapse-probe run` (its analysis/metrics.json),
+    /// The run to check: a folder written by `collapse-probe run` (its analysis/metrics.json, plus
+    /// sweep/metrics.json when the run has a sweep),
     /// an analysis folder (its metrics.json), or a metrics.json file.
     #[arg(long, value_name = "DIR")]
     pub run: PathBuf,
@@ -35,7 +36,13 @@ pub struct Args {
 
 pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let metrics_path = cp_gate::find_metrics(&args.run)?;
-    let metrics: MetricsFile = cp_records::read_json(&metrics_path)?;
+    let mut metrics: MetricsFile = cp_records::read_json(&metrics_path)?;
+    // A run folder's sweep metrics (`<metric>@<param>=<value>`) can be gated too.
+    let sweep = args.run.join("sweep").join(cp_records::files::METRICS_JSON);
+    if args.run.is_dir() && sweep.is_file() {
+        let swept: MetricsFile = cp_records::read_json(&sweep)?;
+        metrics.metrics.extend(swept.metrics);
+    }
     if args.update_baseline {
         return update(&args, &metrics, &metrics_path);
     }

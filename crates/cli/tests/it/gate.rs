@@ -274,6 +274,16 @@ fn run_writes_every_stage_and_the_sweep_under_one_folder() {
     let all_at_once = value("trap.unseen_3gram_rate@tokens_per_step=3");
     assert!((0.55..0.9).contains(&all_at_once), "{all_at_once}");
     assert_eq!(value("trap.tokens_per_step@tokens_per_step=3"), 3.0);
+
+    // `check` gates sweep metrics of a run folder as well as its analysis.
+    let baseline = dir.path().join("sweep-baseline.toml");
+    std::fs::write(
+        &baseline,
+        "schema_version = 1\n[[metric]]\nname = \"trap.unseen_3gram_rate@tokens_per_step=1\"\nvalue = 0.0\nbetter = \"lower\"\ntolerance = { abs = 0.05 }\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&mut check_cmd(&out, &baseline));
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 /// A malformed spec fails before any work, exit 2, naming the file, line and key; nothing is written.
