@@ -36,7 +36,8 @@ pub struct Args {
     /// The probe spec (probes/*.toml): model, prompts, probe settings, schedules, reference, metrics, report, sweep.
     #[arg(value_name = "SPEC")]
     pub spec: PathBuf,
-    /// The run folder to write (created; stage folders already in it are replaced).
+    /// The run folder to write (created; an earlier run's stage folders in it are replaced, and its
+    /// schedule and sweep folders removed).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
@@ -77,6 +78,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
     let out = args.out.clone();
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run folder", out.display()))?;
+    // Rerunning into a run folder: its manifest (written last, so only a finished run has one) and
+    // the schedule and sweep folders of the earlier spec go first, so nothing stale survives.
+    for stale in [files::MANIFEST_JSON, "decode", "sweep"] {
+        let path = out.join(stale);
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else if path.is_file() { std::fs::remove_file(&path) } else { Ok(()) };
+        removed.with_context(|| format!("{}: cannot remove what an earlier run left there", path.display()))?;
+    }
     let n_stages = 3 + schedules.len() + usize::from(spec.report.enabled) + usize::from(spec.sweep.is_some());
     let mut stage = 0;
     let mut announce = |what: &str| {

@@ -282,8 +282,15 @@ fn run_writes_every_stage_and_the_sweep_under_one_folder() {
         "schema_version = 1\n[[metric]]\nname = \"trap.unseen_3gram_rate@tokens_per_step=1\"\nvalue = 0.0\nbetter = \"lower\"\ntolerance = { abs = 0.05 }\n",
     )
     .unwrap();
-    let (code, out, err) = run(&mut check_cmd(&out, &baseline));
-    assert_eq!(code, 0, "{out}{err}");
+    let (code, o, err) = run(&mut check_cmd(&out, &baseline));
+    assert_eq!(code, 0, "{o}{err}");
+
+    // Rerunning into the same folder with other sweep values leaves nothing of the first sweep.
+    let text = std::fs::read_to_string(root.join("probes/toy-trap.toml")).unwrap().replace("values = [1, 2, 3]", "values = [1, 3]");
+    let spec = write_toy_spec(dir.path(), "rerun.toml", &text);
+    let (code, o, err) = run(bin().arg("run").arg(&spec).arg("--out").arg(&out).arg("--quiet"));
+    assert_eq!(code, 0, "{o}{err}");
+    assert!(out.join("sweep/tokens_per_step=3").is_dir() && !out.join("sweep/tokens_per_step=2").exists());
 }
 
 /// A malformed spec fails before any work, exit 2, naming the file, line and key; nothing is written.
