@@ -536,6 +536,62 @@ fn summarize<K: RadixKey>(keys: &[&[K]], sizes: &[usize]) -> Vec<Option<[f64; 5]
         .collect()
 }
 
+/// [`summarize`] of every group of a column whose rows are in the regular layout (row `i` in
+/// group `i % ng`): the groups are the columns of a row-major `len / ng` by `ng` matrix. A job
+/// gathers the keys of one cache line's worth of adjacent groups (64 bytes of values per
+/// matrix row) into a buffer that stays in cache while it is summarised, so the column is read
+/// from memory once and never written back grouped (a per-value scatter wrote and re-read a
+/// full grouped copy of every column).
+fn summarize_strided<V: Copy + Sync, K: RadixKey + Default>(
+    c: &[V],
+    ng: usize,
+    sizes: &[usize],
+    pool: &Mutex<Vec<Vec<K>>>,
+    key: impl Fn(V) -> (K, bool) + Sync,
+) -> Vec<Option<[f64; 5]>> {
+    const MAX_WIDTH: usize = 16;
+    const PREFETCH_ROWS: usize = 32;
+    let width = (64 / std::mem::size_of::<V>()).clamp(1, MAX_WIDTH);
+    let rows = c.len() / ng;
+    let chunks: Vec<std::ops::Range<usize>> = (0..ng).step_by(width).map(|g| g..(g + width).min(ng)).collect();
+    let parts: Vec<Vec<Option<[f64; 5]>>> = chunks
+        .par_iter()
+        .map(|gs| {
+            let w = gs.len();
+            let mut buf = pool.lock().expect("pool").pop().unwrap_or_default();
+            if buf.len() < w * rows {
+                // Every slot up to a group's end is written before it is read: a reused
+                // buffer needs no clearing.
+                buf.resize(w * rows, K::default());
+            }
+            let mut end = [0usize; MAX_WIDTH];
+            for (j, e) in end[..w].iter_mut().enumerate() {
+                *e = j * rows;
+            }
+            for r in 0..rows {
+                // Each matrix row's line is a new page every few rows, which the hardware
+                // prefetchers do not follow: without a hint every line is a full miss.
+                let ahead = (r + PREFETCH_ROWS) * ng;
+                crate::sais::prefetch(c, ahead + gs.start);
+                crate::sais::prefetch(c, ahead + gs.end - 1);
+                let line = &c[r * ng + gs.start..r * ng + gs.end];
+                for (e, &v) in end[..w].iter_mut().zip(line) {
+                    let (k, missing) = key(v);
+                    buf[*e] = k;
+                    *e += !missing as usize;
+                }
+            }
+            let slices: Vec<&[K]> = (0..w).map(|j| &buf[j * rows..end[j]]).collect();
+            // Four groups at a time: their Kahan sums run interleaved.
+            let out: Vec<Option<[f64; 5]>> =
+                slices.chunks(4).zip(sizes[gs.clone()].chunks(4)).flat_map(|(keys, sizes)| summarize(keys, sizes)).collect();
+            pool.lock().expect("pool").push(buf);
+            out
+        })
+        .collect();
+    parts.concat()
+}
+
 /// Mean, median, quartiles and count of every input by distance; distances where an input has
 /// no value give no point. Points come input by input, distances ascending.
 pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Vec<CurvePoint> {
@@ -546,6 +602,20 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
     // rayon job, and zeroing new pages cost more than the aggregation itself).
     let pool64: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
     let pool32: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
+    // Rows in a regular layout (row `i` in group `i % groups`, e.g. every prompt probed at the
+    // same distances, rows ordered by prompt then distance): the groups are the columns of a
+    // row-major matrix, gathered a cache line of groups at a time (see `summarize_strided`).
+    let regular = ng > 0 && groups.gid.len() % ng == 0 && groups.gid.iter().enumerate().all(|(i, &g)| g as usize == i % ng);
+    if regular {
+        let stats: Vec<Vec<Option<[f64; 5]>>> = inputs
+            .par_iter()
+            .map(|input| match input.values {
+                Values::F64(c) => summarize_strided(c, ng, &sizes, &pool64, |v: f64| (key(v), v.is_nan())),
+                Values::F32(c) => summarize_strided(c, ng, &sizes, &pool32, |v: f32| (key32(v), v.is_nan())),
+            })
+            .collect();
+        return curve_points(&groups, inputs, &stats);
+    }
     let stats: Vec<Vec<Option<[f64; 5]>>> = inputs
         .par_iter()
         .map(|input| {
@@ -574,8 +644,13 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
             parts.concat()
         })
         .collect();
+    curve_points(&groups, inputs, &stats)
+}
+
+/// The curve points of every input's per-group aggregates (groups without a value give none).
+fn curve_points(groups: &Groups, inputs: &[CurveInput<'_>], stats: &[Vec<Option<[f64; 5]>>]) -> Vec<CurvePoint> {
     let mut points = Vec::new();
-    for (input, per_group) in inputs.iter().zip(&stats) {
+    for (input, per_group) in inputs.iter().zip(stats) {
         for (g, s) in per_group.iter().enumerate() {
             if let Some([mean, median, q25, q75, n]) = *s {
                 points.push(CurvePoint {

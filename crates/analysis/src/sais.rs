@@ -29,7 +29,7 @@ const PREFETCH: usize = 64;
 
 /// Hints the cache to load `slice[i]` (nothing when `i` is out of range).
 #[inline(always)]
-fn prefetch<T>(slice: &[T], i: usize) {
+pub(crate) fn prefetch<T>(slice: &[T], i: usize) {
     #[cfg(target_arch = "x86_64")]
     if i < slice.len() {
         // SAFETY: a prefetch only hints the cache, and the address lies inside the slice.
