@@ -195,28 +195,47 @@ fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
     frequent.iter().for_each(|&t| is_frequent[t as usize] = true);
     let ranks = unigram.ranks();
     let n = cols.len();
-    let top1_rank = |i: usize| {
-        let (a, b) = (cols.top_offsets[i], cols.top_offsets[i + 1]);
-        (a < b).then(|| ranks.rank(cols.top_ids[a]))
-    };
+    let (mut share, mut mass) = (vec![0.0; n], vec![0.0; n]);
+    // One pass over the top-k lists gives all three quantities (the ranks used to take a pass
+    // of their own, which read every row's offsets and ids a second time).
     let rank = if unigram.len() < 1 << 24 {
-        Ranks::F32((0..n).into_par_iter().map(|i| top1_rank(i).map_or(f32::NAN, |r| r as f32)).collect())
+        let mut rank = vec![0.0f32; n];
+        frequency_pass(cols, &is_frequent, &ranks, &mut share, &mut mass, &mut rank, |r| r.map_or(f32::NAN, |r| r as f32));
+        Ranks::F32(rank)
     } else {
-        Ranks::F64((0..n).into_par_iter().map(|i| top1_rank(i).map_or(f64::NAN, |r| r as f64)).collect())
+        let mut rank = vec![0.0f64; n];
+        frequency_pass(cols, &is_frequent, &ranks, &mut share, &mut mass, &mut rank, |r| r.map_or(f64::NAN, |r| r as f64));
+        Ranks::F64(rank)
     };
-    let mut out = Frequency { share: vec![0.0; n], mass: vec![0.0; n], rank };
+    Frequency { share, mass, rank }
+}
+
+/// Each row's frequent-token share and mass, and its top-1 prediction's rank (`None` for an
+/// empty top-k list) as `to_rank` writes it.
+#[allow(clippy::too_many_arguments)]
+fn frequency_pass<R: Send>(
+    cols: &ProbeColumns,
+    is_frequent: &[bool],
+    ranks: &crate::unigram::FrequencyRanks,
+    share: &mut [f64],
+    mass: &mut [f64],
+    rank: &mut [R],
+    to_rank: impl Fn(Option<u32>) -> R + Sync,
+) {
     const CHUNK: usize = 1 << 14;
-    out.share
+    share
         .par_chunks_mut(CHUNK)
-        .zip(out.mass.par_chunks_mut(CHUNK))
+        .zip(mass.par_chunks_mut(CHUNK))
+        .zip(rank.par_chunks_mut(CHUNK))
         .enumerate()
-        .for_each(|(c, (share, mass))| {
+        .for_each(|(c, ((share, mass), rank))| {
             let base = c * CHUNK;
             for j in 0..share.len() {
                 let i = base + j;
                 let (a, b) = (cols.top_offsets[i], cols.top_offsets[i + 1]);
                 let ids = &cols.top_ids[a..b];
                 let probs = &cols.top_probs[a..b];
+                rank[j] = to_rank(ids.first().map(|&t| ranks.rank(t)));
                 let mut hits = 0usize;
                 let mut m = 0.0f64;
                 for (&t, &p) in ids.iter().zip(probs) {
@@ -234,7 +253,6 @@ fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
                 }
             }
         });
-    out
 }
 
 /// A per-row quantity of decode output, aggregated by distance into a curve.
