@@ -417,39 +417,53 @@ fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequ
             Some(with_col!(q.values, |c| band_summaries(c, [&near_rows, &far_rows], &unit, prompts, q.median)))
         })
         .collect();
-    let mut metrics = Vec::new();
-    // Sized up front: growing a table of some 300k rows copies it over and over.
-    let rows = summaries.iter().flatten().flatten().map(|s| s.iter().filter(|v| !v.is_nan()).count()).sum::<usize>();
-    let mut per_prompt = Vec::with_capacity(rows + if freq.is_some() { prompts } else { 0 });
     let mut prompt_of_unit = vec![0u32; prompts];
     for (&u, &p) in unit.iter().zip(&cols.prompt_index) {
         prompt_of_unit[u as usize] = p;
     }
-    let all: Vec<usize> = (0..prompts).collect();
-    for (q, s) in qs.iter().zip(&summaries) {
-        let Some(s) = s else { continue };
-        for (band, summary) in ["near", "far"].into_iter().zip(s) {
+    // The per-prompt rows of every quantity and band, built side by side (a string per row:
+    // built one after the other, they were the per-prompt side's longest serial stretch).
+    let bands_of: Vec<(&ProbeQuantity, &'static str, &Vec<f64>)> = qs
+        .iter()
+        .zip(&summaries)
+        .filter_map(|(q, s)| s.as_ref().map(|s| (q, s)))
+        .flat_map(|(q, s)| ["near", "far"].into_iter().zip(s).map(move |(band, summary)| (q, band, summary)))
+        .collect();
+    let tables: Vec<Vec<PromptMetric>> = bands_of
+        .par_iter()
+        .map(|&(q, band, summary)| {
             let band_len = if band == "near" { near_rows.len() } else { far_rows.len() };
             let metric = format!("collapse.{}.{band}", q.curve);
-            for (u, &v) in summary.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
-                per_prompt.push(PromptMetric {
+            summary
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !v.is_nan())
+                .map(|(u, &v)| PromptMetric {
                     source: String::new(),
                     prompt_index: prompt_of_unit[u],
                     metric: metric.clone(),
                     value: v,
                     n: (band_len / prompts.max(1)) as u64,
-                });
-            }
-            let stat = |idx: &[usize]| if q.median { median_of(summary, idx) } else { mean_of(summary, idx) };
-            let value = stat(&all);
-            if value.is_nan() {
-                continue;
-            }
-            let name = format!("collapse.{}.{band}", q.curve);
-            let n = summary.iter().filter(|v| !v.is_nan()).count() as u64;
-            let stderr = settings.bootstrap.stderr(&name, prompts, stat);
-            metrics.push(Metric { name, value, unit: q.unit.into(), better: q.better, stderr, n });
+                })
+                .collect()
+        })
+        .collect();
+    let mut metrics = Vec::new();
+    // Sized up front: growing a table of some 300k rows copies it over and over.
+    let rows = tables.iter().map(Vec::len).sum::<usize>();
+    let mut per_prompt = Vec::with_capacity(rows + if freq.is_some() { prompts } else { 0 });
+    let all: Vec<usize> = (0..prompts).collect();
+    for (&(q, band, summary), table) in bands_of.iter().zip(tables) {
+        per_prompt.extend(table);
+        let stat = |idx: &[usize]| if q.median { median_of(summary, idx) } else { mean_of(summary, idx) };
+        let value = stat(&all);
+        if value.is_nan() {
+            continue;
         }
+        let name = format!("collapse.{}.{band}", q.curve);
+        let n = summary.iter().filter(|v| !v.is_nan()).count() as u64;
+        let stderr = settings.bootstrap.stderr(&name, prompts, stat);
+        metrics.push(Metric { name, value, unit: q.unit.into(), better: q.better, stderr, n });
     }
 
     if let Some(fr) = freq {
