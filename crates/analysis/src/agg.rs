@@ -716,6 +716,39 @@ mod tests {
     }
 
     #[test]
+    fn regular_layout_gathers_each_group_in_row_order() {
+        let bits = |s: Vec<Option<[f64; 5]>>| -> Vec<Option<[u64; 5]>> { s.into_iter().map(|o| o.map(|a| a.map(f64::to_bits))).collect() };
+        let mut x = 7u64;
+        for (ng, per) in [(1usize, 3usize), (5, 100), (23, 61), (40, 1)] {
+            let v: Vec<f32> = (0..ng * per)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    match x % 9 {
+                        0 => f32::NAN,
+                        1 => -0.0,
+                        2 => 0.0,
+                        k => (x % 1000) as f32 / (k as f32) - 40.0,
+                    }
+                })
+                .collect();
+            let w: Vec<f64> = v.iter().map(|&a| a as f64 * 1.5).collect();
+            let distance: Vec<u32> = (0..v.len()).map(|i| (i % ng) as u32 * 3 + 1).collect();
+            let groups = Groups::by(&distance);
+            let sizes: Vec<usize> = (0..ng).map(|g| groups.starts[g + 1] - groups.starts[g]).collect();
+            let got32 = summarize_strided(&v, ng, &sizes, &Mutex::new(Vec::new()), |a: f32| (key32(a), a.is_nan()));
+            let got64 = summarize_strided(&w, ng, &sizes, &Mutex::new(Vec::new()), |a: f64| (key(a), a.is_nan()));
+            for g in 0..ng {
+                let k32: Vec<u32> = v.iter().skip(g).step_by(ng).filter(|a| !a.is_nan()).map(|&a| key32(a)).collect();
+                let k64: Vec<u64> = w.iter().skip(g).step_by(ng).filter(|a| !a.is_nan()).map(|&a| key(a)).collect();
+                assert_eq!(bits(vec![got32[g]]), bits(summarize(&[&k32[..]], &sizes[g..g + 1])));
+                assert_eq!(bits(vec![got64[g]]), bits(summarize(&[&k64[..]], &sizes[g..g + 1])));
+            }
+        }
+    }
+
+    #[test]
     fn groups_keep_row_order() {
         for key in [vec![3u32, 1, 3, 0, 1, 3], vec![u32::MAX, 5, u32::MAX, 5], vec![]] {
             let g = Groups::by(&key);
