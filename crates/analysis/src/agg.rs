@@ -572,8 +572,8 @@ fn summarize_strided<V: Copy + Sync, K: RadixKey + Default>(
                 // Each matrix row's line is a new page every few rows, which the hardware
                 // prefetchers do not follow: without a hint every line is a full miss.
                 let ahead = (r + PREFETCH_ROWS) * ng;
-                crate::sais::prefetch(c, ahead + gs.start);
-                crate::sais::prefetch(c, ahead + gs.end - 1);
+                crate::hint::prefetch(c, ahead + gs.start);
+                crate::hint::prefetch(c, ahead + gs.end - 1);
                 let line = &c[r * ng + gs.start..r * ng + gs.end];
                 for (e, &v) in end[..w].iter_mut().zip(line) {
                     let (k, missing) = key(v);

@@ -23,6 +23,7 @@ mod analyze;
 mod collapse;
 mod corpus;
 mod error;
+mod hint;
 mod index;
 mod sais;
 mod stats;

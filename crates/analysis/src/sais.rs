@@ -8,6 +8,8 @@
 //! Convention: a suffix that is a proper prefix of another sorts first (a virtual sentinel
 //! smaller than every symbol ends the text).
 
+use crate::hint::prefetch;
+
 const EMPTY: u32 = u32::MAX;
 
 /// Below this length a comparison sort is faster than the induced-sorting machinery.
@@ -26,18 +28,6 @@ pub fn suffix_array(s: &[u32], upper: u32) -> Vec<u32> {
 
 /// How many suffix-array slots ahead the induced sorts prefetch text symbols.
 const PREFETCH: usize = 64;
-
-/// Hints the cache to load `slice[i]` (nothing when `i` is out of range).
-#[inline(always)]
-pub(crate) fn prefetch<T>(slice: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if i < slice.len() {
-        // SAFETY: a prefetch only hints the cache, and the address lies inside the slice.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slice.as_ptr().add(i) as *const i8) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (slice, i);
-}
 
 /// A fixed-size bit set.
 struct Bits(Vec<u64>);

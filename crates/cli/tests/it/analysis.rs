@@ -70,9 +70,11 @@ enabled = false
     assert!(share_far >= 0.95, "far top-3 frequent share {share_far}, recorded 1.000");
     assert!(metric(&metrics, "collapse.kl_unigram.far") < metric(&metrics, "collapse.kl_unigram.near"), "far positions approach the unigram");
 
-    // The per-distance entropy curve: distance 1 is the sharpest point of the profile.
-    let curves = out.join("analysis/curves.parquet");
-    assert!(curves.is_file());
-    let first = metric(&metrics, "collapse.onset");
-    assert!(first >= 1.0);
+    // The analysis writes its curves and the per-prompt table beside the metrics, and lists them.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis/manifest.json")).unwrap()).unwrap();
+    for file in ["curves.parquet", "per_prompt.parquet"] {
+        assert!(out.join("analysis").join(file).is_file(), "{file} missing");
+        assert!(manifest["files"].as_array().unwrap().iter().any(|f| f == file), "{file} not in the manifest");
+    }
 }
