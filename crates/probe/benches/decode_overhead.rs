@@ -11,7 +11,8 @@
 //! ```
 //! Environment: CP_BENCH_DEVICE (cpu | cuda, default cpu), CP_BENCH_D_MODEL (256), CP_BENCH_LAYERS (4),
 //! CP_BENCH_VOCAB (8192), CP_BENCH_PROMPTS (4), CP_BENCH_PROMPT_LEN (32), CP_BENCH_GEN (64),
-//! CP_BENCH_MODEL (a checkpoint folder to use instead of the random one).
+//! CP_BENCH_MODEL (a checkpoint folder to use instead of the random one), CP_BENCH_SCHEDULES
+//! (`;`-separated schedule specs to run instead of the default seven).
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -146,7 +147,7 @@ fn main() {
     );
     println!("{:<62} {:>6} {:>11} {:>10} {:>8}", "schedule", "calls", "forward ms", "loop ms", "loop %");
     let h = gen / 2;
-    for spec in [
+    let defaults = [
         format!("llada:gen_length={gen},steps={h},block_length={h}"),
         format!("llada:gen_length={gen},steps={h},remasking=random,temperature=1"),
         format!("llada:gen_length={gen},steps={h},cfg_scale=1"),
@@ -154,7 +155,13 @@ fn main() {
         format!("dream:max_new_tokens={gen},steps={h},alg=origin,temperature=0.5,top_p=0.9"),
         format!("threshold:gen_length={gen},block_length={h},tau=0.9"),
         format!("fixed:gen_length={gen},k=2"),
-    ] {
+    ];
+    // CP_BENCH_SCHEDULES: `;`-separated schedule specs to run instead of the default seven.
+    let specs: Vec<String> = match std::env::var("CP_BENCH_SCHEDULES") {
+        Ok(s) => s.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Err(_) => defaults.to_vec(),
+    };
+    for spec in specs {
         let schedule = Schedule::parse(&spec).unwrap();
         let timed = Timed { inner: model, forward: Cell::new(Duration::ZERO), calls: Cell::new(0) };
         let opts = DecodeOptions { batch_size: n, ..Default::default() };

@@ -16,6 +16,7 @@ use tch::{Device, Kind, Tensor};
 use super::schedule::{
     DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule, ThresholdParams, TokensPerStep,
 };
+use super::host;
 use super::{Commit, DecodeOptions, DecodeProgress, StepTopK, Trajectory};
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
@@ -350,7 +351,14 @@ impl Ctx<'_> {
             )));
         }
         let flat = out.f_reshape([calls * self.b * self.g, self.v])?;
-        let mut logits = if cfg_scale > 0.0 {
+        let host_guided = if cfg_scale > 0.0 {
+            host::guided_rows(&flat, (self.b * self.g) as usize, &rows.host, cfg_scale + 1.0)?
+        } else {
+            None
+        };
+        let mut logits = if let Some(guided) = host_guided {
+            guided
+        } else if cfg_scale > 0.0 {
             // The conditional and unconditional rows in one selection.
             let n = rows.host.len() as i64;
             let both = Tensor::f_cat(&[&rows.dev, &rows.dev.f_add_scalar(self.b * self.g)?], 0)?;
@@ -381,9 +389,11 @@ impl Ctx<'_> {
     /// under the distribution it was drawn from.
     ///
     /// Random stream (temperature > 0 only): upstream draws `u` for the whole `[B, L, V]`
-    /// sequence; we draw `torch.rand((n, V), float64)` for the `n` rows whose token is needed,
-    /// in row-major order, after any position draw of the step. Same distribution, seeded and
-    /// deterministic, but not upstream's stream (the parity traces are greedy).
+    /// sequence; we draw `u` `[n, V]` for the `n` rows whose token is needed, in row-major order,
+    /// after any position draw of the step: on a GPU with `torch.rand((n, V), float64)`, on the
+    /// CPU as 53-bit uniforms from a generator seeded by one `torch.randint` draw. Same
+    /// distribution, seeded and deterministic, but not upstream's stream (the parity traces
+    /// are greedy).
     fn choose_tokens(
         &self,
         logits: &Tensor,
@@ -396,7 +406,15 @@ impl Ctx<'_> {
             return Ok((x0, Some(p.shallow_clone()), p));
         }
         let n = logits.size()[0];
-        let mut gumbel = Tensor::f_rand([n, self.v], (Kind::Double, self.dev))?;
+        let mut gumbel = if self.dev == Device::Cpu {
+            // libtorch's CPU generator spends most of this step's time on `rand(float64)`; one
+            // draw from it seeds a fast generator for the uniforms instead.
+            let seed = Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?.f_int64_value(&[0])?;
+            let u = host::uniforms(seed as u64, (n * self.v) as usize);
+            Tensor::f_from_slice(&u)?.f_view([n, self.v])?
+        } else {
+            Tensor::f_rand([n, self.v], (Kind::Double, self.dev))?
+        };
         let _ = gumbel.f_log_()?.f_neg_()?.f_pow_(temperature)?;
         let mut scores = logits.f_to_kind(Kind::Double)?;
         let _ = scores.f_exp_()?.f_div_(&gumbel)?;
@@ -565,19 +583,26 @@ impl Ctx<'_> {
     }
 
     /// Dream's `sample_tokens` draw on distribution rows `probs [n, V]` (upstream's
-    /// `logits[mask_index]`, row-major): `torch.distributions.Categorical` renormalises, then
-    /// draws with `multinomial(p, 1, True)`.
+    /// `logits[mask_index]`, row-major): a draw from `Categorical(probs)`, by inverse CDF with
+    /// one `torch.rand(n, float64)` per step: the first index whose float64 cumulative mass
+    /// reaches `(1 - u)` times the row's total (positive, so a zero-probability token is never
+    /// drawn). Upstream's `multinomial(p, 1, True)` draws `V` exponentials per row instead,
+    /// which on the CPU cost more than the model call: same distribution, not its stream.
     fn dream_sample(&self, probs: &Tensor) -> Result<Tensor, ProbeError> {
-        if probs.size()[0] == 0 {
+        let n = probs.size()[0];
+        if n == 0 {
             return Ok(Tensor::f_zeros([0], (Kind::Int64, self.dev))?);
         }
-        let norm = probs.f_div(&probs.f_sum_dim_intlist(-1, true, Kind::Float)?)?;
-        Ok(norm.f_multinomial(1, true)?.f_squeeze_dim(-1)?)
+        let cum = probs.f_cumsum(-1, Kind::Double)?;
+        let total = cum.f_narrow(-1, self.v - 1, 1)?;
+        let u = Tensor::f_rand([n, 1], (Kind::Double, self.dev))?;
+        let target = u.f_neg()?.f_add_scalar(1.0)?.f_mul(&total)?;
+        let below = cum.f_lt_tensor(&target)?.f_sum_dim_intlist(-1, false, Kind::Int64)?;
+        Ok(below.f_clamp_max(self.v - 1)?)
     }
 
     /// Dream's filtered distribution of logit rows `[n, V]`: temperature, top-p, top-k, softmax.
-    /// Also returns, when known, the `[n, k]` indices outside which every probability is 0.
-    fn dream_probs(&self, dp: &DreamParams, logits: Tensor) -> Result<(Tensor, Option<Tensor>), ProbeError> {
+    fn dream_probs(&self, dp: &DreamParams, logits: Tensor) -> Result<DreamDist, ProbeError> {
         let mut logits = logits;
         if dp.temperature > 0.0 {
             logits = logits.f_div_scalar(dp.temperature)?;
@@ -585,11 +610,22 @@ impl Ctx<'_> {
         if let Some(top_p) = dp.top_p.filter(|&t| t < 1.0) {
             logits = top_p_filter(&logits, top_p)?;
         }
-        let mut support = None;
+        let (mut support, mut first) = (None, None);
         if let Some(top_k) = dp.top_k {
-            (logits, support) = top_k_filter(&logits, (top_k as i64).min(self.v))?;
+            let kept;
+            TopK { kept, support, first } = top_k_filter(&logits, (top_k as i64).min(self.v))?;
+            logits = kept;
         }
-        Ok((logits.f_softmax(-1, Kind::Float)?, support))
+        Ok(DreamDist { probs: logits.f_softmax(-1, Kind::Float)?, support, first })
+    }
+
+    /// The greedy token of each row of `dist`: `probs.max(-1)`'s index (the first maximum, as
+    /// `argmax_rows`), known without a pass over the rows when the top-k filter found it.
+    fn dream_argmax(&self, dist: &DreamDist, work: &Work) -> Result<Tensor, ProbeError> {
+        match &dist.first {
+            Some(first) => work.picked(first),
+            None => argmax_rows(&work.picked(&dist.probs)?),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -621,9 +657,10 @@ impl Ctx<'_> {
             }
             let transfer = self.grid(&flags)?;
             let work = self.work(gen_host, picked)?;
-            let (probs, _) = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
-            let picked_probs = work.picked(&probs)?;
-            let x0 = if dp.temperature > 0.0 { self.dream_sample(&picked_probs)? } else { argmax_rows(&picked_probs)? };
+            let dist = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
+            let picked_probs = work.picked(&dist.probs)?;
+            let x0 = if dp.temperature > 0.0 { self.dream_sample(&picked_probs)? } else { self.dream_argmax(&dist, &work)? };
+            let probs = dist.probs;
             let prob = self.spread(&work.pick, &gather_rows(&picked_probs, &x0)?, 0.0)?;
             let x0 = self.spread(&work.pick, &x0, self.mask_id as f64)?;
             let dist = self.save_distributions.then(|| (work.rows.host.clone(), probs));
@@ -631,9 +668,10 @@ impl Ctx<'_> {
         }
 
         let work = self.work(gen_host, masked)?;
-        let (probs, support) = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
-        // Greedy: `probs.max(-1)`, whose index is the first maximum, as `argmax_rows`.
-        let x0 = if dp.temperature > 0.0 { self.dream_sample(&probs)? } else { argmax_rows(&probs)? };
+        let dist = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
+        // Greedy: `probs.max(-1)`, whose index is the first maximum.
+        let x0 = if dp.temperature > 0.0 { self.dream_sample(&dist.probs)? } else { self.dream_argmax(&dist, &work)? };
+        let DreamDist { probs, support, .. } = dist;
         let prob = gather_rows(&probs, &x0)?;
         let confidence = match dp.alg {
             DreamAlg::TopkMargin => {
@@ -700,7 +738,20 @@ fn neg_entropy(probs: &Tensor, support: Option<&Tensor>) -> Result<Tensor, Probe
             let kept = probs.f_gather(-1, idx, false)?;
             let mut t = kept.f_add_scalar(1e-10)?;
             let _ = t.f_log_()?.f_mul_(&kept)?;
-            probs.f_full_like(-0.0)?.f_scatter(-1, idx, &t)?
+            match host::cpu_f32(probs) {
+                // The same tensor, written in one pass.
+                Some(_) => {
+                    let (n, k, v) = (idx.size()[0] as usize, idx.size()[1] as usize, probs.size()[1] as usize);
+                    let (at, t) = (Vec::<i64>::try_from(&idx.f_flatten(0, -1)?)?, Vec::<f32>::try_from(&t.f_flatten(0, -1)?)?);
+                    host::build_rows(n, v, |r, row| {
+                        row.fill(-0.0);
+                        for j in r * k..(r + 1) * k {
+                            row[at[j] as usize] = t[j];
+                        }
+                    })?
+                }
+                None => probs.f_full_like(-0.0)?.f_scatter(-1, idx, &t)?,
+            }
         }
         None => {
             let mut t = probs.f_add_scalar(1e-10)?;
@@ -711,6 +762,23 @@ fn neg_entropy(probs: &Tensor, support: Option<&Tensor>) -> Result<Tensor, Probe
     Ok(terms.f_sum_dim_intlist(-1, false, Kind::Float)?)
 }
 
+/// Dream's filtered distribution before the softmax, and what is known of it.
+struct DreamDist {
+    probs: Tensor,
+    /// `[n, k]` indices outside which every probability is exactly 0, when known.
+    support: Option<Tensor>,
+    /// `[n]` index of each row's largest probability (its first maximum), when known.
+    first: Option<Tensor>,
+}
+
+/// [`top_k_filter`]'s result: the filtered logits, and when known the support of their softmax
+/// and the index of its maximum.
+struct TopK {
+    kept: Tensor,
+    support: Option<Tensor>,
+    first: Option<Tensor>,
+}
+
 /// Dream's `top_k_logits` on rows `[n, V]`: logits below the k-th largest are set to float32's
 /// lowest value, so every logit tied with the k-th largest is kept.
 ///
@@ -718,10 +786,25 @@ fn neg_entropy(probs: &Tensor, support: Option<&Tensor>) -> Result<Tensor, Probe
 /// top-k entries, so the result is built by scattering them into a filled tensor: the same
 /// tensor as upstream's `masked_fill`, which is several times slower on CPU. That path also
 /// returns the kept indices `[n, k]`; when every row's largest logit is above float32's lowest
-/// value, the softmax of the result is exactly 0 everywhere else.
-fn top_k_filter(logits: &Tensor, k: i64) -> Result<(Tensor, Option<Tensor>), ProbeError> {
+/// value, the softmax of the result is exactly 0 everywhere else. If then each row's largest
+/// logit also exceeds its second by at least 2^-20, its softmax probability is strictly the
+/// largest (the second's is at most `1 - 2^-21` times it, several float32 ulps below), so the
+/// argmax of the softmax is that logit's index, returned as `first`.
+///
+/// On CPU the top k + 1 entries are found on the host ([`host::top_m`], the same values and
+/// indices as `topk`, several times faster); elsewhere, and for rows with NaNs, by `topk`.
+fn top_k_filter(logits: &Tensor, k: i64) -> Result<TopK, ProbeError> {
     let v = logits.size()[1];
-    let (vals, idx) = logits.f_topk((k + 1).min(v), -1, true, true)?;
+    let m = (k + 1).min(v);
+    let on_host = host::top_m(logits, m as usize);
+    let (vals, idx) = match &on_host {
+        Some((vals, idx)) => {
+            let n = vals.len() as i64 / m;
+            (Tensor::f_from_slice(vals)?.f_view([n, m])?, Tensor::f_from_slice(idx)?.f_view([n, m])?)
+        }
+        None => logits.f_topk(m, -1, true, true)?,
+    };
+    let (vals, idx) = (vals.f_to_device(logits.device())?, idx.f_to_device(logits.device())?);
     let kth = vals.f_narrow(-1, k - 1, 1)?;
     if k < v {
         // `next < kth` is false for ties and NaNs: those rows take upstream's path.
@@ -729,12 +812,31 @@ fn top_k_filter(logits: &Tensor, k: i64) -> Result<(Tensor, Option<Tensor>), Pro
         let untied = next.f_lt_tensor(&kth)?;
         if bool::try_from(&untied.f_all()?)? {
             let (vals, idx) = (vals.f_narrow(-1, 0, k)?, idx.f_narrow(-1, 0, k)?);
-            let kept = logits.f_full_like(f32::MIN as f64)?.f_scatter(-1, &idx, &vals)?;
-            let above_min = vals.f_narrow(-1, 0, 1)?.f_gt(f32::MIN as f64)?.f_all()?;
-            return Ok((kept, bool::try_from(&above_min)?.then_some(idx)));
+            let kept = match &on_host {
+                // The same tensor, written in one pass.
+                Some((hv, hi)) => {
+                    let (m, k) = (m as usize, k as usize);
+                    host::build_rows(hv.len() / m, v as usize, |r, row| {
+                        row.fill(f32::MIN);
+                        for j in r * m..r * m + k {
+                            row[hi[j] as usize] = hv[j];
+                        }
+                    })?
+                }
+                None => logits.f_full_like(f32::MIN as f64)?.f_scatter(-1, &idx, &vals)?,
+            };
+            let top = vals.f_narrow(-1, 0, 1)?;
+            if !bool::try_from(&top.f_gt(f32::MIN as f64)?.f_all()?)? {
+                return Ok(TopK { kept, support: None, first: None });
+            }
+            let decisive = k == 1
+                || bool::try_from(&top.f_sub(&vals.f_narrow(-1, 1, 1)?)?.f_ge(2f64.powi(-20))?.f_all()?)?;
+            let first = decisive.then(|| idx.f_select(-1, 0)).transpose()?;
+            return Ok(TopK { kept, support: Some(idx), first });
         }
     }
-    Ok((logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?, None))
+    let kept = logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?;
+    Ok(TopK { kept, support: None, first: None })
 }
 
 /// The rows of a float32 CPU tensor on the host, flattened; `None` elsewhere (on a GPU the
@@ -920,13 +1022,19 @@ mod tests {
             let tied = Tensor::randint(4, [6, 64], (Kind::Float, Device::Cpu));
             let forbidden = distinct.index_fill(1, &Tensor::from_slice(&[0i64, 5, 9]), f64::NEG_INFINITY);
             for x in [distinct, tied, forbidden] {
-                assert!(top_k_filter(&x, k).unwrap().0.equal(&upstream(&x, k)), "k = {k}");
+                let TopK { kept, first, .. } = top_k_filter(&x, k).unwrap();
+                assert!(kept.equal(&upstream(&x, k)), "k = {k}");
+                if let Some(first) = first {
+                    assert_eq!(first, upstream(&x, k).softmax(-1, Kind::Float).argmax(-1, false), "k = {k}");
+                }
             }
         }
         let long = Tensor::randn([3, 8192], (Kind::Float, Device::Cpu));
         for k in [1, 50, 500] {
-            let (kept, support) = top_k_filter(&long, k).unwrap();
+            let TopK { kept, support, first } = top_k_filter(&long, k).unwrap();
             assert!(kept.equal(&upstream(&long, k)), "k = {k}");
+            let argmax = upstream(&long, k).softmax(-1, Kind::Float).argmax(-1, false);
+            assert_eq!(first.unwrap(), argmax, "k = {k}");
             // Outside the support, the softmax is exactly 0.
             let probs = kept.softmax(-1, Kind::Float);
             let zeros = probs.scatter_value(-1, support.as_ref().unwrap(), 0.0);

@@ -11,6 +11,7 @@
 //! `torch.manual_seed(seed)` right before `generate()` / `diffusion_generate()`.
 
 mod engine;
+mod host;
 mod schedule;
 
 use std::sync::Mutex;

@@ -1,0 +1,255 @@
+//! Host-side work on logit rows of a CPU model: one pass over memory libtorch already holds,
+//! where the equivalent chain of tensor operations would make several (and allocate for each).
+//!
+//! Every function here gives exactly what its tensor counterpart in `engine.rs` gives (tests
+//! compare them), and returns `None` where it does not apply (not a contiguous float32 CPU
+//! tensor, NaNs), so that the caller takes the tensor path.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::ProbeError;
+
+/// The elements of a contiguous float32 CPU tensor, borrowed.
+pub(super) fn cpu_f32(x: &Tensor) -> Option<&[f32]> {
+    if x.device() != Device::Cpu || x.kind() != Kind::Float || !x.is_contiguous() {
+        return None;
+    }
+    let len = x.numel();
+    if len == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: `x` is a contiguous float32 CPU tensor of `len` elements; the slice borrows `x`,
+    // which keeps the storage alive, and nothing writes to it while the slice is in use (the
+    // callers only read tensors they or the model produced).
+    Some(unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, len) })
+}
+
+/// A new float32 CPU tensor `[n, v]`, filled row by row by `fill(row index, row)`.
+///
+/// Single-threaded on purpose: libtorch's OpenMP workers keep spinning on the other cores for a
+/// while after each operation, and measured, a second host thread gained nothing.
+pub(super) fn build_rows(
+    n: usize,
+    v: usize,
+    mut fill: impl FnMut(usize, &mut [f32]),
+) -> Result<Tensor, ProbeError> {
+    let out = Tensor::f_empty([n as i64, v as i64], (Kind::Float, Device::Cpu))?;
+    if n == 0 || v == 0 {
+        return Ok(out);
+    }
+    // SAFETY: `out` is a new contiguous float32 CPU tensor of `n * v` elements that nothing else
+    // references until this function returns it.
+    let data = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut f32, n * v) };
+    for (i, row) in data.chunks_mut(v).enumerate() {
+        fill(i, row);
+    }
+    Ok(out)
+}
+
+/// Classifier-free guidance on the host: `un + (cond - un) * scale` per element, with the three
+/// float32 roundings of libtorch's `sub`, `mul` and `add` (no fused multiply-add), for the
+/// conditional rows `rows` of `flat` (`[2 * half, V]`, conditional rows first).
+pub(super) fn guided_rows(
+    flat: &Tensor,
+    half: usize,
+    rows: &[i64],
+    scale: f64,
+) -> Result<Option<Tensor>, ProbeError> {
+    let Some(all) = cpu_f32(flat) else {
+        return Ok(None);
+    };
+    let v = flat.size()[1] as usize;
+    let scale = scale as f32;
+    let out = build_rows(rows.len(), v, |i, out| {
+        let r = rows[i] as usize;
+        let cond = &all[r * v..(r + 1) * v];
+        let un = &all[(half + r) * v..(half + r + 1) * v];
+        for ((o, &c), &u) in out.iter_mut().zip(cond).zip(un) {
+            *o = (c - u) * scale + u;
+        }
+    })?;
+    Ok(Some(out))
+}
+
+/// Per row of a `[n, V]` float32 CPU tensor, its `m` largest values in descending order with
+/// their indices (among equal values, the lower index first): `(values, indices)`, both
+/// `[n * m]` row-major. `None` off CPU/float32 or when a row holds a NaN.
+///
+/// Per row: the maximum of every block of 64 elements (and a NaN check) in one vectorised
+/// pass; `floor`, the m-th largest of those maxima, is at most the m-th largest element (those
+/// m maxima are m elements). A second pass compares 16-element groups with `floor` (also
+/// vectorised); the few groups reaching it hold every element `>= floor`, among them the top
+/// m, which are sorted.
+pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
+    const BLOCK: usize = 64;
+    const GROUP: usize = 16;
+    let data = cpu_f32(x)?;
+    let v = *x.size().last()? as usize;
+    if m == 0 || v == 0 || m > v {
+        return None;
+    }
+    let n = data.len() / v;
+    let (mut vals, mut idx) = (Vec::with_capacity(n * m), Vec::with_capacity(n * m));
+    let mut maxima = Vec::with_capacity(v.div_ceil(BLOCK));
+    let mut found: Vec<(f32, usize)> = Vec::new();
+    for row in data.chunks(v) {
+        maxima.clear();
+        let blocks = row.chunks_exact(BLOCK);
+        let tail = blocks.remainder();
+        let mut nan = tail.iter().any(|x| x.is_nan());
+        for block in blocks {
+            let (max, has_nan) = block_max(block.try_into().expect("chunks_exact"));
+            maxima.push(max);
+            nan |= has_nan;
+        }
+        if nan {
+            return None;
+        }
+        if !tail.is_empty() {
+            maxima.push(tail.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x)));
+        }
+        let floor = if maxima.len() > m {
+            *maxima
+                .select_nth_unstable_by(m - 1, |a, b| b.total_cmp(a))
+                .1
+        } else {
+            f32::NEG_INFINITY
+        };
+        found.clear();
+        let mut collect = |at: usize, group: &[f32]| {
+            found.extend(
+                group
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &x)| x >= floor)
+                    .map(|(j, &x)| (x, at + j)),
+            );
+        };
+        let groups = row.chunks_exact(GROUP);
+        let tail = groups.remainder();
+        for (g, group) in groups.enumerate() {
+            if group.iter().fold(0u32, |a, &x| a | u32::from(x >= floor)) != 0 {
+                collect(g * GROUP, group);
+            }
+        }
+        collect(row.len() - tail.len(), tail);
+        found.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(x, i) in &found[..m] {
+            vals.push(x);
+            idx.push(i as i64);
+        }
+    }
+    Some((vals, idx))
+}
+
+/// The largest of 64 values and whether any is NaN, with lane-wise operations on 16 lanes
+/// (which vectorise; `if x > y { x } else { y }` is the vector `max` instruction, where
+/// `f32::max` would add NaN handling that the separate check makes unnecessary).
+fn block_max(b: &[f32; 64]) -> (f32, bool) {
+    let max = |x: f32, y: f32| if x > y { x } else { y };
+    let mut h = [f32::NEG_INFINITY; 16];
+    let mut nan = [false; 16];
+    for quarter in b.chunks_exact(16) {
+        for i in 0..16 {
+            h[i] = max(h[i], quarter[i]);
+            nan[i] |= quarter[i].is_nan();
+        }
+    }
+    let mut w = 16;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            h[i] = max(h[i], h[i + w]);
+        }
+    }
+    (h[0], nan.iter().any(|&x| x))
+}
+
+/// `n` uniform float64 draws in `[0, 1)` with 53 random bits each, from a generator seeded by
+/// `seed` (SplitMix64: fast, and statistically ample for sampling).
+pub(super) fn uniforms(seed: u64, n: usize) -> Vec<f64> {
+    let mut rng = SplitMix64(seed);
+    (0..n)
+        .map(|_| (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64))
+        .collect()
+}
+
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_m_is_topk() {
+        tch::manual_seed(7);
+        for (n, v, m) in [(4, 100, 1), (3, 8192, 51), (5, 64, 64), (2, 17, 5)] {
+            let x = Tensor::randn([n, v], (Kind::Float, Device::Cpu));
+            let (vals, idx) = top_m(&x, m as usize).unwrap();
+            let (tv, ti) = x.topk(m, -1, true, true);
+            assert_eq!(
+                vals,
+                Vec::<f32>::try_from(&tv.flatten(0, -1)).unwrap(),
+                "{n}x{v} top {m}"
+            );
+            assert_eq!(
+                idx,
+                Vec::<i64>::try_from(&ti.flatten(0, -1)).unwrap(),
+                "{n}x{v} top {m}"
+            );
+        }
+        // Ties: the values match topk's, and equal values come lowest index first.
+        let tied = Tensor::randint(4, [6, 300], (Kind::Float, Device::Cpu));
+        let (vals, idx) = top_m(&tied, 20).unwrap();
+        let (tv, _) = tied.topk(20, -1, true, true);
+        assert_eq!(vals, Vec::<f32>::try_from(&tv.flatten(0, -1)).unwrap());
+        let rows = Vec::<f32>::try_from(&tied.flatten(0, -1)).unwrap();
+        for (r, (vs, is)) in vals.chunks(20).zip(idx.chunks(20)).enumerate() {
+            for j in 0..20 {
+                assert_eq!(rows[r * 300 + is[j] as usize], vs[j]);
+                if j > 0 && vs[j] == vs[j - 1] {
+                    assert!(is[j] > is[j - 1]);
+                }
+            }
+        }
+        let with_inf = tied.index_fill(1, &Tensor::from_slice(&[3i64, 250]), f64::INFINITY);
+        assert_eq!(top_m(&with_inf, 2).unwrap().1[..2], [3, 250]);
+        let with_nan = tied.index_fill(1, &Tensor::from_slice(&[299i64]), f64::NAN);
+        assert!(top_m(&with_nan, 3).is_none());
+    }
+
+    #[test]
+    fn guided_rows_round_as_the_tensor_ops() {
+        tch::manual_seed(8);
+        let flat = Tensor::randn([2 * 6, 333], (Kind::Float, Device::Cpu)) * 7.0;
+        let rows = [0i64, 2, 5, 3];
+        for scale in [2.0, 1.7, 0.3] {
+            let host = guided_rows(&flat, 6, &rows, scale).unwrap().unwrap();
+            let idx = Tensor::from_slice(&rows);
+            let cond = flat.index_select(0, &idx);
+            let un = flat.index_select(0, &(idx + 6));
+            let expected = (cond - &un) * scale + un;
+            assert!(host.equal(&expected), "scale {scale}");
+        }
+    }
+
+    #[test]
+    fn uniforms_are_in_range_and_seeded() {
+        let a = uniforms(5, 10_000);
+        assert!(a.iter().all(|&u| (0.0..1.0).contains(&u)));
+        let mean = a.iter().sum::<f64>() / a.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "{mean}");
+        assert_eq!(a, uniforms(5, 10_000));
+        assert_ne!(a, uniforms(6, 10_000));
+    }
+}
