@@ -75,13 +75,12 @@ pub(super) fn guided_rows(
 /// their indices (among equal values, the lower index first): `(values, indices)`, both
 /// `[n * m]` row-major. `None` off CPU/float32 or when a row holds a NaN.
 ///
-/// Per row: the maximum of every block of 64 elements (and a NaN check) in one vectorised
-/// pass; `floor`, the m-th largest of those maxima, is at most the m-th largest element (those
-/// m maxima are m elements). A second pass compares 16-element groups with `floor` (also
-/// vectorised); the few groups reaching it hold every element `>= floor`, among them the top
-/// m, which are sorted.
+/// Per row: the maximum of every block of 64 elements (16 when the row has fewer than 2m such
+/// blocks), and a NaN check, in one vectorised pass; `floor`, the m-th largest of those
+/// maxima, is at most the m-th largest element (those m maxima are m elements). A second pass
+/// compares 16-element groups with `floor` (also vectorised); the groups reaching it hold every
+/// element `>= floor`, among them the top m, which are selected and sorted.
 pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
-    const BLOCK: usize = 64;
     const GROUP: usize = 16;
     let data = cpu_f32(x)?;
     let v = *x.size().last()? as usize;
@@ -89,16 +88,17 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
         return None;
     }
     let n = data.len() / v;
+    let block = if v >= 64 * 2 * m { 64 } else { GROUP };
     let (mut vals, mut idx) = (Vec::with_capacity(n * m), Vec::with_capacity(n * m));
-    let mut maxima = Vec::with_capacity(v.div_ceil(BLOCK));
+    let mut maxima = Vec::with_capacity(v.div_ceil(block));
     let mut found: Vec<(f32, usize)> = Vec::new();
     for row in data.chunks(v) {
         maxima.clear();
-        let blocks = row.chunks_exact(BLOCK);
+        let blocks = row.chunks_exact(block);
         let tail = blocks.remainder();
         let mut nan = tail.iter().any(|x| x.is_nan());
         for block in blocks {
-            let (max, has_nan) = block_max(block.try_into().expect("chunks_exact"));
+            let (max, has_nan) = block_max(block);
             maxima.push(max);
             nan |= has_nan;
         }
@@ -133,7 +133,12 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
             }
         }
         collect(row.len() - tail.len(), tail);
-        found.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        // Descending value, then ascending index: a total order, so the selection is exact.
+        let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if found.len() > m {
+            found.select_nth_unstable_by(m - 1, order);
+        }
+        found[..m].sort_unstable_by(order);
         for &(x, i) in &found[..m] {
             vals.push(x);
             idx.push(i as i64);
@@ -142,17 +147,19 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
     Some((vals, idx))
 }
 
-/// The largest of 64 values and whether any is NaN, with lane-wise operations on 16 lanes
-/// (which vectorise; `if x > y { x } else { y }` is the vector `max` instruction, where
-/// `f32::max` would add NaN handling that the separate check makes unnecessary).
-fn block_max(b: &[f32; 64]) -> (f32, bool) {
+/// The largest of a block of values (a multiple of 16 long) and whether any is NaN, with
+/// lane-wise operations on 16 lanes (which vectorise; `if x > y { x } else { y }` is the
+/// vector `max` instruction, where `f32::max` would add NaN handling that the separate check
+/// makes unnecessary).
+fn block_max(b: &[f32]) -> (f32, bool) {
     let max = |x: f32, y: f32| if x > y { x } else { y };
     let mut h = [f32::NEG_INFINITY; 16];
     let mut nan = [false; 16];
-    for quarter in b.chunks_exact(16) {
+    for lanes in b.chunks_exact(16) {
+        let lanes: &[f32; 16] = lanes.try_into().expect("chunks_exact");
         for i in 0..16 {
-            h[i] = max(h[i], quarter[i]);
-            nan[i] |= quarter[i].is_nan();
+            h[i] = max(h[i], lanes[i]);
+            nan[i] |= lanes[i].is_nan();
         }
     }
     let mut w = 16;
@@ -193,7 +200,7 @@ mod tests {
     #[test]
     fn top_m_is_topk() {
         tch::manual_seed(7);
-        for (n, v, m) in [(4, 100, 1), (3, 8192, 51), (5, 64, 64), (2, 17, 5)] {
+        for (n, v, m) in [(4, 100, 1), (3, 8192, 51), (5, 64, 64), (2, 17, 5), (3, 2048, 51), (2, 20000, 51)] {
             let x = Tensor::randn([n, v], (Kind::Float, Device::Cpu));
             let (vals, idx) = top_m(&x, m as usize).unwrap();
             let (tv, ti) = x.topk(m, -1, true, true);
