@@ -46,6 +46,24 @@ impl Bits {
     fn get(&self, i: usize) -> bool {
         self.0[i / 64] >> (i % 64) & 1 == 1
     }
+
+    /// The first set position at or after `from`, or `limit` if there is none before it.
+    #[inline(always)]
+    fn next_set(&self, from: usize, limit: usize) -> usize {
+        let mut w = from / 64;
+        let Some(&first) = self.0.get(w) else { return limit };
+        let mut word = first & (!0u64 << (from % 64));
+        loop {
+            if word != 0 {
+                return (w * 64 + word.trailing_zeros() as usize).min(limit);
+            }
+            w += 1;
+            match self.0.get(w) {
+                Some(&next) => word = next,
+                None => return limit,
+            }
+        }
+    }
 }
 
 fn naive(s: &[u32], sa: &mut [u32]) {
@@ -149,12 +167,12 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
         }
     };
 
-    // lms_map[i]: rank of LMS position i in text order, EMPTY for other positions.
-    let mut lms_map = vec![EMPTY; n + 1];
+    // The LMS positions in text order, and as a bit set (to find the next one after a position).
     let mut lms: Vec<u32> = Vec::new();
+    let mut lms_bits = Bits::new(n);
     for i in 1..n {
         if is_lms(i) {
-            lms_map[i] = lms.len() as u32;
+            lms_bits.set(i);
             lms.push(i as u32);
         }
     }
@@ -165,47 +183,52 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
     }
 
     let mut sorted_lms: Vec<u32> = Vec::with_capacity(m);
-    sorted_lms.extend(sa.iter().copied().filter(|&v| is_lms(v as usize)));
-    // Name each LMS substring; equal substrings get equal names.
-    let mut rec_s = vec![0u32; m];
-    let mut rec_upper = 0u32;
-    rec_s[lms_map[sorted_lms[0] as usize] as usize] = 0;
-    let end_of = |p: usize| {
-        let r = lms_map[p] as usize + 1;
-        if r < m {
-            lms[r] as usize
-        } else {
-            n
-        }
-    };
-    for i in 1..m {
+    sorted_lms.extend(sa.iter().copied().filter(|&v| lms_bits.get(v as usize)));
+    // Name each LMS substring (from its position to the next LMS position, or the end); equal
+    // substrings get equal names. First whether each differs from the one before it in sorted
+    // order (random reads of the text, prefetched ahead).
+    let end_of = |p: usize| lms_bits.next_set(p + 1, n);
+    let differs = |i: usize| {
         if i + PREFETCH < m {
-            let p = sorted_lms[i + PREFETCH] as usize;
-            prefetch(s, p);
-            prefetch(&lms_map, p);
-            let near = lms_map[sorted_lms[i + PREFETCH / 2] as usize] as usize;
-            prefetch(&lms, near + 1);
+            prefetch(s, sorted_lms[i + PREFETCH] as usize);
         }
         let (mut l, mut r) = (sorted_lms[i - 1] as usize, sorted_lms[i] as usize);
         let (end_l, end_r) = (end_of(l), end_of(r));
-        let mut same = end_l - l == end_r - r;
-        if same {
-            while l < end_l && s[l] == s[r] {
-                l += 1;
-                r += 1;
-            }
-            if l == n || s[l] != s[r] {
-                same = false;
-            }
+        if end_l - l != end_r - r {
+            return true;
         }
-        if !same {
-            rec_upper += 1;
+        while l < end_l && s[l] == s[r] {
+            l += 1;
+            r += 1;
         }
-        rec_s[lms_map[sorted_lms[i] as usize] as usize] = rec_upper;
+        l == n || s[l] != s[r]
+    };
+    let new_name: Vec<bool> = (1..m).map(differs).collect();
+    // The names in text order: LMS positions are at least two apart, so position p can park
+    // its name at p / 2 of the (now free) suffix-array buffer, which is then read in order.
+    let parked = &mut sa[..n / 2 + 1];
+    parked.fill(EMPTY);
+    let mut rec_upper = 0u32;
+    parked[sorted_lms[0] as usize / 2] = 0;
+    for (i, &new) in (1..m).zip(&new_name) {
+        if i + PREFETCH < m {
+            prefetch(parked, sorted_lms[i + PREFETCH] as usize / 2);
+        }
+        rec_upper += u32::from(new);
+        parked[sorted_lms[i] as usize / 2] = rec_upper;
     }
-    drop(lms_map);
+    drop(new_name);
+    let rec_s: Vec<u32> = parked.iter().copied().filter(|&x| x != EMPTY).collect();
+    debug_assert_eq!(rec_s.len(), m);
     let mut rec_sa = vec![0u32; m];
-    sa_is(&rec_s, rec_upper, &mut rec_sa);
+    if rec_upper as usize + 1 == m {
+        // Every name is distinct: the reduced text's suffix order is the order of its names.
+        for (i, &name) in rec_s.iter().enumerate() {
+            rec_sa[name as usize] = i as u32;
+        }
+    } else {
+        sa_is(&rec_s, rec_upper, &mut rec_sa);
+    }
     drop(rec_s);
     for (slot, &r) in sorted_lms.iter_mut().zip(&rec_sa) {
         *slot = lms[r as usize];
@@ -245,5 +268,11 @@ mod tests {
             })
             .collect();
         check(&random);
+        // Larger alphabets (names all distinct after one level), periodic texts (deep
+        // recursion with repeated names), and separator-like runs of the smallest symbol.
+        let wide: Vec<u32> = random.iter().enumerate().map(|(i, &r)| (r * 977 + i as u32 * 31) % 3000).collect();
+        check(&wide);
+        check(&(0..3000u32).map(|i| [3, 1, 2, 1, 3, 3, 1][i as usize % 7]).collect::<Vec<_>>());
+        check(&(0..2000u32).map(|i| if i % 97 == 0 { 0 } else { 1 + (i * i) % 13 }).collect::<Vec<_>>());
     }
 }
