@@ -90,8 +90,10 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
     let n = data.len() / v;
     let block = if v >= 64 * 2 * m { 64 } else { GROUP };
     let (mut vals, mut idx) = (Vec::with_capacity(n * m), Vec::with_capacity(n * m));
-    let mut maxima = Vec::with_capacity(v.div_ceil(block));
-    let mut found: Vec<(f32, usize)> = Vec::new();
+    let mut maxima: Vec<u32> = Vec::with_capacity(v.div_ceil(block));
+    // Candidates as `desc_key(value) << 32 | index`: ascending order is descending value, then
+    // ascending index, and integer comparisons keep the selection cheap.
+    let mut found: Vec<u64> = Vec::new();
     for row in data.chunks(v) {
         maxima.clear();
         let blocks = row.chunks_exact(block);
@@ -99,22 +101,16 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
         let mut nan = tail.iter().any(|x| x.is_nan());
         for block in blocks {
             let (max, has_nan) = block_max(block);
-            maxima.push(max);
+            maxima.push(desc_key(max));
             nan |= has_nan;
         }
         if nan {
             return None;
         }
         if !tail.is_empty() {
-            maxima.push(tail.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x)));
+            maxima.push(desc_key(tail.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x))));
         }
-        let floor = if maxima.len() > m {
-            *maxima
-                .select_nth_unstable_by(m - 1, |a, b| b.total_cmp(a))
-                .1
-        } else {
-            f32::NEG_INFINITY
-        };
+        let floor = if maxima.len() > m { from_desc_key(*maxima.select_nth_unstable(m - 1).1) } else { f32::NEG_INFINITY };
         found.clear();
         let mut collect = |at: usize, group: &[f32]| {
             found.extend(
@@ -122,7 +118,7 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
                     .iter()
                     .enumerate()
                     .filter(|(_, &x)| x >= floor)
-                    .map(|(j, &x)| (x, at + j)),
+                    .map(|(j, &x)| (desc_key(x) as u64) << 32 | (at + j) as u64),
             );
         };
         let groups = row.chunks_exact(GROUP);
@@ -133,18 +129,34 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
             }
         }
         collect(row.len() - tail.len(), tail);
-        // Descending value, then ascending index: a total order, so the selection is exact.
-        let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        // A total order, so the selection is exact.
         if found.len() > m {
-            found.select_nth_unstable_by(m - 1, order);
+            found.select_nth_unstable(m - 1);
         }
-        found[..m].sort_unstable_by(order);
-        for &(x, i) in &found[..m] {
-            vals.push(x);
+        found[..m].sort_unstable();
+        for &key in &found[..m] {
+            let i = (key & 0xffff_ffff) as usize;
+            vals.push(row[i]);
             idx.push(i as i64);
         }
     }
     Some((vals, idx))
+}
+
+/// An order-reversing integer key of a non-NaN float: larger values get smaller keys (`-0.0`
+/// sorts just after `0.0`, which compare equal as floats).
+fn desc_key(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 0 {
+        !b & 0x7fff_ffff
+    } else {
+        b
+    }
+}
+
+/// The inverse of [`desc_key`].
+fn from_desc_key(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 == 0 { !k & 0x7fff_ffff } else { k })
 }
 
 /// The largest of a block of values (a multiple of 16 long) and whether any is NaN, with
