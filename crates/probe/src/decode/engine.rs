@@ -95,7 +95,12 @@ impl<'a> Batch<'a> {
             })
             .collect();
 
-        let forbidden = self.forbidden_ids(v)?;
+        let forbidden_host = self.forbidden_ids(v)?;
+        let forbidden = if forbidden_host.is_empty() {
+            None
+        } else {
+            Some(Tensor::f_from_slice(&forbidden_host)?.f_to_device(dev)?)
+        };
         let ctx = Ctx {
             model,
             b,
@@ -107,6 +112,7 @@ impl<'a> Batch<'a> {
             prompt_block: &prompt_block,
             valid: valid.as_ref(),
             forbidden,
+            forbidden_host,
             save_distributions: self.opts.save_step_distributions.is_some(),
         };
         let dream_timesteps = match self.schedule {
@@ -227,7 +233,7 @@ impl<'a> Batch<'a> {
     /// Ids whose logits are set to -inf: the caller's eot ids when the schedule forbids them,
     /// and the mask id for the schedules of this crate (threshold, fixed), which must fill every
     /// position to terminate. The upstream samplers keep the mask id, as upstream does.
-    fn forbidden_ids(&self, v: i64) -> Result<Option<Tensor>, ProbeError> {
+    fn forbidden_ids(&self, v: i64) -> Result<Vec<i64>, ProbeError> {
         let mut ids = Vec::new();
         if self.schedule.forbids_eot() {
             ids.extend_from_slice(&self.opts.eot_ids);
@@ -238,10 +244,7 @@ impl<'a> Batch<'a> {
         if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= v) {
             return Err(ProbeError::Input(format!("token id {bad} is outside the model's vocabulary (size {v})")));
         }
-        if ids.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Tensor::f_from_slice(&ids)?.f_to_device(self.model.device())?))
+        Ok(ids)
     }
 }
 
@@ -257,6 +260,7 @@ struct Ctx<'a> {
     prompt_block: &'a Tensor,
     valid: Option<&'a Tensor>,
     forbidden: Option<Tensor>,
+    forbidden_host: Vec<i64>,
     /// Whether the step must return the distributions of every still-masked position.
     save_distributions: bool,
 }
@@ -331,6 +335,18 @@ impl Ctx<'_> {
     /// Everything after the model call works on these rows only: positions that are already
     /// committed, or not eligible this step, cost nothing.
     fn logits(&self, gen: &Tensor, cfg_scale: f64, rows: &Rows) -> Result<Tensor, ProbeError> {
+        Ok(self.logits_argmax(gen, cfg_scale, rows, false)?.0)
+    }
+
+    /// [`Ctx::logits`], and when `want_argmax` and it comes at no extra pass (on CPU), the
+    /// `[n]` argmax of each row (the first maximum, as `argmax_rows`).
+    fn logits_argmax(
+        &self,
+        gen: &Tensor,
+        cfg_scale: f64,
+        rows: &Rows,
+        want_argmax: bool,
+    ) -> Result<(Tensor, Option<Tensor>), ProbeError> {
         let x = Tensor::f_cat(&[self.prompt_block, gen], 1)?;
         let (out, calls) = if cfg_scale > 0.0 {
             // Classifier-free guidance as in LLaDA's generate(): the unconditional row is the
@@ -351,14 +367,17 @@ impl Ctx<'_> {
             )));
         }
         let flat = out.f_reshape([calls * self.b * self.g, self.v])?;
-        let host_guided = if cfg_scale > 0.0 {
-            host::guided_rows(&flat, (self.b * self.g) as usize, &rows.host, cfg_scale + 1.0)?
-        } else {
-            None
-        };
-        let mut logits = if let Some(guided) = host_guided {
-            guided
-        } else if cfg_scale > 0.0 {
+        // Guided rows on the host: one pass instead of a selection and three operations. (Plain
+        // rows are left to `index_select`, which copies on libtorch's threads and measured faster.)
+        if cfg_scale > 0.0 {
+            let guided = Some(((self.b * self.g) as usize, cfg_scale + 1.0));
+            if let Some((logits, argmax)) =
+                host::select_rows(&flat, &rows.host, guided, &self.forbidden_host, want_argmax)?
+            {
+                return Ok((logits, argmax.map(|a| Tensor::f_from_slice(&a)).transpose()?));
+            }
+        }
+        let mut logits = if cfg_scale > 0.0 {
             // The conditional and unconditional rows in one selection.
             let n = rows.host.len() as i64;
             let both = Tensor::f_cat(&[&rows.dev, &rows.dev.f_add_scalar(self.b * self.g)?], 0)?;
@@ -374,7 +393,7 @@ impl Ctx<'_> {
         if let Some(ids) = &self.forbidden {
             let _ = logits.f_index_fill_(1, ids, f64::NEG_INFINITY)?;
         }
-        Ok(logits)
+        Ok((logits, None))
     }
 
     /// `torch.rand((B, L))` sliced to the generated positions: upstream draws one number per
@@ -386,7 +405,8 @@ impl Ctx<'_> {
     /// LLaDA's token choice on logit rows `[n, V]`: greedy argmax, or Gumbel-max in float64 as
     /// `add_gumbel_noise` does (`exp(logits) / (-log u)^T`, which samples softmax(logits / T)).
     /// Returns `x0 [n]`, its float32 softmax probability when `need_p`, and its probability
-    /// under the distribution it was drawn from.
+    /// under the distribution it was drawn from. `argmax`, when given, is `logits`' argmax;
+    /// with `consume`, the greedy path may overwrite `logits` with its softmax.
     ///
     /// Random stream (temperature > 0 only): upstream draws `u` for the whole `[B, L, V]`
     /// sequence; we draw `u` `[n, V]` for the `n` rows whose token is needed, in row-major order,
@@ -399,10 +419,21 @@ impl Ctx<'_> {
         logits: &Tensor,
         temperature: f64,
         need_p: bool,
+        argmax: Option<Tensor>,
+        consume: bool,
     ) -> Result<(Tensor, Option<Tensor>, Tensor), ProbeError> {
         if temperature == 0.0 {
-            let x0 = argmax_rows(logits)?;
-            let p = gather_rows(&logits.f_softmax(-1, Kind::Float)?, &x0)?;
+            let x0 = match argmax {
+                Some(x0) => x0,
+                None => argmax_rows(logits)?,
+            };
+            let probs = if consume {
+                // In place: the same kernel and result, without a new `[n, V]` buffer.
+                logits.f_softmax_int_out(logits, -1, Kind::Float)?
+            } else {
+                logits.f_softmax(-1, Kind::Float)?
+            };
+            let p = gather_rows(&probs, &x0)?;
             return Ok((x0, Some(p.shallow_clone()), p));
         }
         let n = logits.size()[0];
@@ -463,8 +494,11 @@ impl Ctx<'_> {
         work: &Work,
         need_p: bool,
     ) -> Result<(Tensor, Tensor, Option<Tensor>, Option<(Vec<i64>, Tensor)>), ProbeError> {
-        let logits = self.logits(gen, cfg_scale, &work.rows)?;
-        let (x0, p, q) = self.choose_tokens(&work.picked(&logits)?, temperature, need_p)?;
+        let (logits, argmax) = self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
+        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
+        // The logits are needed afterwards only to save distributions.
+        let consume = !self.save_distributions;
+        let (x0, p, q) = self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
         let dist = if self.save_distributions {
             Some((work.rows.host.clone(), self.sampled_from(&logits, temperature)?))
         } else {

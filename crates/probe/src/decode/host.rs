@@ -46,29 +46,69 @@ pub(super) fn build_rows(
     Ok(out)
 }
 
-/// Classifier-free guidance on the host: `un + (cond - un) * scale` per element, with the three
-/// float32 roundings of libtorch's `sub`, `mul` and `add` (no fused multiply-add), for the
-/// conditional rows `rows` of `flat` (`[2 * half, V]`, conditional rows first).
-pub(super) fn guided_rows(
+/// [`select_rows`]' result: the rows, and their argmax when asked for and NaN-free.
+pub(super) type SelectedRows = (Tensor, Option<Vec<i64>>);
+
+/// The logit rows `rows` of `flat` (`[N, V]`), as `index_select` followed by `index_fill_` of
+/// `forbidden` with -inf would give them, and when `want_argmax` each row's `argmax` (the first
+/// maximum), in one pass over memory. With `guided = Some((half, scale))`, `flat` holds the
+/// conditional rows then the unconditional ones (`half` each) and each row is classifier-free
+/// guidance's `un + (cond - un) * scale`, with the three float32 roundings of libtorch's `sub`,
+/// `mul` and `add` (no fused multiply-add). The argmax is `None` when a row holds a NaN.
+pub(super) fn select_rows(
     flat: &Tensor,
-    half: usize,
     rows: &[i64],
-    scale: f64,
-) -> Result<Option<Tensor>, ProbeError> {
-    let Some(all) = cpu_f32(flat) else {
-        return Ok(None);
-    };
+    guided: Option<(usize, f64)>,
+    forbidden: &[i64],
+    want_argmax: bool,
+) -> Result<Option<SelectedRows>, ProbeError> {
+    let Some(all) = cpu_f32(flat) else { return Ok(None) };
     let v = flat.size()[1] as usize;
-    let scale = scale as f32;
+    let mut argmax = want_argmax.then(|| Vec::with_capacity(rows.len()));
     let out = build_rows(rows.len(), v, |i, out| {
         let r = rows[i] as usize;
         let cond = &all[r * v..(r + 1) * v];
-        let un = &all[(half + r) * v..(half + r + 1) * v];
-        for ((o, &c), &u) in out.iter_mut().zip(cond).zip(un) {
-            *o = (c - u) * scale + u;
+        match guided {
+            Some((half, scale)) => {
+                let scale = scale as f32;
+                let un = &all[(half + r) * v..(half + r + 1) * v];
+                for ((o, &c), &u) in out.iter_mut().zip(cond).zip(un) {
+                    *o = (c - u) * scale + u;
+                }
+            }
+            None => out.copy_from_slice(cond),
+        }
+        for &id in forbidden {
+            out[id as usize] = f32::NEG_INFINITY;
+        }
+        if let Some(found) = &mut argmax {
+            match first_argmax(out) {
+                Some(j) => found.push(j as i64),
+                None => argmax = None,
+            }
         }
     })?;
-    Ok(Some(out))
+    Ok(Some((out, argmax)))
+}
+
+/// The index of the first maximum of `row` (as libtorch's `argmax`), `None` if it holds a NaN.
+fn first_argmax(row: &[f32]) -> Option<usize> {
+    let lanes = row.chunks_exact(16);
+    let tail = lanes.remainder();
+    let mut nan = tail.iter().any(|x| x.is_nan());
+    let mut max = tail.iter().fold(f32::NEG_INFINITY, |a, &x| if x > a { x } else { a });
+    let (block, has_nan) = block_max(&row[..row.len() - tail.len()]);
+    nan |= has_nan;
+    if nan {
+        return None;
+    }
+    if block > max {
+        max = block;
+    }
+    // `==` also finds a -0.0 that comes before a maximum of 0.0, as `argmax` does. Groups of 16
+    // are tested whole (vectorised), then the first matching one element by element.
+    let (g, group) = row.chunks(16).enumerate().find(|(_, c)| c.iter().fold(0u32, |a, &x| a | u32::from(x == max)) != 0)?;
+    Some(g * 16 + group.iter().position(|&x| x == max)?)
 }
 
 /// Per row of a `[n, V]` float32 CPU tensor, its `m` largest values in descending order with
@@ -248,18 +288,32 @@ mod tests {
     }
 
     #[test]
-    fn guided_rows_round_as_the_tensor_ops() {
+    fn select_rows_is_index_select_fill_and_argmax() {
         tch::manual_seed(8);
         let flat = Tensor::randn([2 * 6, 333], (Kind::Float, Device::Cpu)) * 7.0;
         let rows = [0i64, 2, 5, 3];
+        let idx = Tensor::from_slice(&rows);
+        let forbidden = [4i64, 300];
+        let fill = |x: Tensor| x.index_fill(1, &Tensor::from_slice(&forbidden), f64::NEG_INFINITY);
         for scale in [2.0, 1.7, 0.3] {
-            let host = guided_rows(&flat, 6, &rows, scale).unwrap().unwrap();
-            let idx = Tensor::from_slice(&rows);
+            let (host, argmax) = select_rows(&flat, &rows, Some((6, scale)), &forbidden, true).unwrap().unwrap();
             let cond = flat.index_select(0, &idx);
-            let un = flat.index_select(0, &(idx + 6));
-            let expected = (cond - &un) * scale + un;
+            let un = flat.index_select(0, &(&idx + 6));
+            let expected = fill((cond - &un) * scale + un);
             assert!(host.equal(&expected), "scale {scale}");
+            assert_eq!(Tensor::from_slice(&argmax.unwrap()), expected.argmax(-1, false));
         }
+        // Ties, a row of -inf, and a 0.0 maximum after a -0.0: the first maximum, as argmax.
+        let tied = Tensor::randint(3, [6, 333], (Kind::Float, Device::Cpu)).index_fill(0, &Tensor::from_slice(&[1i64]), f64::NEG_INFINITY);
+        let signed = Tensor::from_slice(&[-1.0f32, -0.0, 0.0, -2.0]).view([1, 4]);
+        for x in [&tied, &signed] {
+            let all: Vec<i64> = (0..x.size()[0]).collect();
+            let (host, argmax) = select_rows(x, &all, None, &[], true).unwrap().unwrap();
+            assert!(host.equal(x));
+            assert_eq!(Tensor::from_slice(&argmax.unwrap()), x.argmax(-1, false));
+        }
+        let nan = flat.index_fill(1, &Tensor::from_slice(&[7i64]), f64::NAN);
+        assert!(select_rows(&nan, &rows, None, &[], true).unwrap().unwrap().1.is_none());
     }
 
     #[test]
