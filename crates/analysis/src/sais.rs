@@ -38,11 +38,6 @@ impl Bits {
     }
 
     #[inline(always)]
-    fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
-
-    #[inline(always)]
     fn get(&self, i: usize) -> bool {
         self.0[i / 64] >> (i % 64) & 1 == 1
     }
@@ -83,34 +78,49 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
     // ls[i]: suffix i is S-type (smaller than suffix i + 1). The last suffix is L-type.
     // A bit set: the induced sorts read it at random positions, and an eighth of the size keeps
     // it in cache far longer than a `Vec<bool>`.
+    // Word by word from the end: `lt` and `eq` (symbol below / equal to the next) are plain
+    // comparisons; i is S-type if lt, or if eq and i + 1 is S-type, resolved by repeating
+    // `lt | eq & (types >> 1)` until it settles (runs of equal symbols are short in text).
     let mut ls = Bits::new(n);
-    let mut next_s = false;
-    for i in (0..n - 1).rev() {
-        next_s = if s[i] == s[i + 1] { next_s } else { s[i] < s[i + 1] };
-        if next_s {
-            ls.set(i);
+    let mut carry = 0u64; // type of the first position of the next word
+    for w in (0..ls.0.len()).rev() {
+        let (lo, hi) = (w * 64, ((w + 1) * 64).min(n - 1));
+        let (mut lt, mut eq) = (0u64, 0u64);
+        if lo < hi {
+            for (j, pair) in s[lo..=hi].windows(2).enumerate() {
+                lt |= u64::from(pair[0] < pair[1]) << j;
+                eq |= u64::from(pair[0] == pair[1]) << j;
+            }
         }
+        let mut t = lt;
+        loop {
+            let next = lt | eq & ((t >> 1) | carry << 63);
+            if next == t {
+                break;
+            }
+            t = next;
+        }
+        ls.0[w] = t;
+        carry = t & 1;
     }
     let ls = &ls;
     // sum_l[c]: first slot of bucket c (where its L-suffixes go);
     // sum_s[c]: first slot of the S-suffixes of bucket c.
     let mut sum_l = vec![0u32; k + 1];
     let mut sum_s = vec![0u32; k + 1];
-    for i in 0..n {
-        let c = s[i] as usize;
-        assert!(c < k, "symbol {c} at {i} exceeds the alphabet bound {upper}");
-        if ls.get(i) {
-            sum_l[c + 1] += 1;
-        } else {
-            sum_s[c] += 1;
-        }
+    if let Some(i) = s.iter().position(|&c| c > upper) {
+        panic!("symbol {} at {i} exceeds the alphabet bound {upper}", s[i]);
+    }
+    for (i, &c) in s.iter().enumerate() {
+        let (c, is_s) = (c as usize, (ls.0[i / 64] >> (i % 64) & 1) as u32);
+        sum_l[c + 1] += is_s;
+        sum_s[c] += 1 - is_s;
     }
     for c in 0..k {
         sum_s[c] += sum_l[c];
         sum_l[c + 1] += sum_s[c];
     }
 
-    let is_lms = |i: usize| i > 0 && !ls.get(i - 1) && ls.get(i);
     let mut buf = vec![0u32; k + 1];
     let induce = |sa: &mut [u32], lms: &[u32], buf: &mut [u32]| {
         sa.fill(EMPTY);
@@ -168,12 +178,17 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
     };
 
     // The LMS positions in text order, and as a bit set (to find the next one after a position).
+    // Word by word: S-type positions whose predecessor is L-type (position 0 never is).
     let mut lms: Vec<u32> = Vec::new();
     let mut lms_bits = Bits::new(n);
-    for i in 1..n {
-        if is_lms(i) {
-            lms_bits.set(i);
-            lms.push(i as u32);
+    let mut prev_top = 1u64; // type of the position before the word's first
+    for (w, &t) in ls.0.iter().enumerate() {
+        let mut word = t & !(t << 1 | prev_top);
+        prev_top = t >> 63;
+        lms_bits.0[w] = word;
+        while word != 0 {
+            lms.push((w * 64 + word.trailing_zeros() as usize) as u32);
+            word &= word - 1;
         }
     }
     let m = lms.len();
