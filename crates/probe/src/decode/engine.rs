@@ -873,54 +873,16 @@ fn top_k_filter(logits: &Tensor, k: i64) -> Result<TopK, ProbeError> {
     Ok(TopK { kept, support: None, first: None })
 }
 
-/// The rows of a float32 CPU tensor on the host, flattened; `None` elsewhere (on a GPU the
-/// library's own sort is fast).
-fn host_rows(x: &Tensor) -> Result<Option<Vec<f32>>, ProbeError> {
-    if x.device() != Device::Cpu || x.kind() != Kind::Float {
-        return Ok(None);
-    }
-    Ok(Some(Vec::<f32>::try_from(&x.f_flatten(0, -1)?)?))
-}
-
-/// Sorts `row` (no NaNs) in descending order, as an LSD radix sort on order-preserving integer
-/// keys: a few linear passes, which stay fast in the unoptimised builds the tests and benches
-/// use, where a comparison sort over the vocabulary was slower than libtorch's.
-fn sort_descending(row: &mut [f32], scratch: &mut Vec<u32>) {
-    // Larger floats get smaller keys: non-negative floats map to their flipped magnitude bits
-    // (below 2^31), negative ones keep their bits (larger magnitude, larger key); `-0.0` sorts
-    // after `0.0`, which no caller distinguishes.
-    let key = |x: f32| {
-        let b = x.to_bits();
-        if b >> 31 == 0 { !b & 0x7fff_ffff } else { b }
-    };
-    let mut keys: Vec<u32> = row.iter().map(|&x| key(x)).collect();
-    scratch.clear();
-    scratch.resize(keys.len(), 0);
-    for shift in [0u32, 8, 16, 24] {
-        let mut count = [0usize; 257];
-        for &k in &keys {
-            count[((k >> shift) & 0xff) as usize + 1] += 1;
-        }
-        for i in 1..257 {
-            count[i] += count[i - 1];
-        }
-        for &k in &keys {
-            let bucket = ((k >> shift) & 0xff) as usize;
-            scratch[count[bucket]] = k;
-            count[bucket] += 1;
-        }
-        std::mem::swap(&mut keys, scratch);
-    }
-    for (x, &k) in row.iter_mut().zip(&keys) {
-        *x = f32::from_bits(if k >> 31 == 0 { !k & 0x7fff_ffff } else { k });
-    }
-}
-
 /// Dream's `top_p_logits`: keep the smallest prefix of the sorted distribution whose mass
 /// exceeds `top_p` (always the first token), fill the rest with float32's lowest value.
 fn top_p_filter(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeError> {
     if let Some(thresholds) = host_top_p_thresholds(logits, top_p)? {
-        // Keep the logits at or above each row's threshold, as upstream keeps that prefix.
+        // Keep the logits at or above each row's threshold, as upstream keeps that prefix:
+        // `masked_fill(logits < threshold, lowest)`, in one host pass.
+        if let Some(kept) = host::fill_below(logits, &thresholds, f32::MIN)? {
+            return Ok(kept);
+        }
+        let thresholds = Tensor::f_from_slice(&thresholds)?.f_view([thresholds.len() as i64, 1])?;
         return Ok(logits.f_masked_fill(&logits.f_lt_tensor(&thresholds)?, f32::MIN as f64)?);
     }
     top_p_filter_by_sort(logits, top_p)
@@ -946,15 +908,16 @@ fn top_p_filter_by_sort(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeErro
 /// sum run on the sorted values as upstream runs them, so the prefix is the same. `None` (use
 /// upstream's path) off CPU, for NaNs, or when the prefix ends inside a run of equal logits,
 /// where upstream's choice among them depends on its sort.
-fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Tensor>, ProbeError> {
+fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Vec<f32>>, ProbeError> {
     let v = logits.size()[1] as usize;
-    let Some(mut sorted) = host_rows(logits)? else { return Ok(None) };
-    if v == 0 || sorted.iter().any(|x| x.is_nan()) {
+    let Some(rows) = host::cpu_f32(logits) else { return Ok(None) };
+    if v == 0 || rows.iter().any(|x| x.is_nan()) {
         return Ok(None);
     }
-    let mut scratch = Vec::new();
+    let mut sorted = rows.to_vec();
+    let (mut keys, mut scratch) = (Vec::new(), Vec::new());
     for row in sorted.chunks_mut(v) {
-        sort_descending(row, &mut scratch);
+        host::sort_descending(row, &mut keys, &mut scratch);
     }
     let n = (sorted.len() / v) as i64;
     let sorted_t = Tensor::f_from_slice(&sorted)?.f_view([n, v as i64])?;
@@ -969,7 +932,7 @@ fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Tensor>, 
         }
         thresholds.push(row[last]);
     }
-    Ok(Some(Tensor::f_from_slice(&thresholds)?.f_view([n, 1])?))
+    Ok(Some(thresholds))
 }
 
 /// `x.argmax(-1)` of a `[n, V]` tensor, computed as the argmax of the chunk maxima, then the
@@ -1009,21 +972,6 @@ mod tests {
             let y = Tensor::randn([n, v], (Kind::Double, Device::Cpu));
             assert_eq!(argmax_rows(&y).unwrap(), y.argmax(-1, false), "{n}x{v}");
         }
-    }
-
-    #[test]
-    fn radix_sort_sorts_descending() {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let mut row = vec![1.5f32, -0.0, 0.0, f32::NEG_INFINITY, -3.25, 7.0, f32::INFINITY, 1e-30, -1e-30, 1.5, f32::MIN];
-        let mut expected = row.clone();
-        expected.sort_by(|a, b| b.total_cmp(a));
-        sort_descending(&mut row, &mut Vec::new());
-        assert_eq!(bits(&row), bits(&expected));
-        let mut big = Vec::<f32>::try_from(&(Tensor::randn([5000], (Kind::Float, Device::Cpu)) * 100.0)).unwrap();
-        let mut expected = big.clone();
-        expected.sort_by(|a, b| b.total_cmp(a));
-        sort_descending(&mut big, &mut Vec::new());
-        assert_eq!(big, expected);
     }
 
     #[test]

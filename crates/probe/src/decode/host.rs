@@ -183,6 +183,58 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
     Some((vals, idx))
 }
 
+/// Sorts `row` (no NaNs) in descending order: an LSD radix sort on [`desc_key`]s, with the four
+/// byte histograms counted in one pass and the byte positions where every key agrees skipped
+/// (logits of one row usually share their top byte). `keys` and `scratch` are reused buffers.
+pub(super) fn sort_descending(row: &mut [f32], keys: &mut Vec<u32>, scratch: &mut Vec<u32>) {
+    let n = row.len();
+    let mut hist = [[0u32; 256]; 4];
+    keys.clear();
+    keys.extend(row.iter().map(|&x| {
+        let k = desc_key(x);
+        for (d, h) in hist.iter_mut().enumerate() {
+            h[(k >> (8 * d)) as usize & 0xff] += 1;
+        }
+        k
+    }));
+    scratch.clear();
+    scratch.resize(n, 0);
+    for (d, h) in hist.iter().enumerate() {
+        if h.iter().any(|&c| c as usize == n) {
+            continue;
+        }
+        let mut at = [0usize; 256];
+        for b in 1..256 {
+            at[b] = at[b - 1] + h[b - 1] as usize;
+        }
+        for &k in keys.iter() {
+            let b = (k >> (8 * d)) as usize & 0xff;
+            scratch[at[b]] = k;
+            at[b] += 1;
+        }
+        std::mem::swap(keys, scratch);
+    }
+    for (x, &k) in row.iter_mut().zip(keys.iter()) {
+        *x = from_desc_key(k);
+    }
+}
+
+/// `masked_fill(x < threshold[row], fill)` of a `[n, V]` float32 CPU tensor, in one pass;
+/// `None` off CPU/float32.
+pub(super) fn fill_below(x: &Tensor, thresholds: &[f32], fill: f32) -> Result<Option<Tensor>, ProbeError> {
+    let Some(all) = cpu_f32(x) else { return Ok(None) };
+    let v = x.size()[1] as usize;
+    let out = build_rows(thresholds.len(), v, move |r, out| {
+        // Locals, so that the compiler keeps them in registers and emits a vector select
+        // (read through the closure's captures, they were reloaded and branched on per element).
+        let (t, f) = (thresholds[r], fill);
+        for (o, &y) in out.iter_mut().zip(&all[r * v..(r + 1) * v]) {
+            *o = if y < t { f } else { y };
+        }
+    })?;
+    Ok(Some(out))
+}
+
 /// An order-reversing integer key of a non-NaN float: larger values get smaller keys (`-0.0`
 /// sorts just after `0.0`, which compare equal as floats).
 fn desc_key(x: f32) -> u32 {
@@ -314,6 +366,21 @@ mod tests {
         }
         let nan = flat.index_fill(1, &Tensor::from_slice(&[7i64]), f64::NAN);
         assert!(select_rows(&nan, &rows, None, &[], true).unwrap().unwrap().1.is_none());
+    }
+
+    #[test]
+    fn radix_sort_sorts_descending() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut row = vec![1.5f32, -0.0, 0.0, f32::NEG_INFINITY, -3.25, 7.0, f32::INFINITY, 1e-30, -1e-30, 1.5, f32::MIN];
+        let mut expected = row.clone();
+        expected.sort_by(|a, b| b.total_cmp(a));
+        sort_descending(&mut row, &mut Vec::new(), &mut Vec::new());
+        assert_eq!(bits(&row), bits(&expected));
+        let mut big = Vec::<f32>::try_from(&(Tensor::randn([5000], (Kind::Float, Device::Cpu)) * 100.0)).unwrap();
+        let mut expected = big.clone();
+        expected.sort_by(|a, b| b.total_cmp(a));
+        sort_descending(&mut big, &mut Vec::new(), &mut Vec::new());
+        assert_eq!(big, expected);
     }
 
     #[test]
