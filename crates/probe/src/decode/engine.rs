@@ -825,8 +825,9 @@ struct TopK {
 /// largest (the second's is at most `1 - 2^-21` times it, several float32 ulps below), so the
 /// argmax of the softmax is that logit's index, returned as `first`.
 ///
-/// On CPU the top k + 1 entries are found on the host ([`host::top_m`], the same values and
-/// indices as `topk`, several times faster); elsewhere, and for rows with NaNs, by `topk`.
+/// On CPU the top k + 1 entries are found on the host ([`host::top_m`]: `topk`'s values, and its
+/// indices up to the order among equal values, which changes neither `kept` nor the tie test);
+/// elsewhere, and for rows with NaNs, by `topk`.
 fn top_k_filter(logits: &Tensor, k: i64) -> Result<TopK, ProbeError> {
     let v = logits.size()[1];
     let m = (k + 1).min(v);
