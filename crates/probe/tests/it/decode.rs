@@ -515,3 +515,70 @@ fn greedy_rows_are_independent_of_batching_and_padding() {
         assert_eq!(one, four, "{spec}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sampling: the drawn tokens follow the distribution the schedule samples from.
+
+/// The same logits, `ln(weights)`, at every generated position (`-inf` for the mask id).
+struct Constant {
+    logits: Vec<f32>,
+}
+
+impl MaskedDenoiser for Constant {
+    fn mask_id(&self) -> i64 {
+        self.logits.len() as i64 - 1
+    }
+    fn vocab_size(&self) -> i64 {
+        self.logits.len() as i64
+    }
+    fn max_len(&self) -> Option<usize> {
+        Some(64)
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn supports_padding(&self) -> bool {
+        true
+    }
+    fn logits(&self, ids: &Tensor, _valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+        let (b, g) = (ids.size()[0], ids.size()[1] - from);
+        let row = Tensor::from_slice(&self.logits);
+        Ok(row.view([1, 1, -1]).expand([b, g, self.vocab_size()], false).contiguous())
+    }
+}
+
+#[test]
+fn sampled_tokens_follow_the_sampling_distribution() {
+    let weights = [0.4f64, 0.25, 0.15, 0.1, 0.05, 0.05, 0.0];
+    let mut logits: Vec<f32> = weights.iter().map(|&w| w.ln() as f32).collect();
+    logits.push(f32::NEG_INFINITY); // the mask id
+    let m = Constant { logits };
+    let prompts: Vec<Vec<i64>> = (0..40).map(|i| vec![i % 6]).collect();
+    for temperature in [1.0, 0.5] {
+        // softmax(ln(w) / T) is proportional to w^(1/T).
+        let powered: Vec<f64> = weights.iter().map(|&w| w.powf(1.0 / temperature)).collect();
+        let total: f64 = powered.iter().sum();
+        // Every position is committed, with a sampled token, in the one step.
+        for spec in [
+            format!("llada:gen_length=48,steps=1,temperature={temperature}"),
+            format!("fixed:gen_length=48,k=all,temperature={temperature}"),
+            format!("dream:max_new_tokens=48,steps=1,temperature={temperature},alg=maskgit_plus"),
+        ] {
+            let out = run(&m, &prompts, &spec, &DecodeOptions { seed: 5, batch_size: 8, ..Default::default() });
+            let mut counts = vec![0usize; weights.len() + 1];
+            for t in &out.trajectories {
+                for c in &t.commits {
+                    counts[c.token_id as usize] += 1;
+                }
+            }
+            let n: usize = counts.iter().sum();
+            assert_eq!(n, 40 * 48, "{spec}");
+            for (tok, &w) in powered.iter().enumerate() {
+                let (p, freq) = (w / total, counts[tok] as f64 / n as f64);
+                let se = (p * (1.0 - p) / n as f64).sqrt();
+                assert!((freq - p).abs() <= 5.0 * se + 1e-12, "{spec}: token {tok} drawn {freq:.4}, expected {p:.4}");
+            }
+            assert_eq!(counts[weights.len()], 0, "{spec}: the mask id was drawn");
+        }
+    }
+}
