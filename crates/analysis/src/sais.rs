@@ -26,8 +26,11 @@ pub fn suffix_array(s: &[u32], upper: u32) -> Vec<u32> {
     sa
 }
 
-/// How many suffix-array slots ahead the induced sorts prefetch text symbols.
+/// How many suffix-array slots ahead the induced sorts prefetch text symbols; at `MID` slots
+/// ahead they prefetch the symbol's bucket pointer, at `NEAR` the slot it points to.
 const PREFETCH: usize = 64;
+const MID: usize = 40;
+const NEAR: usize = 20;
 
 /// A fixed-size bit set.
 struct Bits(Vec<u64>);
@@ -144,8 +147,13 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
                 let ahead = sa[i + PREFETCH].wrapping_sub(1) as usize;
                 prefetch(s, ahead);
                 prefetch(&ls.0, ahead / 64);
-                // Half-way: that symbol has arrived; prefetch the slot it will be written to.
-                let near = sa[i + PREFETCH / 2].wrapping_sub(1) as usize;
+                // Later, that symbol has arrived: prefetch its bucket pointer (a miss when the
+                // alphabet is large, as in the recursion), then the slot it points to.
+                let mid = sa[i + MID].wrapping_sub(1) as usize;
+                if mid < n {
+                    prefetch(buf, s[mid] as usize);
+                }
+                let near = sa[i + NEAR].wrapping_sub(1) as usize;
                 if near < n {
                     prefetch(sa, buf[s[near] as usize] as usize);
                 }
@@ -163,7 +171,11 @@ fn sa_is(s: &[u32], upper: u32, sa: &mut [u32]) {
                 let ahead = sa[i - PREFETCH].wrapping_sub(1) as usize;
                 prefetch(s, ahead);
                 prefetch(&ls.0, ahead / 64);
-                let near = sa[i - PREFETCH / 2].wrapping_sub(1) as usize;
+                let mid = sa[i - MID].wrapping_sub(1) as usize;
+                if mid < n {
+                    prefetch(buf, s[mid] as usize + 1);
+                }
+                let near = sa[i - NEAR].wrapping_sub(1) as usize;
                 if near < n {
                     prefetch(sa, (buf[s[near] as usize + 1] as usize).wrapping_sub(1));
                 }
