@@ -143,23 +143,33 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
     if let Some(i) = s.iter().position(|&c| c.idx() > upper as usize) {
         panic!("symbol {} at {i} exceeds the alphabet bound {upper}", s[i]);
     }
+    // Per symbol, its L- and S-type counts side by side: one cache line per text position even
+    // when the alphabet is large (the recursion's names).
+    let mut counts = vec![[0u32; 2]; k];
     for (i, &c) in s.iter().enumerate() {
-        let (c, is_s) = (c.idx(), (ls.0[i / 64] >> (i % 64) & 1) as u32);
-        sum_l[c + 1] += is_s;
-        sum_s[c] += 1 - is_s;
+        counts[c.idx()][(ls.0[i / 64] >> (i % 64) & 1) as usize] += 1;
     }
-    for c in 0..k {
-        sum_s[c] += sum_l[c];
-        sum_l[c + 1] += sum_s[c];
+    for (c, &[l, s_type]) in counts.iter().enumerate() {
+        sum_s[c] = sum_l[c] + l;
+        sum_l[c + 1] = sum_s[c] + s_type;
     }
+    drop(counts);
 
     let mut buf = vec![0u32; k + 1];
     let induce = |sa: &mut [u32], lms: &[u32], buf: &mut [u32]| {
         sa.fill(EMPTY);
         buf.copy_from_slice(&sum_s);
         for (j, &d) in lms.iter().enumerate() {
+            // The same three stages as the scans below (the final induce visits the LMS
+            // positions in sorted order, so their symbols are at random places too).
             if let Some(&ahead) = lms.get(j + PREFETCH) {
-                prefetch(sa, buf[s[ahead as usize].idx()] as usize);
+                prefetch(s, ahead as usize);
+            }
+            if let Some(&mid) = lms.get(j + MID) {
+                prefetch(buf, s[mid as usize].idx());
+            }
+            if let Some(&near) = lms.get(j + NEAR) {
+                prefetch(sa, buf[s[near as usize].idx()] as usize);
             }
             let c = s[d as usize].idx();
             sa[buf[c] as usize] = d;
