@@ -256,9 +256,11 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
     let end_of = |p: usize| lms_bits.next_set(p + 1, n);
     let differs = |i: usize| {
         if i + PREFETCH < m {
-            prefetch(s, sorted_lms[i + PREFETCH].idx());
+            let p = sorted_lms[i + PREFETCH] as usize;
+            prefetch(s, p);
+            prefetch(&lms_bits.0, (p + 1) / 64);
         }
-        let (mut l, mut r) = (sorted_lms[i - 1].idx(), sorted_lms[i].idx());
+        let (mut l, mut r) = (sorted_lms[i - 1] as usize, sorted_lms[i] as usize);
         let (end_l, end_r) = (end_of(l), end_of(r));
         if end_l - l != end_r - r {
             return true;
@@ -275,13 +277,13 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
     let parked = &mut sa[..n / 2 + 1];
     parked.fill(EMPTY);
     let mut rec_upper = 0u32;
-    parked[sorted_lms[0].idx() / 2] = 0;
+    parked[sorted_lms[0] as usize / 2] = 0;
     for (i, &new) in (1..m).zip(&new_name) {
         if i + PREFETCH < m {
-            prefetch(parked, sorted_lms[i + PREFETCH].idx() / 2);
+            prefetch(parked, sorted_lms[i + PREFETCH] as usize / 2);
         }
         rec_upper += u32::from(new);
-        parked[sorted_lms[i].idx() / 2] = rec_upper;
+        parked[sorted_lms[i] as usize / 2] = rec_upper;
     }
     drop(new_name);
     let rec_s: Vec<u32> = parked.iter().copied().filter(|&x| x != EMPTY).collect();
