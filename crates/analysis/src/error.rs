@@ -44,8 +44,8 @@ pub enum AnalysisError {
         doc: usize,
         message: String,
     },
-    /// The corpus has more tokens than `u32` suffix positions can address.
-    #[error("corpus too large: {tokens} tokens plus separators exceed the u32 limit of {limit}")]
+    /// The corpus has more tokens than 31-bit suffix positions can address.
+    #[error("corpus too large: {tokens} tokens plus separators exceed the limit of {limit} (31-bit suffix positions)")]
     CorpusTooLarge { tokens: u64, limit: u64 },
     /// A token id cannot be stored (it collides with the document separator).
     #[error("{path}: token id {id} is reserved for the document separator")]

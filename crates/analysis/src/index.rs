@@ -102,7 +102,8 @@ impl IndexBuilder {
         if ids.is_empty() {
             return Ok(());
         }
-        let limit = u32::MAX as u64 - 1;
+        // Suffix positions have 31 bits (the suffix sort tags entries with the 32nd).
+        let limit = (1u64 << 31) - 1;
         let total = self.text.len() as u64 + ids.len() as u64 + 1;
         if total > limit {
             return Err(AnalysisError::CorpusTooLarge { tokens: total, limit });

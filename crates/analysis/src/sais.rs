@@ -12,6 +12,14 @@ use crate::hint::prefetch;
 
 const EMPTY: u32 = u32::MAX;
 
+/// The tag of an entry during the induced sorts (see `sa_is`); positions stay below it.
+const S_BEFORE: u32 = 1 << 31;
+
+/// Clears the induced sorts' tags.
+fn untag(sa: &mut [u32]) {
+    sa.iter_mut().for_each(|e| *e &= !S_BEFORE);
+}
+
 /// Below this length a comparison sort is faster than the induced-sorting machinery.
 const NAIVE_THRESHOLD: usize = 16;
 
@@ -20,7 +28,7 @@ const NAIVE_THRESHOLD: usize = 16;
 /// # Panics
 /// If `s` has `u32::MAX` symbols or more, or a symbol is larger than `upper`.
 pub fn suffix_array(s: &[u32], upper: u32) -> Vec<u32> {
-    assert!(s.len() < EMPTY as usize, "text too long for u32 suffix positions");
+    assert!(s.len() < S_BEFORE as usize, "text too long for 31-bit suffix positions");
     let mut sa = vec![0u32; s.len()];
     if upper <= u16::MAX as u32 && s.len() >= NAIVE_THRESHOLD {
         // Half the bytes for the text: the induced sorts read it at random positions, and a
@@ -155,6 +163,8 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
     }
     drop(counts);
 
+    // During the induced sorts an entry `p` carries `S_BEFORE` when suffix `p - 1` is S-type.
+    let tag = |p: usize| p as u32 | if p >= 1 && ls.get(p - 1) { S_BEFORE } else { 0 };
     let mut buf = vec![0u32; k + 1];
     let induce = |sa: &mut [u32], lms: &[u32], buf: &mut [u32]| {
         sa.fill(EMPTY);
@@ -172,58 +182,68 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
                 prefetch(sa, buf[s[near as usize].idx()] as usize);
             }
             let c = s[d as usize].idx();
+            // An LMS position's predecessor is L-type: no tag.
             sa[buf[c] as usize] = d;
             buf[c] += 1;
         }
         buf.copy_from_slice(&sum_l);
         let c = s[n - 1].idx();
-        sa[buf[c] as usize] = (n - 1) as u32;
+        sa[buf[c] as usize] = tag(n - 1);
         buf[c] += 1;
+        // An entry is induced from when its predecessor's type matches the scan (L in this one):
+        // the tag says so without a look at the type bits, so only those entries' symbols,
+        // type words and slots are prefetched.
+        let l_next = |e: u32| e != EMPTY && e & S_BEFORE == 0 && e >= 1;
         for i in 0..n {
-            // The symbol read below is a cache miss at a random position: ask for the one a
-            // few slots ahead now (slots not yet induced just give a useless hint).
             if i + PREFETCH < n {
-                let ahead = sa[i + PREFETCH].wrapping_sub(1) as usize;
-                prefetch(s, ahead);
-                prefetch(&ls.0, ahead / 64);
-                // Later, that symbol has arrived: prefetch its bucket pointer (a miss when the
-                // alphabet is large, as in the recursion), then the slot it points to.
-                let mid = sa[i + MID].wrapping_sub(1) as usize;
-                if mid < n {
-                    prefetch(buf, s[mid].idx());
+                let ahead = sa[i + PREFETCH];
+                if l_next(ahead) {
+                    let p = ahead as usize - 1;
+                    prefetch(s, p);
+                    prefetch(&ls.0, p.wrapping_sub(1) / 64);
                 }
-                let near = sa[i + NEAR].wrapping_sub(1) as usize;
-                if near < n {
-                    prefetch(sa, buf[s[near].idx()] as usize);
+                let mid = sa[i + MID];
+                if l_next(mid) {
+                    prefetch(buf, s[mid as usize - 1].idx());
+                }
+                let near = sa[i + NEAR];
+                if l_next(near) {
+                    prefetch(sa, buf[s[near as usize - 1].idx()] as usize);
                 }
             }
-            let v = sa[i];
-            if v != EMPTY && v >= 1 && !ls.get(v as usize - 1) {
-                let c = s[v as usize - 1].idx();
-                sa[buf[c] as usize] = v - 1;
+            let e = sa[i];
+            if l_next(e) {
+                let p = e as usize - 1;
+                let c = s[p].idx();
+                sa[buf[c] as usize] = tag(p);
                 buf[c] += 1;
             }
         }
         buf.copy_from_slice(&sum_l);
+        let s_next = |e: u32| e != EMPTY && e & S_BEFORE != 0;
         for i in (0..n).rev() {
             if i >= PREFETCH {
-                let ahead = sa[i - PREFETCH].wrapping_sub(1) as usize;
-                prefetch(s, ahead);
-                prefetch(&ls.0, ahead / 64);
-                let mid = sa[i - MID].wrapping_sub(1) as usize;
-                if mid < n {
-                    prefetch(buf, s[mid].idx() + 1);
+                let ahead = sa[i - PREFETCH];
+                if s_next(ahead) {
+                    let p = (ahead & !S_BEFORE) as usize - 1;
+                    prefetch(s, p);
+                    prefetch(&ls.0, p.wrapping_sub(1) / 64);
                 }
-                let near = sa[i - NEAR].wrapping_sub(1) as usize;
-                if near < n {
-                    prefetch(sa, (buf[s[near].idx() + 1] as usize).wrapping_sub(1));
+                let mid = sa[i - MID];
+                if s_next(mid) {
+                    prefetch(buf, s[(mid & !S_BEFORE) as usize - 1].idx() + 1);
+                }
+                let near = sa[i - NEAR];
+                if s_next(near) {
+                    prefetch(sa, (buf[s[(near & !S_BEFORE) as usize - 1].idx() + 1] as usize).wrapping_sub(1));
                 }
             }
-            let v = sa[i];
-            if v != EMPTY && v >= 1 && ls.get(v as usize - 1) {
-                let c = s[v as usize - 1].idx() + 1;
+            let e = sa[i];
+            if s_next(e) {
+                let p = (e & !S_BEFORE) as usize - 1;
+                let c = s[p].idx() + 1;
                 buf[c] -= 1;
-                sa[buf[c] as usize] = v - 1;
+                sa[buf[c] as usize] = tag(p);
             }
         }
     };
@@ -245,11 +265,12 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
     let m = lms.len();
     induce(sa, &lms, &mut buf);
     if m == 0 {
+        untag(sa);
         return;
     }
 
     let mut sorted_lms: Vec<u32> = Vec::with_capacity(m);
-    sorted_lms.extend(sa.iter().copied().filter(|&v| lms_bits.get(v as usize)));
+    sorted_lms.extend(sa.iter().map(|&e| e & !S_BEFORE).filter(|&v| lms_bits.get(v as usize)));
     // Name each LMS substring (from its position to the next LMS position, or the end); equal
     // substrings get equal names. First whether each differs from the one before it in sorted
     // order (random reads of the text, prefetched ahead).
@@ -303,6 +324,7 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
     }
     drop(rec_sa);
     induce(sa, &sorted_lms, &mut buf);
+    untag(sa);
 }
 
 #[cfg(test)]
@@ -340,6 +362,17 @@ mod tests {
         // recursion with repeated names), and separator-like runs of the smallest symbol.
         let wide: Vec<u32> = random.iter().enumerate().map(|(i, &r)| (r * 977 + i as u32 * 31) % 3000).collect();
         check(&wide);
+        // Longer texts: several recursion levels, each with its own tagged induced sorts.
+        let mut y = 99u64;
+        let long: Vec<u32> = (0..40_000)
+            .map(|i| {
+                y ^= y << 13;
+                y ^= y >> 7;
+                y ^= y << 17;
+                if i % 500 < 40 { (i % 3) as u32 } else { (y % 6) as u32 }
+            })
+            .collect();
+        check(&long);
         // Symbols above u16::MAX: the top level runs on u32 symbols too.
         check(&wide.iter().map(|&x| x * 101).collect::<Vec<_>>());
         check(&(0..3000u32).map(|i| [3, 1, 2, 1, 3, 3, 1][i as usize % 7]).collect::<Vec<_>>());
