@@ -1,15 +1,18 @@
 //! The decoding loop of one batch: model calls, token choice, position selection, bookkeeping.
 //!
-//! Every per-position computation stays on the model's device as whole-tensor operations.
-//! The host knows which positions are masked, so after the model call each step keeps only the
-//! logit rows it needs (the eligible masked positions, or those about to be committed) and
-//! works on `[n, V]` instead of `[B, G, V]`; per step only the new generated ids, two `[B, G]`
-//! score tensors and a few small index lists cross between host and device.
+//! Every per-position computation stays on the model's device as whole-tensor operations,
+//! except on the CPU, where a few chains of them are one pass over the same memory instead
+//! (`host.rs`, each tested equal to its tensor path). The host knows which positions are
+//! masked, so after the model call each step keeps only the logit rows it needs (the eligible
+//! masked positions, or those about to be committed) and works on `[n, V]` instead of
+//! `[B, G, V]`; per step only the new generated ids, two `[B, G]` score tensors and a few small
+//! index lists cross between host and device.
 //! Random draws use libtorch's global generator with the shapes, dtypes and order of the
 //! upstream samplers, so that a seed given to `torch.manual_seed` upstream and to
-//! [`tch::manual_seed`] here yields the same draws. The one exception is LLaDA-style Gumbel
-//! noise at temperature > 0, drawn only for the rows whose token is needed (see
-//! `Ctx::choose_tokens`); the greedy samplers draw exactly as upstream.
+//! [`tch::manual_seed`] here yields the same draws for the position choices and the greedy
+//! samplers. Token sampling at temperature > 0 draws from the same distributions on a stream
+//! of its own: LLaDA-style Gumbel noise only for the rows whose token is needed (see
+//! `Ctx::choose_tokens`), Dream's categorical draw by inverse CDF (`Ctx::dream_sample`).
 
 use tch::{Device, Kind, Tensor};
 

@@ -8,7 +8,9 @@
 //!
 //! Randomness comes from libtorch's global generator, seeded with `seed + batch index` before
 //! each batch: with one prompt per batch, `seed` plays the role of upstream's
-//! `torch.manual_seed(seed)` right before `generate()` / `diffusion_generate()`.
+//! `torch.manual_seed(seed)` right before `generate()` / `diffusion_generate()` for the position
+//! draws; token sampling at temperature > 0 keeps upstream's distributions but not its stream
+//! (see `engine.rs`).
 
 mod engine;
 mod host;
