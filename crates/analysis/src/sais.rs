@@ -348,30 +348,24 @@ mod tests {
         check(&(0..50).rev().collect::<Vec<_>>());
         check(&(0..200u32).map(|i| (i * 7919 + 13) % 5).collect::<Vec<_>>());
         check(&(0..300u32).map(|i| (i % 3 == 0) as u32 * (i % 11)).collect::<Vec<_>>());
-        let mut x = 12345u64;
-        let random: Vec<u32> = (0..5000)
-            .map(|_| {
+        // A xorshift stream of symbols below `k`.
+        let xorshift = |mut x: u64, k: u64| {
+            std::iter::repeat_with(move || {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                (x % 4) as u32
+                (x % k) as u32
             })
-            .collect();
+        };
+        let random: Vec<u32> = xorshift(12345, 4).take(5000).collect();
         check(&random);
         // Larger alphabets (names all distinct after one level), periodic texts (deep
         // recursion with repeated names), and separator-like runs of the smallest symbol.
         let wide: Vec<u32> = random.iter().enumerate().map(|(i, &r)| (r * 977 + i as u32 * 31) % 3000).collect();
         check(&wide);
         // Longer texts: several recursion levels, each with its own tagged induced sorts.
-        let mut y = 99u64;
-        let long: Vec<u32> = (0..40_000)
-            .map(|i| {
-                y ^= y << 13;
-                y ^= y >> 7;
-                y ^= y << 17;
-                if i % 500 < 40 { (i % 3) as u32 } else { (y % 6) as u32 }
-            })
-            .collect();
+        let long: Vec<u32> =
+            xorshift(99, 6).take(40_000).enumerate().map(|(i, y)| if i % 500 < 40 { (i % 3) as u32 } else { y }).collect();
         check(&long);
         // Symbols above u16::MAX: the top level runs on u32 symbols too.
         check(&wide.iter().map(|&x| x * 101).collect::<Vec<_>>());
