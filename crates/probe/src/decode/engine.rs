@@ -2,7 +2,9 @@
 //!
 //! Every per-position computation stays on the model's device as whole-tensor operations,
 //! except on the CPU, where a few chains of them are one pass over the same memory instead
-//! (`host.rs`, each tested equal to its tensor path). The host knows which positions are
+//! (`host.rs`, each tested equal to its tensor path), and Dream's top-k filtered steps, which
+//! compute on the filter's support only (`sparse.rs`, the same bits as the full rows). The
+//! host knows which positions are
 //! masked, so after the model call each step keeps only the logit rows it needs (the eligible
 //! masked positions, or those about to be committed) and works on `[n, V]` instead of
 //! `[B, G, V]`; per step only the new generated ids, two `[B, G]` score tensors and a few small
@@ -20,6 +22,7 @@ use super::schedule::{
     DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule, ThresholdParams, TokensPerStep,
 };
 use super::host;
+use super::sparse;
 use super::{Commit, DecodeOptions, DecodeProgress, StepTopK, Trajectory};
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
@@ -350,6 +353,13 @@ impl Ctx<'_> {
         rows: &Rows,
         want_argmax: bool,
     ) -> Result<(Tensor, Option<Tensor>), ProbeError> {
+        let flat = self.forward(gen, cfg_scale)?;
+        self.select_logits(&flat, cfg_scale, rows, want_argmax)
+    }
+
+    /// The model call on the batch with generated ids `gen`: logits `[calls * B * G, V]` of the
+    /// generated positions, row-major (with CFG, the conditional rows then the unconditional).
+    fn forward(&self, gen: &Tensor, cfg_scale: f64) -> Result<Tensor, ProbeError> {
         let x = Tensor::f_cat(&[self.prompt_block, gen], 1)?;
         let (out, calls) = if cfg_scale > 0.0 {
             // Classifier-free guidance as in LLaDA's generate(): the unconditional row is the
@@ -369,13 +379,23 @@ impl Ctx<'_> {
                 out.size()
             )));
         }
-        let flat = out.f_reshape([calls * self.b * self.g, self.v])?;
+        Ok(out.f_reshape([calls * self.b * self.g, self.v])?)
+    }
+
+    /// [`Ctx::logits_argmax`] on the model's output `flat` (from [`Ctx::forward`]).
+    fn select_logits(
+        &self,
+        flat: &Tensor,
+        cfg_scale: f64,
+        rows: &Rows,
+        want_argmax: bool,
+    ) -> Result<(Tensor, Option<Tensor>), ProbeError> {
         // Guided rows on the host: one pass instead of a selection and three operations. (Plain
         // rows are left to `index_select`, which copies on libtorch's threads and measured faster.)
         if cfg_scale > 0.0 {
             let guided = Some(((self.b * self.g) as usize, cfg_scale + 1.0));
             if let Some((logits, argmax)) =
-                host::select_rows(&flat, &rows.host, guided, &self.forbidden_host, want_argmax)?
+                host::select_rows(flat, &rows.host, guided, &self.forbidden_host, want_argmax)?
             {
                 return Ok((logits, argmax.map(|a| Tensor::f_from_slice(&a)).transpose()?));
             }
@@ -705,23 +725,30 @@ impl Ctx<'_> {
         }
 
         let work = self.work(gen_host, masked)?;
-        let dist = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
-        // Greedy: `probs.max(-1)`, whose index is the first maximum.
-        let x0 = if dp.temperature > 0.0 { self.dream_sample(&dist.probs)? } else { self.dream_argmax(&dist, &work)? };
-        let DreamDist { probs, support, .. } = dist;
-        let prob = gather_rows(&probs, &x0)?;
-        let confidence = match dp.alg {
-            DreamAlg::TopkMargin => {
-                let (top2, _) = probs.f_topk(2, -1, true, true)?;
-                top2.f_select(-1, 0)?.f_sub(&top2.f_select(-1, 1)?)?
+        let flat = self.forward(gen, 0.0)?;
+        let (x0, prob, confidence, dist) = match self.dream_on_support(dp, &flat, &work)? {
+            Some((x0, prob, confidence)) => (x0, prob, confidence, None),
+            None => {
+                let dist = self.dream_probs(dp, self.select_logits(&flat, 0.0, &work.rows, false)?.0)?;
+                // Greedy: `probs.max(-1)`, whose index is the first maximum.
+                let x0 =
+                    if dp.temperature > 0.0 { self.dream_sample(&dist.probs)? } else { self.dream_argmax(&dist, &work)? };
+                let DreamDist { probs, support, .. } = dist;
+                let prob = gather_rows(&probs, &x0)?;
+                let confidence = match dp.alg {
+                    DreamAlg::TopkMargin => {
+                        let (top2, _) = probs.f_topk(2, -1, true, true)?;
+                        top2.f_select(-1, 0)?.f_sub(&top2.f_select(-1, 1)?)?
+                    }
+                    DreamAlg::Entropy => neg_entropy(&probs, support.as_ref())?,
+                    _ => prob.shallow_clone(),
+                };
+                (x0, prob, confidence, self.save_distributions.then(|| (work.rows.host.clone(), probs)))
             }
-            DreamAlg::Entropy => neg_entropy(&probs, support.as_ref())?,
-            _ => prob.shallow_clone(),
         };
         let scores = self.spread(&work.pick, &confidence, f64::NEG_INFINITY)?;
         let prob = self.spread(&work.pick, &prob, 0.0)?;
         let x0 = self.spread(&work.pick, &x0, self.mask_id as f64)?;
-        let dist = self.save_distributions.then(|| (work.rows.host.clone(), probs));
 
         // `int(n_mask * (1 - s / t))` in float32, all remaining masks at the last step. Upstream
         // uses the batch's mean mask count; each row's own count keeps rows independent of their
@@ -742,6 +769,88 @@ impl Ctx<'_> {
             Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?.f_scatter(1, &idx, &keep)?
         };
         Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+    }
+
+    /// Dream's token choice for the masked positions `work.pick` with a top-k filter, on the
+    /// filter's support only (CPU float32 logits, no top-p, no saved distributions; see
+    /// `sparse.rs`): `x0`, its probability and the confidence of `dp.alg`, each `[n]`, the same
+    /// as the full-row path gives. `None` where that path is needed.
+    #[allow(clippy::type_complexity)]
+    fn dream_on_support(
+        &self,
+        dp: &DreamParams,
+        flat: &Tensor,
+        work: &Work,
+    ) -> Result<Option<(Tensor, Tensor, Tensor)>, ProbeError> {
+        let Some(k) = dp.top_k else { return Ok(None) };
+        if self.save_distributions || dp.top_p.is_some_and(|t| t < 1.0) || dp.alg == DreamAlg::Origin {
+            return Ok(None);
+        }
+        let Some(data) = host::cpu_f32(flat) else { return Ok(None) };
+        let v = self.v as usize;
+        let rows = &work.pick.host;
+        let Some(support) = sparse::top_k_support(data, v, rows, k, dp.temperature, &self.forbidden_host) else {
+            return Ok(None);
+        };
+        let entropy = dp.alg == DreamAlg::Entropy;
+        let Some((probs, sums)) = sparse::probabilities(&support, v, entropy)? else { return Ok(None) };
+        let n = rows.len();
+        // `dream_sample`'s draw, on the same stream.
+        let u = if dp.temperature > 0.0 && n > 0 {
+            Vec::<f64>::try_from(&Tensor::f_rand([n as i64], (Kind::Double, self.dev))?)?
+        } else {
+            Vec::new()
+        };
+        let (mut x0, mut prob, mut confidence) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for r in 0..n {
+            let (idx, p) = (&support.idx[r * k..(r + 1) * k], &probs[r * k..(r + 1) * k]);
+            let j = if dp.temperature > 0.0 {
+                // The first index whose float64 cumulative mass reaches `(1 - u) * total`; the
+                // zeros between kept entries add nothing to the running sum.
+                let mut cum = Vec::with_capacity(k);
+                let mut acc = 0f64;
+                for &q in p {
+                    acc += q as f64;
+                    cum.push(acc);
+                }
+                let target = (1.0 - u[r]) * acc;
+                cum.iter().position(|&c| c >= target).unwrap_or(k - 1)
+            } else {
+                // The first maximum.
+                let mut best = 0;
+                for j in 1..k {
+                    if p[j] > p[best] {
+                        best = j;
+                    }
+                }
+                best
+            };
+            x0.push(idx[j] as i64);
+            prob.push(p[j]);
+            confidence.push(match dp.alg {
+                DreamAlg::TopkMargin => {
+                    // `probs.topk(2)`: the second value is 0 (off the support) when k = 1.
+                    let (mut first, mut second) = (f32::NEG_INFINITY, if k == 1 { 0.0 } else { f32::NEG_INFINITY });
+                    for &q in p {
+                        if q > first {
+                            second = first;
+                            first = q;
+                        } else if q > second {
+                            second = q;
+                        }
+                    }
+                    first - second
+                }
+                DreamAlg::Entropy => sums[r],
+                _ => p[j],
+            });
+        }
+        let on_dev = |t: Tensor| t.f_to_device(self.dev);
+        Ok(Some((
+            on_dev(Tensor::f_from_slice(&x0)?)?,
+            on_dev(Tensor::f_from_slice(&prob)?)?,
+            on_dev(Tensor::f_from_slice(&confidence)?)?,
+        )))
     }
 
     /// `multinomial(softmax(confidence / alg_temp), k)` without replacement over the whole

@@ -14,6 +14,7 @@
 
 mod engine;
 mod host;
+mod sparse;
 mod schedule;
 
 use std::sync::Mutex;

@@ -499,6 +499,35 @@ fn saving_distributions_does_not_change_the_draws() {
     }
 }
 
+/// With a top-k filter on CPU, Dream's steps compute on the filter's support only; saving
+/// distributions needs the full rows and takes the full path. Both must decide the same.
+#[test]
+fn dream_top_k_on_the_support_decides_as_the_full_rows() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
+    let loaded = load_model(&dir, &LoadOptions { device: cp_probe::DeviceChoice::Cpu, ..Default::default() }).unwrap();
+    let m = &*loaded.denoiser;
+    let prompts = vec![vec![5, 17, 300, 41], vec![9, 1200], vec![77, 78, 79, 80, 81, 82]];
+    for spec in [
+        "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50",
+        "dream:max_new_tokens=24,steps=12,alg=maskgit_plus,top_k=20,temperature=0.7",
+        "dream:max_new_tokens=24,steps=12,alg=topk_margin,top_k=5,temperature=1",
+        "dream:max_new_tokens=24,steps=8,alg=entropy,top_k=1",
+        "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50,temperature=0.5,forbid_eot=true",
+    ] {
+        let opts = |save| DecodeOptions { seed: 4, batch_size: 2, eot_ids: vec![0], save_step_distributions: save, ..Default::default() };
+        let support = run(m, &prompts, spec, &opts(None));
+        let full = run(m, &prompts, spec, &opts(Some(2)));
+        for (a, b) in support.trajectories.iter().zip(&full.trajectories) {
+            assert_eq!(a.history, b.history, "{spec}");
+            // Probabilities and confidences bit for bit (`Commit` compares floats by value).
+            let bits = |t: &cp_probe::Trajectory| {
+                t.commits.iter().map(|c| (c.step, c.gen_index, c.token_id, c.prob.to_bits(), c.confidence.to_bits())).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(a), bits(b), "{spec}");
+        }
+    }
+}
+
 #[test]
 fn greedy_rows_are_independent_of_batching_and_padding() {
     let m = Toy::new();

@@ -1,0 +1,533 @@
+//! Dream's top-k filtered distributions computed on their support only (CPU, float32).
+//!
+//! Upstream fills every logit below the k-th largest with float32's lowest value, takes the
+//! softmax of the whole `[n, V]` rows and, for `alg = entropy`, sums `p * log(p + 1e-10)` over
+//! them. Outside the top k every probability is exactly 0 and every entropy term exactly -0.0,
+//! so the result depends only on the k kept logits, and on the order in which libtorch's
+//! kernels add them up. This module gives the same bits from the k kept entries of each row:
+//!
+//! - **selection** ([`top_k_support`]): the k + 1 largest logits of each row, read straight
+//!   from the model's output, in one vectorised pass plus a pass over the few 16-element groups
+//!   that can hold them;
+//! - **softmax**: libtorch's CPU softmax keeps one running sum per vector lane (the element
+//!   at index `i` goes to lane `i % W`, `W` = 16 with AVX-512, 8 otherwise), then adds the
+//!   lanes pairwise. A *compact* row that places each lane's kept entries in the same lane, in
+//!   the same order, and the lowest value everywhere else, has the same maximum, the same lane
+//!   sums (adding an exact 0 changes nothing) and so the same probabilities: libtorch computes
+//!   the softmax of `[n, C]` compact rows (`C` about 3W to 4W instead of V) with its own exp;
+//! - **entropy**: the terms are computed by libtorch on the compact probabilities, and summed
+//!   on the host in the order of libtorch's cascade sum over a full row ([`cascade_sum`]).
+//!
+//! Which `W` libtorch uses depends on the CPU and on the libtorch build, so the layout is
+//! *calibrated*: once per process and row shape, random rows go through both upstream's full
+//! path and this one, for W = 16 and W = 8; the first W that gives every probability and every
+//! entropy bit for bit is used, and when none does, callers take the full path.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::ProbeError;
+
+/// The top-k support of `n` rows: per row the `k` kept indices in ascending order, and their
+/// logits (divided by the temperature when there is one), row-major `[n, k]`.
+pub(super) struct Support {
+    pub k: usize,
+    pub idx: Vec<u32>,
+    pub vals: Vec<f32>,
+}
+
+/// The top-`k` support of the rows `rows` of `flat` (`[N, V]` row-major) after division by
+/// `temperature` (none when 0) and with the ids `forbidden` at -inf, as Dream's `top_k_logits`
+/// keeps it. `None` when upstream's fill would not leave exactly k finite-probability entries
+/// per row (a tie at the k-th value, a NaN, a largest logit at or below the fill value, k >= V)
+/// or the k-th value is not finite: the caller then takes the full path.
+///
+/// The selection runs on the raw logits: dividing by a positive temperature keeps their order,
+/// and a tie that the division creates between the k-th and the (k + 1)-th is caught by the
+/// tie test, which compares the divided values.
+pub(super) fn top_k_support(
+    flat: &[f32],
+    v: usize,
+    rows: &[i64],
+    k: usize,
+    temperature: f64,
+    forbidden: &[i64],
+) -> Option<Support> {
+    if k == 0 || k + 1 > v || v > u32::MAX as usize {
+        return None;
+    }
+    let m = k + 1;
+    let t = (temperature > 0.0).then_some(temperature as f32);
+    let mut banned = vec![false; if forbidden.is_empty() { 0 } else { v }];
+    for &f in forbidden {
+        *banned.get_mut(f as usize)? = true;
+    }
+    let (mut idx, mut vals) = (Vec::with_capacity(rows.len() * k), Vec::with_capacity(rows.len() * k));
+    let mut scratch = Scratch::default();
+    for &r in rows {
+        let row = flat.get(r as usize * v..(r as usize + 1) * v)?;
+        let found = scratch.select(row, m, &banned)?;
+        // `found[..k]` are the k largest (as keys: smallest), `found[k]` the next one.
+        let next = from_desc_key((found[k] >> 32) as u32);
+        let (mut kth_key, mut top_key) = (0u32, u32::MAX);
+        for &key in &found[..k] {
+            kth_key = kth_key.max((key >> 32) as u32);
+            top_key = top_key.min((key >> 32) as u32);
+        }
+        let scale = |x: f32| match t {
+            Some(t) => x / t,
+            None => x,
+        };
+        let (kth, next, top) = (scale(from_desc_key(kth_key)), scale(next), scale(from_desc_key(top_key)));
+        // `next < kth` is false for a tie (and NaN); the fill keeps every value tied with the k-th.
+        let untied = next < kth;
+        let above_fill = top > f32::MIN;
+        if !untied || !kth.is_finite() || !above_fill {
+            return None;
+        }
+        let start = idx.len();
+        idx.extend(found[..k].iter().map(|&key| (key & 0xffff_ffff) as u32));
+        idx[start..].sort_unstable();
+        vals.extend(idx[start..].iter().map(|&i| scale(row[i as usize])));
+    }
+    Some(Support { k, idx, vals })
+}
+
+/// Reused buffers of the selection.
+#[derive(Default)]
+struct Scratch {
+    maxima: Vec<u32>,
+    found: Vec<u64>,
+}
+
+const GROUP: usize = 16;
+
+impl Scratch {
+    /// The `m` largest non-banned elements of `row` (NaN-free, else `None`) as keys
+    /// `desc_key(value) << 32 | index`, the `m - 1` smallest keys first and the m-th at
+    /// `m - 1` (ascending key is descending value, then ascending index: a total order).
+    /// `banned` is empty or has one flag per element.
+    ///
+    /// Every element at or above a `floor` is collected, which holds the m largest when at
+    /// least `m` are: the floor is the m-th largest of the maxima of `V / 16` disjoint sets of
+    /// elements (lane `j` of 16 consecutive 16-element groups), at most the m-th largest
+    /// element.
+    fn select(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<&[u64]> {
+        let floor = self.set_floor(row, m, banned);
+        if !self.collect(row, m, banned, floor)? {
+            return None;
+        }
+        self.found.select_nth_unstable(m - 1);
+        Some(&self.found[..m])
+    }
+
+    /// The m-th largest of the set maxima (see [`Scratch::select`]), or -inf where that is no
+    /// bound (fewer sets than `m`, or banned elements, which can be a set's maximum).
+    fn set_floor(&mut self, row: &[f32], m: usize, banned: &[bool]) -> f32 {
+        let groups = row.len() / GROUP;
+        self.maxima.clear();
+        for chunk in row[..groups * GROUP].chunks(GROUP * GROUP) {
+            let mut h = [f32::NEG_INFINITY; GROUP];
+            for g in chunk.chunks_exact(GROUP) {
+                let g: &[f32; GROUP] = g.try_into().expect("chunks_exact");
+                for i in 0..GROUP {
+                    // The vector max instruction (NaNs are caught by `collect`).
+                    h[i] = if g[i] > h[i] { g[i] } else { h[i] };
+                }
+            }
+            self.maxima.extend(h.iter().map(|&x| desc_key(x)));
+        }
+        if self.maxima.len() >= m && banned.is_empty() {
+            from_desc_key(*self.maxima.select_nth_unstable(m - 1).1)
+        } else {
+            f32::NEG_INFINITY
+        }
+    }
+
+    /// Collects into `found` every non-banned element `>= floor` (cut back to the `m` largest
+    /// whenever `4m` are buffered, which raises the floor); whether at least `m` were found.
+    /// `None` when the row holds a NaN.
+    fn collect(&mut self, row: &[f32], m: usize, banned: &[bool], floor: f32) -> Option<bool> {
+        let cap = 4 * m.max(GROUP);
+        let mut floor = floor;
+        self.found.clear();
+        for (g, group) in row.chunks(GROUP).enumerate() {
+            // Locals, so that the test is vectorised; NaNs are flagged too.
+            let f = floor;
+            let mut hit = 0u32;
+            for &x in group {
+                hit |= u32::from(x >= f) | u32::from(x.is_nan());
+            }
+            if hit == 0 {
+                continue;
+            }
+            let at = g * GROUP;
+            for (j, &x) in group.iter().enumerate() {
+                if x.is_nan() {
+                    return None;
+                }
+                if x >= f && (banned.is_empty() || !banned[at + j]) {
+                    self.found.push((desc_key(x) as u64) << 32 | (at + j) as u64);
+                }
+            }
+            if self.found.len() >= cap {
+                self.found.select_nth_unstable(m - 1);
+                self.found.truncate(m);
+                floor = from_desc_key((self.found[m - 1] >> 32) as u32);
+            }
+        }
+        Some(self.found.len() >= m)
+    }
+}
+
+/// An order-reversing integer key of a non-NaN float: larger values get smaller keys (`-0.0`
+/// sorts just after `0.0`).
+fn desc_key(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 0 {
+        !b & 0x7fff_ffff
+    } else {
+        b
+    }
+}
+
+/// The inverse of [`desc_key`].
+fn from_desc_key(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 == 0 { !k & 0x7fff_ffff } else { k })
+}
+
+/// The compact rows of `support` for lane width `w`: `[n, C]` row-major with each kept entry
+/// of index `i` in lane `i % w` of the next free slot of that lane, float32's lowest value
+/// elsewhere; `C` is a multiple of 64 (so that libtorch's elementwise kernels take their
+/// vector path on every element). Returns `(C, rows, position of each kept entry)`.
+fn compact(support: &Support, w: usize) -> (usize, Vec<f32>, Vec<u32>) {
+    let k = support.k;
+    let n = support.idx.len() / k.max(1);
+    let mut slots = 1;
+    let mut count = vec![0usize; w];
+    for row in support.idx.chunks(k) {
+        count.fill(0);
+        for &i in row {
+            count[i as usize % w] += 1;
+        }
+        slots = slots.max(count.iter().copied().max().unwrap_or(0));
+    }
+    let c = (w * slots).div_ceil(64) * 64;
+    let mut out = vec![f32::MIN; n * c];
+    let mut pos = Vec::with_capacity(n * k);
+    for (r, (row, vals)) in support.idx.chunks(k).zip(support.vals.chunks(k)).enumerate() {
+        count.fill(0);
+        for (&i, &x) in row.iter().zip(vals) {
+            let lane = i as usize % w;
+            let at = count[lane] * w + lane;
+            count[lane] += 1;
+            out[r * c + at] = x;
+            pos.push(at as u32);
+        }
+    }
+    (c, out, pos)
+}
+
+/// Per kept entry, its probability; per row, the entropy sum (empty when not asked for).
+pub(super) type Probabilities = (Vec<f32>, Vec<f32>);
+
+/// Per kept entry of `support`, its softmax probability in the filtered row; and when
+/// `entropy`, per row Dream's `(p * log(p + 1e-10)).sum(-1)`: the bits upstream's full-row
+/// computation gives. `None` when the calibration found no layout that reproduces them.
+pub(super) fn probabilities(support: &Support, v: usize, entropy: bool) -> Result<Option<Probabilities>, ProbeError> {
+    // Shorter rows take other paths in libtorch's softmax and sum.
+    if v < 16 {
+        return Ok(None);
+    }
+    let Some(w) = lanes(v, support.k)? else { return Ok(None) };
+    Ok(Some(compact_softmax(support, v, w, entropy)?))
+}
+
+fn compact_softmax(support: &Support, v: usize, w: usize, entropy: bool) -> Result<Probabilities, ProbeError> {
+    let k = support.k;
+    let n = support.idx.len() / k;
+    if n == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (c, rows, pos) = compact(support, w);
+    let x = Tensor::f_from_slice(&rows)?.f_view([n as i64, c as i64])?;
+    let p = x.f_softmax(-1, Kind::Float)?;
+    let p_host = Vec::<f32>::try_from(&p.f_flatten(0, -1)?)?;
+    let probs: Vec<f32> = pos.iter().enumerate().map(|(j, &at)| p_host[(j / k) * c + at as usize]).collect();
+    let mut sums = Vec::new();
+    if entropy {
+        // Upstream's `probs * log(probs + 1e-10)`, elementwise on the compact rows.
+        let mut terms = p.f_add_scalar(1e-10)?;
+        let _ = terms.f_log_()?.f_mul_(&p)?;
+        let terms = Vec::<f32>::try_from(&terms.f_flatten(0, -1)?)?;
+        let mut row_terms = vec![0f32; k];
+        for r in 0..n {
+            for j in 0..k {
+                row_terms[j] = terms[r * c + pos[r * k + j] as usize];
+            }
+            sums.push(cascade_sum(v, &support.idx[r * k..(r + 1) * k], &row_terms));
+        }
+    }
+    Ok((probs, sums))
+}
+
+/// The float32 sum of a row of `v` elements that are 0 (or -0.0) except `vals` at the ascending
+/// indices `idx`, added in the order of libtorch's CPU sum over a contiguous last dimension
+/// (`vectorized_inner_sum`: 8-lane vectors, read as 4 interleaved rows, cascaded in chunks of
+/// `2^level_power` vectors over 4 levels, then the leftover vectors, the 4 rows, the scalar
+/// tail and the 8 lanes, in that order). Its vector width is 8 on every x86-64 build: the sum
+/// kernel has no AVX-512 variant. Rows shorter than 8 take another path there, so `v >= 16`
+/// is required here (as by [`probabilities`]).
+///
+/// This is the order of every row of a call with several rows. A call on a single row of
+/// 32768 logits or more is summed in pieces on libtorch's threads instead, and its last bit
+/// can differ: that happens upstream only when one position is left masked, whose confidence
+/// then decides nothing.
+// Indexed loops: the accumulators mirror libtorch's `acc[level][row]` vectors lane by lane.
+#[allow(clippy::needless_range_loop)]
+pub(super) fn cascade_sum(v: usize, idx: &[u32], vals: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    const ILP: usize = 4;
+    let vecs = v / LANES;
+    let rows = vecs / ILP;
+    let level_power = 4.max(ceil_log2(rows) / 4);
+    // Each of the ILP x LANES accumulator chains adds its own elements; with zeros elsewhere
+    // only the additions of nonzero values and the cascade's moves between levels round.
+    let mut acc = [[[0f32; LANES]; ILP]; 4];
+    // Chunks of `2^level_power` rows end with the cascade: level 1 takes level 0, and every
+    // 16 chunks (with level power 4) level 2 takes level 1, and so on.
+    let cascade = |acc: &mut [[[f32; LANES]; ILP]; 4], chunk_end: usize| {
+        let i = chunk_end << level_power;
+        for j in 1..4 {
+            for k in 0..ILP {
+                for l in 0..LANES {
+                    acc[j][k][l] += acc[j - 1][k][l];
+                    acc[j - 1][k][l] = 0.0;
+                }
+            }
+            if i & (((1 << level_power) - 1) << (j * level_power)) != 0 {
+                break;
+            }
+        }
+    };
+    let full_chunks = rows >> level_power;
+    let mut done = 0; // chunks whose cascade has run
+    // Leftover vectors (after the last whole row of 4) and the scalar tail, in index order.
+    let mut tail_vecs = Vec::new();
+    let mut scalar_tail = Vec::new();
+    for (&i, &x) in idx.iter().zip(vals) {
+        let i = i as usize;
+        let vi = i / LANES;
+        if vi >= vecs {
+            scalar_tail.push(x);
+            continue;
+        }
+        let row = vi / ILP;
+        if row >= rows {
+            tail_vecs.push((i % LANES, x));
+            continue;
+        }
+        let chunk = row >> level_power;
+        // Run the cascades of the chunks before this one. A cascade only moves values, so
+        // while nothing is buffered below level 3 the remaining ones are skipped.
+        while done < chunk.min(full_chunks) {
+            if acc[..3].iter().all(|a| a.iter().all(|r| r.iter().all(|&x| x == 0.0))) {
+                done = chunk.min(full_chunks);
+                break;
+            }
+            done += 1;
+            cascade(&mut acc, done);
+        }
+        acc[0][vi % ILP][i % LANES] += x;
+    }
+    while done < full_chunks {
+        done += 1;
+        cascade(&mut acc, done);
+    }
+    let mut part = acc[0];
+    for j in 1..4 {
+        for k in 0..ILP {
+            for l in 0..LANES {
+                part[k][l] += acc[j][k][l];
+            }
+        }
+    }
+    for (l, x) in tail_vecs {
+        part[0][l] += x;
+    }
+    for k in 1..ILP {
+        for l in 0..LANES {
+            part[0][l] += part[k][l];
+        }
+    }
+    let mut total = 0f32;
+    for x in scalar_tail {
+        total += x;
+    }
+    for l in 0..LANES {
+        total += part[0][l];
+    }
+    total
+}
+
+/// `ceil(log2(x))` as libtorch's `CeilLog2` (0 for x <= 1).
+fn ceil_log2(x: usize) -> usize {
+    if x <= 1 {
+        0
+    } else {
+        (usize::BITS - (x - 1).leading_zeros()) as usize
+    }
+}
+
+/// The lane width whose compact layout reproduces libtorch's full-row results for rows of `v`
+/// logits and top-`k` filtering, found once per process and `(v, k)` (see the module docs).
+fn lanes(v: usize, k: usize) -> Result<Option<usize>, ProbeError> {
+    type Found = HashMap<(usize, usize), Option<usize>>;
+    static FOUND: OnceLock<Mutex<Found>> = OnceLock::new();
+    let cache = FOUND.get_or_init(Default::default);
+    if let Some(&w) = cache.lock().expect("lane cache").get(&(v, k)) {
+        return Ok(w);
+    }
+    let w = calibrate(v, k)?;
+    cache.lock().expect("lane cache").insert((v, k), w);
+    Ok(w)
+}
+
+/// Runs random rows through upstream's full path and the compact one (see [`lanes`]). Uses
+/// its own generator, so libtorch's global stream is left as it was.
+fn calibrate(v: usize, k: usize) -> Result<Option<usize>, ProbeError> {
+    let n = 24;
+    let mut rng = 0x5eed_u64 ^ (v as u64) << 20 ^ k as u64;
+    let logits: Vec<f32> = (0..n * v).map(|_| gaussian(&mut rng) * 3.0).collect();
+    let rows: Vec<i64> = (0..n as i64).collect();
+    let Some(support) = top_k_support(&logits, v, &rows, k, 0.0, &[]) else { return Ok(None) };
+    let (want_p, want_h) = full_path(&logits, n, v, k, &support)?;
+    for w in [16, 8] {
+        let (p, h) = compact_softmax(&support, v, w, true)?;
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        if same(&p, &want_p) && same(&h, &want_h) {
+            return Ok(Some(w));
+        }
+    }
+    Ok(None)
+}
+
+/// Upstream's computation on full rows: `masked_fill(logits < kth, lowest)`, softmax, and
+/// `(p * log(p + 1e-10)).sum(-1)`; returns the probabilities at the support and the sums.
+fn full_path(logits: &[f32], n: usize, v: usize, k: usize, support: &Support) -> Result<Probabilities, ProbeError> {
+    let x = Tensor::f_from_slice(logits)?.f_view([n as i64, v as i64])?;
+    let (top, _) = x.f_topk(k as i64, -1, true, true)?;
+    let kth = top.f_narrow(-1, k as i64 - 1, 1)?;
+    let filtered = x.f_masked_fill(&x.f_lt_tensor(&kth)?, f32::MIN as f64)?;
+    let p = filtered.f_softmax(-1, Kind::Float)?;
+    let h = (&p * p.f_add_scalar(1e-10)?.f_log()?).f_sum_dim_intlist(-1, false, Kind::Float)?;
+    let p_host = Vec::<f32>::try_from(&p.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+    let at: Vec<f32> = support.idx.iter().enumerate().map(|(j, &i)| p_host[(j / k) * v + i as usize]).collect();
+    Ok((at, Vec::<f32>::try_from(&h)?))
+}
+
+/// A standard normal draw (Box-Muller on SplitMix64), for the calibration rows.
+fn gaussian(state: &mut u64) -> f32 {
+    let mut next = || {
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    };
+    let (u1, u2) = (next().max(f64::MIN_POSITIVE), next());
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_rows(n: usize, v: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut rng = seed;
+        (0..n * v).map(|_| gaussian(&mut rng) * scale).collect()
+    }
+
+    #[test]
+    fn cascade_sum_is_libtorchs_row_sum() {
+        // Sparse rows of terms (the rest -0.0), of lengths around every boundary of the
+        // cascade: vectors, rows of 4, chunks of 16 rows, 16 chunks, and a scalar tail.
+        let mut rng = 11u64;
+        for v in [16usize, 31, 33, 100, 320, 2048, 2051, 4100, 32000, 70001, 152064] {
+            for fill in [3usize, 50, 400] {
+                let mut row = vec![-0.0f32; v];
+                let (mut idx, mut vals) = (Vec::new(), Vec::new());
+                for (i, x) in row.iter_mut().enumerate() {
+                    if (gaussian(&mut rng).abs() * 1000.0) as usize % v.max(fill) < fill {
+                        *x = -(gaussian(&mut rng).abs() * 0.3);
+                        idx.push(i as u32);
+                        vals.push(*x);
+                    }
+                }
+                // Two rows: a single output longer than libtorch's grain is summed in parallel
+                // pieces (see `cascade_sum`).
+                let two = Tensor::from_slice(&row).view([1, v as i64]).repeat([2, 1]);
+                let want = f32::try_from(&two.sum_dim_intlist(-1, false, Kind::Float).get(0)).unwrap();
+                assert_eq!(cascade_sum(v, &idx, &vals).to_bits(), want.to_bits(), "v = {v}, {} entries", idx.len());
+            }
+        }
+    }
+
+    #[test]
+    fn support_probabilities_and_entropy_are_the_full_rows_bits() {
+        for (v, n, k, t) in [(2048usize, 40usize, 50usize, 0.0f64), (320, 9, 50, 0.5), (1000, 5, 7, 1.3), (40000, 3, 50, 0.0), (33, 6, 5, 0.0), (4100, 7, 1, 0.7)] {
+            let logits = random_rows(n, v, v as u64 * 31 + k as u64, 3.0);
+            let rows: Vec<i64> = (0..n as i64).rev().collect();
+            let s = top_k_support(&logits, v, &rows, k, t, &[]).expect("untied random rows");
+            let (p, h) = probabilities(&s, v, true).unwrap().expect("a lane width reproduces libtorch here");
+            // Upstream on the same rows: temperature, top-k fill, softmax, entropy terms, sum.
+            let mut x = Tensor::from_slice(&logits).view([n as i64, v as i64]).index_select(0, &Tensor::from_slice(&rows));
+            if t > 0.0 {
+                x /= t;
+            }
+            let (top, _) = x.topk(k as i64, -1, true, true);
+            let filtered = x.masked_fill(&x.lt_tensor(&top.narrow(-1, k as i64 - 1, 1)), f32::MIN as f64);
+            let probs = filtered.softmax(-1, Kind::Float);
+            let ent = (&probs * (&probs + 1e-10).log()).sum_dim_intlist(-1, false, Kind::Float);
+            let probs = Vec::<f32>::try_from(&probs.flatten(0, -1)).unwrap();
+            for (j, &i) in s.idx.iter().enumerate() {
+                assert_eq!(p[j].to_bits(), probs[(j / k) * v + i as usize].to_bits(), "v {v} k {k} t {t} entry {j}");
+            }
+            let mass: f32 = (0..v).filter(|&i| !s.idx[..k].contains(&(i as u32))).map(|i| probs[i]).sum();
+            assert_eq!(mass, 0.0, "nothing off the support");
+            let ent = Vec::<f32>::try_from(&ent).unwrap();
+            assert_eq!(h.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ent.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "v {v} k {k} t {t}");
+        }
+    }
+
+    #[test]
+    fn top_k_support_is_the_filters_support_or_none() {
+        let (n, v, k) = (6usize, 3000usize, 50usize);
+        let logits = random_rows(n, v, 5, 2.0);
+        let rows: Vec<i64> = (0..n as i64).collect();
+        let s = top_k_support(&logits, v, &rows, k, 0.0, &[]).unwrap();
+        let (_, want) = Tensor::from_slice(&logits).view([n as i64, v as i64]).topk(k as i64, -1, true, true);
+        let want = Vec::<i64>::try_from(&want.sort(-1, false).0.flatten(0, -1)).unwrap();
+        assert_eq!(s.idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), want);
+        assert_eq!(s.vals, s.idx.iter().enumerate().map(|(j, &i)| logits[(j / k) * v + i as usize]).collect::<Vec<_>>());
+        // A forbidden id is never kept, even the largest.
+        let top = s.idx[..k].iter().copied().max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize])).unwrap();
+        let f = top_k_support(&logits, v, &rows[..1], k, 0.0, &[top as i64]).unwrap();
+        assert!(!f.idx.contains(&top));
+        assert_eq!(f.idx.len(), k);
+        // A tie at the k-th value, a NaN, or a row at the fill value: the full path.
+        let mut tied = logits.clone();
+        let kth = s.idx[..k].iter().map(|&i| logits[i as usize]).fold(f32::INFINITY, f32::min);
+        tied[if s.idx[0] == 0 { 1 } else { 0 }] = kth;
+        assert!(top_k_support(&tied, v, &rows[..1], k, 0.0, &[]).is_none());
+        let mut nan = logits.clone();
+        nan[v - 1] = f32::NAN;
+        assert!(top_k_support(&nan, v, &rows[..1], k, 0.0, &[]).is_none());
+        let low = vec![f32::MIN; v];
+        assert!(top_k_support(&low, v, &[0], k, 0.0, &[]).is_none());
+        assert!(top_k_support(&logits, v, &rows, v, 0.0, &[]).is_none());
+    }
+}
+
