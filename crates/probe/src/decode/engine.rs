@@ -4,11 +4,10 @@
 //! except on the CPU, where a few chains of them are one pass over the same memory instead
 //! (`host.rs`, each tested equal to its tensor path), and Dream's top-k filtered steps, which
 //! compute on the filter's support only (`sparse.rs`, the same bits as the full rows). The
-//! host knows which positions are
-//! masked, so after the model call each step keeps only the logit rows it needs (the eligible
-//! masked positions, or those about to be committed) and works on `[n, V]` instead of
-//! `[B, G, V]`; per step only the new generated ids, two `[B, G]` score tensors and a few small
-//! index lists cross between host and device.
+//! host knows which positions are masked, so after the model call each step keeps only the
+//! logit rows it needs (the eligible masked positions, or those about to be committed) and
+//! works on `[n, V]` instead of `[B, G, V]`; per step only the new generated ids, two `[B, G]`
+//! score tensors and a few small index lists cross between host and device.
 //! Random draws use libtorch's global generator with the shapes, dtypes and order of the
 //! upstream samplers, so that a seed given to `torch.manual_seed` upstream and to
 //! [`tch::manual_seed`] here yields the same draws for the position choices and the greedy
