@@ -237,7 +237,7 @@ pub(super) fn fill_below(x: &Tensor, thresholds: &[f32], fill: f32) -> Result<Op
 
 /// An order-reversing integer key of a non-NaN float: larger values get smaller keys (`-0.0`
 /// sorts just after `0.0`, which compare equal as floats).
-fn desc_key(x: f32) -> u32 {
+pub(super) fn desc_key(x: f32) -> u32 {
     let b = x.to_bits();
     if b >> 31 == 0 {
         !b & 0x7fff_ffff
@@ -247,7 +247,7 @@ fn desc_key(x: f32) -> u32 {
 }
 
 /// The inverse of [`desc_key`].
-fn from_desc_key(k: u32) -> f32 {
+pub(super) fn from_desc_key(k: u32) -> f32 {
     f32::from_bits(if k >> 31 == 0 { !k & 0x7fff_ffff } else { k })
 }
 

@@ -28,6 +28,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
 
+use super::host::{desc_key, from_desc_key, uniforms};
 use crate::error::ProbeError;
 
 /// The top-k support of `n` rows: per row the `k` kept indices in ascending order, and their
@@ -180,22 +181,6 @@ impl Scratch {
         }
         Some(self.found.len() >= m)
     }
-}
-
-/// An order-reversing integer key of a non-NaN float: larger values get smaller keys (`-0.0`
-/// sorts just after `0.0`).
-fn desc_key(x: f32) -> u32 {
-    let b = x.to_bits();
-    if b >> 31 == 0 {
-        !b & 0x7fff_ffff
-    } else {
-        b
-    }
-}
-
-/// The inverse of [`desc_key`].
-fn from_desc_key(k: u32) -> f32 {
-    f32::from_bits(if k >> 31 == 0 { !k & 0x7fff_ffff } else { k })
 }
 
 /// The compact rows of `support` for lane width `w`: `[n, C]` row-major with each kept entry
@@ -399,8 +384,7 @@ fn lanes(v: usize, k: usize) -> Result<Option<usize>, ProbeError> {
 /// its own generator, so libtorch's global stream is left as it was.
 fn calibrate(v: usize, k: usize) -> Result<Option<usize>, ProbeError> {
     let n = 24;
-    let mut rng = 0x5eed_u64 ^ (v as u64) << 20 ^ k as u64;
-    let logits: Vec<f32> = (0..n * v).map(|_| gaussian(&mut rng) * 3.0).collect();
+    let logits = gaussians(0x5eed_u64 ^ (v as u64) << 20 ^ k as u64, n * v, 3.0);
     let rows: Vec<i64> = (0..n as i64).collect();
     let Some(support) = top_k_support(&logits, v, &rows, k, 0.0, &[]) else { return Ok(None) };
     let (want_p, want_h) = full_path(&logits, n, v, k, &support)?;
@@ -428,17 +412,12 @@ fn full_path(logits: &[f32], n: usize, v: usize, k: usize, support: &Support) ->
     Ok((at, Vec::<f32>::try_from(&h)?))
 }
 
-/// A standard normal draw (Box-Muller on SplitMix64), for the calibration rows.
-fn gaussian(state: &mut u64) -> f32 {
-    let mut next = || {
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    };
-    let (u1, u2) = (next().max(f64::MIN_POSITIVE), next());
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+/// `n` normal draws of standard deviation `scale` (Box-Muller on [`uniforms`]).
+fn gaussians(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let u = uniforms(seed, 2 * n);
+    u.chunks(2)
+        .map(|p| ((-2.0 * p[0].max(f64::MIN_POSITIVE).ln()).sqrt() * (std::f64::consts::TAU * p[1]).cos()) as f32 * scale)
+        .collect()
 }
 
 #[cfg(test)]
@@ -446,22 +425,22 @@ mod tests {
     use super::*;
 
     fn random_rows(n: usize, v: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut rng = seed;
-        (0..n * v).map(|_| gaussian(&mut rng) * scale).collect()
+        gaussians(seed, n * v, scale)
     }
 
     #[test]
     fn cascade_sum_is_libtorchs_row_sum() {
         // Sparse rows of terms (the rest -0.0), of lengths around every boundary of the
         // cascade: vectors, rows of 4, chunks of 16 rows, 16 chunks, and a scalar tail.
-        let mut rng = 11u64;
         for v in [16usize, 31, 33, 100, 320, 2048, 2051, 4100, 32000, 70001, 152064] {
             for fill in [3usize, 50, 400] {
+                // About `fill` entries, at random places, with random negative values.
+                let u = uniforms((v * 1000 + fill) as u64, 2 * v);
                 let mut row = vec![-0.0f32; v];
                 let (mut idx, mut vals) = (Vec::new(), Vec::new());
                 for (i, x) in row.iter_mut().enumerate() {
-                    if (gaussian(&mut rng).abs() * 1000.0) as usize % v.max(fill) < fill {
-                        *x = -(gaussian(&mut rng).abs() * 0.3);
+                    if u[2 * i] * (v as f64) < fill as f64 {
+                        *x = -(u[2 * i + 1] as f32 * 0.3);
                         idx.push(i as u32);
                         vals.push(*x);
                     }
