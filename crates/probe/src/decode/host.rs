@@ -114,73 +114,112 @@ fn first_argmax(row: &[f32]) -> Option<usize> {
 /// Per row of a `[n, V]` float32 CPU tensor, its `m` largest values in descending order with
 /// their indices (among equal values, the lower index first): `(values, indices)`, both
 /// `[n * m]` row-major. `None` off CPU/float32 or when a row holds a NaN.
-///
-/// Per row: the maximum of every block of 64 elements (16 when the row has fewer than 2m such
-/// blocks), and a NaN check, in one vectorised pass; `floor`, the m-th largest of those
-/// maxima, is at most the m-th largest element (those m maxima are m elements). A second pass
-/// compares 16-element groups with `floor` (also vectorised); the groups reaching it hold every
-/// element `>= floor`, among them the top m, which are selected and sorted.
 pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
-    const GROUP: usize = 16;
     let data = cpu_f32(x)?;
     let v = *x.size().last()? as usize;
     if m == 0 || v == 0 || m > v {
         return None;
     }
     let n = data.len() / v;
-    let block = if v >= 64 * 2 * m { 64 } else { GROUP };
     let (mut vals, mut idx) = (Vec::with_capacity(n * m), Vec::with_capacity(n * m));
-    let mut maxima: Vec<u32> = Vec::with_capacity(v.div_ceil(block));
-    // Candidates as `desc_key(value) << 32 | index`: ascending order is descending value, then
-    // ascending index, and integer comparisons keep the selection cheap.
-    let mut found: Vec<u64> = Vec::new();
+    let mut select = TopSelect::default();
     for row in data.chunks(v) {
-        maxima.clear();
-        let blocks = row.chunks_exact(block);
-        let tail = blocks.remainder();
-        let mut nan = tail.iter().any(|x| x.is_nan());
-        for block in blocks {
-            let (max, has_nan) = block_max(block);
-            maxima.push(desc_key(max));
-            nan |= has_nan;
-        }
-        if nan {
-            return None;
-        }
-        if !tail.is_empty() {
-            maxima.push(desc_key(tail.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x))));
-        }
-        let floor = if maxima.len() > m { from_desc_key(*maxima.select_nth_unstable(m - 1).1) } else { f32::NEG_INFINITY };
-        found.clear();
-        let mut collect = |at: usize, group: &[f32]| {
-            found.extend(
-                group
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &x)| x >= floor)
-                    .map(|(j, &x)| (desc_key(x) as u64) << 32 | (at + j) as u64),
-            );
-        };
-        let groups = row.chunks_exact(GROUP);
-        let tail = groups.remainder();
-        for (g, group) in groups.enumerate() {
-            if group.iter().fold(0u32, |a, &x| a | u32::from(x >= floor)) != 0 {
-                collect(g * GROUP, group);
-            }
-        }
-        collect(row.len() - tail.len(), tail);
-        // A total order, so the selection is exact.
-        if found.len() > m {
-            found.select_nth_unstable(m - 1);
-        }
-        found[..m].sort_unstable();
-        for &key in &found[..m] {
+        let found = select.select(row, m, &[])?;
+        found.sort_unstable();
+        for &key in found.iter() {
             let i = (key & 0xffff_ffff) as usize;
             vals.push(row[i]);
             idx.push(i as i64);
         }
     }
     Some((vals, idx))
+}
+
+/// The m largest elements of rows, with reused buffers.
+#[derive(Default)]
+pub(super) struct TopSelect {
+    maxima: Vec<u32>,
+    found: Vec<u64>,
+}
+
+const GROUP: usize = 16;
+
+impl TopSelect {
+    /// The `m` largest non-banned elements of `row` (NaN-free, else `None`) as keys
+    /// `desc_key(value) << 32 | index`, the `m - 1` smallest keys first and the m-th at
+    /// `m - 1` (ascending key is descending value, then ascending index: a total order).
+    /// `banned` is empty or has one flag per element.
+    ///
+    /// Every element at or above a `floor` is collected, which holds the m largest when at
+    /// least `m` are: the floor is the m-th largest of the maxima of `V / 16` disjoint sets of
+    /// elements (lane `j` of 16 consecutive 16-element groups), at most the m-th largest
+    /// element.
+    pub(super) fn select(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<&mut [u64]> {
+        let floor = self.set_floor(row, m, banned);
+        if !self.collect(row, m, banned, floor)? {
+            return None;
+        }
+        self.found.select_nth_unstable(m - 1);
+        Some(&mut self.found[..m])
+    }
+
+    /// The m-th largest of the set maxima (see [`TopSelect::select`]), or -inf where that is no
+    /// bound (fewer sets than `m`, or banned elements, which can be a set's maximum).
+    fn set_floor(&mut self, row: &[f32], m: usize, banned: &[bool]) -> f32 {
+        let groups = row.len() / GROUP;
+        self.maxima.clear();
+        for chunk in row[..groups * GROUP].chunks(GROUP * GROUP) {
+            let mut h = [f32::NEG_INFINITY; GROUP];
+            for g in chunk.chunks_exact(GROUP) {
+                let g: &[f32; GROUP] = g.try_into().expect("chunks_exact");
+                for i in 0..GROUP {
+                    // The vector max instruction (NaNs are caught by `collect`).
+                    h[i] = if g[i] > h[i] { g[i] } else { h[i] };
+                }
+            }
+            self.maxima.extend(h.iter().map(|&x| desc_key(x)));
+        }
+        if self.maxima.len() >= m && banned.is_empty() {
+            from_desc_key(*self.maxima.select_nth_unstable(m - 1).1)
+        } else {
+            f32::NEG_INFINITY
+        }
+    }
+
+    /// Collects into `found` every non-banned element `>= floor` (cut back to the `m` largest
+    /// whenever `4m` are buffered, which raises the floor); whether at least `m` were found.
+    /// `None` when the row holds a NaN.
+    fn collect(&mut self, row: &[f32], m: usize, banned: &[bool], floor: f32) -> Option<bool> {
+        let cap = 4 * m.max(GROUP);
+        let mut floor = floor;
+        self.found.clear();
+        for (g, group) in row.chunks(GROUP).enumerate() {
+            // Locals, so that the test is vectorised; NaNs are flagged too.
+            let f = floor;
+            let mut hit = 0u32;
+            for &x in group {
+                hit |= u32::from(x >= f) | u32::from(x.is_nan());
+            }
+            if hit == 0 {
+                continue;
+            }
+            let at = g * GROUP;
+            for (j, &x) in group.iter().enumerate() {
+                if x.is_nan() {
+                    return None;
+                }
+                if x >= f && (banned.is_empty() || !banned[at + j]) {
+                    self.found.push((desc_key(x) as u64) << 32 | (at + j) as u64);
+                }
+            }
+            if self.found.len() >= cap {
+                self.found.select_nth_unstable(m - 1);
+                self.found.truncate(m);
+                floor = from_desc_key((self.found[m - 1] >> 32) as u32);
+            }
+        }
+        Some(self.found.len() >= m)
+    }
 }
 
 /// Sorts `row` (no NaNs) in descending order: an LSD radix sort on [`desc_key`]s, with the four
@@ -237,7 +276,7 @@ pub(super) fn fill_below(x: &Tensor, thresholds: &[f32], fill: f32) -> Result<Op
 
 /// An order-reversing integer key of a non-NaN float: larger values get smaller keys (`-0.0`
 /// sorts just after `0.0`, which compare equal as floats).
-pub(super) fn desc_key(x: f32) -> u32 {
+fn desc_key(x: f32) -> u32 {
     let b = x.to_bits();
     if b >> 31 == 0 {
         !b & 0x7fff_ffff

@@ -28,7 +28,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
 
-use super::host::{desc_key, from_desc_key, uniforms};
+use super::host::{from_desc_key, uniforms, TopSelect};
 use crate::error::ProbeError;
 
 /// The top-k support of `n` rows: per row the `k` kept indices in ascending order, and their
@@ -66,10 +66,10 @@ pub(super) fn top_k_support(
         *banned.get_mut(f as usize)? = true;
     }
     let (mut idx, mut vals) = (Vec::with_capacity(rows.len() * k), Vec::with_capacity(rows.len() * k));
-    let mut scratch = Scratch::default();
+    let mut select = TopSelect::default();
     for &r in rows {
         let row = flat.get(r as usize * v..(r as usize + 1) * v)?;
-        let found = scratch.select(row, m, &banned)?;
+        let found = select.select(row, m, &banned)?;
         // `found[..k]` are the k largest (as keys: smallest), `found[k]` the next one.
         let next = from_desc_key((found[k] >> 32) as u32);
         let (mut kth_key, mut top_key) = (0u32, u32::MAX);
@@ -94,93 +94,6 @@ pub(super) fn top_k_support(
         vals.extend(idx[start..].iter().map(|&i| scale(row[i as usize])));
     }
     Some(Support { k, idx, vals })
-}
-
-/// Reused buffers of the selection.
-#[derive(Default)]
-struct Scratch {
-    maxima: Vec<u32>,
-    found: Vec<u64>,
-}
-
-const GROUP: usize = 16;
-
-impl Scratch {
-    /// The `m` largest non-banned elements of `row` (NaN-free, else `None`) as keys
-    /// `desc_key(value) << 32 | index`, the `m - 1` smallest keys first and the m-th at
-    /// `m - 1` (ascending key is descending value, then ascending index: a total order).
-    /// `banned` is empty or has one flag per element.
-    ///
-    /// Every element at or above a `floor` is collected, which holds the m largest when at
-    /// least `m` are: the floor is the m-th largest of the maxima of `V / 16` disjoint sets of
-    /// elements (lane `j` of 16 consecutive 16-element groups), at most the m-th largest
-    /// element.
-    fn select(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<&[u64]> {
-        let floor = self.set_floor(row, m, banned);
-        if !self.collect(row, m, banned, floor)? {
-            return None;
-        }
-        self.found.select_nth_unstable(m - 1);
-        Some(&self.found[..m])
-    }
-
-    /// The m-th largest of the set maxima (see [`Scratch::select`]), or -inf where that is no
-    /// bound (fewer sets than `m`, or banned elements, which can be a set's maximum).
-    fn set_floor(&mut self, row: &[f32], m: usize, banned: &[bool]) -> f32 {
-        let groups = row.len() / GROUP;
-        self.maxima.clear();
-        for chunk in row[..groups * GROUP].chunks(GROUP * GROUP) {
-            let mut h = [f32::NEG_INFINITY; GROUP];
-            for g in chunk.chunks_exact(GROUP) {
-                let g: &[f32; GROUP] = g.try_into().expect("chunks_exact");
-                for i in 0..GROUP {
-                    // The vector max instruction (NaNs are caught by `collect`).
-                    h[i] = if g[i] > h[i] { g[i] } else { h[i] };
-                }
-            }
-            self.maxima.extend(h.iter().map(|&x| desc_key(x)));
-        }
-        if self.maxima.len() >= m && banned.is_empty() {
-            from_desc_key(*self.maxima.select_nth_unstable(m - 1).1)
-        } else {
-            f32::NEG_INFINITY
-        }
-    }
-
-    /// Collects into `found` every non-banned element `>= floor` (cut back to the `m` largest
-    /// whenever `4m` are buffered, which raises the floor); whether at least `m` were found.
-    /// `None` when the row holds a NaN.
-    fn collect(&mut self, row: &[f32], m: usize, banned: &[bool], floor: f32) -> Option<bool> {
-        let cap = 4 * m.max(GROUP);
-        let mut floor = floor;
-        self.found.clear();
-        for (g, group) in row.chunks(GROUP).enumerate() {
-            // Locals, so that the test is vectorised; NaNs are flagged too.
-            let f = floor;
-            let mut hit = 0u32;
-            for &x in group {
-                hit |= u32::from(x >= f) | u32::from(x.is_nan());
-            }
-            if hit == 0 {
-                continue;
-            }
-            let at = g * GROUP;
-            for (j, &x) in group.iter().enumerate() {
-                if x.is_nan() {
-                    return None;
-                }
-                if x >= f && (banned.is_empty() || !banned[at + j]) {
-                    self.found.push((desc_key(x) as u64) << 32 | (at + j) as u64);
-                }
-            }
-            if self.found.len() >= cap {
-                self.found.select_nth_unstable(m - 1);
-                self.found.truncate(m);
-                floor = from_desc_key((self.found[m - 1] >> 32) as u32);
-            }
-        }
-        Some(self.found.len() >= m)
-    }
 }
 
 /// The compact rows of `support` for lane width `w`: `[n, C]` row-major with each kept entry
