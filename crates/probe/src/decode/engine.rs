@@ -649,9 +649,12 @@ impl Ctx<'_> {
         if n == 0 {
             return Ok(Tensor::f_zeros([0], (Kind::Int64, self.dev))?);
         }
+        let u = Tensor::f_rand([n, 1], (Kind::Double, self.dev))?;
+        if let Some(picks) = host::inverse_cdf(probs, &Vec::<f64>::try_from(&u.f_flatten(0, -1)?)?) {
+            return Ok(Tensor::f_from_slice(&picks)?);
+        }
         let cum = probs.f_cumsum(-1, Kind::Double)?;
         let total = cum.f_narrow(-1, self.v - 1, 1)?;
-        let u = Tensor::f_rand([n, 1], (Kind::Double, self.dev))?;
         let target = u.f_neg()?.f_add_scalar(1.0)?.f_mul(&total)?;
         let below = cum.f_lt_tensor(&target)?.f_sum_dim_intlist(-1, false, Kind::Int64)?;
         Ok(below.f_clamp_max(self.v - 1)?)
@@ -1015,36 +1018,81 @@ fn top_p_filter_by_sort(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeErro
     Ok(logits.f_masked_fill(&drop, f32::MIN as f64)?)
 }
 
-/// On CPU: per row, the smallest logit of upstream's kept prefix, `[n, 1]`. The rows are sorted
-/// on the host (several times faster than `sort` with indices), and the softmax and cumulative
-/// sum run on the sorted values as upstream runs them, so the prefix is the same. `None` (use
-/// upstream's path) off CPU, for NaNs, or when the prefix ends inside a run of equal logits,
-/// where upstream's choice among them depends on its sort.
+/// Per row, the smallest logit [`top_p_filter_by_sort`] keeps, on the host; `None` off
+/// CPU/float32, for rows with NaNs, and where a tie at the threshold would make upstream keep
+/// a different set (those rows take the sort path).
+///
+/// Upstream sorts the whole row, takes its softmax and the cumulative sum. Only a head of the
+/// sorted row is needed for the same bits: libtorch's softmax sums the exponentials in 16 (or
+/// 8) lane sums over the sorted positions, each lane starting with one of the 16 largest
+/// logits `s_0 >= ... >= s_15`. A logit below `s_15 - 18` has an exponential under
+/// `e^-18 < 2^-25` times every lane sum, less than half its float32 ulp, so adding it changes
+/// nothing; and it comes after every larger logit in the sorted row. The head (every logit at
+/// or above `s_15 - 18`), sorted and padded with float32's lowest value (exponential 0), thus
+/// has the same softmax and cumulative sum as the full sorted row on its positions. When the
+/// mass reaches `top_p` within the head (the usual case), the threshold is found there; else
+/// the whole row is sorted.
 fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Vec<f32>>, ProbeError> {
+    const LANES: usize = 16;
     let v = logits.size()[1] as usize;
     let Some(rows) = host::cpu_f32(logits) else { return Ok(None) };
-    if v == 0 || rows.iter().any(|x| x.is_nan()) {
+    if v < LANES || rows.iter().any(|x| x.is_nan()) {
         return Ok(None);
     }
-    let mut sorted = rows.to_vec();
+    let n = rows.len() / v;
+    let mut select = host::TopSelect::default();
     let (mut keys, mut scratch) = (Vec::new(), Vec::new());
-    for row in sorted.chunks_mut(v) {
-        host::sort_descending(row, &mut keys, &mut scratch);
-    }
-    let n = (sorted.len() / v) as i64;
-    let sorted_t = Tensor::f_from_slice(&sorted)?.f_view([n, v as i64])?;
-    let cum = sorted_t.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
-    let remove = Vec::<bool>::try_from(&cum.f_gt(top_p)?.f_flatten(0, -1)?)?;
-    let mut thresholds = Vec::with_capacity(n as usize);
-    for (row, removed) in sorted.chunks(v).zip(remove.chunks(v)) {
-        // Kept: sorted positions up to the first whose cumulative mass exceeds top_p.
-        let last = removed.iter().position(|&r| r).unwrap_or(v - 1);
-        if last + 1 < v && row[last + 1] == row[last] {
-            return Ok(None);
+    for full in [false, true] {
+        // Each row's sorted head (the whole row when `full`), padded to a common multiple of 16.
+        let mut heads: Vec<Vec<f32>> = Vec::with_capacity(n);
+        for row in rows.chunks(v) {
+            let cut = if full {
+                f32::NEG_INFINITY
+            } else {
+                // The 16th largest logit: the selection's last key.
+                let top = select.select(row, LANES, &[]).expect("NaN-free rows");
+                host::from_desc_key((top[LANES - 1] >> 32) as u32) - 18.0
+            };
+            let mut head: Vec<f32> = if cut.is_finite() { row.iter().copied().filter(|&x| x >= cut).collect() } else { row.to_vec() };
+            host::sort_descending(&mut head, &mut keys, &mut scratch);
+            heads.push(head);
         }
-        thresholds.push(row[last]);
+        let width = heads.iter().map(Vec::len).max().unwrap_or(0).div_ceil(LANES) * LANES;
+        let mut padded = vec![f32::MIN; n * width];
+        for (r, head) in heads.iter().enumerate() {
+            padded[r * width..r * width + head.len()].copy_from_slice(head);
+        }
+        let sorted_t = Tensor::f_from_slice(&padded)?.f_view([n as i64, width as i64])?;
+        let probs = sorted_t.f_softmax(-1, Kind::Float)?;
+        let probs = host::cpu_f32(&probs).expect("a new CPU float32 tensor");
+        // Upstream's `cumsum(-1) > top_p` up to its first true entry: libtorch's float32
+        // `cumsum` adds sequentially in float64 and rounds each sum to float32, and the
+        // comparison rounds `top_p` to float32.
+        let top_p32 = top_p as f32;
+        let mut thresholds = Vec::with_capacity(n);
+        for (head, probs) in heads.iter().zip(probs.chunks(width)) {
+            let mut cum = 0f64;
+            let first_over = probs[..head.len()].iter().position(|&p| {
+                cum += p as f64;
+                cum as f32 > top_p32
+            });
+            // Kept: sorted positions up to the first whose cumulative mass exceeds top_p (all of
+            // them when none does, which for a head means: sort the whole rows).
+            let last = match first_over {
+                Some(last) => last,
+                None if full || head.len() == v => head.len() - 1,
+                None => break,
+            };
+            if last + 1 < head.len() && head[last + 1] == head[last] {
+                return Ok(None);
+            }
+            thresholds.push(head[last]);
+        }
+        if thresholds.len() == n {
+            return Ok(Some(thresholds));
+        }
     }
-    Ok(Some(thresholds))
+    unreachable!("the full rows give every threshold")
 }
 
 /// `x.argmax(-1)` of a `[n, V]` tensor, computed as the argmax of the chunk maxima, then the
@@ -1101,6 +1149,15 @@ mod tests {
         }
         // The host path is taken for untied rows.
         assert!(host_top_p_thresholds(&scaled, 0.9).unwrap().is_some());
+        // Wide rows, whose sorted heads are short (the rest cannot move a bit), flat rows (the
+        // head is the whole row), and a vocabulary that is no multiple of 16.
+        for (v, scale) in [(2048, 8.0), (2048, 20.0), (2051, 40.0), (1000, 0.3), (4096, 3.0)] {
+            let x = Tensor::randn([24, v], (Kind::Float, Device::Cpu)) * scale;
+            for top_p in [0.5, 0.9, 0.95, 0.9999] {
+                let host = top_p_filter(&x, top_p).unwrap();
+                assert!(host.equal(&top_p_filter_by_sort(&x, top_p).unwrap()), "v = {v}, scale {scale}, top_p = {top_p}");
+            }
+        }
     }
 
     #[test]

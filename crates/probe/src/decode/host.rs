@@ -315,6 +315,36 @@ fn block_max(b: &[f32]) -> (f32, bool) {
     (h[0], nan.iter().any(|&x| x))
 }
 
+/// Per row of a `[n, V]` float32 CPU tensor of probabilities and its uniform draw `u`, the
+/// count of float64 cumulative sums below `(1 - u)` times the row's total, capped at `V - 1`:
+/// `(cumsum(p, float64) < (1 - u) * total).sum()` as `Ctx::dream_sample` computes it with
+/// tensors, in one pass until the target (libtorch's `cumsum` is sequential too). `None` off
+/// CPU/float32 or when a row's total is not finite.
+pub(super) fn inverse_cdf(probs: &Tensor, u: &[f64]) -> Option<Vec<i64>> {
+    let rows = cpu_f32(probs)?;
+    let v = *probs.size().last()? as usize;
+    if v == 0 {
+        return None;
+    }
+    rows.chunks(v)
+        .zip(u)
+        .map(|(row, &u)| {
+            let total = row.iter().fold(0f64, |acc, &p| acc + p as f64);
+            if !total.is_finite() {
+                return None;
+            }
+            let target = (1.0 - u) * total;
+            // The cumulative sums never decrease: the count below the target is the index of
+            // the first one at or above it.
+            let mut cum = 0f64;
+            Some(row.iter().position(|&p| {
+                cum += p as f64;
+                cum >= target
+            }).unwrap_or(v - 1) as i64)
+        })
+        .collect()
+}
+
 /// `n` uniform float64 draws in `[0, 1)` with 53 random bits each, from a generator seeded by
 /// `seed` (SplitMix64: fast, and statistically ample for sampling).
 pub(super) fn uniforms(seed: u64, n: usize) -> Vec<f64> {
@@ -420,6 +450,31 @@ mod tests {
         expected.sort_by(|a, b| b.total_cmp(a));
         sort_descending(&mut big, &mut Vec::new(), &mut Vec::new());
         assert_eq!(big, expected);
+    }
+
+    #[test]
+    fn inverse_cdf_is_the_tensor_count() {
+        tch::manual_seed(9);
+        let logits = Tensor::randn([30, 500], (Kind::Float, Device::Cpu)) * 3.0;
+        // Zero-probability entries (as after a top-k or top-p fill) and an all-in-one row.
+        let filled = logits.masked_fill(&logits.lt(1.0), f32::MIN as f64);
+        let one = logits.index_fill(1, &Tensor::from_slice(&[499i64]), 1e4);
+        for x in [&logits, &filled, &one] {
+            let probs = x.softmax(-1, Kind::Float);
+            let u = Tensor::rand([30, 1], (Kind::Double, Device::Cpu));
+            let cum = probs.cumsum(-1, Kind::Double);
+            let target = u.neg().f_add_scalar(1.0).unwrap() * cum.narrow(-1, 499, 1);
+            let want = cum.lt_tensor(&target).sum_dim_intlist(-1, false, Kind::Int64).clamp_max(499);
+            let got = inverse_cdf(&probs, &Vec::<f64>::try_from(&u.flatten(0, -1)).unwrap()).unwrap();
+            assert_eq!(got, Vec::<i64>::try_from(&want).unwrap());
+        }
+        // Draws at the ends of [0, 1): the first and the last token of nonzero mass.
+        let probs = filled.softmax(-1, Kind::Float);
+        let p = Vec::<f32>::try_from(&probs.get(0)).unwrap();
+        let got = inverse_cdf(&probs.narrow(0, 0, 1), &[0.0]).unwrap()[0] as usize;
+        assert_eq!(got, p.iter().rposition(|&q| q > 0.0).unwrap());
+        let nan = probs.index_fill(1, &Tensor::from_slice(&[3i64]), f64::NAN);
+        assert!(inverse_cdf(&nan, &[0.5; 30]).is_none());
     }
 
     #[test]
