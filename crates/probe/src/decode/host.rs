@@ -318,7 +318,7 @@ fn block_max(b: &[f32]) -> (f32, bool) {
 /// Per row of a `[n, V]` float32 CPU tensor of probabilities and its uniform draw `u`, the
 /// count of float64 cumulative sums below `(1 - u)` times the row's total, capped at `V - 1`:
 /// `(cumsum(p, float64) < (1 - u) * total).sum()` as `Ctx::dream_sample` computes it with
-/// tensors, in one pass until the target (libtorch's `cumsum` is sequential too). `None` off
+/// tensors: one sequential float64 pass (as libtorch's `cumsum`) and a bisection. `None` off
 /// CPU/float32 or when a row's total is not finite.
 pub(super) fn inverse_cdf(probs: &Tensor, u: &[f64]) -> Option<Vec<i64>> {
     let rows = cpu_f32(probs)?;
@@ -326,21 +326,23 @@ pub(super) fn inverse_cdf(probs: &Tensor, u: &[f64]) -> Option<Vec<i64>> {
     if v == 0 {
         return None;
     }
+    let mut cum = Vec::with_capacity(v);
     rows.chunks(v)
         .zip(u)
         .map(|(row, &u)| {
-            let total = row.iter().fold(0f64, |acc, &p| acc + p as f64);
-            if !total.is_finite() {
+            cum.clear();
+            let mut acc = 0f64;
+            cum.extend(row.iter().map(|&p| {
+                acc += p as f64;
+                acc
+            }));
+            if !acc.is_finite() {
                 return None;
             }
-            let target = (1.0 - u) * total;
-            // The cumulative sums never decrease: the count below the target is the index of
-            // the first one at or above it.
-            let mut cum = 0f64;
-            Some(row.iter().position(|&p| {
-                cum += p as f64;
-                cum >= target
-            }).unwrap_or(v - 1) as i64)
+            let target = (1.0 - u) * acc;
+            // The cumulative sums never decrease: the count below the target is found by
+            // bisection.
+            Some(cum.partition_point(|&c| c < target).min(v - 1) as i64)
         })
         .collect()
 }
