@@ -1018,9 +1018,9 @@ fn top_p_filter_by_sort(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeErro
     Ok(logits.f_masked_fill(&drop, f32::MIN as f64)?)
 }
 
-/// Per row, the smallest logit [`top_p_filter_by_sort`] keeps, on the host; `None` off
-/// CPU/float32, for rows with NaNs, and where a tie at the threshold would make upstream keep
-/// a different set (those rows take the sort path).
+/// Per row, the smallest logit [`top_p_filter_by_sort`] keeps, on the host; `None` (the caller
+/// then takes the sort path for the whole batch) off CPU/float32, for rows shorter than 16 or
+/// with NaNs, and where a tie at the threshold would make upstream's choice depend on its sort.
 ///
 /// Upstream sorts the whole row, takes its softmax and the cumulative sum. Only a head of the
 /// sorted row is needed for the same bits: libtorch's softmax sums the exponentials in 16 (or
