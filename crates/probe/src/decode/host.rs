@@ -139,10 +139,26 @@ pub(super) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
 #[derive(Default)]
 pub(super) struct TopSelect {
     maxima: Vec<u32>,
+    /// The candidates of the last row: indices in ascending order, and their [`desc_key`]s.
+    hits: Vec<u32>,
+    keys: Vec<u32>,
+    scratch: Vec<u32>,
+    block: Vec<u32>,
     found: Vec<u64>,
+    ordered: Vec<u32>,
 }
 
 const GROUP: usize = 16;
+
+/// [`TopSelect::top_in_order`]'s result for one row.
+pub(super) struct TopInOrder<'a> {
+    /// The indices of the k largest elements, ascending.
+    pub idx: &'a [u32],
+    /// The largest, the k-th largest and the (k + 1)-th largest value.
+    pub top: f32,
+    pub kth: f32,
+    pub next: f32,
+}
 
 impl TopSelect {
     /// The `m` largest non-banned elements of `row` (NaN-free, else `None`) as keys
@@ -155,12 +171,48 @@ impl TopSelect {
     /// elements (lane `j` of 16 consecutive 16-element groups), at most the m-th largest
     /// element.
     pub(super) fn select(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<&mut [u64]> {
-        let floor = self.set_floor(row, m, banned);
-        if !self.collect(row, m, banned, floor)? {
+        if !self.candidates(row, m, banned)? {
             return None;
         }
+        self.found.clear();
+        self.found.extend(self.keys.iter().zip(&self.hits).map(|(&k, &i)| (k as u64) << 32 | i as u64));
         self.found.select_nth_unstable(m - 1);
         Some(&mut self.found[..m])
+    }
+
+    /// The `k` largest non-banned elements of `row` in ascending index order, with the
+    /// largest, the k-th and the (k + 1)-th largest values: what a top-k filter keeps, without
+    /// sorting it. `None` when the row holds a NaN, has fewer than `k + 1` non-banned elements,
+    /// or when the k-th and the (k + 1)-th largest are the same value (a tie, which makes the k
+    /// largest ambiguous).
+    pub(super) fn top_in_order(&mut self, row: &[f32], k: usize, banned: &[bool]) -> Option<TopInOrder<'_>> {
+        if k == 0 || !self.candidates(row, k + 1, banned)? {
+            return None;
+        }
+        // Ascending keys are descending values: the (k + 1)-th smallest key is the (k + 1)-th
+        // largest value, and the keys below it are the k largest.
+        let next = nth_smallest(&self.keys, k, &mut self.scratch);
+        let (mut kth, mut top) = (0u32, u32::MAX);
+        self.ordered.clear();
+        // The candidates come in index order.
+        for (&i, &key) in self.hits.iter().zip(&self.keys) {
+            if key < next {
+                kth = kth.max(key);
+                top = top.min(key);
+                self.ordered.push(i);
+            }
+        }
+        if self.ordered.len() != k {
+            return None;
+        }
+        Some(TopInOrder { idx: &self.ordered, top: from_desc_key(top), kth: from_desc_key(kth), next: from_desc_key(next) })
+    }
+
+    /// Collects the candidates of `row` for its `m` largest elements (see [`TopSelect::select`]);
+    /// whether there are at least `m`, `None` when the row holds a NaN.
+    fn candidates(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<bool> {
+        let floor = self.set_floor(row, m, banned);
+        self.collect(row, m, banned, floor)
     }
 
     /// The m-th largest of the set maxima (see [`TopSelect::select`]), or -inf where that is no
@@ -168,7 +220,14 @@ impl TopSelect {
     fn set_floor(&mut self, row: &[f32], m: usize, banned: &[bool]) -> f32 {
         let groups = row.len() / GROUP;
         self.maxima.clear();
-        for chunk in row[..groups * GROUP].chunks(GROUP * GROUP) {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx512() {
+            // SAFETY: the CPU has AVX-512F and AVX-512VL (checked above).
+            unsafe { simd::set_maxima(&row[..groups * GROUP], &mut self.maxima) };
+            done = groups * GROUP;
+        }
+        for chunk in row[done..groups * GROUP].chunks(GROUP * GROUP) {
             let mut h = [f32::NEG_INFINITY; GROUP];
             for g in chunk.chunks_exact(GROUP) {
                 let g: &[f32; GROUP] = g.try_into().expect("chunks_exact");
@@ -180,20 +239,46 @@ impl TopSelect {
             self.maxima.extend(h.iter().map(|&x| desc_key(x)));
         }
         if self.maxima.len() >= m && banned.is_empty() {
-            from_desc_key(*self.maxima.select_nth_unstable(m - 1).1)
+            from_desc_key(nth_smallest(&self.maxima, m - 1, &mut self.scratch))
         } else {
             f32::NEG_INFINITY
         }
     }
 
-    /// Collects into `found` every non-banned element `>= floor` (cut back to the `m` largest
-    /// whenever `4m` are buffered, which raises the floor); whether at least `m` were found.
-    /// `None` when the row holds a NaN.
+    /// Collects into `hits` and `keys`, in index order, every non-banned element `>= floor`
+    /// (cut back to the `m` largest whenever `4m` are buffered, which raises the floor);
+    /// whether at least `m` were found. `None` when the row holds a NaN.
     fn collect(&mut self, row: &[f32], m: usize, banned: &[bool], floor: f32) -> Option<bool> {
         let cap = 4 * m.max(GROUP);
         let mut floor = floor;
-        self.found.clear();
-        for (g, group) in row.chunks(GROUP).enumerate() {
+        self.hits.clear();
+        self.keys.clear();
+        let groups = row.len() / GROUP;
+        let mut from = 0;
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx512() && banned.is_empty() {
+            // Blocks of 16 whole groups; a tail shorter than a group is left to the loop below.
+            let mut block = std::mem::take(&mut self.block);
+            block.resize(GROUP * GROUP + GROUP, 0);
+            while from < groups * GROUP {
+                let to = (from + GROUP * GROUP).min(groups * GROUP);
+                // SAFETY: the CPU has AVX-512F and AVX-512VL; `block` has room for every
+                // element of the block plus a full vector.
+                let (count, nan) = unsafe { simd::collect_ge(&row[from..to], from as u32, floor, &mut block) };
+                if nan {
+                    return None;
+                }
+                self.hits.extend_from_slice(&block[..count]);
+                self.keys.extend(block[..count].iter().map(|&i| desc_key(row[i as usize])));
+                if self.hits.len() >= cap {
+                    floor = self.cut_back(m);
+                }
+                from = to;
+            }
+            self.block = block;
+        }
+        for (g, group) in row[from..].chunks(GROUP).enumerate() {
+            let at = from + g * GROUP;
             // Locals, so that the test is vectorised; NaNs are flagged too.
             let f = floor;
             let mut hit = 0u32;
@@ -203,22 +288,129 @@ impl TopSelect {
             if hit == 0 {
                 continue;
             }
-            let at = g * GROUP;
             for (j, &x) in group.iter().enumerate() {
                 if x.is_nan() {
                     return None;
                 }
                 if x >= f && (banned.is_empty() || !banned[at + j]) {
-                    self.found.push((desc_key(x) as u64) << 32 | (at + j) as u64);
+                    self.hits.push((at + j) as u32);
+                    self.keys.push(desc_key(x));
                 }
             }
-            if self.found.len() >= cap {
-                self.found.select_nth_unstable(m - 1);
-                self.found.truncate(m);
-                floor = from_desc_key((self.found[m - 1] >> 32) as u32);
+            if self.hits.len() >= cap {
+                floor = self.cut_back(m);
             }
         }
-        Some(self.found.len() >= m)
+        Some(self.hits.len() >= m)
+    }
+
+    /// Keeps (in order) only the candidates at or above the m-th largest; returns it.
+    fn cut_back(&mut self, m: usize) -> f32 {
+        let mth = nth_smallest(&self.keys, m - 1, &mut self.scratch);
+        let mut kept = 0;
+        for j in 0..self.keys.len() {
+            if self.keys[j] <= mth {
+                self.keys[kept] = self.keys[j];
+                self.hits[kept] = self.hits[j];
+                kept += 1;
+            }
+        }
+        self.keys.truncate(kept);
+        self.hits.truncate(kept);
+        from_desc_key(mth)
+    }
+}
+
+/// The `n`-th smallest (from 0) of `keys` (`n < keys.len()`); `scratch` is reused.
+fn nth_smallest(keys: &[u32], n: usize, scratch: &mut Vec<u32>) -> u32 {
+    scratch.clear();
+    scratch.extend_from_slice(keys);
+    *scratch.select_nth_unstable(n).1
+}
+
+/// AVX-512 versions of [`TopSelect`]'s two passes, chosen at run time (the build targets
+/// baseline x86-64): 8 floats per instruction, and the candidate indices written with the
+/// compress instruction instead of a branch per element.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    use super::GROUP;
+
+    /// Tests clear it to run the portable loops on an AVX-512 machine too.
+    #[cfg(test)]
+    pub(super) static ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+    pub(super) fn avx512() -> bool {
+        #[cfg(test)]
+        if !ALLOWED.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+
+    /// Appends to `maxima` the [`desc_key`](super::desc_key)s of the set maxima of `row` (a
+    /// multiple of 16 long): per block of up to 16 groups of 16, the lane-wise maximum.
+    ///
+    /// 256-bit registers (two per group): light instructions that keep the core at its usual
+    /// clock, where 512-bit ones slowed the scalar code that follows them.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX-512VL.
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    pub(super) unsafe fn set_maxima(row: &[f32], maxima: &mut Vec<u32>) {
+        for block in row.chunks(GROUP * GROUP) {
+            let (mut lo, mut hi) = (_mm256_set1_ps(f32::NEG_INFINITY), _mm256_set1_ps(f32::NEG_INFINITY));
+            for g in block.chunks_exact(GROUP) {
+                // SAFETY: `g` holds 16 floats. `max_ps` returns its second operand when one is
+                // NaN, so NaNs are skipped here (and caught by `collect_ge`).
+                unsafe {
+                    lo = _mm256_max_ps(_mm256_loadu_ps(g.as_ptr()), lo);
+                    hi = _mm256_max_ps(_mm256_loadu_ps(g.as_ptr().add(8)), hi);
+                }
+            }
+            let mut out = [0u32; GROUP];
+            for (half, h) in [lo, hi].into_iter().enumerate() {
+                // desc_key: flip the magnitude bits of non-negative values.
+                let bits = _mm256_castps_si256(h);
+                let sign = _mm256_srai_epi32::<31>(bits);
+                let keys = _mm256_xor_si256(bits, _mm256_andnot_si256(sign, _mm256_set1_epi32(0x7fff_ffff)));
+                // SAFETY: `out[8 * half..]` holds 8 u32.
+                unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(8 * half).cast(), keys) };
+            }
+            maxima.extend_from_slice(&out);
+        }
+    }
+
+    /// Writes to the front of `hits` the indices (`base` + offset) of the elements of `block`
+    /// (a multiple of 16 long) that are `>= floor`, in ascending order; returns their count and
+    /// whether `block` holds a NaN. 256-bit registers, as [`set_maxima`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and AVX-512VL, and `hits` must have room for
+    /// `block.len() + 16` indices.
+    #[target_feature(enable = "avx2,avx512f,avx512vl,popcnt")]
+    pub(super) unsafe fn collect_ge(block: &[f32], base: u32, floor: f32, hits: &mut [u32]) -> (usize, bool) {
+        debug_assert!(hits.len() >= block.len() + GROUP);
+        let f = _mm256_set1_ps(floor);
+        let step = _mm256_set1_epi32(8);
+        let mut idx = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(base as i32));
+        let (mut at, mut nan) = (0usize, 0u8);
+        for g in block.chunks_exact(8) {
+            // SAFETY: `g` holds 8 floats; `hits[at..at + 8]` is in bounds (`at` counts at most
+            // the elements before this one).
+            unsafe {
+                let x = _mm256_loadu_ps(g.as_ptr());
+                nan |= _mm256_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+                let k = _mm256_cmp_ps_mask::<_CMP_GE_OQ>(x, f);
+                // Compressing into a register and storing the whole vector is much faster than
+                // the compress-to-memory form on Intel cores.
+                _mm256_storeu_si256(hits.as_mut_ptr().add(at).cast(), _mm256_maskz_compress_epi32(k, idx));
+                at += k.count_ones() as usize;
+            }
+            idx = _mm256_add_epi32(idx, step);
+        }
+        (at, nan != 0)
     }
 }
 
@@ -374,6 +566,25 @@ mod tests {
 
     #[test]
     fn top_m_is_topk() {
+        each_path(top_m_is_topk_on_this_path);
+    }
+
+    /// Runs `test` with the AVX-512 loops (where the CPU has them) and with the portable ones.
+    fn each_path(test: fn()) {
+        test();
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::atomic::Ordering;
+            simd::ALLOWED.store(false, Ordering::Relaxed);
+            let result = std::panic::catch_unwind(test);
+            simd::ALLOWED.store(true, Ordering::Relaxed);
+            if let Err(e) = result {
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+
+    fn top_m_is_topk_on_this_path() {
         tch::manual_seed(7);
         for (n, v, m) in [(4, 100, 1), (3, 8192, 51), (5, 64, 64), (2, 17, 5), (3, 2048, 51), (2, 20000, 51)] {
             let x = Tensor::randn([n, v], (Kind::Float, Device::Cpu));
@@ -406,8 +617,50 @@ mod tests {
         }
         let with_inf = tied.index_fill(1, &Tensor::from_slice(&[3i64, 250]), f64::INFINITY);
         assert_eq!(top_m(&with_inf, 2).unwrap().1[..2], [3, 250]);
-        let with_nan = tied.index_fill(1, &Tensor::from_slice(&[299i64]), f64::NAN);
-        assert!(top_m(&with_nan, 3).is_none());
+        // A NaN in the tail after the last whole group, and one inside the groups.
+        for at in [299i64, 5] {
+            let with_nan = tied.index_fill(1, &Tensor::from_slice(&[at]), f64::NAN);
+            assert!(top_m(&with_nan, 3).is_none());
+        }
+    }
+
+    #[test]
+    fn top_in_order_is_topk_by_index() {
+        each_path(top_in_order_on_this_path);
+    }
+
+    fn top_in_order_on_this_path() {
+        tch::manual_seed(9);
+        let mut select = TopSelect::default();
+        for (n, v, k) in [(3usize, 2048usize, 50usize), (2, 300, 7), (2, 17, 1), (3, 4100, 50), (2, 40000, 50), (4, 64, 40)] {
+            let x = Tensor::randn([n as i64, v as i64], (Kind::Float, Device::Cpu)) * 3.0;
+            let (tv, ti) = x.topk(k as i64 + 1, -1, true, true);
+            let (tv, ti) = (Vec::<f32>::try_from(&tv.flatten(0, -1)).unwrap(), Vec::<i64>::try_from(&ti.flatten(0, -1)).unwrap());
+            let rows = Vec::<f32>::try_from(&x.flatten(0, -1)).unwrap();
+            for r in 0..n {
+                let top = select.top_in_order(&rows[r * v..(r + 1) * v], k, &[]).expect("untied random rows");
+                let mut want: Vec<u32> = ti[r * (k + 1)..r * (k + 1) + k].iter().map(|&i| i as u32).collect();
+                want.sort_unstable();
+                assert_eq!(top.idx, want, "{v} top {k}");
+                let at = |j: usize| tv[r * (k + 1) + j];
+                assert_eq!((top.top, top.kth, top.next), (at(0), at(k - 1), at(k)), "{v} top {k}");
+            }
+        }
+        // A banned element is never kept; a tie with the (k + 1)-th or a NaN gives None.
+        let x = Vec::<f32>::try_from(&(Tensor::randn([3000], (Kind::Float, Device::Cpu)) * 2.0)).unwrap();
+        let best = (0..x.len()).max_by(|&a, &b| x[a].total_cmp(&x[b])).unwrap();
+        let mut banned = vec![false; x.len()];
+        banned[best] = true;
+        let top = select.top_in_order(&x, 10, &banned).unwrap();
+        assert!(!top.idx.contains(&(best as u32)) && top.idx.len() == 10);
+        let kth = select.top_in_order(&x, 10, &[]).unwrap().kth;
+        let mut tied = x.clone();
+        let other = (0..x.len()).find(|&i| x[i] < kth).unwrap();
+        tied[other] = kth;
+        assert!(select.top_in_order(&tied, 10, &[]).is_none());
+        let mut nan = x.clone();
+        nan[40] = f32::NAN;
+        assert!(select.top_in_order(&nan, 10, &[]).is_none());
     }
 
     #[test]

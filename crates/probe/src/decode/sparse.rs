@@ -7,8 +7,8 @@
 //! kernels add them up. This module gives the same bits from the k kept entries of each row:
 //!
 //! - **selection** ([`top_k_support`]): the k + 1 largest logits of each row, read straight
-//!   from the model's output, in one vectorised pass plus a pass over the few 16-element groups
-//!   that can hold them;
+//!   from the model's output in two vectorised passes (AVX-512 where the CPU has it), kept in
+//!   index order without a sort;
 //! - **softmax**: libtorch's CPU softmax keeps one running sum per vector lane (the element
 //!   at index `i` goes to lane `i % W`, `W` = 16 with AVX-512, 8 otherwise), then adds the
 //!   lanes pairwise. A *compact* row that places each lane's kept entries in the same lane, in
@@ -28,7 +28,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
 
-use super::host::{from_desc_key, uniforms, TopSelect};
+use super::host::{uniforms, TopSelect};
 use crate::error::ProbeError;
 
 /// The top-k support of `n` rows: per row the `k` kept indices in ascending order, and their
@@ -59,7 +59,6 @@ pub(super) fn top_k_support(
     if k == 0 || k + 1 > v || v > u32::MAX as usize {
         return None;
     }
-    let m = k + 1;
     let t = (temperature > 0.0).then_some(temperature as f32);
     let mut banned = vec![false; if forbidden.is_empty() { 0 } else { v }];
     for &f in forbidden {
@@ -69,29 +68,20 @@ pub(super) fn top_k_support(
     let mut select = TopSelect::default();
     for &r in rows {
         let row = flat.get(r as usize * v..(r as usize + 1) * v)?;
-        let found = select.select(row, m, &banned)?;
-        // `found[..k]` are the k largest (as keys: smallest), `found[k]` the next one.
-        let next = from_desc_key((found[k] >> 32) as u32);
-        let (mut kth_key, mut top_key) = (0u32, u32::MAX);
-        for &key in &found[..k] {
-            kth_key = kth_key.max((key >> 32) as u32);
-            top_key = top_key.min((key >> 32) as u32);
-        }
+        let top = select.top_in_order(row, k, &banned)?;
         let scale = |x: f32| match t {
             Some(t) => x / t,
             None => x,
         };
-        let (kth, next, top) = (scale(from_desc_key(kth_key)), scale(next), scale(from_desc_key(top_key)));
+        let (kth, next, largest) = (scale(top.kth), scale(top.next), scale(top.top));
         // `next < kth` is false for a tie (and NaN); the fill keeps every value tied with the k-th.
         let untied = next < kth;
-        let above_fill = top > f32::MIN;
+        let above_fill = largest > f32::MIN;
         if !untied || !kth.is_finite() || !above_fill {
             return None;
         }
-        let start = idx.len();
-        idx.extend(found[..k].iter().map(|&key| (key & 0xffff_ffff) as u32));
-        idx[start..].sort_unstable();
-        vals.extend(idx[start..].iter().map(|&i| scale(row[i as usize])));
+        idx.extend_from_slice(top.idx);
+        vals.extend(top.idx.iter().map(|&i| scale(row[i as usize])));
     }
     Some(Support { k, idx, vals })
 }
