@@ -15,8 +15,10 @@
 //!   the same order, and the lowest value everywhere else, has the same maximum, the same lane
 //!   sums (adding an exact 0 changes nothing) and so the same probabilities: libtorch computes
 //!   the softmax of `[n, C]` compact rows (`C` about 3W to 4W instead of V) with its own exp;
-//! - **entropy**: the terms are computed by libtorch on the compact probabilities, and summed
-//!   on the host in the order of libtorch's cascade sum over a full row ([`cascade_sum`]).
+//! - **entropy**: the terms' addition and product round the same on the host; their log is
+//!   libtorch's, on one dense vector of the kept probabilities ([`vector_log`]); the terms are
+//!   summed on the host in the order of libtorch's cascade sum over a full row
+//!   ([`cascade_sum`]).
 //!
 //! Which `W` libtorch uses depends on the CPU and on the libtorch build, so the layout is
 //! *calibrated*: once per process and row shape, random rows go through both upstream's full
@@ -28,7 +30,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
 
-use super::host::{uniforms, TopSelect};
+use super::host::{self, uniforms, TopSelect};
 use crate::error::ProbeError;
 
 /// The top-k support of `n` rows: per row the `k` kept indices in ascending order, and their
@@ -88,29 +90,32 @@ pub(super) fn top_k_support(
 
 /// The compact rows of `support` for lane width `w`: `[n, C]` row-major with each kept entry
 /// of index `i` in lane `i % w` of the next free slot of that lane, float32's lowest value
-/// elsewhere; `C` is a multiple of 64 (so that libtorch's elementwise kernels take their
-/// vector path on every element). Returns `(C, rows, position of each kept entry)`.
+/// elsewhere; `C` is a multiple of 16 (whole vectors for libtorch's softmax). Returns
+/// `(C, rows, position of each kept entry)`.
 fn compact(support: &Support, w: usize) -> (usize, Vec<f32>, Vec<u32>) {
     let k = support.k;
     let n = support.idx.len() / k.max(1);
+    // `w` is a power of two: `i & lane` is `i % w` without a division.
+    debug_assert!(w.is_power_of_two());
+    let lane = w - 1;
     let mut slots = 1;
     let mut count = vec![0usize; w];
     for row in support.idx.chunks(k) {
         count.fill(0);
         for &i in row {
-            count[i as usize % w] += 1;
+            count[i as usize & lane] += 1;
         }
         slots = slots.max(count.iter().copied().max().unwrap_or(0));
     }
-    let c = (w * slots).div_ceil(64) * 64;
+    let c = (w * slots).div_ceil(16) * 16;
     let mut out = vec![f32::MIN; n * c];
     let mut pos = Vec::with_capacity(n * k);
     for (r, (row, vals)) in support.idx.chunks(k).zip(support.vals.chunks(k)).enumerate() {
         count.fill(0);
         for (&i, &x) in row.iter().zip(vals) {
-            let lane = i as usize % w;
-            let at = count[lane] * w + lane;
-            count[lane] += 1;
+            let l = i as usize & lane;
+            let at = count[l] * w + l;
+            count[l] += 1;
             out[r * c + at] = x;
             pos.push(at as u32);
         }
@@ -140,25 +145,41 @@ fn compact_softmax(support: &Support, v: usize, w: usize, entropy: bool) -> Resu
         return Ok((Vec::new(), Vec::new()));
     }
     let (c, rows, pos) = compact(support, w);
-    let x = Tensor::f_from_slice(&rows)?.f_view([n as i64, c as i64])?;
-    let p = x.f_softmax(-1, Kind::Float)?;
-    let p_host = Vec::<f32>::try_from(&p.f_flatten(0, -1)?)?;
+    let p = Tensor::f_from_slice(&rows)?.f_view([n as i64, c as i64])?.f_softmax(-1, Kind::Float)?;
+    let p_host = host::cpu_f32(&p).expect("softmax of a CPU float32 tensor");
     let probs: Vec<f32> = pos.iter().enumerate().map(|(j, &at)| p_host[(j / k) * c + at as usize]).collect();
     let mut sums = Vec::new();
     if entropy {
-        // Upstream's `probs * log(probs + 1e-10)`, elementwise on the compact rows.
-        let mut terms = p.f_add_scalar(1e-10)?;
-        let _ = terms.f_log_()?.f_mul_(&p)?;
-        let terms = Vec::<f32>::try_from(&terms.f_flatten(0, -1)?)?;
-        let mut row_terms = vec![0f32; k];
-        for r in 0..n {
-            for j in 0..k {
-                row_terms[j] = terms[r * c + pos[r * k + j] as usize];
-            }
-            sums.push(cascade_sum(v, &support.idx[r * k..(r + 1) * k], &row_terms));
+        // Upstream's `probs * log(probs + 1e-10)`: the addition and the product round the same
+        // on the host; the log is libtorch's, on its vector path for every element (see
+        // `vector_log`).
+        let mut terms: Vec<f32> = probs.iter().map(|&p| p + 1e-10f32).collect();
+        vector_log(&mut terms)?;
+        for (t, &p) in terms.iter_mut().zip(&probs) {
+            *t *= p;
         }
+        sums.extend((0..n).map(|r| cascade_sum(v, &support.idx[r * k..(r + 1) * k], &terms[r * k..(r + 1) * k])));
     }
     Ok((probs, sums))
+}
+
+/// libtorch's elementwise `log` of `x`, in place, computed for every element by its vectorised
+/// kernel (as for every element of upstream's `[n, V]` rows, whose length is a multiple of the
+/// vector width): libtorch computes the last `len % 32` elements of a loop, and of each piece
+/// that its threads take, with the scalar `logf` instead, which need not give the same bits. So
+/// `x` goes in pieces shorter than libtorch's parallel grain (32768 elements, one thread
+/// each), padded with 1.0 to a multiple of 64.
+fn vector_log(x: &mut [f32]) -> Result<(), ProbeError> {
+    const PIECE: usize = 32768 - 64;
+    let mut buf = Vec::with_capacity(x.len().min(PIECE).div_ceil(64) * 64);
+    for piece in x.chunks_mut(PIECE) {
+        buf.clear();
+        buf.extend_from_slice(piece);
+        buf.resize(piece.len().div_ceil(64) * 64, 1.0);
+        let t = Tensor::f_from_slice(&buf)?.f_log()?;
+        piece.copy_from_slice(&host::cpu_f32(&t).expect("log of a CPU float32 tensor")[..piece.len()]);
+    }
+    Ok(())
 }
 
 /// The float32 sum of a row of `v` elements that are 0 (or -0.0) except `vals` at the ascending
@@ -382,6 +403,16 @@ mod tests {
             let ent = Vec::<f32>::try_from(&ent).unwrap();
             assert_eq!(h.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ent.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "v {v} k {k} t {t}");
         }
+    }
+
+    #[test]
+    fn vector_log_is_libtorchs_log() {
+        // Longer than one piece, and not a multiple of the vector width.
+        let x: Vec<f32> = uniforms(3, 70_007).iter().map(|&u| (u * 0.9) as f32 + 1e-10).collect();
+        let mut got = x.clone();
+        vector_log(&mut got).unwrap();
+        let want = Vec::<f32>::try_from(&Tensor::from_slice(&x).view([7, -1]).log().flatten(0, -1)).unwrap();
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]
