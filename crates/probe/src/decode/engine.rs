@@ -1053,7 +1053,17 @@ fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Vec<f32>>
                 let top = select.select(row, LANES, &[]).expect("NaN-free rows");
                 host::from_desc_key((top[LANES - 1] >> 32) as u32) - 18.0
             };
-            let mut head: Vec<f32> = if cut.is_finite() { row.iter().copied().filter(|&x| x >= cut).collect() } else { row.to_vec() };
+            let mut head = row.to_vec();
+            if cut.is_finite() {
+                // Branch-free: most of a row can be in the head, with the rest scattered.
+                let mut kept = 0;
+                for j in 0..head.len() {
+                    let x = head[j];
+                    head[kept] = x;
+                    kept += usize::from(x >= cut);
+                }
+                head.truncate(kept);
+            }
             host::sort_descending(&mut head, &mut keys, &mut scratch);
             heads.push(head);
         }
