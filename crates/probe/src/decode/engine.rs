@@ -1040,6 +1040,10 @@ fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Vec<f32>>
         return Ok(None);
     }
     let n = rows.len() / v;
+    if n == 0 {
+        // A step that samples no position (Dream `origin` when no draw passes).
+        return Ok(Some(Vec::new()));
+    }
     let mut select = host::TopSelect::default();
     let (mut keys, mut scratch) = (Vec::new(), Vec::new());
     for full in [false, true] {
@@ -1168,6 +1172,9 @@ mod tests {
                 assert!(host.equal(&top_p_filter_by_sort(&x, top_p).unwrap()), "v = {v}, scale {scale}, top_p = {top_p}");
             }
         }
+        // No rows at all: a Dream `origin` step in which no position is sampled.
+        let none = Tensor::zeros([0, 320], (Kind::Float, Device::Cpu));
+        assert_eq!(top_p_filter(&none, 0.9).unwrap().size(), [0, 320]);
     }
 
     #[test]
