@@ -39,17 +39,41 @@ pub(super) struct Batch<'a> {
 
 /// What one step decided, as `[B, G]` tensors on the device.
 struct StepChoice {
-    /// The token each position takes if transferred (mask id where none was chosen).
-    x0: Tensor,
-    /// Which positions take it now.
-    transfer: Tensor,
-    /// Probability of `x0` under the distribution it was drawn from.
-    prob: Tensor,
-    /// The score that ranked the positions.
-    confidence: Tensor,
+    values: StepValues,
     /// With `--save-step-distributions`: the flat positions (every masked one) and, per
     /// position, the distribution `x0` was drawn from, `[n, V]`.
     dist: Option<(Vec<i64>, Tensor)>,
+}
+
+/// A step's choice per position of the `[B, G]` generation block.
+enum StepValues {
+    Tensors {
+        /// The token each position takes if transferred (mask id where none was chosen).
+        x0: Tensor,
+        /// Which positions take it now.
+        transfer: Tensor,
+        /// Probability of `x0` under the distribution it was drawn from.
+        prob: Tensor,
+        /// The score that ranked the positions.
+        confidence: Tensor,
+    },
+    /// The same, `B * G` row-major on the host: what a CPU step that decided on the host
+    /// returns instead of building tensors that the loop would copy straight back.
+    Host { x0: Vec<i64>, transfer: Vec<bool>, prob: Vec<f32>, confidence: Vec<f32> },
+}
+
+impl StepChoice {
+    fn tensors(x0: Tensor, transfer: Tensor, prob: Tensor, confidence: Tensor, dist: Option<(Vec<i64>, Tensor)>) -> Self {
+        StepChoice { values: StepValues::Tensors { x0, transfer, prob, confidence }, dist }
+    }
+}
+
+/// Dream's choices for the positions of a step, on the host: the token, its probability and the
+/// confidence score, one per picked position.
+struct HostPicks {
+    x0: Vec<i64>,
+    prob: Vec<f32>,
+    confidence: Vec<f32>,
 }
 
 /// Host-side state of one row.
@@ -147,13 +171,27 @@ impl<'a> Batch<'a> {
                 Schedule::Threshold(tp) => ctx.threshold_step(tp, &gen, &gen_host)?,
                 Schedule::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &mask, &gen_host)?,
             };
-            gen = choice.x0.f_where_self(&choice.transfer, &gen)?;
-
-            let new_host = Vec::<i64>::try_from(&gen.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-            let prob = Vec::<f32>::try_from(&choice.prob.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-            let conf = Vec::<f32>::try_from(
-                &choice.confidence.f_to_kind(Kind::Float)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?,
-            )?;
+            let (new_host, prob, conf) = match choice.values {
+                StepValues::Tensors { x0, transfer, prob, confidence } => {
+                    gen = x0.f_where_self(&transfer, &gen)?;
+                    let new_host = Vec::<i64>::try_from(&gen.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+                    let prob = Vec::<f32>::try_from(&prob.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+                    let conf = Vec::<f32>::try_from(
+                        &confidence.f_to_kind(Kind::Float)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?,
+                    )?;
+                    (new_host, prob, conf)
+                }
+                StepValues::Host { x0, transfer, prob, confidence } => {
+                    let mut new_host = gen_host.clone();
+                    for ((t, &x), &go) in new_host.iter_mut().zip(&x0).zip(&transfer) {
+                        if go {
+                            *t = x;
+                        }
+                    }
+                    gen = Tensor::f_from_slice(&new_host)?.f_view([b, g])?.f_to_device(dev)?;
+                    (new_host, prob, confidence)
+                }
+            };
             // Top-k of each saved distribution, and where each flat position's row is.
             let top = match (self.opts.save_step_distributions, &choice.dist) {
                 (Some(k), Some((at, dist))) => {
@@ -559,7 +597,7 @@ impl Ctx<'_> {
                 let (x0, prob, scores, dist) = self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?;
                 let scores = scores.expect("need_p");
                 let transfer = self.top_k_positions(&scores, k as i64)?;
-                Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
             }
             Remasking::Random => {
                 // Positions are drawn first: tokens are then needed only where they are
@@ -572,7 +610,7 @@ impl Ctx<'_> {
                 let transfer = self.top_k_positions(&scores, k as i64)?;
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
                 let (x0, prob, _, dist) = self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?;
-                Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
             }
         }
     }
@@ -603,7 +641,7 @@ impl Ctx<'_> {
             .f_scatter_value(1, &best, 1)?
             .f_logical_and(&has_any)?;
         let transfer = scores.f_ge(tp.tau)?.f_logical_and(&eligible_t)?.f_logical_or(&top1)?;
-        Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
     }
 
     fn fixed_step(
@@ -625,7 +663,7 @@ impl Ctx<'_> {
                 let (x0, prob, scores, dist) = self.llada_like(gen, 0.0, fp.temperature, &work, true)?;
                 let scores = scores.expect("need_p");
                 let transfer = self.top_k_positions(&scores, k)?;
-                Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
             }
             FixedOrder::Random => {
                 // Positions first, then tokens where they are committed (see `llada_step`).
@@ -633,7 +671,7 @@ impl Ctx<'_> {
                 let transfer = self.top_k_positions(&scores, k)?;
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
                 let (x0, prob, _, dist) = self.llada_like(gen, 0.0, fp.temperature, &work, false)?;
-                Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
             }
         }
     }
@@ -714,22 +752,56 @@ impl Ctx<'_> {
             for &i in &picked {
                 flags[i as usize] = true;
             }
-            let transfer = self.grid(&flags)?;
             let work = self.work(gen_host, picked)?;
             let dist = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
             let picked_probs = work.picked(&dist.probs)?;
             let x0 = if dp.temperature > 0.0 { self.dream_sample(&picked_probs)? } else { self.dream_argmax(&dist, &work)? };
+            if let (Some(rows), false) = (host::cpu_f32(&picked_probs), self.save_distributions) {
+                // On the host: the chosen tokens' probabilities straight from the rows, and the
+                // step's values without building `[B, G]` tensors.
+                let x0 = Vec::<i64>::try_from(&x0)?;
+                let len = gen_host.len();
+                let (mut x0_at, mut prob) = (vec![self.mask_id; len], vec![0f32; len]);
+                for (j, &i) in work.pick.host.iter().enumerate() {
+                    x0_at[i as usize] = x0[j];
+                    prob[i as usize] = rows[j * self.v as usize + x0[j] as usize];
+                }
+                let values = StepValues::Host { x0: x0_at, transfer: flags, confidence: prob.clone(), prob };
+                return Ok(StepChoice { values, dist: None });
+            }
+            let transfer = self.grid(&flags)?;
             let probs = dist.probs;
             let prob = self.spread(&work.pick, &gather_rows(&picked_probs, &x0)?, 0.0)?;
             let x0 = self.spread(&work.pick, &x0, self.mask_id as f64)?;
             let dist = self.save_distributions.then(|| (work.rows.host.clone(), probs));
-            return Ok(StepChoice { x0, transfer, confidence: prob.shallow_clone(), prob, dist });
+            return Ok(StepChoice::tensors(x0, transfer, prob.shallow_clone(), prob, dist));
         }
 
         let work = self.work(gen_host, masked)?;
         let flat = self.forward(gen, 0.0)?;
-        let (x0, prob, confidence, dist) = match self.dream_on_support(dp, &flat, &work)? {
-            Some((x0, prob, confidence)) => (x0, prob, confidence, None),
+        // `int(n_mask * (1 - s / t))` in float32, all remaining masks at the last step. Upstream
+        // uses the batch's mean mask count; each row's own count keeps rows independent of their
+        // batch and equals upstream for one prompt.
+        let ks: Vec<i64> = masked_now
+            .iter()
+            .map(|&n| if last { n as i64 } else { (n as f32 * (1.0f32 - s / t)) as i64 })
+            .collect();
+        let on_support = self.dream_on_support(dp, &flat, &work)?;
+        if let (Some(picks), true) = (&on_support, dp.alg_temp <= 0.0) {
+            if let Some(values) = self.host_transfer(&work.pick.host, picks, &ks) {
+                return Ok(StepChoice { values, dist: None });
+            }
+        }
+        let (x0, prob, confidence, dist) = match on_support {
+            Some(picks) => {
+                let on_dev = |t: Tensor| t.f_to_device(self.dev);
+                (
+                    on_dev(Tensor::f_from_slice(&picks.x0)?)?,
+                    on_dev(Tensor::f_from_slice(&picks.prob)?)?,
+                    on_dev(Tensor::f_from_slice(&picks.confidence)?)?,
+                    None,
+                )
+            }
             None => {
                 let dist = self.dream_probs(dp, self.select_logits(&flat, 0.0, &work.rows, false)?.0)?;
                 // Greedy: `probs.max(-1)`, whose index is the first maximum.
@@ -751,14 +823,6 @@ impl Ctx<'_> {
         let scores = self.spread(&work.pick, &confidence, f64::NEG_INFINITY)?;
         let prob = self.spread(&work.pick, &prob, 0.0)?;
         let x0 = self.spread(&work.pick, &x0, self.mask_id as f64)?;
-
-        // `int(n_mask * (1 - s / t))` in float32, all remaining masks at the last step. Upstream
-        // uses the batch's mean mask count; each row's own count keeps rows independent of their
-        // batch and equals upstream for one prompt.
-        let ks: Vec<i64> = masked_now
-            .iter()
-            .map(|&n| if last { n as i64 } else { (n as f32 * (1.0f32 - s / t)) as i64 })
-            .collect();
         let kmax = ks.iter().copied().max().unwrap_or(0);
         let transfer = if kmax == 0 {
             mask.f_zeros_like()?
@@ -770,20 +834,14 @@ impl Ctx<'_> {
             let keep = ranks.f_lt_tensor(&Tensor::f_from_slice(&ks)?.f_to_device(self.dev)?.f_unsqueeze(1)?)?;
             Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?.f_scatter(1, &idx, &keep)?
         };
-        Ok(StepChoice { x0, transfer, prob, confidence: scores, dist })
+        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
     }
 
     /// Dream's token choice for the masked positions `work.pick` with a top-k filter, on the
     /// filter's support only (CPU float32 logits, no top-p, no saved distributions; see
     /// `sparse.rs`): `x0`, its probability and the confidence of `dp.alg`, each `[n]`, the same
     /// as the full-row path gives. `None` where that path is needed.
-    #[allow(clippy::type_complexity)]
-    fn dream_on_support(
-        &self,
-        dp: &DreamParams,
-        flat: &Tensor,
-        work: &Work,
-    ) -> Result<Option<(Tensor, Tensor, Tensor)>, ProbeError> {
+    fn dream_on_support(&self, dp: &DreamParams, flat: &Tensor, work: &Work) -> Result<Option<HostPicks>, ProbeError> {
         let Some(k) = dp.top_k else { return Ok(None) };
         if self.save_distributions || dp.top_p.is_some_and(|t| t < 1.0) || dp.alg == DreamAlg::Origin {
             return Ok(None);
@@ -847,12 +905,31 @@ impl Ctx<'_> {
                 _ => p[j],
             });
         }
-        let on_dev = |t: Tensor| t.f_to_device(self.dev);
-        Ok(Some((
-            on_dev(Tensor::f_from_slice(&x0)?)?,
-            on_dev(Tensor::f_from_slice(&prob)?)?,
-            on_dev(Tensor::f_from_slice(&confidence)?)?,
-        )))
+        Ok(Some(HostPicks { x0, prob, confidence }))
+    }
+
+    /// Dream's step outcome on the host, from the choices `picks` at the flat positions `pick`
+    /// and each row's transfer count `ks`: the positions of each row with the `ks[r]` highest
+    /// confidences (as upstream's `topk` over the row, -inf off `pick`). `None` when that set
+    /// is not unique (a tie at its boundary, or a NaN), where `topk`'s own order decides.
+    fn host_transfer(&self, pick: &[i64], picks: &HostPicks, ks: &[i64]) -> Option<StepValues> {
+        let len = (self.b * self.g) as usize;
+        let g = self.g as usize;
+        let mut x0 = vec![self.mask_id; len];
+        let mut prob = vec![0f32; len];
+        let mut confidence = vec![f32::NEG_INFINITY; len];
+        for (j, &i) in pick.iter().enumerate() {
+            x0[i as usize] = picks.x0[j];
+            prob[i as usize] = picks.prob[j];
+            confidence[i as usize] = picks.confidence[j];
+        }
+        let mut transfer = vec![false; len];
+        for (r, &k) in ks.iter().enumerate() {
+            for j in unique_top_k(&confidence[r * g..(r + 1) * g], k.max(0) as usize)? {
+                transfer[r * g + j] = true;
+            }
+        }
+        Some(StepValues::Host { x0, transfer, prob, confidence })
     }
 
     /// `multinomial(softmax(confidence / alg_temp), k)` without replacement over the whole
@@ -875,6 +952,26 @@ impl Ctx<'_> {
         };
         Ok(transfer.f_narrow(1, self.p, self.g)?)
     }
+}
+
+/// The positions of the `k` largest values of `row` (in no particular order), when that set is
+/// the same whatever order `topk` gives equal values: `None` when the k-th and the (k + 1)-th
+/// largest are equal, or for a NaN or `k > row.len()`.
+fn unique_top_k(row: &[f32], k: usize) -> Option<Vec<usize>> {
+    if k > row.len() || row.iter().any(|c| c.is_nan()) {
+        return None;
+    }
+    if k == 0 {
+        return Some(Vec::new());
+    }
+    let mut order: Vec<(f32, usize)> = row.iter().enumerate().map(|(j, &c)| (c, j)).collect();
+    order.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+    let kth = order[..k].iter().map(|e| e.0).fold(f32::INFINITY, f32::min);
+    // `>=` also catches -0.0 against 0.0, which `total_cmp` orders but `topk` does not.
+    if order[k..].iter().any(|e| e.0 >= kth) {
+        return None;
+    }
+    Some(order[..k].iter().map(|e| e.1).collect())
 }
 
 /// Dream's entropy confidence, `(probs * log(probs + 1e-10)).sum(-1)`. A zero probability gives
@@ -1146,6 +1243,30 @@ mod tests {
             let y = Tensor::randn([n, v], (Kind::Double, Device::Cpu));
             assert_eq!(argmax_rows(&y).unwrap(), y.argmax(-1, false), "{n}x{v}");
         }
+    }
+
+    #[test]
+    fn unique_top_k_is_topks_set_or_none() {
+        tch::manual_seed(11);
+        for (g, k) in [(64usize, 10usize), (64, 64), (7, 1), (100, 0)] {
+            let mut x = Vec::<f32>::try_from(&Tensor::randn([g as i64], (Kind::Float, Device::Cpu))).unwrap();
+            x[g / 2] = f32::NEG_INFINITY;
+            let mut got = unique_top_k(&x, k).unwrap();
+            got.sort_unstable();
+            let (_, idx) = Tensor::from_slice(&x).topk(k as i64, -1, true, true);
+            let mut want: Vec<usize> = Vec::<i64>::try_from(&idx).unwrap().into_iter().map(|i| i as usize).collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "{g} top {k}");
+        }
+        // A tie across the boundary, -0.0 against 0.0, a NaN, k past the row: no unique set.
+        assert!(unique_top_k(&[3.0, 1.0, 2.0, 2.0], 2).is_none());
+        assert!(unique_top_k(&[3.0, 0.0, -0.0, -1.0], 2).is_none());
+        assert!(unique_top_k(&[3.0, f32::NAN, 1.0], 1).is_none());
+        assert!(unique_top_k(&[3.0, 1.0], 3).is_none());
+        // Ties inside the set are fine.
+        let mut both = unique_top_k(&[2.0, 1.0, 2.0, 0.5], 2).unwrap();
+        both.sort_unstable();
+        assert_eq!(both, [0, 2]);
     }
 
     #[test]

@@ -513,6 +513,9 @@ fn dream_top_k_on_the_support_decides_as_the_full_rows() {
         "dream:max_new_tokens=24,steps=12,alg=topk_margin,top_k=5,temperature=1",
         "dream:max_new_tokens=24,steps=8,alg=entropy,top_k=1",
         "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50,temperature=0.5,forbid_eot=true",
+        // `origin` decides on the host too when no distributions are saved.
+        "dream:max_new_tokens=24,steps=12,alg=origin,temperature=0.7,top_p=0.9",
+        "dream:max_new_tokens=24,steps=12,alg=origin,top_k=50",
     ] {
         let opts = |save| DecodeOptions { seed: 4, batch_size: 2, eot_ids: vec![0], save_step_distributions: save, ..Default::default() };
         let support = run(m, &prompts, spec, &opts(None));
