@@ -211,20 +211,23 @@ impl TopSelect {
     /// Collects the candidates of `row` for its `m` largest elements (see [`TopSelect::select`]);
     /// whether there are at least `m`, `None` when the row holds a NaN.
     fn candidates(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<bool> {
-        let floor = self.set_floor(row, m, banned);
+        let floor = self.set_floor(row, m, banned)?;
         self.collect(row, m, banned, floor)
     }
 
     /// The m-th largest of the set maxima (see [`TopSelect::select`]), or -inf where that is no
-    /// bound (fewer sets than `m`, or banned elements, which can be a set's maximum).
-    fn set_floor(&mut self, row: &[f32], m: usize, banned: &[bool]) -> f32 {
+    /// bound (fewer sets than `m`, or banned elements, which can be a set's maximum). `None`
+    /// when the vectorised pass finds a NaN (the portable one leaves that to `collect`).
+    fn set_floor(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<f32> {
         let groups = row.len() / GROUP;
         self.maxima.clear();
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if simd::avx512() {
             // SAFETY: the CPU has AVX-512F and AVX-512VL (checked above).
-            unsafe { simd::set_maxima(&row[..groups * GROUP], &mut self.maxima) };
+            if unsafe { simd::set_maxima(&row[..groups * GROUP], &mut self.maxima) } {
+                return None;
+            }
             done = groups * GROUP;
         }
         for chunk in row[done..groups * GROUP].chunks(GROUP * GROUP) {
@@ -238,11 +241,11 @@ impl TopSelect {
             }
             self.maxima.extend(h.iter().map(|&x| desc_key(x)));
         }
-        if self.maxima.len() >= m && banned.is_empty() {
+        Some(if self.maxima.len() >= m && banned.is_empty() {
             from_desc_key(nth_smallest(&self.maxima, m - 1, &mut self.scratch))
         } else {
             f32::NEG_INFINITY
-        }
+        })
     }
 
     /// Collects into `hits` and `keys`, in index order, every non-banned element `>= floor`
@@ -258,16 +261,14 @@ impl TopSelect {
         #[cfg(target_arch = "x86_64")]
         if simd::avx512() && banned.is_empty() {
             // Blocks of 16 whole groups; a tail shorter than a group is left to the loop below.
+            // `set_floor`'s pass has checked these groups for NaNs.
             let mut block = std::mem::take(&mut self.block);
             block.resize(GROUP * GROUP + GROUP, 0);
             while from < groups * GROUP {
                 let to = (from + GROUP * GROUP).min(groups * GROUP);
-                // SAFETY: the CPU has AVX-512F and AVX-512VL; `block` has room for every
-                // element of the block plus a full vector.
-                let (count, nan) = unsafe { simd::collect_ge(&row[from..to], from as u32, floor, &mut block) };
-                if nan {
-                    return None;
-                }
+                // SAFETY: the CPU has AVX-512F; `block` has room for every element of the block
+                // plus a full vector.
+                let count = unsafe { simd::collect_ge(&row[from..to], from as u32, floor, &mut block) };
                 self.hits.extend_from_slice(&block[..count]);
                 self.keys.extend(block[..count].iter().map(|&i| desc_key(row[i as usize])));
                 if self.hits.len() >= cap {
@@ -329,8 +330,8 @@ fn nth_smallest(keys: &[u32], n: usize, scratch: &mut Vec<u32>) -> u32 {
 }
 
 /// AVX-512 versions of [`TopSelect`]'s two passes, chosen at run time (the build targets
-/// baseline x86-64): 8 floats per instruction, and the candidate indices written with the
-/// compress instruction instead of a branch per element.
+/// baseline x86-64): 8 or 16 floats per instruction, and the candidate indices written with
+/// the compress instruction instead of a branch per element.
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::*;
@@ -350,67 +351,77 @@ mod simd {
     }
 
     /// Appends to `maxima` the [`desc_key`](super::desc_key)s of the set maxima of `row` (a
-    /// multiple of 16 long): per block of up to 16 groups of 16, the lane-wise maximum.
+    /// multiple of 16 long): per block of up to 16 groups of 16, the lane-wise maximum. Returns
+    /// whether `row` holds a NaN.
     ///
-    /// 256-bit registers (two per group): light instructions that keep the core at its usual
-    /// clock, where 512-bit ones slowed the scalar code that follows them.
+    /// The NaN test is a vector compare and OR, which the CPU can issue on more ports than a
+    /// compare into a mask register; `collect_ge` then needs none.
     ///
     /// # Safety
     /// The CPU must have AVX-512F and AVX-512VL.
     #[target_feature(enable = "avx2,avx512f,avx512vl")]
-    pub(super) unsafe fn set_maxima(row: &[f32], maxima: &mut Vec<u32>) {
+    pub(super) unsafe fn set_maxima(row: &[f32], maxima: &mut Vec<u32>) -> bool {
+        let mut nan = _mm256_setzero_ps();
         for block in row.chunks(GROUP * GROUP) {
             let (mut lo, mut hi) = (_mm256_set1_ps(f32::NEG_INFINITY), _mm256_set1_ps(f32::NEG_INFINITY));
             for g in block.chunks_exact(GROUP) {
                 // SAFETY: `g` holds 16 floats. `max_ps` returns its second operand when one is
-                // NaN, so NaNs are skipped here (and caught by `collect_ge`).
+                // NaN, so NaNs are skipped by the maxima and flagged separately.
                 unsafe {
-                    lo = _mm256_max_ps(_mm256_loadu_ps(g.as_ptr()), lo);
-                    hi = _mm256_max_ps(_mm256_loadu_ps(g.as_ptr().add(8)), hi);
+                    let (a, b) = (_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(g.as_ptr().add(8)));
+                    lo = _mm256_max_ps(a, lo);
+                    hi = _mm256_max_ps(b, hi);
+                    nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(a, b));
                 }
             }
             let mut out = [0u32; GROUP];
             for (half, h) in [lo, hi].into_iter().enumerate() {
-                // desc_key: flip the magnitude bits of non-negative values.
-                let bits = _mm256_castps_si256(h);
-                let sign = _mm256_srai_epi32::<31>(bits);
-                let keys = _mm256_xor_si256(bits, _mm256_andnot_si256(sign, _mm256_set1_epi32(0x7fff_ffff)));
                 // SAFETY: `out[8 * half..]` holds 8 u32.
-                unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(8 * half).cast(), keys) };
+                unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(8 * half).cast(), desc_keys(h)) };
             }
             maxima.extend_from_slice(&out);
         }
+        _mm256_movemask_ps(nan) != 0
+    }
+
+    /// [`desc_key`](super::desc_key) of 8 floats.
+    #[target_feature(enable = "avx2")]
+    fn desc_keys(x: __m256) -> __m256i {
+        // Flip the magnitude bits of non-negative values.
+        let bits = _mm256_castps_si256(x);
+        let sign = _mm256_srai_epi32::<31>(bits);
+        _mm256_xor_si256(bits, _mm256_andnot_si256(sign, _mm256_set1_epi32(0x7fff_ffff)))
     }
 
     /// Writes to the front of `hits` the indices (`base` + offset) of the elements of `block`
-    /// (a multiple of 16 long) that are `>= floor`, in ascending order; returns their count and
-    /// whether `block` holds a NaN. 256-bit registers, as [`set_maxima`].
+    /// (a multiple of 16 long, NaN-free) that are `>= floor`, in ascending order; returns their
+    /// count.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F and AVX-512VL, and `hits` must have room for
-    /// `block.len() + 16` indices.
-    #[target_feature(enable = "avx2,avx512f,avx512vl,popcnt")]
-    pub(super) unsafe fn collect_ge(block: &[f32], base: u32, floor: f32, hits: &mut [u32]) -> (usize, bool) {
+    /// The CPU must have AVX-512F, and `hits` must have room for `block.len() + 16` indices.
+    #[target_feature(enable = "avx512f,popcnt")]
+    pub(super) unsafe fn collect_ge(block: &[f32], base: u32, floor: f32, hits: &mut [u32]) -> usize {
         debug_assert!(hits.len() >= block.len() + GROUP);
-        let f = _mm256_set1_ps(floor);
-        let step = _mm256_set1_epi32(8);
-        let mut idx = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(base as i32));
-        let (mut at, mut nan) = (0usize, 0u8);
-        for g in block.chunks_exact(8) {
-            // SAFETY: `g` holds 8 floats; `hits[at..at + 8]` is in bounds (`at` counts at most
-            // the elements before this one).
+        let f = _mm512_set1_ps(floor);
+        let step = _mm512_set1_epi32(GROUP as i32);
+        let mut idx = _mm512_add_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(base as i32),
+        );
+        let mut at = 0usize;
+        for g in block.chunks_exact(GROUP) {
+            // SAFETY: `g` holds 16 floats; `hits[at..at + 16]` is in bounds (`at` counts at most
+            // the elements before this group).
             unsafe {
-                let x = _mm256_loadu_ps(g.as_ptr());
-                nan |= _mm256_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-                let k = _mm256_cmp_ps_mask::<_CMP_GE_OQ>(x, f);
+                let k = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_loadu_ps(g.as_ptr()), f);
                 // Compressing into a register and storing the whole vector is much faster than
                 // the compress-to-memory form on Intel cores.
-                _mm256_storeu_si256(hits.as_mut_ptr().add(at).cast(), _mm256_maskz_compress_epi32(k, idx));
+                _mm512_storeu_si512(hits.as_mut_ptr().add(at).cast(), _mm512_maskz_compress_epi32(k, idx));
                 at += k.count_ones() as usize;
             }
-            idx = _mm256_add_epi32(idx, step);
+            idx = _mm512_add_epi32(idx, step);
         }
-        (at, nan != 0)
+        at
     }
 }
 
