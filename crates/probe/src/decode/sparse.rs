@@ -88,39 +88,39 @@ pub(super) fn top_k_support(
     Some(Support { k, idx, vals })
 }
 
-/// The compact rows of `support` for lane width `w`: `[n, C]` row-major with each kept entry
-/// of index `i` in lane `i % w` of the next free slot of that lane, float32's lowest value
-/// elsewhere; `C` is a multiple of 16 (whole vectors for libtorch's softmax). Returns
-/// `(C, rows, position of each kept entry)`.
-fn compact(support: &Support, w: usize) -> (usize, Vec<f32>, Vec<u32>) {
+/// The compact rows of `support` for lane width `w` (a power of two, at most 16): a `[n, C]`
+/// float32 tensor with each kept entry of index `i` in lane `i % w` of the next free slot of
+/// that lane, float32's lowest value elsewhere; `C` is a multiple of 16 (whole vectors for
+/// libtorch's softmax). Returns the tensor and the flat position of each kept entry in it.
+fn compact(support: &Support, w: usize) -> Result<(Tensor, Vec<u32>), ProbeError> {
+    const MAX_LANES: usize = 16;
+    assert!(w.is_power_of_two() && w <= MAX_LANES);
     let k = support.k;
     let n = support.idx.len() / k.max(1);
-    // `w` is a power of two: `i & lane` is `i % w` without a division.
-    debug_assert!(w.is_power_of_two());
+    // `i & lane` is `i % w` without a division.
     let lane = w - 1;
     let mut slots = 1;
-    let mut count = vec![0usize; w];
     for row in support.idx.chunks(k) {
-        count.fill(0);
+        let mut count = [0usize; MAX_LANES];
         for &i in row {
             count[i as usize & lane] += 1;
         }
         slots = slots.max(count.iter().copied().max().unwrap_or(0));
     }
     let c = (w * slots).div_ceil(16) * 16;
-    let mut out = vec![f32::MIN; n * c];
     let mut pos = Vec::with_capacity(n * k);
-    for (r, (row, vals)) in support.idx.chunks(k).zip(support.vals.chunks(k)).enumerate() {
-        count.fill(0);
-        for (&i, &x) in row.iter().zip(vals) {
+    let rows = host::build_rows(n, c, |r, out| {
+        out.fill(f32::MIN);
+        let mut count = [0usize; MAX_LANES];
+        for (&i, &x) in support.idx[r * k..(r + 1) * k].iter().zip(&support.vals[r * k..(r + 1) * k]) {
             let l = i as usize & lane;
             let at = count[l] * w + l;
             count[l] += 1;
-            out[r * c + at] = x;
-            pos.push(at as u32);
+            out[at] = x;
+            pos.push((r * c + at) as u32);
         }
-    }
-    (c, out, pos)
+    })?;
+    Ok((rows, pos))
 }
 
 /// Per kept entry, its probability; per row, the entropy sum (empty when not asked for).
@@ -144,10 +144,10 @@ fn compact_softmax(support: &Support, v: usize, w: usize, entropy: bool) -> Resu
     if n == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
-    let (c, rows, pos) = compact(support, w);
-    let p = Tensor::f_from_slice(&rows)?.f_view([n as i64, c as i64])?.f_softmax(-1, Kind::Float)?;
+    let (rows, pos) = compact(support, w)?;
+    let p = rows.f_softmax(-1, Kind::Float)?;
     let p_host = host::cpu_f32(&p).expect("softmax of a CPU float32 tensor");
-    let probs: Vec<f32> = pos.iter().enumerate().map(|(j, &at)| p_host[(j / k) * c + at as usize]).collect();
+    let probs: Vec<f32> = pos.iter().map(|&at| p_host[at as usize]).collect();
     let mut sums = Vec::new();
     if entropy {
         // Upstream's `probs * log(probs + 1e-10)`: the addition and the product round the same
