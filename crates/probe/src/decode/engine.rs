@@ -15,6 +15,8 @@
 //! of its own: LLaDA-style Gumbel noise only for the rows whose token is needed (see
 //! `Ctx::choose_tokens`), Dream's categorical draw by inverse CDF (`Ctx::dream_sample`).
 
+use std::cell::RefCell;
+
 use tch::{Device, Kind, Tensor};
 
 use super::schedule::{
@@ -143,6 +145,7 @@ impl<'a> Batch<'a> {
             forbidden,
             forbidden_host,
             save_distributions: self.opts.save_step_distributions.is_some(),
+            floor_hints: RefCell::new(Vec::new()),
         };
         let dream_timesteps = match self.schedule {
             Schedule::Dream(d) => {
@@ -306,6 +309,9 @@ struct Ctx<'a> {
     forbidden_host: Vec<i64>,
     /// Whether the step must return the distributions of every still-masked position.
     save_distributions: bool,
+    /// Per row of the model's output, the top-k selection's floor hint from the last step
+    /// (`sparse::top_k_support`).
+    floor_hints: RefCell<Vec<f32>>,
 }
 
 /// Flat indices `b * g + j` of generated positions, in row-major order (upstream's
@@ -849,7 +855,9 @@ impl Ctx<'_> {
         let Some(data) = host::cpu_f32(flat) else { return Ok(None) };
         let v = self.v as usize;
         let rows = &work.pick.host;
-        let Some(support) = sparse::top_k_support(data, v, rows, k, dp.temperature, &self.forbidden_host) else {
+        let mut hints = self.floor_hints.borrow_mut();
+        hints.resize(data.len() / v, f32::NAN);
+        let Some(support) = sparse::top_k_support(data, v, rows, k, dp.temperature, &self.forbidden_host, &mut hints) else {
             return Ok(None);
         };
         let entropy = dp.alg == DreamAlg::Entropy;

@@ -185,8 +185,17 @@ impl TopSelect {
     /// sorting it. `None` when the row holds a NaN, has fewer than `k + 1` non-banned elements,
     /// or when the k-th and the (k + 1)-th largest are the same value (a tie, which makes the k
     /// largest ambiguous).
-    pub(super) fn top_in_order(&mut self, row: &[f32], k: usize, banned: &[bool]) -> Option<TopInOrder<'_>> {
-        if k == 0 || !self.candidates(row, k + 1, banned)? {
+    ///
+    /// `floor_hint`, when finite, is tried as the floor first (see [`TopSelect::select`]): any
+    /// value with at least k + 1 elements at or above it is one, and a good guess (such as the
+    /// same position's (k + 1)-th largest logit at the previous decoding step, a little lowered)
+    /// saves the pass that computes it. A guess that leaves fewer falls back to that pass.
+    pub(super) fn top_in_order(&mut self, row: &[f32], k: usize, banned: &[bool], floor_hint: f32) -> Option<TopInOrder<'_>> {
+        if k == 0 {
+            return None;
+        }
+        let hinted = floor_hint.is_finite() && self.collect(row, k + 1, banned, floor_hint, true)?;
+        if !hinted && !self.candidates(row, k + 1, banned)? {
             return None;
         }
         // Ascending keys are descending values: the (k + 1)-th smallest key is the (k + 1)-th
@@ -212,7 +221,7 @@ impl TopSelect {
     /// whether there are at least `m`, `None` when the row holds a NaN.
     fn candidates(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<bool> {
         let floor = self.set_floor(row, m, banned)?;
-        self.collect(row, m, banned, floor)
+        self.collect(row, m, banned, floor, false)
     }
 
     /// The m-th largest of the set maxima (see [`TopSelect::select`]), or -inf where that is no
@@ -250,8 +259,9 @@ impl TopSelect {
 
     /// Collects into `hits` and `keys`, in index order, every non-banned element `>= floor`
     /// (cut back to the `m` largest whenever `4m` are buffered, which raises the floor);
-    /// whether at least `m` were found. `None` when the row holds a NaN.
-    fn collect(&mut self, row: &[f32], m: usize, banned: &[bool], floor: f32) -> Option<bool> {
+    /// whether at least `m` were found. `None` when the row holds a NaN; the vectorised scan
+    /// looks for NaNs only when `check_nan` (`set_floor`'s pass does otherwise).
+    fn collect(&mut self, row: &[f32], m: usize, banned: &[bool], floor: f32, check_nan: bool) -> Option<bool> {
         let cap = 4 * m.max(GROUP);
         let mut floor = floor;
         self.hits.clear();
@@ -261,14 +271,22 @@ impl TopSelect {
         #[cfg(target_arch = "x86_64")]
         if simd::avx512() && banned.is_empty() {
             // Blocks of 16 whole groups; a tail shorter than a group is left to the loop below.
-            // `set_floor`'s pass has checked these groups for NaNs.
             let mut block = std::mem::take(&mut self.block);
             block.resize(GROUP * GROUP + GROUP, 0);
             while from < groups * GROUP {
                 let to = (from + GROUP * GROUP).min(groups * GROUP);
                 // SAFETY: the CPU has AVX-512F; `block` has room for every element of the block
                 // plus a full vector.
-                let count = unsafe { simd::collect_ge(&row[from..to], from as u32, floor, &mut block) };
+                let (count, nan) = unsafe {
+                    if check_nan {
+                        simd::collect_ge::<true>(&row[from..to], from as u32, floor, &mut block)
+                    } else {
+                        simd::collect_ge::<false>(&row[from..to], from as u32, floor, &mut block)
+                    }
+                };
+                if nan {
+                    return None;
+                }
                 self.hits.extend_from_slice(&block[..count]);
                 self.keys.extend(block[..count].iter().map(|&i| desc_key(row[i as usize])));
                 if self.hits.len() >= cap {
@@ -394,13 +412,13 @@ mod simd {
     }
 
     /// Writes to the front of `hits` the indices (`base` + offset) of the elements of `block`
-    /// (a multiple of 16 long, NaN-free) that are `>= floor`, in ascending order; returns their
-    /// count.
+    /// (a multiple of 16 long) that are `>= floor`, in ascending order; returns their count and,
+    /// when `NAN`, whether `block` holds a NaN (else false: the caller has checked).
     ///
     /// # Safety
     /// The CPU must have AVX-512F, and `hits` must have room for `block.len() + 16` indices.
     #[target_feature(enable = "avx512f,popcnt")]
-    pub(super) unsafe fn collect_ge(block: &[f32], base: u32, floor: f32, hits: &mut [u32]) -> usize {
+    pub(super) unsafe fn collect_ge<const NAN: bool>(block: &[f32], base: u32, floor: f32, hits: &mut [u32]) -> (usize, bool) {
         debug_assert!(hits.len() >= block.len() + GROUP);
         let f = _mm512_set1_ps(floor);
         let step = _mm512_set1_epi32(GROUP as i32);
@@ -408,12 +426,16 @@ mod simd {
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
             _mm512_set1_epi32(base as i32),
         );
-        let mut at = 0usize;
+        let (mut at, mut nan) = (0usize, 0u16);
         for g in block.chunks_exact(GROUP) {
             // SAFETY: `g` holds 16 floats; `hits[at..at + 16]` is in bounds (`at` counts at most
             // the elements before this group).
             unsafe {
-                let k = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_loadu_ps(g.as_ptr()), f);
+                let x = _mm512_loadu_ps(g.as_ptr());
+                if NAN {
+                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+                }
+                let k = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, f);
                 // Compressing into a register and storing the whole vector is much faster than
                 // the compress-to-memory form on Intel cores.
                 _mm512_storeu_si512(hits.as_mut_ptr().add(at).cast(), _mm512_maskz_compress_epi32(k, idx));
@@ -421,7 +443,7 @@ mod simd {
             }
             idx = _mm512_add_epi32(idx, step);
         }
-        at
+        (at, nan != 0)
     }
 }
 
@@ -649,12 +671,16 @@ mod tests {
             let (tv, ti) = (Vec::<f32>::try_from(&tv.flatten(0, -1)).unwrap(), Vec::<i64>::try_from(&ti.flatten(0, -1)).unwrap());
             let rows = Vec::<f32>::try_from(&x.flatten(0, -1)).unwrap();
             for r in 0..n {
-                let top = select.top_in_order(&rows[r * v..(r + 1) * v], k, &[]).expect("untied random rows");
+                let at = |j: usize| tv[r * (k + 1) + j];
                 let mut want: Vec<u32> = ti[r * (k + 1)..r * (k + 1) + k].iter().map(|&i| i as u32).collect();
                 want.sort_unstable();
-                assert_eq!(top.idx, want, "{v} top {k}");
-                let at = |j: usize| tv[r * (k + 1) + j];
-                assert_eq!((top.top, top.kth, top.next), (at(0), at(k - 1), at(k)), "{v} top {k}");
+                // No floor hint, an exact one, one too high (fewer than k + 1 above it: the
+                // computed floor is used), and one far too low (the candidates are cut back).
+                for hint in [f32::NAN, at(k), at(k - 1), at(0) + 1.0, at(k) - 100.0] {
+                    let top = select.top_in_order(&rows[r * v..(r + 1) * v], k, &[], hint).expect("untied random rows");
+                    assert_eq!(top.idx, want, "{v} top {k}, hint {hint}");
+                    assert_eq!((top.top, top.kth, top.next), (at(0), at(k - 1), at(k)), "{v} top {k}, hint {hint}");
+                }
             }
         }
         // A banned element is never kept; a tie with the (k + 1)-th or a NaN gives None.
@@ -662,16 +688,18 @@ mod tests {
         let best = (0..x.len()).max_by(|&a, &b| x[a].total_cmp(&x[b])).unwrap();
         let mut banned = vec![false; x.len()];
         banned[best] = true;
-        let top = select.top_in_order(&x, 10, &banned).unwrap();
+        let top = select.top_in_order(&x, 10, &banned, f32::NAN).unwrap();
         assert!(!top.idx.contains(&(best as u32)) && top.idx.len() == 10);
-        let kth = select.top_in_order(&x, 10, &[]).unwrap().kth;
+        let kth = select.top_in_order(&x, 10, &[], f32::NAN).unwrap().kth;
         let mut tied = x.clone();
         let other = (0..x.len()).find(|&i| x[i] < kth).unwrap();
         tied[other] = kth;
-        assert!(select.top_in_order(&tied, 10, &[]).is_none());
+        assert!(select.top_in_order(&tied, 10, &[], f32::NAN).is_none());
         let mut nan = x.clone();
         nan[40] = f32::NAN;
-        assert!(select.top_in_order(&nan, 10, &[]).is_none());
+        assert!(select.top_in_order(&nan, 10, &[], f32::NAN).is_none());
+        // Also when a floor hint skips the pass that otherwise finds NaNs.
+        assert!(select.top_in_order(&nan, 10, &[], kth - 1.0).is_none());
     }
 
     #[test]

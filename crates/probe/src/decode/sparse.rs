@@ -7,8 +7,9 @@
 //! kernels add them up. This module gives the same bits from the k kept entries of each row:
 //!
 //! - **selection** ([`top_k_support`]): the k + 1 largest logits of each row, read straight
-//!   from the model's output in two vectorised passes (AVX-512 where the CPU has it), kept in
-//!   index order without a sort;
+//!   from the model's output in vectorised passes (AVX-512 where the CPU has it), kept in
+//!   index order without a sort; the same position's (k + 1)-th logit at the previous step
+//!   usually saves the pass that bounds them from below;
 //! - **softmax**: libtorch's CPU softmax keeps one running sum per vector lane (the element
 //!   at index `i` goes to lane `i % W`, `W` = 16 with AVX-512, 8 otherwise), then adds the
 //!   lanes pairwise. A *compact* row that places each lane's kept entries in the same lane, in
@@ -47,6 +48,10 @@ pub(super) struct Support {
 /// per row (a tie at the k-th value, a NaN, a largest logit at or below the fill value, k >= V)
 /// or the k-th value is not finite: the caller then takes the full path.
 ///
+/// `hints` is empty or holds one value per row of `flat`: the (k + 1)-th largest logit found
+/// for that row last time (NaN for none). It guides the selection and is updated; it never
+/// changes the result (see [`TopSelect::top_in_order`]).
+///
 /// The selection runs on the raw logits: dividing by a positive temperature keeps their order,
 /// and a tie that the division creates between the k-th and the (k + 1)-th is caught by the
 /// tie test, which compares the divided values.
@@ -57,6 +62,7 @@ pub(super) fn top_k_support(
     k: usize,
     temperature: f64,
     forbidden: &[i64],
+    hints: &mut [f32],
 ) -> Option<Support> {
     if k == 0 || k + 1 > v || v > u32::MAX as usize {
         return None;
@@ -70,7 +76,13 @@ pub(super) fn top_k_support(
     let mut select = TopSelect::default();
     for &r in rows {
         let row = flat.get(r as usize * v..(r as usize + 1) * v)?;
-        let top = select.top_in_order(row, k, &banned)?;
+        // Logits move a little between decoding steps; below last step's (k + 1)-th largest,
+        // the floor usually still has k + 1 logits above it.
+        let hint = hints.get(r as usize).map_or(f32::NAN, |&h| h - HINT_MARGIN);
+        let top = select.top_in_order(row, k, &banned, hint)?;
+        if let Some(h) = hints.get_mut(r as usize) {
+            *h = top.next;
+        }
         let scale = |x: f32| match t {
             Some(t) => x / t,
             None => x,
@@ -87,6 +99,9 @@ pub(super) fn top_k_support(
     }
     Some(Support { k, idx, vals })
 }
+
+/// How far below last step's (k + 1)-th largest logit the selection's first floor is put.
+const HINT_MARGIN: f32 = 0.25;
 
 /// The compact rows of `support` for lane width `w` (a power of two, at most 16): a `[n, C]`
 /// float32 tensor with each kept entry of index `i` in lane `i % w` of the next free slot of
@@ -310,7 +325,7 @@ fn calibrate(v: usize, k: usize) -> Result<Option<usize>, ProbeError> {
     let n = 24;
     let logits = gaussians(0x5eed_u64 ^ (v as u64) << 20 ^ k as u64, n * v, 3.0);
     let rows: Vec<i64> = (0..n as i64).collect();
-    let Some(support) = top_k_support(&logits, v, &rows, k, 0.0, &[]) else { return Ok(None) };
+    let Some(support) = top_k_support(&logits, v, &rows, k, 0.0, &[], &mut []) else { return Ok(None) };
     let (want_p, want_h) = full_path(&logits, n, v, k, &support)?;
     for w in [16, 8] {
         let (p, h) = compact_softmax(&support, v, w, true)?;
@@ -383,7 +398,7 @@ mod tests {
         for (v, n, k, t) in [(2048usize, 40usize, 50usize, 0.0f64), (320, 9, 50, 0.5), (1000, 5, 7, 1.3), (40000, 3, 50, 0.0), (33, 6, 5, 0.0), (4100, 7, 1, 0.7)] {
             let logits = random_rows(n, v, v as u64 * 31 + k as u64, 3.0);
             let rows: Vec<i64> = (0..n as i64).rev().collect();
-            let s = top_k_support(&logits, v, &rows, k, t, &[]).expect("untied random rows");
+            let s = top_k_support(&logits, v, &rows, k, t, &[], &mut []).expect("untied random rows");
             let (p, h) = probabilities(&s, v, true).unwrap().expect("a lane width reproduces libtorch here");
             // Upstream on the same rows: temperature, top-k fill, softmax, entropy terms, sum.
             let mut x = Tensor::from_slice(&logits).view([n as i64, v as i64]).index_select(0, &Tensor::from_slice(&rows));
@@ -420,27 +435,27 @@ mod tests {
         let (n, v, k) = (6usize, 3000usize, 50usize);
         let logits = random_rows(n, v, 5, 2.0);
         let rows: Vec<i64> = (0..n as i64).collect();
-        let s = top_k_support(&logits, v, &rows, k, 0.0, &[]).unwrap();
+        let s = top_k_support(&logits, v, &rows, k, 0.0, &[], &mut []).unwrap();
         let (_, want) = Tensor::from_slice(&logits).view([n as i64, v as i64]).topk(k as i64, -1, true, true);
         let want = Vec::<i64>::try_from(&want.sort(-1, false).0.flatten(0, -1)).unwrap();
         assert_eq!(s.idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), want);
         assert_eq!(s.vals, s.idx.iter().enumerate().map(|(j, &i)| logits[(j / k) * v + i as usize]).collect::<Vec<_>>());
         // A forbidden id is never kept, even the largest.
         let top = s.idx[..k].iter().copied().max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize])).unwrap();
-        let f = top_k_support(&logits, v, &rows[..1], k, 0.0, &[top as i64]).unwrap();
+        let f = top_k_support(&logits, v, &rows[..1], k, 0.0, &[top as i64], &mut []).unwrap();
         assert!(!f.idx.contains(&top));
         assert_eq!(f.idx.len(), k);
         // A tie at the k-th value, a NaN, or a row at the fill value: the full path.
         let mut tied = logits.clone();
         let kth = s.idx[..k].iter().map(|&i| logits[i as usize]).fold(f32::INFINITY, f32::min);
         tied[if s.idx[0] == 0 { 1 } else { 0 }] = kth;
-        assert!(top_k_support(&tied, v, &rows[..1], k, 0.0, &[]).is_none());
+        assert!(top_k_support(&tied, v, &rows[..1], k, 0.0, &[], &mut []).is_none());
         let mut nan = logits.clone();
         nan[v - 1] = f32::NAN;
-        assert!(top_k_support(&nan, v, &rows[..1], k, 0.0, &[]).is_none());
+        assert!(top_k_support(&nan, v, &rows[..1], k, 0.0, &[], &mut []).is_none());
         let low = vec![f32::MIN; v];
-        assert!(top_k_support(&low, v, &[0], k, 0.0, &[]).is_none());
-        assert!(top_k_support(&logits, v, &rows, v, 0.0, &[]).is_none());
+        assert!(top_k_support(&low, v, &[0], k, 0.0, &[], &mut []).is_none());
+        assert!(top_k_support(&logits, v, &rows, v, 0.0, &[], &mut []).is_none());
     }
 }
 
