@@ -578,6 +578,44 @@ impl Ctx<'_> {
         ))
     }
 
+    /// [`Ctx::llada_like`]'s choices on the host, one per position of `work.pick`, when the
+    /// step can finish there (CPU, no saved distributions); `None` otherwise, before any model
+    /// call. The confidence is the chosen token's softmax probability when `need_p`, else empty.
+    fn llada_like_host(
+        &self,
+        gen: &Tensor,
+        cfg_scale: f64,
+        temperature: f64,
+        work: &Work,
+        need_p: bool,
+    ) -> Result<Option<HostPicks>, ProbeError> {
+        if self.dev != Device::Cpu || self.save_distributions {
+            return Ok(None);
+        }
+        let (logits, argmax) = self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
+        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
+        let (x0, p, q) = self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, true)?;
+        Ok(Some(HostPicks {
+            x0: Vec::<i64>::try_from(&x0)?,
+            prob: Vec::<f32>::try_from(&q)?,
+            confidence: p.map(|p| Vec::<f32>::try_from(&p)).transpose()?.unwrap_or_default(),
+        }))
+    }
+
+    /// A step whose positions `pick` were drawn first, by the `[B, G]` `scores`, and whose
+    /// tokens `picks` (for those positions) are on the host.
+    fn drawn_first_values(&self, pick: &[i64], picks: &HostPicks, scores: &Tensor) -> Result<StepValues, ProbeError> {
+        let len = (self.b * self.g) as usize;
+        let (mut x0, mut prob, mut transfer) = (vec![self.mask_id; len], vec![0f32; len], vec![false; len]);
+        for (j, &i) in pick.iter().enumerate() {
+            x0[i as usize] = picks.x0[j];
+            prob[i as usize] = picks.prob[j];
+            transfer[i as usize] = true;
+        }
+        let confidence = Vec::<f32>::try_from(&scores.f_to_kind(Kind::Float)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+        Ok(StepValues::Host { x0, transfer, prob, confidence })
+    }
+
     fn llada_step(
         &self,
         lp: &LladaParams,
@@ -600,6 +638,11 @@ impl Ctx<'_> {
         match lp.remasking {
             Remasking::LowConfidence => {
                 let work = self.work(gen_host, eligible)?;
+                if let Some(picks) = self.llada_like_host(gen, lp.cfg_scale, lp.temperature, &work, true)? {
+                    let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
+                    let transfer = self.transfer_by_rank(&confidence, &vec![k as i64; self.b as usize])?;
+                    return Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None });
+                }
                 let (x0, prob, scores, dist) = self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?;
                 let scores = scores.expect("need_p");
                 let transfer = self.top_k_positions(&scores, k as i64)?;
@@ -615,6 +658,9 @@ impl Ctx<'_> {
                 let scores = self.rand_positions()?.f_where_scalarother(&self.grid(&flags)?, f64::NEG_INFINITY)?;
                 let transfer = self.top_k_positions(&scores, k as i64)?;
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
+                if let Some(picks) = self.llada_like_host(gen, lp.cfg_scale, lp.temperature, &work, false)? {
+                    return Ok(StepChoice { values: self.drawn_first_values(&work.pick.host, &picks, &scores)?, dist: None });
+                }
                 let (x0, prob, _, dist) = self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?;
                 Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
             }
@@ -637,17 +683,34 @@ impl Ctx<'_> {
         for &i in &eligible {
             flags[i as usize] = true;
         }
-        let eligible_t = self.grid(&flags)?;
         let work = self.work(gen_host, eligible)?;
+        if let Some(picks) = self.llada_like_host(gen, 0.0, tp.temperature, &work, true)? {
+            let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
+            let transfer = match threshold_transfer(&confidence, &flags, g, tp.tau) {
+                Some(transfer) => transfer,
+                None => {
+                    let scores = Tensor::f_from_slice(&confidence)?.f_view([self.b, self.g])?.f_to_device(self.dev)?;
+                    let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
+                    Vec::<bool>::try_from(&transfer.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?
+                }
+            };
+            return Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None });
+        }
         let (x0, prob, scores, dist) = self.llada_like(gen, 0.0, tp.temperature, &work, true)?;
         let scores = scores.expect("need_p");
+        let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
+        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+    }
+
+    /// Fast-dLLM's commit rule on `[B, G]` scores (-inf off `eligible`): every eligible
+    /// position at or above `tau`, and each row's best one.
+    fn threshold_transfer_t(&self, scores: &Tensor, eligible: &Tensor, tau: f64) -> Result<Tensor, ProbeError> {
         let best = scores.f_argmax(1, true)?;
-        let has_any = eligible_t.f_any_dim(1, true)?;
+        let has_any = eligible.f_any_dim(1, true)?;
         let top1 = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?
             .f_scatter_value(1, &best, 1)?
             .f_logical_and(&has_any)?;
-        let transfer = scores.f_ge(tp.tau)?.f_logical_and(&eligible_t)?.f_logical_or(&top1)?;
-        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+        Ok(scores.f_ge(tau)?.f_logical_and(eligible)?.f_logical_or(&top1)?)
     }
 
     fn fixed_step(
@@ -666,6 +729,11 @@ impl Ctx<'_> {
         match fp.order {
             FixedOrder::Confidence => {
                 let work = self.work(gen_host, self.masked_where(gen_host, |_| true))?;
+                if let Some(picks) = self.llada_like_host(gen, 0.0, fp.temperature, &work, true)? {
+                    let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
+                    let transfer = self.transfer_by_rank(&confidence, &vec![k; self.b as usize])?;
+                    return Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None });
+                }
                 let (x0, prob, scores, dist) = self.llada_like(gen, 0.0, fp.temperature, &work, true)?;
                 let scores = scores.expect("need_p");
                 let transfer = self.top_k_positions(&scores, k)?;
@@ -676,6 +744,9 @@ impl Ctx<'_> {
                 let scores = self.rand_positions()?.f_where_scalarother(mask, f64::NEG_INFINITY)?;
                 let transfer = self.top_k_positions(&scores, k)?;
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
+                if let Some(picks) = self.llada_like_host(gen, 0.0, fp.temperature, &work, false)? {
+                    return Ok(StepChoice { values: self.drawn_first_values(&work.pick.host, &picks, &scores)?, dist: None });
+                }
                 let (x0, prob, _, dist) = self.llada_like(gen, 0.0, fp.temperature, &work, false)?;
                 Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
             }
@@ -794,9 +865,9 @@ impl Ctx<'_> {
             .collect();
         let on_support = self.dream_on_support(dp, &flat, &work)?;
         if let (Some(picks), true) = (&on_support, dp.alg_temp <= 0.0) {
-            if let Some(values) = self.host_transfer(&work.pick.host, picks, &ks) {
-                return Ok(StepChoice { values, dist: None });
-            }
+            let (x0, prob, confidence) = self.host_grids(&work.pick.host, picks);
+            let transfer = self.transfer_by_rank(&confidence, &ks)?;
+            return Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None });
         }
         let (x0, prob, confidence, dist) = match on_support {
             Some(picks) => {
@@ -916,13 +987,10 @@ impl Ctx<'_> {
         Ok(Some(HostPicks { x0, prob, confidence }))
     }
 
-    /// Dream's step outcome on the host, from the choices `picks` at the flat positions `pick`
-    /// and each row's transfer count `ks`: the positions of each row with the `ks[r]` highest
-    /// confidences (as upstream's `topk` over the row, -inf off `pick`). `None` when that set
-    /// is not unique (a tie at its boundary, or a NaN), where `topk`'s own order decides.
-    fn host_transfer(&self, pick: &[i64], picks: &HostPicks, ks: &[i64]) -> Option<StepValues> {
+    /// The `[B, G]` host grids of the choices `picks` at the flat positions `pick`: tokens (the
+    /// mask id elsewhere), their probabilities (0 elsewhere) and confidences (-inf elsewhere).
+    fn host_grids(&self, pick: &[i64], picks: &HostPicks) -> (Vec<i64>, Vec<f32>, Vec<f32>) {
         let len = (self.b * self.g) as usize;
-        let g = self.g as usize;
         let mut x0 = vec![self.mask_id; len];
         let mut prob = vec![0f32; len];
         let mut confidence = vec![f32::NEG_INFINITY; len];
@@ -931,13 +999,38 @@ impl Ctx<'_> {
             prob[i as usize] = picks.prob[j];
             confidence[i as usize] = picks.confidence[j];
         }
-        let mut transfer = vec![false; len];
-        for (r, &k) in ks.iter().enumerate() {
-            for j in unique_top_k(&confidence[r * g..(r + 1) * g], k.max(0) as usize)? {
-                transfer[r * g + j] = true;
+        (x0, prob, confidence)
+    }
+
+    /// Per row of the `[B, G]` host grid `confidence`, its `ks[r]` highest positions: what
+    /// `topk(max(ks))` over the rows keeps at ranks below `ks[r]`. On the host where that set
+    /// is unique; where a tie at its boundary (or a NaN) leaves it to `topk`'s own order, with
+    /// `topk` itself, as the tensor steps do.
+    fn transfer_by_rank(&self, confidence: &[f32], ks: &[i64]) -> Result<Vec<bool>, ProbeError> {
+        let g = self.g as usize;
+        let mut transfer = vec![false; confidence.len()];
+        let unique = ks.iter().enumerate().all(|(r, &k)| match unique_top_k(&confidence[r * g..(r + 1) * g], k.max(0) as usize) {
+            Some(top) => {
+                for j in top {
+                    transfer[r * g + j] = true;
+                }
+                true
             }
+            None => false,
+        });
+        if unique {
+            return Ok(transfer);
         }
-        Some(StepValues::Host { x0, transfer, prob, confidence })
+        let kmax = ks.iter().copied().max().unwrap_or(0);
+        if kmax == 0 {
+            return Ok(vec![false; confidence.len()]);
+        }
+        let scores = Tensor::f_from_slice(confidence)?.f_view([self.b, self.g])?.f_to_device(self.dev)?;
+        let (_, idx) = scores.f_topk(kmax, 1, true, true)?;
+        let ranks = Tensor::f_arange(kmax, (Kind::Int64, self.dev))?.f_unsqueeze(0)?;
+        let keep = ranks.f_lt_tensor(&Tensor::f_from_slice(ks)?.f_to_device(self.dev)?.f_unsqueeze(1)?)?;
+        let transfer = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?.f_scatter(1, &idx, &keep)?;
+        Ok(Vec::<bool>::try_from(&transfer.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?)
     }
 
     /// `multinomial(softmax(confidence / alg_temp), k)` without replacement over the whole
@@ -960,6 +1053,31 @@ impl Ctx<'_> {
         };
         Ok(transfer.f_narrow(1, self.p, self.g)?)
     }
+}
+
+/// Fast-dLLM's commit rule on the host (see `Ctx::threshold_transfer_t`) for `[B, G]` scores
+/// (-inf off `eligible`) in rows of `g`: every eligible position at or above `tau`, and each
+/// row's best one (the first of equal maxima, as `argmax`). `None` for a NaN score, or a score
+/// that float32 and float64 comparisons with `tau` would place on different sides.
+fn threshold_transfer(scores: &[f32], eligible: &[bool], g: usize, tau: f64) -> Option<Vec<bool>> {
+    let mut transfer = vec![false; scores.len()];
+    for (r, row) in scores.chunks(g).enumerate() {
+        let mut best = None::<usize>;
+        for (j, &c) in row.iter().enumerate() {
+            if c.is_nan() || (c >= tau as f32) != (c as f64 >= tau) {
+                return None;
+            }
+            let at = r * g + j;
+            transfer[at] = eligible[at] && c as f64 >= tau;
+            if best.is_none_or(|b| c > row[b]) {
+                best = Some(j);
+            }
+        }
+        if let (Some(b), true) = (best, eligible[r * g..(r + 1) * g].iter().any(|&e| e)) {
+            transfer[r * g + b] = true;
+        }
+    }
+    Some(transfer)
 }
 
 /// The positions of the `k` largest values of `row` (in no particular order), when that set is
@@ -1251,6 +1369,28 @@ mod tests {
             let y = Tensor::randn([n, v], (Kind::Double, Device::Cpu));
             assert_eq!(argmax_rows(&y).unwrap(), y.argmax(-1, false), "{n}x{v}");
         }
+    }
+
+    #[test]
+    fn threshold_transfer_commits_above_tau_and_each_rows_best() {
+        let ninf = f32::NEG_INFINITY;
+        // Row 0: two above tau; row 1: none above, the first of two equal maxima; row 2: nothing
+        // eligible.
+        let scores = [0.95, 0.2, 0.91, ninf, 0.4, 0.1, 0.4, 0.3, ninf, ninf, ninf, ninf];
+        let eligible = [true, true, true, false, true, true, true, true, false, false, false, false];
+        let got = threshold_transfer(&scores, &eligible, 4, 0.9).unwrap();
+        let want = [true, false, true, false, true, false, false, false, false, false, false, false];
+        assert_eq!(got, want);
+        // The same as the tensor rule.
+        let t = Tensor::from_slice(&scores).view([3, 4]);
+        let best = t.argmax(1, true);
+        let has_any = Tensor::from_slice(&eligible).view([3, 4]).any_dim(1, true);
+        let top1 = Tensor::zeros([3, 4], (Kind::Bool, Device::Cpu)).scatter_value(1, &best, 1).logical_and(&has_any);
+        let rule = t.ge(0.9).logical_and(&Tensor::from_slice(&eligible).view([3, 4])).logical_or(&top1);
+        assert_eq!(Vec::<bool>::try_from(&rule.flatten(0, -1)).unwrap(), want);
+        // A NaN, or a score that float32 and float64 place on different sides of tau: None.
+        assert!(threshold_transfer(&[f32::NAN, 0.5], &[true, true], 2, 0.9).is_none());
+        assert!(threshold_transfer(&[0.9f32, 0.5], &[true, true], 2, 0.9).is_none());
     }
 
     #[test]

@@ -531,6 +531,36 @@ fn dream_top_k_on_the_support_decides_as_the_full_rows() {
     }
 }
 
+/// On CPU the LLaDA-style steps finish on the host; saving distributions keeps them on the
+/// tensor path. Both must decide the same, bit for bit.
+#[test]
+fn host_steps_decide_as_the_tensor_steps() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
+    let loaded = load_model(&dir, &LoadOptions { device: cp_probe::DeviceChoice::Cpu, ..Default::default() }).unwrap();
+    let m = &*loaded.denoiser;
+    let prompts = vec![vec![5, 17, 300, 41], vec![9, 1200], vec![77, 78, 79, 80, 81, 82]];
+    for spec in [
+        "llada:gen_length=24,steps=12,block_length=12",
+        "llada:gen_length=24,steps=8,cfg_scale=1,temperature=0.8",
+        "llada:gen_length=24,steps=12,remasking=random,temperature=1",
+        "threshold:gen_length=24,block_length=8,tau=0.3",
+        "threshold:gen_length=24,block_length=24,tau=0.05,temperature=0.5",
+        "fixed:gen_length=24,k=3",
+        "fixed:gen_length=24,k=2,order=random,temperature=0.7",
+    ] {
+        let opts = |save| DecodeOptions { seed: 9, batch_size: 2, save_step_distributions: save, ..Default::default() };
+        let host = run(m, &prompts, spec, &opts(None));
+        let tensors = run(m, &prompts, spec, &opts(Some(2)));
+        for (a, b) in host.trajectories.iter().zip(&tensors.trajectories) {
+            assert_eq!(a.history, b.history, "{spec}");
+            let bits = |t: &cp_probe::Trajectory| {
+                t.commits.iter().map(|c| (c.step, c.gen_index, c.token_id, c.prob.to_bits(), c.confidence.to_bits())).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(a), bits(b), "{spec}");
+        }
+    }
+}
+
 #[test]
 fn greedy_rows_are_independent_of_batching_and_padding() {
     let m = Toy::new();
