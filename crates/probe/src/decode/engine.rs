@@ -560,11 +560,7 @@ impl Ctx<'_> {
         work: &Work,
         need_p: bool,
     ) -> Result<(Tensor, Tensor, Option<Tensor>, Option<(Vec<i64>, Tensor)>), ProbeError> {
-        let (logits, argmax) = self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
-        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
-        // The logits are needed afterwards only to save distributions.
-        let consume = !self.save_distributions;
-        let (x0, p, q) = self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
+        let (logits, (x0, p, q)) = self.llada_choices(gen, cfg_scale, temperature, work, need_p)?;
         let dist = if self.save_distributions {
             Some((work.rows.host.clone(), self.sampled_from(&logits, temperature)?))
         } else {
@@ -576,6 +572,26 @@ impl Ctx<'_> {
             p.map(|p| self.spread(&work.pick, &p, f64::NEG_INFINITY)).transpose()?,
             dist,
         ))
+    }
+
+    /// The model call and the token choice of the LLaDA-style steps: the logits of `work.rows`
+    /// (consumed by the choice unless distributions are saved) and `choose_tokens`' result for
+    /// `work.pick`.
+    #[allow(clippy::type_complexity)]
+    fn llada_choices(
+        &self,
+        gen: &Tensor,
+        cfg_scale: f64,
+        temperature: f64,
+        work: &Work,
+        need_p: bool,
+    ) -> Result<(Tensor, (Tensor, Option<Tensor>, Tensor)), ProbeError> {
+        let (logits, argmax) = self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
+        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
+        // The logits are needed afterwards only to save distributions.
+        let consume = !self.save_distributions;
+        let choice = self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
+        Ok((logits, choice))
     }
 
     /// [`Ctx::llada_like`]'s choices on the host, one per position of `work.pick`, when the
@@ -592,9 +608,7 @@ impl Ctx<'_> {
         if self.dev != Device::Cpu || self.save_distributions {
             return Ok(None);
         }
-        let (logits, argmax) = self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
-        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
-        let (x0, p, q) = self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, true)?;
+        let (_, (x0, p, q)) = self.llada_choices(gen, cfg_scale, temperature, work, need_p)?;
         Ok(Some(HostPicks {
             x0: Vec::<i64>::try_from(&x0)?,
             prob: Vec::<f32>::try_from(&q)?,

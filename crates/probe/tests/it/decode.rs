@@ -499,28 +499,19 @@ fn saving_distributions_does_not_change_the_draws() {
     }
 }
 
-/// With a top-k filter on CPU, Dream's steps compute on the filter's support only; saving
-/// distributions needs the full rows and takes the full path. Both must decide the same.
-#[test]
-fn dream_top_k_on_the_support_decides_as_the_full_rows() {
+/// Runs `specs` on the text fixture with and without saved distributions, which keep every
+/// step on the tensor path (full rows, `[B, G]` tensors), and requires the same histories and
+/// the same probability and confidence bits.
+fn decides_as_with_saved_distributions(specs: &[&str], eot_ids: Vec<i64>, seed: u64) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
     let loaded = load_model(&dir, &LoadOptions { device: cp_probe::DeviceChoice::Cpu, ..Default::default() }).unwrap();
     let m = &*loaded.denoiser;
     let prompts = vec![vec![5, 17, 300, 41], vec![9, 1200], vec![77, 78, 79, 80, 81, 82]];
-    for spec in [
-        "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50",
-        "dream:max_new_tokens=24,steps=12,alg=maskgit_plus,top_k=20,temperature=0.7",
-        "dream:max_new_tokens=24,steps=12,alg=topk_margin,top_k=5,temperature=1",
-        "dream:max_new_tokens=24,steps=8,alg=entropy,top_k=1",
-        "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50,temperature=0.5,forbid_eot=true",
-        // `origin` decides on the host too when no distributions are saved.
-        "dream:max_new_tokens=24,steps=12,alg=origin,temperature=0.7,top_p=0.9",
-        "dream:max_new_tokens=24,steps=12,alg=origin,top_k=50",
-    ] {
-        let opts = |save| DecodeOptions { seed: 4, batch_size: 2, eot_ids: vec![0], save_step_distributions: save, ..Default::default() };
-        let support = run(m, &prompts, spec, &opts(None));
+    for spec in specs {
+        let opts = |save| DecodeOptions { seed, batch_size: 2, eot_ids: eot_ids.clone(), save_step_distributions: save, ..Default::default() };
+        let fast = run(m, &prompts, spec, &opts(None));
         let full = run(m, &prompts, spec, &opts(Some(2)));
-        for (a, b) in support.trajectories.iter().zip(&full.trajectories) {
+        for (a, b) in fast.trajectories.iter().zip(&full.trajectories) {
             assert_eq!(a.history, b.history, "{spec}");
             // Probabilities and confidences bit for bit (`Commit` compares floats by value).
             let bits = |t: &cp_probe::Trajectory| {
@@ -531,15 +522,28 @@ fn dream_top_k_on_the_support_decides_as_the_full_rows() {
     }
 }
 
+/// With a top-k filter on CPU, Dream's steps compute on the filter's support only and finish on
+/// the host; saving distributions needs the full rows. Both must decide the same.
+#[test]
+fn dream_top_k_on_the_support_decides_as_the_full_rows() {
+    let specs = [
+        "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50",
+        "dream:max_new_tokens=24,steps=12,alg=maskgit_plus,top_k=20,temperature=0.7",
+        "dream:max_new_tokens=24,steps=12,alg=topk_margin,top_k=5,temperature=1",
+        "dream:max_new_tokens=24,steps=8,alg=entropy,top_k=1",
+        "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50,temperature=0.5,forbid_eot=true",
+        // `origin` decides on the host too when no distributions are saved.
+        "dream:max_new_tokens=24,steps=12,alg=origin,temperature=0.7,top_p=0.9",
+        "dream:max_new_tokens=24,steps=12,alg=origin,top_k=50",
+    ];
+    decides_as_with_saved_distributions(&specs, vec![0], 4);
+}
+
 /// On CPU the LLaDA-style steps finish on the host; saving distributions keeps them on the
-/// tensor path. Both must decide the same, bit for bit.
+/// tensor path. Both must decide the same.
 #[test]
 fn host_steps_decide_as_the_tensor_steps() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
-    let loaded = load_model(&dir, &LoadOptions { device: cp_probe::DeviceChoice::Cpu, ..Default::default() }).unwrap();
-    let m = &*loaded.denoiser;
-    let prompts = vec![vec![5, 17, 300, 41], vec![9, 1200], vec![77, 78, 79, 80, 81, 82]];
-    for spec in [
+    let specs = [
         "llada:gen_length=24,steps=12,block_length=12",
         "llada:gen_length=24,steps=8,cfg_scale=1,temperature=0.8",
         "llada:gen_length=24,steps=12,remasking=random,temperature=1",
@@ -547,18 +551,8 @@ fn host_steps_decide_as_the_tensor_steps() {
         "threshold:gen_length=24,block_length=24,tau=0.05,temperature=0.5",
         "fixed:gen_length=24,k=3",
         "fixed:gen_length=24,k=2,order=random,temperature=0.7",
-    ] {
-        let opts = |save| DecodeOptions { seed: 9, batch_size: 2, save_step_distributions: save, ..Default::default() };
-        let host = run(m, &prompts, spec, &opts(None));
-        let tensors = run(m, &prompts, spec, &opts(Some(2)));
-        for (a, b) in host.trajectories.iter().zip(&tensors.trajectories) {
-            assert_eq!(a.history, b.history, "{spec}");
-            let bits = |t: &cp_probe::Trajectory| {
-                t.commits.iter().map(|c| (c.step, c.gen_index, c.token_id, c.prob.to_bits(), c.confidence.to_bits())).collect::<Vec<_>>()
-            };
-            assert_eq!(bits(a), bits(b), "{spec}");
-        }
-    }
+    ];
+    decides_as_with_saved_distributions(&specs, Vec::new(), 9);
 }
 
 #[test]
