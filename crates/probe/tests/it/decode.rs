@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use cp_probe::{decode, load_model, DecodeOptions, DecodeOutput, LoadOptions, MaskedDenoiser, ProbeError, Schedule};
 use serde_json::Value;
+
+use crate::fakes::Constant;
 use tch::{Device, Tensor};
 
 fn parity_dir(model: &str) -> PathBuf {
@@ -574,34 +576,6 @@ fn greedy_rows_are_independent_of_batching_and_padding() {
 
 // ---------------------------------------------------------------------------------------------
 // Sampling: the drawn tokens follow the distribution the schedule samples from.
-
-/// The same logits, `ln(weights)`, at every generated position (`-inf` for the mask id).
-struct Constant {
-    logits: Vec<f32>,
-}
-
-impl MaskedDenoiser for Constant {
-    fn mask_id(&self) -> i64 {
-        self.logits.len() as i64 - 1
-    }
-    fn vocab_size(&self) -> i64 {
-        self.logits.len() as i64
-    }
-    fn max_len(&self) -> Option<usize> {
-        Some(64)
-    }
-    fn device(&self) -> Device {
-        Device::Cpu
-    }
-    fn supports_padding(&self) -> bool {
-        true
-    }
-    fn logits(&self, ids: &Tensor, _valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
-        let (b, g) = (ids.size()[0], ids.size()[1] - from);
-        let row = Tensor::from_slice(&self.logits);
-        Ok(row.view([1, 1, -1]).expand([b, g, self.vocab_size()], false).contiguous())
-    }
-}
 
 #[test]
 fn sampled_tokens_follow_the_sampling_distribution() {

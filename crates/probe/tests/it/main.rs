@@ -1,2 +1,4 @@
 mod decode;
+mod fakes;
 mod models;
+mod probe;
