@@ -39,7 +39,7 @@ pub(super) struct Batch<'a> {
     pub prompts_total: usize,
 }
 
-/// What one step decided, as `[B, G]` tensors on the device.
+/// What one step decided.
 struct StepChoice {
     values: StepValues,
     /// With `--save-step-distributions`: the flat positions (every masked one) and, per
@@ -70,12 +70,23 @@ impl StepChoice {
     }
 }
 
-/// Dream's choices for the positions of a step, on the host: the token, its probability and the
+/// A step's choices for its picked positions, on the host: the token, its probability and the
 /// confidence score, one per picked position.
 struct HostPicks {
     x0: Vec<i64>,
     prob: Vec<f32>,
     confidence: Vec<f32>,
+}
+
+/// [`Ctx::llada_like`]'s token choice.
+enum LladaChoice {
+    /// On the host, one per position of `work.pick`, when the step can finish there (CPU, no
+    /// saved distributions); the confidence is the token's softmax probability when asked for,
+    /// else empty.
+    Host(HostPicks),
+    /// `x0` and `prob` as `[B, G]` (mask id and 0 off `work.pick`), the `[B, G]` confidence
+    /// (-inf off `work.pick`) when asked for, and the distributions to save.
+    Tensors { x0: Tensor, prob: Tensor, scores: Option<Tensor>, dist: Option<(Vec<i64>, Tensor)> },
 }
 
 /// Host-side state of one row.
@@ -167,12 +178,11 @@ impl<'a> Batch<'a> {
                 None if masked_now.iter().all(|&m| m == 0) => break,
                 _ => {}
             }
-            let mask = gen.f_eq(mask_id)?;
             let choice = match self.schedule {
                 Schedule::Llada(lp) => ctx.llada_step(lp, step, &gen, &gen_host)?,
-                Schedule::Dream(dp) => ctx.dream_step(dp, step, &dream_timesteps, &gen, &mask, &gen_host, &masked_now)?,
+                Schedule::Dream(dp) => ctx.dream_step(dp, step, &dream_timesteps, &gen, &gen_host, &masked_now)?,
                 Schedule::Threshold(tp) => ctx.threshold_step(tp, &gen, &gen_host)?,
-                Schedule::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &mask, &gen_host)?,
+                Schedule::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &gen_host)?,
             };
             let (new_host, prob, conf) = match choice.values {
                 StepValues::Tensors { x0, transfer, prob, confidence } => {
@@ -547,11 +557,9 @@ impl Ctx<'_> {
         Ok(flags.iter().enumerate().filter(|(_, &f)| f).map(|(i, _)| i as i64).collect())
     }
 
-    /// The LLaDA-style token choice (llada, threshold, fixed) once the work is known: returns
-    /// `x0` and `prob` as `[B, G]` (mask id and 0 off `work.pick`), the `[B, G]` confidence
-    /// (the chosen token's softmax probability, -inf off `work.pick`) when `need_p`, and the
-    /// distributions to save.
-    #[allow(clippy::type_complexity)]
+    /// The LLaDA-style token choice (llada, threshold, fixed) once the work is known: the model
+    /// call and `choose_tokens` for the positions `work.pick`, on the host when the step can
+    /// finish there (see [`LladaChoice`]).
     fn llada_like(
         &self,
         gen: &Tensor,
@@ -559,75 +567,60 @@ impl Ctx<'_> {
         temperature: f64,
         work: &Work,
         need_p: bool,
-    ) -> Result<(Tensor, Tensor, Option<Tensor>, Option<(Vec<i64>, Tensor)>), ProbeError> {
-        let (logits, (x0, p, q)) = self.llada_choices(gen, cfg_scale, temperature, work, need_p)?;
+    ) -> Result<LladaChoice, ProbeError> {
+        let (logits, argmax) = self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
+        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
+        // The logits are needed afterwards only to save distributions.
+        let consume = !self.save_distributions;
+        let (x0, p, q) = self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
+        if self.dev == Device::Cpu && !self.save_distributions {
+            return Ok(LladaChoice::Host(HostPicks {
+                x0: Vec::<i64>::try_from(&x0)?,
+                prob: Vec::<f32>::try_from(&q)?,
+                confidence: p.map(|p| Vec::<f32>::try_from(&p)).transpose()?.unwrap_or_default(),
+            }));
+        }
         let dist = if self.save_distributions {
             Some((work.rows.host.clone(), self.sampled_from(&logits, temperature)?))
         } else {
             None
         };
-        Ok((
-            self.spread(&work.pick, &x0, self.mask_id as f64)?,
-            self.spread(&work.pick, &q, 0.0)?,
-            p.map(|p| self.spread(&work.pick, &p, f64::NEG_INFINITY)).transpose()?,
+        Ok(LladaChoice::Tensors {
+            x0: self.spread(&work.pick, &x0, self.mask_id as f64)?,
+            prob: self.spread(&work.pick, &q, 0.0)?,
+            scores: p.map(|p| self.spread(&work.pick, &p, f64::NEG_INFINITY)).transpose()?,
             dist,
-        ))
+        })
     }
 
-    /// The model call and the token choice of the LLaDA-style steps: the logits of `work.rows`
-    /// (consumed by the choice unless distributions are saved) and `choose_tokens`' result for
-    /// `work.pick`.
-    #[allow(clippy::type_complexity)]
-    fn llada_choices(
-        &self,
-        gen: &Tensor,
-        cfg_scale: f64,
-        temperature: f64,
-        work: &Work,
-        need_p: bool,
-    ) -> Result<(Tensor, (Tensor, Option<Tensor>, Tensor)), ProbeError> {
-        let (logits, argmax) = self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
-        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
-        // The logits are needed afterwards only to save distributions.
-        let consume = !self.save_distributions;
-        let choice = self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
-        Ok((logits, choice))
-    }
-
-    /// [`Ctx::llada_like`]'s choices on the host, one per position of `work.pick`, when the
-    /// step can finish there (CPU, no saved distributions); `None` otherwise, before any model
-    /// call. The confidence is the chosen token's softmax probability when `need_p`, else empty.
-    fn llada_like_host(
-        &self,
-        gen: &Tensor,
-        cfg_scale: f64,
-        temperature: f64,
-        work: &Work,
-        need_p: bool,
-    ) -> Result<Option<HostPicks>, ProbeError> {
-        if self.dev != Device::Cpu || self.save_distributions {
-            return Ok(None);
+    /// A step that commits, per row, the `k` positions of `work.pick` with the most confident
+    /// tokens `choice`.
+    fn ranked_step(&self, choice: LladaChoice, work: &Work, k: i64) -> Result<StepChoice, ProbeError> {
+        match choice {
+            LladaChoice::Host(picks) => self.ranked_host_step(&work.pick.host, &picks, &vec![k; self.b as usize]),
+            LladaChoice::Tensors { x0, prob, scores, dist } => {
+                let scores = scores.expect("need_p");
+                let transfer = self.top_k_positions(&scores, k)?;
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+            }
         }
-        let (_, (x0, p, q)) = self.llada_choices(gen, cfg_scale, temperature, work, need_p)?;
-        Ok(Some(HostPicks {
-            x0: Vec::<i64>::try_from(&x0)?,
-            prob: Vec::<f32>::try_from(&q)?,
-            confidence: p.map(|p| Vec::<f32>::try_from(&p)).transpose()?.unwrap_or_default(),
-        }))
     }
 
-    /// A step whose positions `pick` were drawn first, by the `[B, G]` `scores`, and whose
-    /// tokens `picks` (for those positions) are on the host.
-    fn drawn_first_values(&self, pick: &[i64], picks: &HostPicks, scores: &Tensor) -> Result<StepValues, ProbeError> {
-        let len = (self.b * self.g) as usize;
-        let (mut x0, mut prob, mut transfer) = (vec![self.mask_id; len], vec![0f32; len], vec![false; len]);
-        for (j, &i) in pick.iter().enumerate() {
-            x0[i as usize] = picks.x0[j];
-            prob[i as usize] = picks.prob[j];
-            transfer[i as usize] = true;
+    /// A step whose positions `transfer` (the flat positions `work.pick`) were drawn first, by
+    /// the `[B, G]` `scores`, and whose tokens are `choice`.
+    fn drawn_first_step(&self, choice: LladaChoice, work: &Work, transfer: Tensor, scores: Tensor) -> Result<StepChoice, ProbeError> {
+        match choice {
+            LladaChoice::Host(picks) => {
+                let (x0, prob, _) = self.host_grids(&work.pick.host, &picks);
+                let mut flags = vec![false; x0.len()];
+                for &i in &work.pick.host {
+                    flags[i as usize] = true;
+                }
+                let confidence = Vec::<f32>::try_from(&scores.f_to_kind(Kind::Float)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+                Ok(StepChoice { values: StepValues::Host { x0, transfer: flags, prob, confidence }, dist: None })
+            }
+            LladaChoice::Tensors { x0, prob, dist, .. } => Ok(StepChoice::tensors(x0, transfer, prob, scores, dist)),
         }
-        let confidence = Vec::<f32>::try_from(&scores.f_to_kind(Kind::Float)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-        Ok(StepValues::Host { x0, transfer, prob, confidence })
     }
 
     fn llada_step(
@@ -652,15 +645,7 @@ impl Ctx<'_> {
         match lp.remasking {
             Remasking::LowConfidence => {
                 let work = self.work(gen_host, eligible)?;
-                if let Some(picks) = self.llada_like_host(gen, lp.cfg_scale, lp.temperature, &work, true)? {
-                    let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
-                    let transfer = self.transfer_by_rank(&confidence, &vec![k as i64; self.b as usize])?;
-                    return Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None });
-                }
-                let (x0, prob, scores, dist) = self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?;
-                let scores = scores.expect("need_p");
-                let transfer = self.top_k_positions(&scores, k as i64)?;
-                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+                self.ranked_step(self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?, &work, k as i64)
             }
             Remasking::Random => {
                 // Positions are drawn first: tokens are then needed only where they are
@@ -672,11 +657,7 @@ impl Ctx<'_> {
                 let scores = self.rand_positions()?.f_where_scalarother(&self.grid(&flags)?, f64::NEG_INFINITY)?;
                 let transfer = self.top_k_positions(&scores, k as i64)?;
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
-                if let Some(picks) = self.llada_like_host(gen, lp.cfg_scale, lp.temperature, &work, false)? {
-                    return Ok(StepChoice { values: self.drawn_first_values(&work.pick.host, &picks, &scores)?, dist: None });
-                }
-                let (x0, prob, _, dist) = self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?;
-                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+                self.drawn_first_step(self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?, &work, transfer, scores)
             }
         }
     }
@@ -698,22 +679,21 @@ impl Ctx<'_> {
             flags[i as usize] = true;
         }
         let work = self.work(gen_host, eligible)?;
-        if let Some(picks) = self.llada_like_host(gen, 0.0, tp.temperature, &work, true)? {
-            let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
-            let transfer = match threshold_transfer(&confidence, &flags, g, tp.tau) {
-                Some(transfer) => transfer,
-                None => {
-                    let scores = Tensor::f_from_slice(&confidence)?.f_view([self.b, self.g])?.f_to_device(self.dev)?;
-                    let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
-                    Vec::<bool>::try_from(&transfer.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?
-                }
-            };
-            return Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None });
+        match self.llada_like(gen, 0.0, tp.temperature, &work, true)? {
+            LladaChoice::Host(picks) => {
+                let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
+                let transfer = match threshold_transfer(&confidence, &flags, g, tp.tau) {
+                    Some(transfer) => transfer,
+                    None => host_flags(&self.threshold_transfer_t(&self.host_scores(&confidence)?, &self.grid(&flags)?, tp.tau)?)?,
+                };
+                Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None })
+            }
+            LladaChoice::Tensors { x0, prob, scores, dist } => {
+                let scores = scores.expect("need_p");
+                let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+            }
         }
-        let (x0, prob, scores, dist) = self.llada_like(gen, 0.0, tp.temperature, &work, true)?;
-        let scores = scores.expect("need_p");
-        let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
-        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
     }
 
     /// Fast-dLLM's commit rule on `[B, G]` scores (-inf off `eligible`): every eligible
@@ -732,7 +712,6 @@ impl Ctx<'_> {
         fp: &FixedParams,
         step: usize,
         gen: &Tensor,
-        mask: &Tensor,
         gen_host: &[i64],
     ) -> Result<StepChoice, ProbeError> {
         // The mask id is forbidden here, so every row has exactly `g - step * k` masks left.
@@ -743,26 +722,15 @@ impl Ctx<'_> {
         match fp.order {
             FixedOrder::Confidence => {
                 let work = self.work(gen_host, self.masked_where(gen_host, |_| true))?;
-                if let Some(picks) = self.llada_like_host(gen, 0.0, fp.temperature, &work, true)? {
-                    let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
-                    let transfer = self.transfer_by_rank(&confidence, &vec![k; self.b as usize])?;
-                    return Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None });
-                }
-                let (x0, prob, scores, dist) = self.llada_like(gen, 0.0, fp.temperature, &work, true)?;
-                let scores = scores.expect("need_p");
-                let transfer = self.top_k_positions(&scores, k)?;
-                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+                self.ranked_step(self.llada_like(gen, 0.0, fp.temperature, &work, true)?, &work, k)
             }
             FixedOrder::Random => {
                 // Positions first, then tokens where they are committed (see `llada_step`).
-                let scores = self.rand_positions()?.f_where_scalarother(mask, f64::NEG_INFINITY)?;
+                let mask = gen.f_eq(self.mask_id)?;
+                let scores = self.rand_positions()?.f_where_scalarother(&mask, f64::NEG_INFINITY)?;
                 let transfer = self.top_k_positions(&scores, k)?;
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
-                if let Some(picks) = self.llada_like_host(gen, 0.0, fp.temperature, &work, false)? {
-                    return Ok(StepChoice { values: self.drawn_first_values(&work.pick.host, &picks, &scores)?, dist: None });
-                }
-                let (x0, prob, _, dist) = self.llada_like(gen, 0.0, fp.temperature, &work, false)?;
-                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+                self.drawn_first_step(self.llada_like(gen, 0.0, fp.temperature, &work, false)?, &work, transfer, scores)
             }
         }
     }
@@ -816,14 +784,12 @@ impl Ctx<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn dream_step(
         &self,
         dp: &DreamParams,
         step: usize,
         timesteps: &[f32],
         gen: &Tensor,
-        mask: &Tensor,
         gen_host: &[i64],
         masked_now: &[usize],
     ) -> Result<StepChoice, ProbeError> {
@@ -879,9 +845,7 @@ impl Ctx<'_> {
             .collect();
         let on_support = self.dream_on_support(dp, &flat, &work)?;
         if let (Some(picks), true) = (&on_support, dp.alg_temp <= 0.0) {
-            let (x0, prob, confidence) = self.host_grids(&work.pick.host, picks);
-            let transfer = self.transfer_by_rank(&confidence, &ks)?;
-            return Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None });
+            return self.ranked_host_step(&work.pick.host, picks, &ks);
         }
         let (x0, prob, confidence, dist) = match on_support {
             Some(picks) => {
@@ -914,16 +878,10 @@ impl Ctx<'_> {
         let scores = self.spread(&work.pick, &confidence, f64::NEG_INFINITY)?;
         let prob = self.spread(&work.pick, &prob, 0.0)?;
         let x0 = self.spread(&work.pick, &x0, self.mask_id as f64)?;
-        let kmax = ks.iter().copied().max().unwrap_or(0);
-        let transfer = if kmax == 0 {
-            mask.f_zeros_like()?
-        } else if dp.alg_temp > 0.0 {
+        let transfer = if dp.alg_temp > 0.0 && ks.iter().any(|&k| k > 0) {
             self.dream_draw_positions(&scores, dp.alg_temp, &ks)?
         } else {
-            let (_, idx) = scores.f_topk(kmax, 1, true, true)?;
-            let ranks = Tensor::f_arange(kmax, (Kind::Int64, self.dev))?.f_unsqueeze(0)?;
-            let keep = ranks.f_lt_tensor(&Tensor::f_from_slice(&ks)?.f_to_device(self.dev)?.f_unsqueeze(1)?)?;
-            Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?.f_scatter(1, &idx, &keep)?
+            self.ranked_transfer(&scores, &ks)?
         };
         Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
     }
@@ -1002,7 +960,8 @@ impl Ctx<'_> {
     }
 
     /// The `[B, G]` host grids of the choices `picks` at the flat positions `pick`: tokens (the
-    /// mask id elsewhere), their probabilities (0 elsewhere) and confidences (-inf elsewhere).
+    /// mask id elsewhere), their probabilities (0 elsewhere) and confidences (-inf elsewhere, and
+    /// everywhere when `picks` has none).
     fn host_grids(&self, pick: &[i64], picks: &HostPicks) -> (Vec<i64>, Vec<f32>, Vec<f32>) {
         let len = (self.b * self.g) as usize;
         let mut x0 = vec![self.mask_id; len];
@@ -1011,7 +970,9 @@ impl Ctx<'_> {
         for (j, &i) in pick.iter().enumerate() {
             x0[i as usize] = picks.x0[j];
             prob[i as usize] = picks.prob[j];
-            confidence[i as usize] = picks.confidence[j];
+            if let Some(&c) = picks.confidence.get(j) {
+                confidence[i as usize] = c;
+            }
         }
         (x0, prob, confidence)
     }
@@ -1035,16 +996,34 @@ impl Ctx<'_> {
         if unique {
             return Ok(transfer);
         }
+        host_flags(&self.ranked_transfer(&self.host_scores(confidence)?, ks)?)
+    }
+
+    /// Per row of the `[B, G]` `scores`, its `ks[r]` highest positions: `topk(max(ks))` over
+    /// the rows, keeping ranks below `ks[r]`.
+    fn ranked_transfer(&self, scores: &Tensor, ks: &[i64]) -> Result<Tensor, ProbeError> {
+        let none = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?;
         let kmax = ks.iter().copied().max().unwrap_or(0);
-        if kmax == 0 {
-            return Ok(vec![false; confidence.len()]);
+        if kmax <= 0 {
+            return Ok(none);
         }
-        let scores = Tensor::f_from_slice(confidence)?.f_view([self.b, self.g])?.f_to_device(self.dev)?;
         let (_, idx) = scores.f_topk(kmax, 1, true, true)?;
         let ranks = Tensor::f_arange(kmax, (Kind::Int64, self.dev))?.f_unsqueeze(0)?;
         let keep = ranks.f_lt_tensor(&Tensor::f_from_slice(ks)?.f_to_device(self.dev)?.f_unsqueeze(1)?)?;
-        let transfer = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?.f_scatter(1, &idx, &keep)?;
-        Ok(Vec::<bool>::try_from(&transfer.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?)
+        Ok(none.f_scatter(1, &idx, &keep)?)
+    }
+
+    /// A `[B, G]` float32 tensor on the model's device from host scores.
+    fn host_scores(&self, scores: &[f32]) -> Result<Tensor, ProbeError> {
+        Ok(Tensor::f_from_slice(scores)?.f_view([self.b, self.g])?.f_to_device(self.dev)?)
+    }
+
+    /// A step that commits, per row `r`, the `ks[r]` most confident of the host choices `picks`
+    /// at the flat positions `pick`.
+    fn ranked_host_step(&self, pick: &[i64], picks: &HostPicks, ks: &[i64]) -> Result<StepChoice, ProbeError> {
+        let (x0, prob, confidence) = self.host_grids(pick, picks);
+        let transfer = self.transfer_by_rank(&confidence, ks)?;
+        Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None })
     }
 
     /// `multinomial(softmax(confidence / alg_temp), k)` without replacement over the whole
@@ -1067,6 +1046,11 @@ impl Ctx<'_> {
         };
         Ok(transfer.f_narrow(1, self.p, self.g)?)
     }
+}
+
+/// The flags of a `[B, G]` bool tensor, row-major on the host.
+fn host_flags(x: &Tensor) -> Result<Vec<bool>, ProbeError> {
+    Ok(Vec::<bool>::try_from(&x.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?)
 }
 
 /// Fast-dLLM's commit rule on the host (see `Ctx::threshold_transfer_t`) for `[B, G]` scores
@@ -1147,7 +1131,7 @@ fn neg_entropy(probs: &Tensor, support: Option<&Tensor>) -> Result<Tensor, Probe
     Ok(terms.f_sum_dim_intlist(-1, false, Kind::Float)?)
 }
 
-/// Dream's filtered distribution before the softmax, and what is known of it.
+/// Dream's filtered distribution (after the softmax), and what is known of it.
 struct DreamDist {
     probs: Tensor,
     /// `[n, k]` indices outside which every probability is exactly 0, when known.
