@@ -913,19 +913,14 @@ impl Ctx<'_> {
             Vec::new()
         };
         let (mut x0, mut prob, mut confidence) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut cum = Vec::with_capacity(k);
         for r in 0..n {
             let (idx, p) = (&support.idx[r * k..(r + 1) * k], &probs[r * k..(r + 1) * k]);
             let j = if dp.temperature > 0.0 {
-                // The first index whose float64 cumulative mass reaches `(1 - u) * total`; the
-                // zeros between kept entries add nothing to the running sum.
-                let mut cum = Vec::with_capacity(k);
-                let mut acc = 0f64;
-                for &q in p {
-                    acc += q as f64;
-                    cum.push(acc);
-                }
-                let target = (1.0 - u[r]) * acc;
-                cum.iter().position(|&c| c >= target).unwrap_or(k - 1)
+                // `dream_sample`'s inverse CDF on the kept entries: the zeros between them add
+                // nothing to the running sum.
+                let Some(j) = host::inverse_cdf_row(p, u[r], &mut cum) else { return Ok(None) };
+                j
             } else {
                 // The first maximum.
                 let mut best = 0;

@@ -552,24 +552,25 @@ pub(super) fn inverse_cdf(probs: &Tensor, u: &[f64]) -> Option<Vec<i64>> {
         return None;
     }
     let mut cum = Vec::with_capacity(v);
-    rows.chunks(v)
-        .zip(u)
-        .map(|(row, &u)| {
-            cum.clear();
-            let mut acc = 0f64;
-            cum.extend(row.iter().map(|&p| {
-                acc += p as f64;
-                acc
-            }));
-            if !acc.is_finite() {
-                return None;
-            }
-            let target = (1.0 - u) * acc;
-            // The cumulative sums never decrease: the count below the target is found by
-            // bisection.
-            Some(cum.partition_point(|&c| c < target).min(v - 1) as i64)
-        })
-        .collect()
+    rows.chunks(v).zip(u).map(|(row, &u)| inverse_cdf_row(row, u, &mut cum).map(|j| j as i64)).collect()
+}
+
+/// [`inverse_cdf`] of one row of probabilities (non-empty): the count of its float64 cumulative
+/// sums below `(1 - u)` times its total, capped at the last index; `None` when the total is not
+/// finite. `cum` is a reused buffer.
+pub(super) fn inverse_cdf_row(row: &[f32], u: f64, cum: &mut Vec<f64>) -> Option<usize> {
+    cum.clear();
+    let mut acc = 0f64;
+    cum.extend(row.iter().map(|&p| {
+        acc += p as f64;
+        acc
+    }));
+    if !acc.is_finite() {
+        return None;
+    }
+    let target = (1.0 - u) * acc;
+    // The cumulative sums never decrease: the count below the target is found by bisection.
+    Some(cum.partition_point(|&c| c < target).min(row.len() - 1))
 }
 
 /// `n` uniform float64 draws in `[0, 1)` with 53 random bits each, from a generator seeded by
