@@ -1,1 +1,3 @@
-fn main() { cp_torch_link::emit() }
+fn main() {
+    cp_torch_link::emit()
+}

@@ -19,7 +19,10 @@ fn zipf(rng: &mut ChaCha8Rng, n: usize) -> usize {
 }
 
 fn main() {
-    let target: usize = std::env::var("CP_BENCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000_000);
+    let target: usize = std::env::var("CP_BENCH_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000_000);
     let vocab = 50_000usize;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let phrases: Vec<Vec<u32>> = (0..200_000)
@@ -39,22 +42,34 @@ fn main() {
         total += d.len();
         docs.push(d);
     }
-    println!("corpus: {total} tokens, {} documents, vocabulary {vocab}", docs.len());
+    println!(
+        "corpus: {total} tokens, {} documents, vocabulary {vocab}",
+        docs.len()
+    );
 
     let mut builder = IndexBuilder::new();
     for d in &docs {
-        builder.push_document(d, std::path::Path::new("<bench>")).unwrap();
+        builder
+            .push_document(d, std::path::Path::new("<bench>"))
+            .unwrap();
     }
     let t = Instant::now();
     let built = builder.finish(vocab as u32);
     let secs = t.elapsed().as_secs_f64();
-    println!("suffix-array build: {secs:.2} s, {:.2} M tokens/s", total as f64 / secs / 1e6);
+    println!(
+        "suffix-array build: {secs:.2} s, {:.2} M tokens/s",
+        total as f64 / secs / 1e6
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     let file_bytes = built.write_files(dir.path()).unwrap();
     let bytes: u64 = file_bytes.values().sum();
-    println!("write: {:.2} s; index size {bytes} bytes = {:.3} bytes/token", t.elapsed().as_secs_f64(), bytes as f64 / total as f64);
+    println!(
+        "write: {:.2} s; index size {bytes} bytes = {:.3} bytes/token",
+        t.elapsed().as_secs_f64(),
+        bytes as f64 / total as f64
+    );
     let header = IndexHeader {
         format_version: INDEX_FORMAT_VERSION,
         tokenizer_sha256: None,
@@ -71,7 +86,10 @@ fn main() {
     drop(built);
     let t = Instant::now();
     let index = NgramIndex::open(dir.path(), None).unwrap();
-    println!("open (mmap + validation): {:.3} s", t.elapsed().as_secs_f64());
+    println!(
+        "open (mmap + validation): {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Queries: half copied from the corpus (present), half with a random last token (mostly absent).
     let queries: Vec<Vec<u32>> = (0..1_000_000)
@@ -89,16 +107,27 @@ fn main() {
     let t = Instant::now();
     let found = queries.iter().filter(|q| index.contains(q)).count();
     let secs = t.elapsed().as_secs_f64();
-    println!("existence lookups, 1 thread: {:.2} M/s ({found} of {} present)", queries.len() as f64 / secs / 1e6, queries.len());
+    println!(
+        "existence lookups, 1 thread: {:.2} M/s ({found} of {} present)",
+        queries.len() as f64 / secs / 1e6,
+        queries.len()
+    );
     let t = Instant::now();
     let found_par = queries.par_iter().filter(|q| index.contains(q)).count();
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(found, found_par);
-    println!("existence lookups, {} threads: {:.2} M/s", rayon::current_num_threads(), queries.len() as f64 / secs / 1e6);
+    println!(
+        "existence lookups, {} threads: {:.2} M/s",
+        rayon::current_num_threads(),
+        queries.len() as f64 / secs / 1e6
+    );
     let t = Instant::now();
     let sum: u64 = queries.iter().map(|q| index.count(q)).sum();
     let secs = t.elapsed().as_secs_f64();
-    println!("count lookups, 1 thread: {:.2} M/s (total count {sum})", queries.len() as f64 / secs / 1e6);
+    println!(
+        "count lookups, 1 thread: {:.2} M/s (total count {sum})",
+        queries.len() as f64 / secs / 1e6
+    );
 
     // The trap metrics' access pattern: match lengths (n ≤ 5) along generated sequences.
     let seqs: Vec<&[u32]> = queries.chunks(1000).map(|c| c[0].as_slice()).collect();

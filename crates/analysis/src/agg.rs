@@ -110,7 +110,13 @@ impl GroupId for u16 {
 /// Writes the key of each row's non-missing value at its group's end (see
 /// [`Groups::scatter_keys`]).
 #[inline(always)]
-fn scatter_rows<G: GroupId, V: Copy, K>(gid: &[G], values: &[V], key: impl Fn(V) -> (K, bool), out: &mut [K], end: &mut [usize]) {
+fn scatter_rows<G: GroupId, V: Copy, K>(
+    gid: &[G],
+    values: &[V],
+    key: impl Fn(V) -> (K, bool),
+    out: &mut [K],
+    end: &mut [usize],
+) {
     for (&g, &v) in gid.iter().zip(values) {
         let (k, missing) = key(v);
         let e = &mut end[g.index()];
@@ -139,7 +145,10 @@ impl Groups {
             let mut keys = key.to_vec();
             keys.sort_unstable();
             keys.dedup();
-            let gid = key.iter().map(|k| keys.binary_search(k).expect("key listed") as u32).collect();
+            let gid = key
+                .iter()
+                .map(|k| keys.binary_search(k).expect("key listed") as u32)
+                .collect();
             (keys, gid)
         };
         let mut starts = vec![0usize; keys.len() + 1];
@@ -150,7 +159,12 @@ impl Groups {
             starts[g + 1] += starts[g];
         }
         let gid16 = (keys.len() <= 1 << 16).then(|| gid.iter().map(|&g| g as u16).collect());
-        Groups { keys, starts, gid, gid16 }
+        Groups {
+            keys,
+            starts,
+            gid,
+            gid16,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -394,7 +408,13 @@ fn select_ranks_within<K: RadixKey>(keys: &[K], min: K, max: K, ranks: &[usize],
 
 /// Polars' linear interpolation between the `idx`-th and next order statistics.
 #[inline]
-fn interpolate(lower: f64, upper: impl FnOnce() -> f64, float_idx: f64, idx: usize, top: usize) -> f64 {
+fn interpolate(
+    lower: f64,
+    upper: impl FnOnce() -> f64,
+    float_idx: f64,
+    idx: usize,
+    top: usize,
+) -> f64 {
     if idx == top {
         return lower;
     }
@@ -433,19 +453,33 @@ fn quartiles_of_keys<K: RadixKey>(keys: &[K], min: K, max: K) -> (f64, f64, f64)
     }
     // With both signed zeros present, which zero polars returns depends on its selection
     // order (its comparison treats them as equal): reproduce that path exactly.
-    if min <= K::NEG_ZERO && max >= K::POS_ZERO && keys.contains(&K::NEG_ZERO) && keys.contains(&K::POS_ZERO) {
+    if min <= K::NEG_ZERO
+        && max >= K::POS_ZERO
+        && keys.contains(&K::NEG_ZERO)
+        && keys.contains(&K::POS_ZERO)
+    {
         let v: Vec<f64> = keys.iter().map(|&k| k.value()).collect();
         let polars = |q: f64| {
             let mut w = v.clone();
             let (idx, float_idx, top) = quantile_idx(n, q);
             let cmp = |a: &f64, b: &f64| a.partial_cmp(b).unwrap_or(Ordering::Equal);
             let (_, &mut lower, rest) = w.select_nth_unstable_by(idx, cmp);
-            interpolate(lower, || rest.iter().copied().min_by(cmp).unwrap_or(lower), float_idx, idx, top)
+            interpolate(
+                lower,
+                || rest.iter().copied().min_by(cmp).unwrap_or(lower),
+                float_idx,
+                idx,
+                top,
+            )
         };
         return (polars(0.5), polars(0.25), polars(0.75));
     }
     // Otherwise equal values are bit-identical and any selection method gives polars' values.
-    let qs = [quantile_idx(n, 0.25), quantile_idx(n, 0.5), quantile_idx(n, 0.75)];
+    let qs = [
+        quantile_idx(n, 0.25),
+        quantile_idx(n, 0.5),
+        quantile_idx(n, 0.75),
+    ];
     let mut ranks = [0usize; 6];
     let mut m = 0;
     for &(idx, _, _) in &qs {
@@ -458,8 +492,15 @@ fn quartiles_of_keys<K: RadixKey>(keys: &[K], min: K, max: K) -> (f64, f64, f64)
     }
     let mut stats = [K::MIN; 6];
     select_ranks_within(keys, min, max, &ranks[..m], &mut stats[..m]);
-    let stat = |r: usize| (stats[ranks[..m].iter().position(|&x| x == r).expect("rank selected")]).value();
-    let [a, b, c] = qs.map(|(idx, float_idx, top)| interpolate(stat(idx), || stat(idx + 1), float_idx, idx, top));
+    let stat = |r: usize| {
+        (stats[ranks[..m]
+            .iter()
+            .position(|&x| x == r)
+            .expect("rank selected")])
+        .value()
+    };
+    let [a, b, c] = qs
+        .map(|(idx, float_idx, top)| interpolate(stat(idx), || stat(idx + 1), float_idx, idx, top));
     (b, a, c)
 }
 
@@ -529,7 +570,11 @@ fn summarize<K: RadixKey>(keys: &[&[K]], sizes: &[usize]) -> Vec<Option<[f64; 5]
                 return None;
             }
             let n = buf.len();
-            let mean = if size == 1 { buf[0].value() } else { sum / n as f64 };
+            let mean = if size == 1 {
+                buf[0].value()
+            } else {
+                sum / n as f64
+            };
             let (median, q25, q75) = quartiles_of_keys(buf, min, max);
             Some([mean, median, q25, q75, n as f64])
         })
@@ -553,7 +598,10 @@ fn summarize_strided<V: Copy + Sync, K: RadixKey + Default>(
     const PREFETCH_ROWS: usize = 32;
     let width = (64 / std::mem::size_of::<V>()).clamp(1, MAX_WIDTH);
     let rows = c.len() / ng;
-    let chunks: Vec<std::ops::Range<usize>> = (0..ng).step_by(width).map(|g| g..(g + width).min(ng)).collect();
+    let chunks: Vec<std::ops::Range<usize>> = (0..ng)
+        .step_by(width)
+        .map(|g| g..(g + width).min(ng))
+        .collect();
     let parts: Vec<Vec<Option<[f64; 5]>>> = chunks
         .par_iter()
         .map(|gs| {
@@ -583,8 +631,11 @@ fn summarize_strided<V: Copy + Sync, K: RadixKey + Default>(
             }
             let slices: Vec<&[K]> = (0..w).map(|j| &buf[j * rows..end[j]]).collect();
             // Four groups at a time: their Kahan sums run interleaved.
-            let out: Vec<Option<[f64; 5]>> =
-                slices.chunks(4).zip(sizes[gs.clone()].chunks(4)).flat_map(|(keys, sizes)| summarize(keys, sizes)).collect();
+            let out: Vec<Option<[f64; 5]>> = slices
+                .chunks(4)
+                .zip(sizes[gs.clone()].chunks(4))
+                .flat_map(|(keys, sizes)| summarize(keys, sizes))
+                .collect();
             pool.lock().expect("pool").push(buf);
             out
         })
@@ -597,7 +648,9 @@ fn summarize_strided<V: Copy + Sync, K: RadixKey + Default>(
 pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Vec<CurvePoint> {
     let groups = Groups::by(distance);
     let ng = groups.len();
-    let sizes: Vec<usize> = (0..ng).map(|g| groups.starts[g + 1] - groups.starts[g]).collect();
+    let sizes: Vec<usize> = (0..ng)
+        .map(|g| groups.starts[g + 1] - groups.starts[g])
+        .collect();
     // Scatter buffers are reused from input to input (`map_init` would start fresh ones per
     // rayon job, and zeroing new pages cost more than the aggregation itself).
     let pool64: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
@@ -605,13 +658,23 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
     // Rows in a regular layout (row `i` in group `i % groups`, e.g. every prompt probed at the
     // same distances, rows ordered by prompt then distance): the groups are the columns of a
     // row-major matrix, gathered a cache line of groups at a time (see `summarize_strided`).
-    let regular = ng > 0 && groups.gid.len() % ng == 0 && groups.gid.iter().enumerate().all(|(i, &g)| g as usize == i % ng);
+    let regular = ng > 0
+        && groups.gid.len() % ng == 0
+        && groups
+            .gid
+            .iter()
+            .enumerate()
+            .all(|(i, &g)| g as usize == i % ng);
     if regular {
         let stats: Vec<Vec<Option<[f64; 5]>>> = inputs
             .par_iter()
             .map(|input| match input.values {
-                Values::F64(c) => summarize_strided(c, ng, &sizes, &pool64, |v: f64| (key(v), v.is_nan())),
-                Values::F32(c) => summarize_strided(c, ng, &sizes, &pool32, |v: f32| (key32(v), v.is_nan())),
+                Values::F64(c) => {
+                    summarize_strided(c, ng, &sizes, &pool64, |v: f64| (key(v), v.is_nan()))
+                }
+                Values::F32(c) => {
+                    summarize_strided(c, ng, &sizes, &pool32, |v: f32| (key32(v), v.is_nan()))
+                }
             })
             .collect();
         return curve_points(&groups, inputs, &stats);
@@ -625,8 +688,13 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
                 Values::F64(c) => {
                     let mut buf = pool64.lock().expect("pool").pop().unwrap_or_default();
                     groups.scatter_keys(c, &mut buf, &mut end);
-                    let slices: Vec<&[u64]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
-                    let parts = slices.par_chunks(4).zip(sizes.par_chunks(4)).map(|(keys, sizes)| summarize(keys, sizes)).collect();
+                    let slices: Vec<&[u64]> =
+                        (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
+                    let parts = slices
+                        .par_chunks(4)
+                        .zip(sizes.par_chunks(4))
+                        .map(|(keys, sizes)| summarize(keys, sizes))
+                        .collect();
                     pool64.lock().expect("pool").push(buf);
                     parts
                 }
@@ -635,8 +703,13 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
                     // keys (the widening to `f64` is exact and keeps their order).
                     let mut buf = pool32.lock().expect("pool").pop().unwrap_or_default();
                     groups.scatter_keys32(c, &mut buf, &mut end);
-                    let slices: Vec<&[u32]> = (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
-                    let parts = slices.par_chunks(4).zip(sizes.par_chunks(4)).map(|(keys, sizes)| summarize(keys, sizes)).collect();
+                    let slices: Vec<&[u32]> =
+                        (0..ng).map(|g| &buf[groups.starts[g]..end[g]]).collect();
+                    let parts = slices
+                        .par_chunks(4)
+                        .zip(sizes.par_chunks(4))
+                        .map(|(keys, sizes)| summarize(keys, sizes))
+                        .collect();
                     pool32.lock().expect("pool").push(buf);
                     parts
                 }
@@ -648,7 +721,11 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
 }
 
 /// The curve points of every input's per-group aggregates (groups without a value give none).
-fn curve_points(groups: &Groups, inputs: &[CurveInput<'_>], stats: &[Vec<Option<[f64; 5]>>]) -> Vec<CurvePoint> {
+fn curve_points(
+    groups: &Groups,
+    inputs: &[CurveInput<'_>],
+    stats: &[Vec<Option<[f64; 5]>>],
+) -> Vec<CurvePoint> {
     let mut points = Vec::new();
     for (input, per_group) in inputs.iter().zip(stats) {
         for (g, s) in per_group.iter().enumerate() {
@@ -703,7 +780,9 @@ mod tests {
 
     #[test]
     fn interleaved_kahan_sums_match_one_at_a_time() {
-        let v: Vec<f64> = (0..1000).map(|i| ((i * 7919) % 1013) as f64 / 7.0 - 50.0).collect();
+        let v: Vec<f64> = (0..1000)
+            .map(|i| ((i * 7919) % 1013) as f64 / 7.0 - 50.0)
+            .collect();
         let keys: Vec<u64> = v.iter().map(|&x| key(x)).collect();
         let slices: Vec<&[f64]> = (0..11).map(|k| &v[k * 13..k * 13 + 37 * k]).collect();
         let key_slices: Vec<&[u64]> = (0..11).map(|k| &keys[k * 13..k * 13 + 37 * k]).collect();
@@ -717,7 +796,11 @@ mod tests {
 
     #[test]
     fn regular_layout_gathers_each_group_in_row_order() {
-        let bits = |s: Vec<Option<[f64; 5]>>| -> Vec<Option<[u64; 5]>> { s.into_iter().map(|o| o.map(|a| a.map(f64::to_bits))).collect() };
+        let bits = |s: Vec<Option<[f64; 5]>>| -> Vec<Option<[u64; 5]>> {
+            s.into_iter()
+                .map(|o| o.map(|a| a.map(f64::to_bits)))
+                .collect()
+        };
         let mut x = 7u64;
         for (ng, per) in [(1usize, 3usize), (5, 100), (23, 61), (40, 1)] {
             let v: Vec<f32> = (0..ng * per)
@@ -736,21 +819,49 @@ mod tests {
             let w: Vec<f64> = v.iter().map(|&a| a as f64 * 1.5).collect();
             let distance: Vec<u32> = (0..v.len()).map(|i| (i % ng) as u32 * 3 + 1).collect();
             let groups = Groups::by(&distance);
-            let sizes: Vec<usize> = (0..ng).map(|g| groups.starts[g + 1] - groups.starts[g]).collect();
-            let got32 = summarize_strided(&v, ng, &sizes, &Mutex::new(Vec::new()), |a: f32| (key32(a), a.is_nan()));
-            let got64 = summarize_strided(&w, ng, &sizes, &Mutex::new(Vec::new()), |a: f64| (key(a), a.is_nan()));
+            let sizes: Vec<usize> = (0..ng)
+                .map(|g| groups.starts[g + 1] - groups.starts[g])
+                .collect();
+            let got32 = summarize_strided(&v, ng, &sizes, &Mutex::new(Vec::new()), |a: f32| {
+                (key32(a), a.is_nan())
+            });
+            let got64 = summarize_strided(&w, ng, &sizes, &Mutex::new(Vec::new()), |a: f64| {
+                (key(a), a.is_nan())
+            });
             for g in 0..ng {
-                let k32: Vec<u32> = v.iter().skip(g).step_by(ng).filter(|a| !a.is_nan()).map(|&a| key32(a)).collect();
-                let k64: Vec<u64> = w.iter().skip(g).step_by(ng).filter(|a| !a.is_nan()).map(|&a| key(a)).collect();
-                assert_eq!(bits(vec![got32[g]]), bits(summarize(&[&k32[..]], &sizes[g..g + 1])));
-                assert_eq!(bits(vec![got64[g]]), bits(summarize(&[&k64[..]], &sizes[g..g + 1])));
+                let k32: Vec<u32> = v
+                    .iter()
+                    .skip(g)
+                    .step_by(ng)
+                    .filter(|a| !a.is_nan())
+                    .map(|&a| key32(a))
+                    .collect();
+                let k64: Vec<u64> = w
+                    .iter()
+                    .skip(g)
+                    .step_by(ng)
+                    .filter(|a| !a.is_nan())
+                    .map(|&a| key(a))
+                    .collect();
+                assert_eq!(
+                    bits(vec![got32[g]]),
+                    bits(summarize(&[&k32[..]], &sizes[g..g + 1]))
+                );
+                assert_eq!(
+                    bits(vec![got64[g]]),
+                    bits(summarize(&[&k64[..]], &sizes[g..g + 1]))
+                );
             }
         }
     }
 
     #[test]
     fn groups_keep_row_order() {
-        for key in [vec![3u32, 1, 3, 0, 1, 3], vec![u32::MAX, 5, u32::MAX, 5], vec![]] {
+        for key in [
+            vec![3u32, 1, 3, 0, 1, 3],
+            vec![u32::MAX, 5, u32::MAX, 5],
+            vec![],
+        ] {
             let g = Groups::by(&key);
             let mut expected: Vec<u32> = (0..key.len() as u32).collect();
             expected.sort_by_key(|&i| key[i as usize]);
@@ -760,7 +871,9 @@ mod tests {
             assert_eq!(out, expected.iter().map(|&i| i as f64).collect::<Vec<_>>());
             assert_eq!(end, g.starts[1..].to_vec());
             for i in 0..g.len() {
-                assert!(out[g.starts[i]..end[i]].iter().all(|&r| key[r as usize] == g.keys[i]));
+                assert!(out[g.starts[i]..end[i]]
+                    .iter()
+                    .all(|&r| key[r as usize] == g.keys[i]));
             }
         }
     }

@@ -3,7 +3,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use cp_records::{files, read_table, write_json, write_table, CurvePoint, Format, Generation, Manifest, MetricsFile, OutputDir, ProbeRecord, PromptMetric, SCHEMA_VERSION};
+use cp_records::{
+    files, read_table, write_json, write_table, CurvePoint, Format, Generation, Manifest,
+    MetricsFile, OutputDir, ProbeRecord, PromptMetric, SCHEMA_VERSION,
+};
 use polars::prelude::*;
 
 use crate::collapse::{analyze_probe, Analysis, CollapseSettings, ProbeColumns};
@@ -50,7 +53,10 @@ pub fn detect(dir: &Path) -> Result<Vec<RecordsKind>> {
             if !kinds.contains(&k) {
                 return Err(AnalysisError::BadRecords {
                     path: dir.to_owned(),
-                    message: format!("manifest.json says kind `{}` but the folder lacks its tables", manifest.kind),
+                    message: format!(
+                        "manifest.json says kind `{}` but the folder lacks its tables",
+                        manifest.kind
+                    ),
                 });
             }
         }
@@ -80,7 +86,11 @@ pub fn detect_all(dirs: &[PathBuf]) -> Result<Vec<RecordsFolder>> {
             label = format!("{base}#{k}");
             k += 1;
         }
-        out.push(RecordsFolder { path: dir.clone(), kinds, label });
+        out.push(RecordsFolder {
+            path: dir.clone(),
+            kinds,
+            label,
+        });
     }
     Ok(out)
 }
@@ -108,13 +118,23 @@ pub fn read_probe_columns(dir: &Path) -> Result<ProbeColumns> {
     let path = Format::find(dir, files::PROBE_RECORDS)?;
     let name = path.display().to_string();
     if path.extension().and_then(|e| e.to_str()) == Some("parquet") {
-        let perr = |e: PolarsError| AnalysisError::Polars { context: name.clone(), source: e };
+        let perr = |e: PolarsError| AnalysisError::Polars {
+            context: name.clone(),
+            source: e,
+        };
         let file = File::open(&path).map_err(|e| AnalysisError::io(&path, e))?;
         let mut reader = ParquetReader::new(file);
         let schema = reader.schema().map_err(perr)?;
-        let wanted: Vec<String> = schema.iter_names().map(|n| n.to_string()).filter(|n| n != "top_tokens" && n != "prompt_id").collect();
+        let wanted: Vec<String> = schema
+            .iter_names()
+            .map(|n| n.to_string())
+            .filter(|n| n != "top_tokens" && n != "prompt_id")
+            .collect();
         let file = File::open(&path).map_err(|e| AnalysisError::io(&path, e))?;
-        let df = ParquetReader::new(file).with_columns(Some(wanted)).finish().map_err(perr)?;
+        let df = ParquetReader::new(file)
+            .with_columns(Some(wanted))
+            .finish()
+            .map_err(perr)?;
         ProbeColumns::from_frame(&df, &name)
     } else {
         let rows: Vec<ProbeRecord> = read_table(&path)?;
@@ -145,9 +165,21 @@ pub fn analyze_folders(
     }
     for folder in folders {
         for &kind in &folder.kinds {
-            let several = if kind == RecordsKind::Probe { n_probe > 1 } else { n_decode > 1 };
-            let series = if several { folder.label.clone() } else { "all".to_string() };
-            let Analysis { metrics: m, curves: c, per_prompt: p } = match kind {
+            let several = if kind == RecordsKind::Probe {
+                n_probe > 1
+            } else {
+                n_decode > 1
+            };
+            let series = if several {
+                folder.label.clone()
+            } else {
+                "all".to_string()
+            };
+            let Analysis {
+                metrics: m,
+                curves: c,
+                per_prompt: p,
+            } = match kind {
                 RecordsKind::Probe => {
                     let cols = read_probe_columns(&folder.path)?;
                     analyze_probe(&cols, unigram, &settings.collapse, &series)?
@@ -174,7 +206,10 @@ pub fn analyze_folders(
     Ok(AnalysisOutput {
         metrics: MetricsFile {
             schema_version: SCHEMA_VERSION,
-            sources: folders.iter().map(|f| f.path.display().to_string()).collect(),
+            sources: folders
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .collect(),
             metrics,
         },
         curves,
@@ -184,13 +219,36 @@ pub fn analyze_folders(
 }
 
 /// Writes `metrics.json`, `curves.parquet`, `per_prompt.parquet` and `manifest.json` into `out` atomically.
-pub fn write_analysis(out: &Path, output: &AnalysisOutput, mut manifest: Manifest) -> Result<PathBuf> {
+pub fn write_analysis(
+    out: &Path,
+    output: &AnalysisOutput,
+    mut manifest: Manifest,
+) -> Result<PathBuf> {
     let staged = OutputDir::create(out)?;
     write_json(&staged.path().join(files::METRICS_JSON), &output.metrics)?;
-    let curves = write_table(staged.path(), files::CURVES, &output.curves, Format::Parquet)?;
-    let per_prompt = write_table(staged.path(), files::PER_PROMPT, &output.per_prompt, Format::Parquet)?;
-    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    manifest.files = vec![files::METRICS_JSON.to_owned(), name(&curves), name(&per_prompt), files::MANIFEST_JSON.to_owned()];
+    let curves = write_table(
+        staged.path(),
+        files::CURVES,
+        &output.curves,
+        Format::Parquet,
+    )?;
+    let per_prompt = write_table(
+        staged.path(),
+        files::PER_PROMPT,
+        &output.per_prompt,
+        Format::Parquet,
+    )?;
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    manifest.files = vec![
+        files::METRICS_JSON.to_owned(),
+        name(&curves),
+        name(&per_prompt),
+        files::MANIFEST_JSON.to_owned(),
+    ];
     write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     Ok(staged.commit()?)
 }

@@ -50,7 +50,10 @@ impl ProbeColumns {
 
     /// Columns of in-memory records.
     pub fn from_records(rows: &[ProbeRecord]) -> Self {
-        let mut c = ProbeColumns { top_offsets: vec![0], ..Default::default() };
+        let mut c = ProbeColumns {
+            top_offsets: vec![0],
+            ..Default::default()
+        };
         for r in rows {
             c.prompt_index.push(r.prompt_index);
             c.distance.push(r.distance);
@@ -72,24 +75,44 @@ impl ProbeColumns {
     /// Columns of a probe-records data frame (as written by `cp_records::write_table`); the
     /// `top_tokens` column is never read.
     pub fn from_frame(df: &DataFrame, name: &str) -> Result<Self> {
-        let err = |column: &str, e: PolarsError| AnalysisError::Polars { context: format!("{name}: column `{column}`"), source: e };
+        let err = |column: &str, e: PolarsError| AnalysisError::Polars {
+            context: format!("{name}: column `{column}`"),
+            source: e,
+        };
         let prim = |column: &str, dtype: DataType| -> Result<Series> {
-            let s = df.column(column).map_err(|e| err(column, e))?.as_materialized_series().strict_cast(&dtype).map_err(|e| err(column, e))?;
+            let s = df
+                .column(column)
+                .map_err(|e| err(column, e))?
+                .as_materialized_series()
+                .strict_cast(&dtype)
+                .map_err(|e| err(column, e))?;
             Ok(s.rechunk())
         };
         let u32s = |column: &str| -> Result<Vec<u32>> {
-            Ok(prim(column, DataType::UInt32)?.u32().expect("cast").iter().map(|v| v.unwrap_or(0)).collect())
+            Ok(prim(column, DataType::UInt32)?
+                .u32()
+                .expect("cast")
+                .iter()
+                .map(|v| v.unwrap_or(0))
+                .collect())
         };
         let f32s = |column: &str| -> Result<Vec<f32>> {
             if df.column(column).is_err() {
                 return Ok(vec![f32::NAN; df.height()]);
             }
-            Ok(prim(column, DataType::Float32)?.f32().expect("cast").iter().map(|v| v.unwrap_or(f32::NAN)).collect())
+            Ok(prim(column, DataType::Float32)?
+                .f32()
+                .expect("cast")
+                .iter()
+                .map(|v| v.unwrap_or(f32::NAN))
+                .collect())
         };
         let ids = prim("top_ids", DataType::List(Box::new(DataType::UInt32)))?;
         let probs = prim("top_probs", DataType::List(Box::new(DataType::Float32)))?;
-        let (top_offsets, top_ids) = flatten(&ids, |s| s.u32().expect("cast").no_null_iter().collect());
-        let (prob_offsets, mut top_probs) = flatten(&probs, |s| s.f32().expect("cast").no_null_iter().collect());
+        let (top_offsets, top_ids) =
+            flatten(&ids, |s| s.u32().expect("cast").no_null_iter().collect());
+        let (prob_offsets, mut top_probs) =
+            flatten(&probs, |s| s.f32().expect("cast").no_null_iter().collect());
         if prob_offsets != top_offsets {
             // Rows whose probability list is shorter or longer than their id list: pad with 0 or cut.
             let mut aligned = Vec::with_capacity(top_ids.len());
@@ -142,7 +165,14 @@ pub struct CollapseSettings {
 
 impl Default for CollapseSettings {
     fn default() -> Self {
-        CollapseSettings { top_frequent: 20, onset_threshold: 0.5, bootstrap: Bootstrap { replicates: 1000, seed: 0 } }
+        CollapseSettings {
+            top_frequent: 20,
+            onset_threshold: 0.5,
+            bootstrap: Bootstrap {
+                replicates: 1000,
+                seed: 0,
+            },
+        }
     }
 }
 
@@ -160,7 +190,10 @@ pub struct Analysis {
 /// `max(1, ceil(max_distance / 4))` distances.
 pub fn bands(max_distance: u32) -> (std::ops::RangeInclusive<u32>, std::ops::RangeInclusive<u32>) {
     let q = max_distance.div_ceil(4).max(1);
-    (1..=q.min(max_distance.max(1)), (max_distance.saturating_sub(q) + 1).max(1)..=max_distance.max(1))
+    (
+        1..=q.min(max_distance.max(1)),
+        (max_distance.saturating_sub(q) + 1).max(1)..=max_distance.max(1),
+    )
 }
 
 /// Collapse onset of a mean curve `share[d - 1]` (NaN where no prompt reached distance `d`):
@@ -192,7 +225,9 @@ enum Ranks {
 fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
     let frequent = unigram.most_frequent(f);
     let mut is_frequent = vec![false; unigram.len()];
-    frequent.iter().for_each(|&t| is_frequent[t as usize] = true);
+    frequent
+        .iter()
+        .for_each(|&t| is_frequent[t as usize] = true);
     let ranks = unigram.ranks();
     let n = cols.len();
     let (mut share, mut mass) = (vec![0.0; n], vec![0.0; n]);
@@ -200,11 +235,27 @@ fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
     // of their own, which read every row's offsets and ids a second time).
     let rank = if unigram.len() < 1 << 24 {
         let mut rank = vec![0.0f32; n];
-        frequency_pass(cols, &is_frequent, &ranks, &mut share, &mut mass, &mut rank, |r| r.map_or(f32::NAN, |r| r as f32));
+        frequency_pass(
+            cols,
+            &is_frequent,
+            &ranks,
+            &mut share,
+            &mut mass,
+            &mut rank,
+            |r| r.map_or(f32::NAN, |r| r as f32),
+        );
         Ranks::F32(rank)
     } else {
         let mut rank = vec![0.0f64; n];
-        frequency_pass(cols, &is_frequent, &ranks, &mut share, &mut mass, &mut rank, |r| r.map_or(f64::NAN, |r| r as f64));
+        frequency_pass(
+            cols,
+            &is_frequent,
+            &ranks,
+            &mut share,
+            &mut mass,
+            &mut rank,
+            |r| r.map_or(f64::NAN, |r| r as f64),
+        );
         Ranks::F64(rank)
     };
     Frequency { share, mass, rank }
@@ -307,7 +358,13 @@ fn dense_units(keys: &[u32]) -> (Vec<u32>, usize) {
 /// unit's non-missing values in the band, NaN for units without any. `band_rows` lists each
 /// band's rows in ascending order, so values are accumulated in row order, as
 /// `stats::mean` / `stats::quantile` of a per-unit list would see them.
-fn band_summaries<C: Col + ?Sized>(c: &C, band_rows: [&[u32]; 2], unit: &[u32], prompts: usize, median: bool) -> [Vec<f64>; 2] {
+fn band_summaries<C: Col + ?Sized>(
+    c: &C,
+    band_rows: [&[u32]; 2],
+    unit: &[u32],
+    prompts: usize,
+    median: bool,
+) -> [Vec<f64>; 2] {
     band_rows.map(|rows| {
         if median {
             // Gather each unit's values (row order) and take their median.
@@ -330,7 +387,9 @@ fn band_summaries<C: Col + ?Sized>(c: &C, band_rows: [&[u32]; 2], unit: &[u32], 
                     *slot += 1;
                 }
             }
-            (0..prompts).map(|u| crate::stats::quantile(&vals[count[u]..count[u + 1]], 0.5)).collect()
+            (0..prompts)
+                .map(|u| crate::stats::quantile(&vals[count[u]..count[u + 1]], 0.5))
+                .collect()
         } else {
             // `Iterator::sum` of f64 starts from -0.0.
             let mut sum = vec![-0.0f64; prompts];
@@ -355,45 +414,131 @@ fn band_summaries<C: Col + ?Sized>(c: &C, band_rows: [&[u32]; 2], unit: &[u32], 
             if cur != usize::MAX {
                 (sum[cur], cnt[cur]) = (s, k);
             }
-            sum.iter().zip(&cnt).map(|(&s, &k)| if k == 0 { f64::NAN } else { s / k as f64 }).collect()
+            sum.iter()
+                .zip(&cnt)
+                .map(|(&s, &k)| if k == 0 { f64::NAN } else { s / k as f64 })
+                .collect()
         }
     })
 }
 
 /// Computes the collapse metrics and curves of one probe folder. Without a unigram table
 /// the frequency metrics (`frequent_share`, `frequent_mass`, `top1_rank`, onset) are skipped.
-pub fn analyze_probe(cols: &ProbeColumns, unigram: Option<&Unigram>, settings: &CollapseSettings, series: &str) -> Result<Analysis> {
+pub fn analyze_probe(
+    cols: &ProbeColumns,
+    unigram: Option<&Unigram>,
+    settings: &CollapseSettings,
+    series: &str,
+) -> Result<Analysis> {
     let freq = unigram.map(|u| frequency(cols, u, settings.top_frequent));
-    let pq = |curve, values, unit, better, median| ProbeQuantity { curve, values, unit, better, median };
+    let pq = |curve, values, unit, better, median| ProbeQuantity {
+        curve,
+        values,
+        unit,
+        better,
+        median,
+    };
     let mut qs = vec![
-        pq("entropy", Values::F32(&cols.entropy), "nats", Better::Neither, false),
-        pq("max_prob", Values::F32(&cols.max_prob), "probability", Better::Neither, false),
-        pq("margin", Values::F32(&cols.margin), "probability", Better::Neither, false),
-        pq("eot_mass", Values::F32(&cols.eot_mass), "probability", Better::Neither, false),
-        pq("kl_unigram", Values::F32(&cols.kl_unigram), "nats", Better::Neither, false),
-        pq("xent_unigram", Values::F32(&cols.xent_unigram), "nats", Better::Neither, false),
-        pq("js_adjacent", Values::F32(&cols.js_prev), "nats", Better::Neither, false),
+        pq(
+            "entropy",
+            Values::F32(&cols.entropy),
+            "nats",
+            Better::Neither,
+            false,
+        ),
+        pq(
+            "max_prob",
+            Values::F32(&cols.max_prob),
+            "probability",
+            Better::Neither,
+            false,
+        ),
+        pq(
+            "margin",
+            Values::F32(&cols.margin),
+            "probability",
+            Better::Neither,
+            false,
+        ),
+        pq(
+            "eot_mass",
+            Values::F32(&cols.eot_mass),
+            "probability",
+            Better::Neither,
+            false,
+        ),
+        pq(
+            "kl_unigram",
+            Values::F32(&cols.kl_unigram),
+            "nats",
+            Better::Neither,
+            false,
+        ),
+        pq(
+            "xent_unigram",
+            Values::F32(&cols.xent_unigram),
+            "nats",
+            Better::Neither,
+            false,
+        ),
+        pq(
+            "js_adjacent",
+            Values::F32(&cols.js_prev),
+            "nats",
+            Better::Neither,
+            false,
+        ),
     ];
     if let Some(fr) = &freq {
-        qs.push(pq("frequent_share", Values::F64(&fr.share), "fraction", Better::Lower, false));
-        qs.push(pq("frequent_mass", Values::F64(&fr.mass), "probability", Better::Lower, false));
+        qs.push(pq(
+            "frequent_share",
+            Values::F64(&fr.share),
+            "fraction",
+            Better::Lower,
+            false,
+        ));
+        qs.push(pq(
+            "frequent_mass",
+            Values::F64(&fr.mass),
+            "probability",
+            Better::Lower,
+            false,
+        ));
         let rank = match &fr.rank {
             Ranks::F32(r) => Values::F32(r),
             Ranks::F64(r) => Values::F64(r),
         };
         qs.push(pq("top1_rank", rank, "rank", Better::Higher, true));
     }
-    let inputs: Vec<CurveInput> = qs.iter().map(|q| CurveInput { curve: q.curve, series, values: q.values }).collect();
+    let inputs: Vec<CurveInput> = qs
+        .iter()
+        .map(|q| CurveInput {
+            curve: q.curve,
+            series,
+            values: q.values,
+        })
+        .collect();
     // The curves and the per-prompt side are independent: run side by side, the serial parts
     // of the per-prompt side overlap the curves.
-    let (curves, (metrics, per_prompt)) =
-        rayon::join(|| crate::agg::distance_curves(&cols.distance, &inputs), || prompt_metrics(cols, &qs, freq.as_ref(), settings));
-    Ok(Analysis { metrics, curves, per_prompt })
+    let (curves, (metrics, per_prompt)) = rayon::join(
+        || crate::agg::distance_curves(&cols.distance, &inputs),
+        || prompt_metrics(cols, &qs, freq.as_ref(), settings),
+    );
+    Ok(Analysis {
+        metrics,
+        curves,
+        per_prompt,
+    })
 }
 
 /// The headline metrics (band summaries per prompt, their means over prompts, the onset) and
 /// the per-prompt table.
-fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequency>, settings: &CollapseSettings) -> (Vec<Metric>, Vec<PromptMetric>) {
+fn prompt_metrics(
+    cols: &ProbeColumns,
+    qs: &[ProbeQuantity],
+    freq: Option<&Frequency>,
+    settings: &CollapseSettings,
+) -> (Vec<Metric>, Vec<PromptMetric>) {
     // Prompts become dense units 0..P, in order of first appearance.
     let (unit, prompts) = dense_units(&cols.prompt_index);
     let max_d = cols.distance.iter().copied().max().unwrap_or(0);
@@ -414,7 +559,13 @@ fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequ
             if q.values.all_missing() {
                 return None;
             }
-            Some(with_col!(q.values, |c| band_summaries(c, [&near_rows, &far_rows], &unit, prompts, q.median)))
+            Some(with_col!(q.values, |c| band_summaries(
+                c,
+                [&near_rows, &far_rows],
+                &unit,
+                prompts,
+                q.median
+            )))
         })
         .collect();
     let mut prompt_of_unit = vec![0u32; prompts];
@@ -427,12 +578,21 @@ fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequ
         .iter()
         .zip(&summaries)
         .filter_map(|(q, s)| s.as_ref().map(|s| (q, s)))
-        .flat_map(|(q, s)| ["near", "far"].into_iter().zip(s).map(move |(band, summary)| (q, band, summary)))
+        .flat_map(|(q, s)| {
+            ["near", "far"]
+                .into_iter()
+                .zip(s)
+                .map(move |(band, summary)| (q, band, summary))
+        })
         .collect();
     let tables: Vec<Vec<PromptMetric>> = bands_of
         .par_iter()
         .map(|&(q, band, summary)| {
-            let band_len = if band == "near" { near_rows.len() } else { far_rows.len() };
+            let band_len = if band == "near" {
+                near_rows.len()
+            } else {
+                far_rows.len()
+            };
             let metric = format!("collapse.{}.{band}", q.curve);
             summary
                 .iter()
@@ -455,7 +615,13 @@ fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequ
     let all: Vec<usize> = (0..prompts).collect();
     for (&(q, band, summary), table) in bands_of.iter().zip(tables) {
         per_prompt.extend(table);
-        let stat = |idx: &[usize]| if q.median { median_of(summary, idx) } else { mean_of(summary, idx) };
+        let stat = |idx: &[usize]| {
+            if q.median {
+                median_of(summary, idx)
+            } else {
+                mean_of(summary, idx)
+            }
+        };
         let value = stat(&all);
         if value.is_nan() {
             continue;
@@ -463,21 +629,62 @@ fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequ
         let name = format!("collapse.{}.{band}", q.curve);
         let n = summary.iter().filter(|v| !v.is_nan()).count() as u64;
         let stderr = settings.bootstrap.stderr(&name, prompts, stat);
-        metrics.push(Metric { name, value, unit: q.unit.into(), better: q.better, stderr, n });
+        metrics.push(Metric {
+            name,
+            value,
+            unit: q.unit.into(),
+            better: q.better,
+            stderr,
+            n,
+        });
     }
 
     if let Some(fr) = freq {
         // Onset: from the mean-over-prompts share curve, recomputed on every bootstrap resample.
-        let onset_of = onset_statistic(&fr.share, &cols.distance, &unit, prompts, max_d as usize, settings.onset_threshold);
+        let onset_of = onset_statistic(
+            &fr.share,
+            &cols.distance,
+            &unit,
+            prompts,
+            max_d as usize,
+            settings.onset_threshold,
+        );
         let name = "collapse.onset".to_string();
         let stderr = settings.bootstrap.stderr(&name, prompts, &onset_of);
         for (u, &p) in prompt_of_unit.iter().enumerate() {
-            per_prompt.push(PromptMetric { source: String::new(), prompt_index: p, metric: name.clone(), value: onset_of(&[u]), n: max_d as u64 });
+            per_prompt.push(PromptMetric {
+                source: String::new(),
+                prompt_index: p,
+                metric: name.clone(),
+                value: onset_of(&[u]),
+                n: max_d as u64,
+            });
         }
-        metrics.push(Metric { name, value: onset_of(&all), unit: "distance".into(), better: Better::Higher, stderr, n: prompts as u64 });
+        metrics.push(Metric {
+            name,
+            value: onset_of(&all),
+            unit: "distance".into(),
+            better: Better::Higher,
+            stderr,
+            n: prompts as u64,
+        });
     }
-    metrics.push(Metric { name: "collapse.prompts".into(), value: prompts as f64, unit: "prompts".into(), better: Better::Neither, stderr: None, n: prompts as u64 });
-    metrics.push(Metric { name: "collapse.max_distance".into(), value: max_d as f64, unit: "distance".into(), better: Better::Neither, stderr: None, n: cols.len() as u64 });
+    metrics.push(Metric {
+        name: "collapse.prompts".into(),
+        value: prompts as f64,
+        unit: "prompts".into(),
+        better: Better::Neither,
+        stderr: None,
+        n: prompts as u64,
+    });
+    metrics.push(Metric {
+        name: "collapse.max_distance".into(),
+        value: max_d as f64,
+        unit: "distance".into(),
+        better: Better::Neither,
+        stderr: None,
+        n: cols.len() as u64,
+    });
     (metrics, per_prompt)
 }
 
@@ -487,7 +694,14 @@ fn prompt_metrics(cols: &ProbeColumns, qs: &[ProbeQuantity], freq: Option<&Frequ
 /// has none; missing cells are counted apart. Adding those zeros instead of skipping them
 /// leaves every sum bit-identical (the sums start at +0 and shares are never -0), and units
 /// without missing cells add to every count at once.
-fn onset_statistic<'a>(share: &[f64], distance: &[u32], unit: &[u32], prompts: usize, d: usize, threshold: f64) -> impl Fn(&[usize]) -> f64 + Sync + 'a {
+fn onset_statistic<'a>(
+    share: &[f64],
+    distance: &[u32],
+    unit: &[u32],
+    prompts: usize,
+    d: usize,
+    threshold: f64,
+) -> impl Fn(&[usize]) -> f64 + Sync + 'a {
     let mut grid = vec![0.0f64; prompts * d];
     let mut present = vec![false; prompts * d];
     for (i, &s) in share.iter().enumerate() {
@@ -498,14 +712,20 @@ fn onset_statistic<'a>(share: &[f64], distance: &[u32], unit: &[u32], prompts: u
         }
     }
     // Units with a gap, by unit: their presence rows.
-    let gappy: Vec<bool> = (0..prompts).map(|u| present[u * d..(u + 1) * d].iter().any(|&p| !p)).collect();
+    let gappy: Vec<bool> = (0..prompts)
+        .map(|u| present[u * d..(u + 1) * d].iter().any(|&p| !p))
+        .collect();
     move |idx: &[usize]| {
         if let [u] = *idx {
             // One unit (the per-prompt table): its curve is its own shares, NaN where it has
             // none; computed as below (`(0 + share) / 1`) without the buffers.
             let last_below = (0..d).rev().find(|&j| {
                 let c = !gappy[u] || present[u * d + j];
-                let s = if c { (0.0 + grid[u * d + j]) / 1.0 } else { f64::NAN };
+                let s = if c {
+                    (0.0 + grid[u * d + j]) / 1.0
+                } else {
+                    f64::NAN
+                };
                 !s.is_nan() && s < threshold
             });
             return match last_below {
@@ -529,7 +749,17 @@ fn onset_statistic<'a>(share: &[f64], distance: &[u32], unit: &[u32], prompts: u
                 full += 1;
             }
         }
-        let curve: Vec<f64> = sum.iter().zip(&cnt).map(|(&s, &c)| if c + full > 0 { s / (c + full) as f64 } else { f64::NAN }).collect();
+        let curve: Vec<f64> = sum
+            .iter()
+            .zip(&cnt)
+            .map(|(&s, &c)| {
+                if c + full > 0 {
+                    s / (c + full) as f64
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect();
         onset(&curve, threshold) as f64
     }
 }
@@ -537,6 +767,13 @@ fn onset_statistic<'a>(share: &[f64], distance: &[u32], unit: &[u32], prompts: u
 /// Mean, median, quartiles and count of every quantity by distance (as polars' `group_by`
 /// would give them; see the `agg` module).
 pub(crate) fn distance_curves(distance: &[u32], qs: &[Quantity]) -> Result<Vec<CurvePoint>> {
-    let inputs: Vec<CurveInput> = qs.iter().map(|q| CurveInput { curve: q.curve, series: &q.series, values: Values::F64(&q.values) }).collect();
+    let inputs: Vec<CurveInput> = qs
+        .iter()
+        .map(|q| CurveInput {
+            curve: q.curve,
+            series: &q.series,
+            values: Values::F64(&q.values),
+        })
+        .collect();
     Ok(crate::agg::distance_curves(distance, &inputs))
 }

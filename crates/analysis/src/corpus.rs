@@ -102,21 +102,34 @@ pub fn read_documents(
     match ext {
         "parquet" => {
             let file = File::open(path).map_err(|e| AnalysisError::io(path, e))?;
-            let size = file.metadata().map_err(|e| AnalysisError::io(path, e))?.len();
+            let size = file
+                .metadata()
+                .map_err(|e| AnalysisError::io(path, e))?
+                .len();
             use polars::prelude::*;
             let df = ParquetReader::new(file)
                 .with_columns(Some(vec![settings.text_field.clone()]))
                 .finish()
-                .map_err(|e| AnalysisError::Corpus { path: path.to_owned(), line: None, message: e.to_string() })?;
-            let col = df.column(&settings.text_field).map_err(|_| AnalysisError::Corpus {
-                path: path.to_owned(),
-                line: None,
-                message: format!("no column `{}`", settings.text_field),
-            })?;
+                .map_err(|e| AnalysisError::Corpus {
+                    path: path.to_owned(),
+                    line: None,
+                    message: e.to_string(),
+                })?;
+            let col = df
+                .column(&settings.text_field)
+                .map_err(|_| AnalysisError::Corpus {
+                    path: path.to_owned(),
+                    line: None,
+                    message: format!("no column `{}`", settings.text_field),
+                })?;
             let strings = col.str().map_err(|_| AnalysisError::Corpus {
                 path: path.to_owned(),
                 line: None,
-                message: format!("column `{}` is {}, not a string column", settings.text_field, col.dtype()),
+                message: format!(
+                    "column `{}` is {}, not a string column",
+                    settings.text_field,
+                    col.dtype()
+                ),
             })?;
             let per_doc = size / strings.len().max(1) as u64;
             for s in strings.iter().flatten() {
@@ -133,23 +146,36 @@ pub fn read_documents(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let err = |message: String| AnalysisError::Corpus { path: path.to_owned(), line: Some(i + 1), message };
-                let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
+                let err = |message: String| AnalysisError::Corpus {
+                    path: path.to_owned(),
+                    line: Some(i + 1),
+                    message,
+                };
+                let value: serde_json::Value =
+                    serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
                 match value.get(&settings.text_field) {
                     Some(serde_json::Value::String(s)) => batch.push(s.clone()),
-                    Some(other) => return Err(err(format!("field `{}` is not a string: {other}", settings.text_field))),
+                    Some(other) => {
+                        return Err(err(format!(
+                            "field `{}` is not a string: {other}",
+                            settings.text_field
+                        )))
+                    }
                     None => return Err(err(format!("no field `{}`", settings.text_field))),
                 }
                 flush(&mut batch, &mut batch_bytes, false)?;
             }
         }
         _ => {
-            let mut reader = BufReader::new(File::open(path).map_err(|e| AnalysisError::io(path, e))?);
+            let mut reader =
+                BufReader::new(File::open(path).map_err(|e| AnalysisError::io(path, e))?);
             let mut doc = String::new();
             let mut line = String::new();
             loop {
                 line.clear();
-                let n = reader.read_line(&mut line).map_err(|e| AnalysisError::io(path, e))?;
+                let n = reader
+                    .read_line(&mut line)
+                    .map_err(|e| AnalysisError::io(path, e))?;
                 batch_bytes += n;
                 let blank = line.trim().is_empty();
                 let end_doc = match settings.split {
@@ -203,7 +229,9 @@ where
 {
     let mut total = 0u64;
     for p in corpus {
-        total += std::fs::metadata(p).map_err(|e| AnalysisError::io(p, e))?.len();
+        total += std::fs::metadata(p)
+            .map_err(|e| AnalysisError::io(p, e))?
+            .len();
     }
     let mut builder = IndexBuilder::new();
     let mut done = 0u64;
@@ -211,18 +239,28 @@ where
     for path in corpus {
         let mut docs_seen = 0usize;
         read_documents(path, settings, |docs, bytes| {
-            let ids: Vec<std::result::Result<Vec<u32>, String>> = docs.par_iter().map(|d| tokenize(d)).collect();
+            let ids: Vec<std::result::Result<Vec<u32>, String>> =
+                docs.par_iter().map(|d| tokenize(d)).collect();
             for (k, r) in ids.into_iter().enumerate() {
-                let ids = r.map_err(|message| AnalysisError::Tokenize { path: path.clone(), doc: docs_seen + k, message })?;
+                let ids = r.map_err(|message| AnalysisError::Tokenize {
+                    path: path.clone(),
+                    doc: docs_seen + k,
+                    message,
+                })?;
                 builder.push_document(&ids, path)?;
             }
             docs_seen += docs.len();
             done += bytes;
-            progress(BuildProgress::Tokenizing { bytes: done.min(total), total });
+            progress(BuildProgress::Tokenizing {
+                bytes: done.min(total),
+                total,
+            });
             Ok(())
         })?;
     }
-    progress(BuildProgress::Sorting { tokens: builder.token_count() });
+    progress(BuildProgress::Sorting {
+        tokens: builder.token_count(),
+    });
     let built = builder.finish(settings.vocab_size);
     progress(BuildProgress::Writing);
     let staged = cp_records::OutputDir::create(out)?;
@@ -253,7 +291,11 @@ mod tests {
         let p = dir.path().join("c.txt");
         std::fs::write(&p, text).unwrap();
         let mut out = Vec::new();
-        let settings = BuildSettings { split, batch_bytes: 4, ..Default::default() };
+        let settings = BuildSettings {
+            split,
+            batch_bytes: 4,
+            ..Default::default()
+        };
         read_documents(&p, &settings, |d, _| {
             out.extend(d);
             Ok(())
@@ -276,7 +318,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.jsonl");
         std::fs::write(&p, "{\"text\":\"a\"}\n{\"body\":\"b\"}\n").unwrap();
-        let err = read_documents(&p, &BuildSettings::default(), |_, _| Ok(())).unwrap_err().to_string();
-        assert!(err.contains("c.jsonl:2") && err.contains("no field `text`"), "{err}");
+        let err = read_documents(&p, &BuildSettings::default(), |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.jsonl:2") && err.contains("no field `text`"),
+            "{err}"
+        );
     }
 }

@@ -60,10 +60,16 @@ pub enum AnalysisError {
 
 impl AnalysisError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        AnalysisError::Io { path: path.into(), source }
+        AnalysisError::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub(crate) fn corrupt(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        AnalysisError::CorruptIndex { path: path.into(), message: message.into() }
+        AnalysisError::CorruptIndex {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 

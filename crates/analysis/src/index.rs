@@ -106,11 +106,17 @@ impl IndexBuilder {
         let limit = (1u64 << 31) - 1;
         let total = self.text.len() as u64 + ids.len() as u64 + 1;
         if total > limit {
-            return Err(AnalysisError::CorpusTooLarge { tokens: total, limit });
+            return Err(AnalysisError::CorpusTooLarge {
+                tokens: total,
+                limit,
+            });
         }
         for &t in ids {
             if t == SEPARATOR {
-                return Err(AnalysisError::ReservedTokenId { path: source.to_owned(), id: t });
+                return Err(AnalysisError::ReservedTokenId {
+                    path: source.to_owned(),
+                    id: t,
+                });
             }
             let t = t as usize;
             if t >= self.counts.len() {
@@ -131,7 +137,11 @@ impl IndexBuilder {
 
     /// Sorts the suffixes. `vocab_size` pads the unigram table to the tokenizer's vocabulary.
     pub fn finish(self, vocab_size: u32) -> BuiltIndex {
-        let IndexBuilder { mut text, doc_count, mut counts } = self;
+        let IndexBuilder {
+            mut text,
+            doc_count,
+            mut counts,
+        } = self;
         if counts.len() < vocab_size as usize {
             counts.resize(vocab_size as usize, 0);
         }
@@ -143,7 +153,12 @@ impl IndexBuilder {
         text.iter_mut().for_each(|t| *t = t.wrapping_sub(1));
         // The first `doc_count` suffixes start with a separator; no n-gram query can match them.
         suffixes.drain(..doc_count as usize);
-        BuiltIndex { text, suffixes, unigram: Unigram::from_counts(counts), doc_count }
+        BuiltIndex {
+            text,
+            suffixes,
+            unigram: Unigram::from_counts(counts),
+            doc_count,
+        }
     }
 }
 
@@ -153,11 +168,20 @@ impl BuiltIndex {
     pub fn write_files(&self, dir: &Path) -> Result<BTreeMap<String, u64>> {
         let mut sizes = BTreeMap::new();
         let p = dir.join(index_files::TOKENS);
-        sizes.insert(index_files::TOKENS.to_owned(), write_words(&p, TOKENS_MAGIC, &self.text)?);
+        sizes.insert(
+            index_files::TOKENS.to_owned(),
+            write_words(&p, TOKENS_MAGIC, &self.text)?,
+        );
         let p = dir.join(index_files::SUFFIX);
-        sizes.insert(index_files::SUFFIX.to_owned(), write_words(&p, SUFFIX_MAGIC, &self.suffixes)?);
+        sizes.insert(
+            index_files::SUFFIX.to_owned(),
+            write_words(&p, SUFFIX_MAGIC, &self.suffixes)?,
+        );
         let p = dir.join(index_files::UNIGRAM);
-        sizes.insert(index_files::UNIGRAM.to_owned(), write_words(&p, UNIGRAM_MAGIC, self.unigram.counts())?);
+        sizes.insert(
+            index_files::UNIGRAM.to_owned(),
+            write_words(&p, UNIGRAM_MAGIC, self.unigram.counts())?,
+        );
         Ok(sizes)
     }
 
@@ -178,7 +202,12 @@ impl BuiltIndex {
 
     /// Turns the built index into a queryable one without touching the disk.
     pub fn into_index(self, header: IndexHeader) -> NgramIndex {
-        NgramIndex::assemble(Words::Owned(self.text), Words::Owned(self.suffixes), self.unigram, header)
+        NgramIndex::assemble(
+            Words::Owned(self.text),
+            Words::Owned(self.suffixes),
+            self.unigram,
+            header,
+        )
     }
 }
 
@@ -225,7 +254,9 @@ fn sample_key(tokens: impl IntoIterator<Item = u32>) -> u128 {
 
 impl std::fmt::Debug for NgramIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NgramIndex").field("header", &self.header).finish_non_exhaustive()
+        f.debug_struct("NgramIndex")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
     }
 }
 
@@ -261,10 +292,15 @@ impl NgramIndex {
         if header.format_version != INDEX_FORMAT_VERSION {
             return Err(AnalysisError::corrupt(
                 &header_path,
-                format!("format version {} is not the supported {INDEX_FORMAT_VERSION}", header.format_version),
+                format!(
+                    "format version {} is not the supported {INDEX_FORMAT_VERSION}",
+                    header.format_version
+                ),
             ));
         }
-        if let (Some(expected), Some(found)) = (tokenizer_sha256, header.tokenizer_sha256.as_deref()) {
+        if let (Some(expected), Some(found)) =
+            (tokenizer_sha256, header.tokenizer_sha256.as_deref())
+        {
             if expected != found {
                 return Err(AnalysisError::TokenizerMismatch {
                     path: header_path,
@@ -275,9 +311,14 @@ impl NgramIndex {
         }
         for (name, &bytes) in &header.file_bytes {
             let p = dir.join(name);
-            let size = std::fs::metadata(&p).map_err(|e| AnalysisError::io(&p, e))?.len();
+            let size = std::fs::metadata(&p)
+                .map_err(|e| AnalysisError::io(&p, e))?
+                .len();
             if size != bytes {
-                return Err(AnalysisError::corrupt(&p, format!("{size} bytes, index.json says {bytes}")));
+                return Err(AnalysisError::corrupt(
+                    &p,
+                    format!("{size} bytes, index.json says {bytes}"),
+                ));
             }
         }
         let tokens_path = dir.join(index_files::TOKENS);
@@ -286,23 +327,36 @@ impl NgramIndex {
         if n_text != header.token_count + header.doc_count {
             return Err(AnalysisError::corrupt(
                 &tokens_path,
-                format!("{n_text} entries, expected {} tokens + {} separators", header.token_count, header.doc_count),
+                format!(
+                    "{n_text} entries, expected {} tokens + {} separators",
+                    header.token_count, header.doc_count
+                ),
             ));
         }
         if n_text > 0 && text.as_slice()[n_text as usize - 1] != SEPARATOR {
-            return Err(AnalysisError::corrupt(&tokens_path, "the last document lacks its separator"));
+            return Err(AnalysisError::corrupt(
+                &tokens_path,
+                "the last document lacks its separator",
+            ));
         }
         let suffix_path = dir.join(index_files::SUFFIX);
         let suffixes = read_words::<u32>(&suffix_path, SUFFIX_MAGIC)?;
         if suffixes.as_slice().len() as u64 != header.token_count {
             return Err(AnalysisError::corrupt(
                 &suffix_path,
-                format!("{} suffixes, expected {}", suffixes.as_slice().len(), header.token_count),
+                format!(
+                    "{} suffixes, expected {}",
+                    suffixes.as_slice().len(),
+                    header.token_count
+                ),
             ));
         }
         // A position outside the text would make queries panic; one linear scan rules it out.
         if let Some(bad) = suffixes.as_slice().iter().position(|&p| p as u64 >= n_text) {
-            return Err(AnalysisError::corrupt(&suffix_path, format!("entry {bad} points past the end of the text")));
+            return Err(AnalysisError::corrupt(
+                &suffix_path,
+                format!("entry {bad} points past the end of the text"),
+            ));
         }
         let unigram_path = dir.join(index_files::UNIGRAM);
         let unigram = Unigram::load(dir)?;
@@ -310,7 +364,12 @@ impl NgramIndex {
         Ok(Self::assemble(text, suffixes, unigram, header))
     }
 
-    fn assemble(text: Words<u32>, suffixes: Words<u32>, unigram: Unigram, header: IndexHeader) -> Self {
+    fn assemble(
+        text: Words<u32>,
+        suffixes: Words<u32>,
+        unigram: Unigram,
+        header: IndexHeader,
+    ) -> Self {
         let mut bucket = Vec::with_capacity(unigram.len() + 1);
         let mut acc = 0u64;
         bucket.push(0);
@@ -332,7 +391,15 @@ impl NgramIndex {
                 .collect::<Vec<u128>>()
         };
         let top = samples.iter().step_by(SAMPLE).copied().collect();
-        NgramIndex { text, suffixes, unigram, bucket, samples, top, header }
+        NgramIndex {
+            text,
+            suffixes,
+            unigram,
+            bucket,
+            samples,
+            top,
+            header,
+        }
     }
 
     /// The header (`index.json`).
@@ -363,8 +430,12 @@ impl NgramIndex {
 
     /// Whether `ngram` occurs inside some document.
     pub fn contains(&self, ngram: &[u32]) -> bool {
-        let Some((&first, rest)) = ngram.split_first() else { return true };
-        let Some(b) = self.first_bucket(first) else { return false };
+        let Some((&first, rest)) = ngram.split_first() else {
+            return true;
+        };
+        let Some(b) = self.first_bucket(first) else {
+            return false;
+        };
         if rest.is_empty() {
             return !b.is_empty();
         }
@@ -386,17 +457,26 @@ impl NgramIndex {
                     return true;
                 }
                 let z = self.first_sample(a, j1, |k| k & mask <= q);
-                (self.after_sample(a, j0, b.start), if z < j1 { z * SAMPLE } else { b.end })
+                (
+                    self.after_sample(a, j0, b.start),
+                    if z < j1 { z * SAMPLE } else { b.end },
+                )
             } else {
                 // Sample `a` (if any) is larger: the lower bound lies within one sample block.
-                (self.after_sample(a, j0, b.start), if a < j1 { a * SAMPLE } else { b.end })
+                (
+                    self.after_sample(a, j0, b.start),
+                    if a < j1 { a * SAMPLE } else { b.end },
+                )
             }
         };
         let i = if hi - lo <= SAMPLE {
             // A short scan: its text reads are independent, so their cache misses overlap.
-            (lo..hi).find(|&i| self.cmp_suffix(sa[i] as usize + 1, rest) != Ordering::Less).unwrap_or(hi)
+            (lo..hi)
+                .find(|&i| self.cmp_suffix(sa[i] as usize + 1, rest) != Ordering::Less)
+                .unwrap_or(hi)
         } else {
-            lo + sa[lo..hi].partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less)
+            lo + sa[lo..hi]
+                .partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less)
         };
         i < b.end && self.cmp_suffix(sa[i] as usize + 1, rest) == Ordering::Equal
     }
@@ -404,7 +484,9 @@ impl NgramIndex {
     /// The suffix-array range of suffixes starting with `ngram` (empty when it never occurs).
     fn range(&self, ngram: &[u32]) -> Range<usize> {
         let (&first, rest) = ngram.split_first().expect("non-empty n-gram");
-        let Some(b) = self.first_bucket(first) else { return 0..0 };
+        let Some(b) = self.first_bucket(first) else {
+            return 0..0;
+        };
         if rest.contains(&SEPARATOR) {
             return 0..0;
         }
@@ -417,11 +499,15 @@ impl NgramIndex {
             let (j0, j1) = (b.start.div_ceil(SAMPLE), b.end.div_ceil(SAMPLE));
             let a = self.first_sample(j0, j1, |k| k & mask < q);
             let z = self.first_sample(a, j1, |k| k & mask <= q);
-            (self.after_sample(a, j0, b.start), if z < j1 { z * SAMPLE } else { b.end })
+            (
+                self.after_sample(a, j0, b.start),
+                if z < j1 { z * SAMPLE } else { b.end },
+            )
         };
         let sa = &self.suffixes.as_slice()[lo..hi];
         let l = sa.partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Less);
-        let h = l + sa[l..].partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Equal);
+        let h = l + sa[l..]
+            .partition_point(|&p| self.cmp_suffix(p as usize + 1, rest) == Ordering::Equal);
         lo + l..lo + h
     }
 
@@ -431,7 +517,10 @@ impl NgramIndex {
     #[inline]
     fn sample_query(rest: &[u32]) -> (u128, u128) {
         let len = rest.len().min(KEY_TOKENS);
-        (sample_key(rest.iter().copied()), u128::MAX << (32 * (KEY_TOKENS - len)))
+        (
+            sample_key(rest.iter().copied()),
+            u128::MAX << (32 * (KEY_TOKENS - len)),
+        )
     }
 
     /// The first suffix after sample `a - 1` (the bucket start when `a` is the bucket's first
@@ -452,9 +541,16 @@ impl NgramIndex {
         let (t0, t1) = (j0.div_ceil(SAMPLE), j1.div_ceil(SAMPLE));
         let t = t0 + self.top[t0..t1].partition_point(|&k| smaller(k));
         // Samples up to top entry `t - 1` are smaller; top entry `t` (if any) is not.
-        let lo = if t == t0 { j0 } else { ((t - 1) * SAMPLE + 1).max(j0) };
+        let lo = if t == t0 {
+            j0
+        } else {
+            ((t - 1) * SAMPLE + 1).max(j0)
+        };
         let hi = if t < t1 { t * SAMPLE } else { j1 };
-        lo + self.samples[lo..hi].iter().take_while(|&&k| smaller(k)).count()
+        lo + self.samples[lo..hi]
+            .iter()
+            .take_while(|&&k| smaller(k))
+            .count()
     }
 
     fn first_bucket(&self, t: u32) -> Option<Range<usize>> {
@@ -498,8 +594,12 @@ impl NgramIndex {
 
     /// The length of the longest prefix of `tokens` that occurs in the corpus.
     pub fn longest_prefix(&self, tokens: &[u32]) -> usize {
-        let Some((&first, _)) = tokens.split_first() else { return 0 };
-        let Some(b) = self.first_bucket(first) else { return 0 };
+        let Some((&first, _)) = tokens.split_first() else {
+            return 0;
+        };
+        let Some(b) = self.first_bucket(first) else {
+            return 0;
+        };
         if b.is_empty() {
             return 0;
         }

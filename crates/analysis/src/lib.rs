@@ -31,11 +31,16 @@ mod store;
 mod trap;
 mod unigram;
 
-pub use crate::analyze::{analyze_folders, detect, detect_all, read_probe_columns, write_analysis, AnalysisOutput, AnalyzeSettings, RecordsFolder, RecordsKind};
+pub use crate::analyze::{
+    analyze_folders, detect, detect_all, read_probe_columns, write_analysis, AnalysisOutput,
+    AnalyzeSettings, RecordsFolder, RecordsKind,
+};
 pub use crate::collapse::{analyze_probe, bands, onset, Analysis, CollapseSettings, ProbeColumns};
 pub use crate::corpus::{build_index, read_documents, BuildProgress, BuildSettings, DocSplit};
 pub use crate::error::{AnalysisError, Result};
-pub use crate::index::{index_files, BuiltIndex, IndexBuilder, IndexHeader, NgramIndex, INDEX_FORMAT_VERSION, SEPARATOR};
+pub use crate::index::{
+    index_files, BuiltIndex, IndexBuilder, IndexHeader, NgramIndex, INDEX_FORMAT_VERSION, SEPARATOR,
+};
 pub use crate::sais::suffix_array;
 pub use crate::stats::{entropy_nats, mean, quantile, Bootstrap};
 pub use crate::trap::{analysed_tokens, analyze_decode, ngram_counts, TrapSettings};
@@ -45,5 +50,7 @@ pub use crate::unigram::{FrequencyRanks, Unigram, UNIGRAM_FILE};
 /// (default: one per core). Only the first call has an effect.
 pub fn set_threads(n: usize) {
     // Building the global pool fails only when it already exists; the first setting wins.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n.max(1))
+        .build_global();
 }

@@ -28,7 +28,10 @@ const NAIVE_THRESHOLD: usize = 16;
 /// # Panics
 /// If `s` has `u32::MAX` symbols or more, or a symbol is larger than `upper`.
 pub fn suffix_array(s: &[u32], upper: u32) -> Vec<u32> {
-    assert!(s.len() < S_BEFORE as usize, "text too long for 31-bit suffix positions");
+    assert!(
+        s.len() < S_BEFORE as usize,
+        "text too long for 31-bit suffix positions"
+    );
     let mut sa = vec![0u32; s.len()];
     if upper <= u16::MAX as u32 && s.len() >= NAIVE_THRESHOLD {
         // Half the bytes for the text: the induced sorts read it at random positions, and a
@@ -86,7 +89,9 @@ impl Bits {
     #[inline(always)]
     fn next_set(&self, from: usize, limit: usize) -> usize {
         let mut w = from / 64;
-        let Some(&first) = self.0.get(w) else { return limit };
+        let Some(&first) = self.0.get(w) else {
+            return limit;
+        };
         let mut word = first & (!0u64 << (from % 64));
         loop {
             if word != 0 {
@@ -235,7 +240,11 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
                 }
                 let near = sa[i - NEAR];
                 if s_next(near) {
-                    prefetch(sa, (buf[s[(near & !S_BEFORE) as usize - 1].idx() + 1] as usize).wrapping_sub(1));
+                    prefetch(
+                        sa,
+                        (buf[s[(near & !S_BEFORE) as usize - 1].idx() + 1] as usize)
+                            .wrapping_sub(1),
+                    );
                 }
             }
             let e = sa[i];
@@ -270,7 +279,11 @@ fn sa_is<S: Symbol>(s: &[S], upper: u32, sa: &mut [u32]) {
     }
 
     let mut sorted_lms: Vec<u32> = Vec::with_capacity(m);
-    sorted_lms.extend(sa.iter().map(|&e| e & !S_BEFORE).filter(|&v| lms_bits.get(v as usize)));
+    sorted_lms.extend(
+        sa.iter()
+            .map(|&e| e & !S_BEFORE)
+            .filter(|&v| lms_bits.get(v as usize)),
+    );
     // Name each LMS substring (from its position to the next LMS position, or the end); equal
     // substrings get equal names. First whether each differs from the one before it in sorted
     // order (random reads of the text, prefetched ahead).
@@ -347,7 +360,11 @@ mod tests {
         check(&[0; 40]);
         check(&(0..50).rev().collect::<Vec<_>>());
         check(&(0..200u32).map(|i| (i * 7919 + 13) % 5).collect::<Vec<_>>());
-        check(&(0..300u32).map(|i| (i % 3 == 0) as u32 * (i % 11)).collect::<Vec<_>>());
+        check(
+            &(0..300u32)
+                .map(|i| (i % 3 == 0) as u32 * (i % 11))
+                .collect::<Vec<_>>(),
+        );
         // A xorshift stream of symbols below `k`.
         let xorshift = |mut x: u64, k: u64| {
             std::iter::repeat_with(move || {
@@ -361,15 +378,30 @@ mod tests {
         check(&random);
         // Larger alphabets (names all distinct after one level), periodic texts (deep
         // recursion with repeated names), and separator-like runs of the smallest symbol.
-        let wide: Vec<u32> = random.iter().enumerate().map(|(i, &r)| (r * 977 + i as u32 * 31) % 3000).collect();
+        let wide: Vec<u32> = random
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| (r * 977 + i as u32 * 31) % 3000)
+            .collect();
         check(&wide);
         // Longer texts: several recursion levels, each with its own tagged induced sorts.
-        let long: Vec<u32> =
-            xorshift(99, 6).take(40_000).enumerate().map(|(i, y)| if i % 500 < 40 { (i % 3) as u32 } else { y }).collect();
+        let long: Vec<u32> = xorshift(99, 6)
+            .take(40_000)
+            .enumerate()
+            .map(|(i, y)| if i % 500 < 40 { (i % 3) as u32 } else { y })
+            .collect();
         check(&long);
         // Symbols above u16::MAX: the top level runs on u32 symbols too.
         check(&wide.iter().map(|&x| x * 101).collect::<Vec<_>>());
-        check(&(0..3000u32).map(|i| [3, 1, 2, 1, 3, 3, 1][i as usize % 7]).collect::<Vec<_>>());
-        check(&(0..2000u32).map(|i| if i % 97 == 0 { 0 } else { 1 + (i * i) % 13 }).collect::<Vec<_>>());
+        check(
+            &(0..3000u32)
+                .map(|i| [3, 1, 2, 1, 3, 3, 1][i as usize % 7])
+                .collect::<Vec<_>>(),
+        );
+        check(
+            &(0..2000u32)
+                .map(|i| if i % 97 == 0 { 0 } else { 1 + (i * i) % 13 })
+                .collect::<Vec<_>>(),
+        );
     }
 }

@@ -17,7 +17,11 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     let h = (v.len() - 1) as f64 * q.clamp(0.0, 1.0);
     let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
     let (_, &mut a, rest) = v.select_nth_unstable_by(lo, f64::total_cmp);
-    let b = if hi == lo { a } else { rest.iter().copied().min_by(f64::total_cmp).unwrap_or(a) };
+    let b = if hi == lo {
+        a
+    } else {
+        rest.iter().copied().min_by(f64::total_cmp).unwrap_or(a)
+    };
     a + (h - lo as f64) * (b - a)
 }
 
@@ -68,7 +72,12 @@ impl Bootstrap {
     /// The standard deviation of `statistic` over bootstrap resamples of `units` units.
     /// `statistic` receives resampled unit indices. `None` with fewer than two units or
     /// replicates, or when every replicate is undefined (NaN).
-    pub fn stderr(&self, name: &str, units: usize, statistic: impl Fn(&[usize]) -> f64 + Sync) -> Option<f64> {
+    pub fn stderr(
+        &self,
+        name: &str,
+        units: usize,
+        statistic: impl Fn(&[usize]) -> f64 + Sync,
+    ) -> Option<f64> {
         if units < 2 || self.replicates < 2 {
             return None;
         }
@@ -94,12 +103,16 @@ impl Bootstrap {
 
 /// 64-bit FNV-1a: a stable, dependency-free hash for deriving per-metric seeds.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Sum of numerators over sum of denominators of the chosen units (a pooled rate).
 pub(crate) fn pooled(num: &[f64], den: &[f64], idx: &[usize]) -> f64 {
-    let (n, d) = idx.iter().fold((0.0, 0.0), |(n, d), &i| (n + num[i], d + den[i]));
+    let (n, d) = idx
+        .iter()
+        .fold((0.0, 0.0), |(n, d), &i| (n + num[i], d + den[i]));
     if d > 0.0 {
         n / d
     } else {
@@ -109,7 +122,11 @@ pub(crate) fn pooled(num: &[f64], den: &[f64], idx: &[usize]) -> f64 {
 
 /// Mean of the chosen units' values, skipping NaN (units without data).
 pub(crate) fn mean_of(values: &[f64], idx: &[usize]) -> f64 {
-    let (s, c) = idx.iter().map(|&i| values[i]).filter(|v| !v.is_nan()).fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
+    let (s, c) = idx
+        .iter()
+        .map(|&i| values[i])
+        .filter(|v| !v.is_nan())
+        .fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
     if c > 0 {
         s / c as f64
     } else {
@@ -119,7 +136,11 @@ pub(crate) fn mean_of(values: &[f64], idx: &[usize]) -> f64 {
 
 /// Median of the chosen units' values, skipping NaN.
 pub(crate) fn median_of(values: &[f64], idx: &[usize]) -> f64 {
-    let v: Vec<f64> = idx.iter().map(|&i| values[i]).filter(|v| !v.is_nan()).collect();
+    let v: Vec<f64> = idx
+        .iter()
+        .map(|&i| values[i])
+        .filter(|v| !v.is_nan())
+        .collect();
     quantile(&v, 0.5)
 }
 

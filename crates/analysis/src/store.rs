@@ -72,9 +72,15 @@ impl<T: Word> Words<T> {
 /// Opens a word file, checking its magic and that its size matches its element count.
 pub(crate) fn read_words<T: Word>(path: &Path, magic: &[u8; 8]) -> Result<Words<T>> {
     let file = File::open(path).map_err(|e| AnalysisError::io(path, e))?;
-    let size = file.metadata().map_err(|e| AnalysisError::io(path, e))?.len();
+    let size = file
+        .metadata()
+        .map_err(|e| AnalysisError::io(path, e))?
+        .len();
     if size < HEADER_BYTES as u64 {
-        return Err(AnalysisError::corrupt(path, format!("{size} bytes is shorter than the 16-byte header")));
+        return Err(AnalysisError::corrupt(
+            path,
+            format!("{size} bytes is shorter than the 16-byte header"),
+        ));
     }
     // SAFETY: the index files are written once and never modified in place (they are replaced
     // by rename), so the mapping cannot change under us while the index is open.
@@ -82,7 +88,11 @@ pub(crate) fn read_words<T: Word>(path: &Path, magic: &[u8; 8]) -> Result<Words<
     if &map[..8] != magic {
         return Err(AnalysisError::corrupt(
             path,
-            format!("bad magic {:?}, expected {:?}", String::from_utf8_lossy(&map[..8]), String::from_utf8_lossy(magic)),
+            format!(
+                "bad magic {:?}, expected {:?}",
+                String::from_utf8_lossy(&map[..8]),
+                String::from_utf8_lossy(magic)
+            ),
         ));
     }
     let len = u64::from_le_bytes(map[8..16].try_into().expect("8 bytes"));
@@ -98,21 +108,28 @@ pub(crate) fn read_words<T: Word>(path: &Path, magic: &[u8; 8]) -> Result<Words<
         Ok(Words::Mapped { map, len })
     } else {
         let payload = &map[HEADER_BYTES..];
-        Ok(Words::Owned(payload.chunks_exact(T::BYTES).map(T::from_le).collect()))
+        Ok(Words::Owned(
+            payload.chunks_exact(T::BYTES).map(T::from_le).collect(),
+        ))
     }
 }
 
 /// Writes a word file (not atomically: callers write into a staging folder).
 pub(crate) fn write_words<T: Word>(path: &Path, magic: &[u8; 8], words: &[T]) -> Result<u64> {
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(path).map_err(|e| AnalysisError::io(path, e))?);
+    let mut file = std::io::BufWriter::with_capacity(
+        1 << 20,
+        File::create(path).map_err(|e| AnalysisError::io(path, e))?,
+    );
     let mut buf = Vec::with_capacity(HEADER_BYTES);
     buf.extend_from_slice(magic);
     buf.extend_from_slice(&(words.len() as u64).to_le_bytes());
-    file.write_all(&buf).map_err(|e| AnalysisError::io(path, e))?;
+    file.write_all(&buf)
+        .map_err(|e| AnalysisError::io(path, e))?;
     for chunk in words.chunks(1 << 16) {
         buf.clear();
         chunk.iter().for_each(|w| w.put_le(&mut buf));
-        file.write_all(&buf).map_err(|e| AnalysisError::io(path, e))?;
+        file.write_all(&buf)
+            .map_err(|e| AnalysisError::io(path, e))?;
     }
     file.flush().map_err(|e| AnalysisError::io(path, e))?;
     Ok((HEADER_BYTES + words.len() * T::BYTES) as u64)

@@ -35,7 +35,10 @@ impl Default for TrapSettings {
             rep_ns: vec![2, 3, 4],
             distinct_ns: vec![1, 2, 3, 4],
             eos_ids: Vec::new(),
-            bootstrap: Bootstrap { replicates: 1000, seed: 0 },
+            bootstrap: Bootstrap {
+                replicates: 1000,
+                seed: 0,
+            },
         }
     }
 }
@@ -44,7 +47,9 @@ impl Default for TrapSettings {
 /// never-committed position or end-of-text id, with their commit steps.
 pub fn analysed_tokens<'a>(g: &'a Generation, eos_ids: &[u32]) -> (&'a [u32], &'a [i32]) {
     let n = g.gen_ids.len().min(g.commit_step.len());
-    let cut = (0..n).find(|&i| g.commit_step[i] < 0 || eos_ids.contains(&g.gen_ids[i])).unwrap_or(n);
+    let cut = (0..n)
+        .find(|&i| g.commit_step[i] < 0 || eos_ids.contains(&g.gen_ids[i]))
+        .unwrap_or(n);
     (&g.gen_ids[..cut], &g.commit_step[..cut])
 }
 
@@ -90,12 +95,16 @@ fn gen_stats(g: &Generation, index: Option<&NgramIndex>, s: &TrapSettings) -> Ge
     let len = tokens.len();
     let max_n = s.unseen_ns.iter().copied().max().unwrap_or(0).max(2);
     let matched = index.map(|idx| idx.match_lengths(tokens, max_n));
-    let mut st = GenStats { len, ..Default::default() };
+    let mut st = GenStats {
+        len,
+        ..Default::default()
+    };
     if let Some(m) = &matched {
         for &n in &s.unseen_ns {
             let starts = (len + 1).saturating_sub(n);
             let at: Vec<f64> = (0..starts).map(|i| (m[i] < n) as u8 as f64).collect();
-            st.unseen.push((at.iter().filter(|&&u| u > 0.0).count(), starts));
+            st.unseen
+                .push((at.iter().filter(|&&u| u > 0.0).count(), starts));
             st.unseen_at.push(at);
         }
     }
@@ -116,78 +125,201 @@ fn gen_stats(g: &Generation, index: Option<&NgramIndex>, s: &TrapSettings) -> Ge
     for &n in &s.rep_ns {
         st.rep.push(ngram_counts(tokens, n, true));
         let (u, t) = ngram_counts(tokens, n, false);
-        st.seq_rep.push(if t > 0 { 1.0 - u as f64 / t as f64 } else { f64::NAN });
+        st.seq_rep.push(if t > 0 {
+            1.0 - u as f64 / t as f64
+        } else {
+            f64::NAN
+        });
     }
     let mut counts: HashMap<u32, f64> = HashMap::new();
-    tokens.iter().for_each(|&t| *counts.entry(t).or_default() += 1.0);
+    tokens
+        .iter()
+        .for_each(|&t| *counts.entry(t).or_default() += 1.0);
     // By token id: summed in hash-map order, the entropy's last bits changed from run to run.
     let mut by_id: Vec<(u32, f64)> = counts.into_iter().collect();
     by_id.sort_unstable_by_key(|&(t, _)| t);
-    st.entropy = if len > 0 { entropy_nats(&by_id.iter().map(|&(_, c)| c).collect::<Vec<_>>()) } else { f64::NAN };
+    st.entropy = if len > 0 {
+        entropy_nats(&by_id.iter().map(|&(_, c)| c).collect::<Vec<_>>())
+    } else {
+        f64::NAN
+    };
     let committed = g.commit_step.iter().filter(|&&c| c >= 0).count();
-    st.tokens_per_step = if g.steps > 0 { committed as f64 / g.steps as f64 } else { f64::NAN };
+    st.tokens_per_step = if g.steps > 0 {
+        committed as f64 / g.steps as f64
+    } else {
+        f64::NAN
+    };
     st
 }
 
 /// Computes the marginal-trap metrics and curves of one decode folder. Without an index the
 /// unseen n-gram metrics are skipped.
-pub fn analyze_decode(gens: &[Generation], index: Option<&NgramIndex>, settings: &TrapSettings, series: &str) -> Result<Analysis> {
-    if settings.unseen_ns.iter().chain(&settings.rep_ns).chain(&settings.distinct_ns).any(|&n| n == 0) {
-        return Err(AnalysisError::Setting { name: "n", message: "n-gram orders must be at least 1".into() });
+pub fn analyze_decode(
+    gens: &[Generation],
+    index: Option<&NgramIndex>,
+    settings: &TrapSettings,
+    series: &str,
+) -> Result<Analysis> {
+    if settings
+        .unseen_ns
+        .iter()
+        .chain(&settings.rep_ns)
+        .chain(&settings.distinct_ns)
+        .any(|&n| n == 0)
+    {
+        return Err(AnalysisError::Setting {
+            name: "n",
+            message: "n-gram orders must be at least 1".into(),
+        });
     }
-    let stats: Vec<GenStats> = gens.par_iter().map(|g| gen_stats(g, index, settings)).collect();
+    let stats: Vec<GenStats> = gens
+        .par_iter()
+        .map(|g| gen_stats(g, index, settings))
+        .collect();
     let units = stats.len();
     let all: Vec<usize> = (0..units).collect();
     let bs = &settings.bootstrap;
     let mut metrics = Vec::new();
     let col = |f: &dyn Fn(&GenStats) -> f64| stats.iter().map(f).collect::<Vec<f64>>();
-    let push_rate = |metrics: &mut Vec<Metric>, name: String, num: Vec<f64>, den: Vec<f64>, unit: &str, better: Better| {
+    let push_rate = |metrics: &mut Vec<Metric>,
+                     name: String,
+                     num: Vec<f64>,
+                     den: Vec<f64>,
+                     unit: &str,
+                     better: Better| {
         let value = pooled(&num, &den, &all);
         if value.is_nan() {
             return;
         }
         let stderr = bs.stderr(&name, units, |idx| pooled(&num, &den, idx));
-        metrics.push(Metric { name, value, unit: unit.into(), better, stderr, n: den.iter().sum::<f64>() as u64 });
+        metrics.push(Metric {
+            name,
+            value,
+            unit: unit.into(),
+            better,
+            stderr,
+            n: den.iter().sum::<f64>() as u64,
+        });
     };
 
     if index.is_some() {
         for (k, &n) in settings.unseen_ns.iter().enumerate() {
-            push_rate(&mut metrics, format!("trap.unseen_{n}gram_rate"), col(&|s| s.unseen[k].0 as f64), col(&|s| s.unseen[k].1 as f64), "fraction", Better::Lower);
+            push_rate(
+                &mut metrics,
+                format!("trap.unseen_{n}gram_rate"),
+                col(&|s| s.unseen[k].0 as f64),
+                col(&|s| s.unseen[k].1 as f64),
+                "fraction",
+                Better::Lower,
+            );
         }
-        let (us, ps, ud, pd) = (col(&|s| s.unseen_same as f64), col(&|s| s.pairs_same as f64), col(&|s| s.unseen_diff as f64), col(&|s| s.pairs_diff as f64));
-        push_rate(&mut metrics, "trap.same_step_unseen_bigram_rate".into(), us.clone(), ps.clone(), "fraction", Better::Lower);
-        push_rate(&mut metrics, "trap.diff_step_unseen_bigram_rate".into(), ud.clone(), pd.clone(), "fraction", Better::Lower);
+        let (us, ps, ud, pd) = (
+            col(&|s| s.unseen_same as f64),
+            col(&|s| s.pairs_same as f64),
+            col(&|s| s.unseen_diff as f64),
+            col(&|s| s.pairs_diff as f64),
+        );
+        push_rate(
+            &mut metrics,
+            "trap.same_step_unseen_bigram_rate".into(),
+            us.clone(),
+            ps.clone(),
+            "fraction",
+            Better::Lower,
+        );
+        push_rate(
+            &mut metrics,
+            "trap.diff_step_unseen_bigram_rate".into(),
+            ud.clone(),
+            pd.clone(),
+            "fraction",
+            Better::Lower,
+        );
         let ratio = |idx: &[usize]| pooled(&us, &ps, idx) / pooled(&ud, &pd, idx);
         let value = ratio(&all);
         if value.is_finite() {
             let name = "trap.same_vs_diff_ratio".to_string();
             let stderr = bs.stderr(&name, units, ratio);
-            metrics.push(Metric { name, value, unit: "ratio".into(), better: Better::Lower, stderr, n: (ps.iter().sum::<f64>() + pd.iter().sum::<f64>()) as u64 });
+            metrics.push(Metric {
+                name,
+                value,
+                unit: "ratio".into(),
+                better: Better::Lower,
+                stderr,
+                n: (ps.iter().sum::<f64>() + pd.iter().sum::<f64>()) as u64,
+            });
         }
     }
     let (ps, pd) = (col(&|s| s.pairs_same as f64), col(&|s| s.pairs_diff as f64));
     let pairs: Vec<f64> = ps.iter().zip(&pd).map(|(a, b)| a + b).collect();
-    push_rate(&mut metrics, "trap.same_step_pair_fraction".into(), ps.clone(), pairs.clone(), "fraction", Better::Neither);
+    push_rate(
+        &mut metrics,
+        "trap.same_step_pair_fraction".into(),
+        ps.clone(),
+        pairs.clone(),
+        "fraction",
+        Better::Neither,
+    );
     let (ds, dd) = (col(&|s| s.dup_same as f64), col(&|s| s.dup_diff as f64));
     let dups: Vec<f64> = ds.iter().zip(&dd).map(|(a, b)| a + b).collect();
-    push_rate(&mut metrics, "trap.adjacent_duplicate_rate".into(), dups, pairs, "fraction", Better::Lower);
-    push_rate(&mut metrics, "trap.same_step_duplicate_rate".into(), ds, ps, "fraction", Better::Lower);
-    push_rate(&mut metrics, "trap.diff_step_duplicate_rate".into(), dd, pd, "fraction", Better::Lower);
+    push_rate(
+        &mut metrics,
+        "trap.adjacent_duplicate_rate".into(),
+        dups,
+        pairs,
+        "fraction",
+        Better::Lower,
+    );
+    push_rate(
+        &mut metrics,
+        "trap.same_step_duplicate_rate".into(),
+        ds,
+        ps,
+        "fraction",
+        Better::Lower,
+    );
+    push_rate(
+        &mut metrics,
+        "trap.diff_step_duplicate_rate".into(),
+        dd,
+        pd,
+        "fraction",
+        Better::Lower,
+    );
 
     // rep-n (SimCTG): 1 - sum(unique) / sum(total); as a pooled rate of repeated n-grams.
     let mut rep_num = Vec::new();
     for (k, &n) in settings.rep_ns.iter().enumerate() {
         let rep: Vec<f64> = col(&|s| (s.rep[k].1 - s.rep[k].0) as f64);
         let tot: Vec<f64> = col(&|s| s.rep[k].1 as f64);
-        push_rate(&mut metrics, format!("trap.rep_{n}"), rep.clone(), tot.clone(), "fraction", Better::Lower);
+        push_rate(
+            &mut metrics,
+            format!("trap.rep_{n}"),
+            rep.clone(),
+            tot.clone(),
+            "fraction",
+            Better::Lower,
+        );
         rep_num.push((rep, tot));
     }
-    let diversity = |idx: &[usize]| rep_num.iter().map(|(r, t)| 1.0 - pooled(r, t, idx)).product::<f64>();
+    let diversity = |idx: &[usize]| {
+        rep_num
+            .iter()
+            .map(|(r, t)| 1.0 - pooled(r, t, idx))
+            .product::<f64>()
+    };
     let value = diversity(&all);
     if value.is_finite() && !rep_num.is_empty() {
         let name = "trap.diversity".to_string();
         let stderr = bs.stderr(&name, units, diversity);
-        metrics.push(Metric { name, value, unit: "fraction".into(), better: Better::Higher, stderr, n: units as u64 });
+        metrics.push(Metric {
+            name,
+            value,
+            unit: "fraction".into(),
+            better: Better::Higher,
+            stderr,
+            n: units as u64,
+        });
     }
     for (k, &n) in settings.rep_ns.iter().enumerate() {
         let v = col(&|s| s.seq_rep[k]);
@@ -195,7 +327,14 @@ pub fn analyze_decode(gens: &[Generation], index: Option<&NgramIndex>, settings:
         if !value.is_nan() {
             let name = format!("trap.seq_rep_{n}");
             let stderr = bs.stderr(&name, units, |idx| mean_of(&v, idx));
-            metrics.push(Metric { name, value, unit: "fraction".into(), better: Better::Lower, stderr, n: v.iter().filter(|x| !x.is_nan()).count() as u64 });
+            metrics.push(Metric {
+                name,
+                value,
+                unit: "fraction".into(),
+                better: Better::Lower,
+                stderr,
+                n: v.iter().filter(|x| !x.is_nan()).count() as u64,
+            });
         }
     }
     // distinct-n pools one n-gram set over all generations. A bootstrap resample repeats
@@ -211,48 +350,108 @@ pub fn analyze_decode(gens: &[Generation], index: Option<&NgramIndex>, settings:
             }
         }
         if total > 0 {
-            metrics.push(Metric { name: format!("trap.distinct_{n}"), value: set.len() as f64 / total as f64, unit: "fraction".into(), better: Better::Higher, stderr: None, n: total as u64 });
+            metrics.push(Metric {
+                name: format!("trap.distinct_{n}"),
+                value: set.len() as f64 / total as f64,
+                unit: "fraction".into(),
+                better: Better::Higher,
+                stderr: None,
+                n: total as u64,
+            });
         }
     }
     for (name, unit, v) in [
         ("trap.sample_entropy", "nats", col(&|s| s.entropy)),
-        ("trap.tokens_per_step", "tokens", col(&|s| s.tokens_per_step)),
+        (
+            "trap.tokens_per_step",
+            "tokens",
+            col(&|s| s.tokens_per_step),
+        ),
         ("trap.gen_length", "tokens", col(&|s| s.len as f64)),
     ] {
         let value = mean_of(&v, &all);
         if !value.is_nan() {
             let stderr = bs.stderr(name, units, |idx| mean_of(&v, idx));
-            metrics.push(Metric { name: name.into(), value, unit: unit.into(), better: Better::Neither, stderr, n: v.iter().filter(|x| !x.is_nan()).count() as u64 });
+            metrics.push(Metric {
+                name: name.into(),
+                value,
+                unit: unit.into(),
+                better: Better::Neither,
+                stderr,
+                n: v.iter().filter(|x| !x.is_nan()).count() as u64,
+            });
         }
     }
-    metrics.push(Metric { name: "trap.generations".into(), value: units as f64, unit: "generations".into(), better: Better::Neither, stderr: None, n: units as u64 });
+    metrics.push(Metric {
+        name: "trap.generations".into(),
+        value: units as f64,
+        unit: "generations".into(),
+        better: Better::Neither,
+        stderr: None,
+        n: units as u64,
+    });
 
     let mut curves = position_curves(&stats, settings, series)?;
     curves.extend(step_curve(gens, series));
     let per_prompt = per_generation(gens, &stats, index.is_some(), settings);
-    Ok(Analysis { metrics, curves, per_prompt })
+    Ok(Analysis {
+        metrics,
+        curves,
+        per_prompt,
+    })
 }
 
 /// The per-generation values behind the pooled rates and means: each generation's own rate
 /// (its numerator over its denominator, skipped where that is zero) or value.
-fn per_generation(gens: &[Generation], stats: &[GenStats], unseen: bool, settings: &TrapSettings) -> Vec<PromptMetric> {
+fn per_generation(
+    gens: &[Generation],
+    stats: &[GenStats],
+    unseen: bool,
+    settings: &TrapSettings,
+) -> Vec<PromptMetric> {
     let mut out = Vec::new();
     for (g, s) in gens.iter().zip(stats) {
         let mut push = |metric: String, num: f64, den: usize| {
             if den > 0 && num.is_finite() {
-                out.push(PromptMetric { source: String::new(), prompt_index: g.prompt_index, metric, value: num / den as f64, n: den as u64 });
+                out.push(PromptMetric {
+                    source: String::new(),
+                    prompt_index: g.prompt_index,
+                    metric,
+                    value: num / den as f64,
+                    n: den as u64,
+                });
             }
         };
         if unseen {
             for (k, &n) in settings.unseen_ns.iter().enumerate() {
-                push(format!("trap.unseen_{n}gram_rate"), s.unseen[k].0 as f64, s.unseen[k].1);
+                push(
+                    format!("trap.unseen_{n}gram_rate"),
+                    s.unseen[k].0 as f64,
+                    s.unseen[k].1,
+                );
             }
-            push("trap.same_step_unseen_bigram_rate".into(), s.unseen_same as f64, s.pairs_same);
-            push("trap.diff_step_unseen_bigram_rate".into(), s.unseen_diff as f64, s.pairs_diff);
+            push(
+                "trap.same_step_unseen_bigram_rate".into(),
+                s.unseen_same as f64,
+                s.pairs_same,
+            );
+            push(
+                "trap.diff_step_unseen_bigram_rate".into(),
+                s.unseen_diff as f64,
+                s.pairs_diff,
+            );
         }
         let pairs = s.pairs_same + s.pairs_diff;
-        push("trap.same_step_pair_fraction".into(), s.pairs_same as f64, pairs);
-        push("trap.adjacent_duplicate_rate".into(), (s.dup_same + s.dup_diff) as f64, pairs);
+        push(
+            "trap.same_step_pair_fraction".into(),
+            s.pairs_same as f64,
+            pairs,
+        );
+        push(
+            "trap.adjacent_duplicate_rate".into(),
+            (s.dup_same + s.dup_diff) as f64,
+            pairs,
+        );
         for (k, &n) in settings.rep_ns.iter().enumerate() {
             push(format!("trap.seq_rep_{n}"), s.seq_rep[k], 1);
         }
@@ -264,22 +463,35 @@ fn per_generation(gens: &[Generation], stats: &[GenStats], unseen: bool, setting
 }
 
 /// Unseen n-gram indicators and adjacent duplicates by distance of the first token.
-fn position_curves(stats: &[GenStats], settings: &TrapSettings, series: &str) -> Result<Vec<CurvePoint>> {
+fn position_curves(
+    stats: &[GenStats],
+    settings: &TrapSettings,
+    series: &str,
+) -> Result<Vec<CurvePoint>> {
     let rows: usize = stats.iter().map(|s| s.len).sum();
     let mut distance = Vec::with_capacity(rows);
     let mut qs: Vec<Quantity> = Vec::new();
     let has_unseen = stats.iter().any(|s| !s.unseen_at.is_empty());
     if has_unseen {
         for &n in &settings.unseen_ns {
-            let label = if series == "all" { format!("n={n}") } else { format!("{series}:n={n}") };
-            qs.push(Quantity { curve: "unseen_rate", series: label, values: Vec::with_capacity(rows) });
+            let label = if series == "all" {
+                format!("n={n}")
+            } else {
+                format!("{series}:n={n}")
+            };
+            qs.push(Quantity {
+                curve: "unseen_rate",
+                series: label,
+                values: Vec::with_capacity(rows),
+            });
         }
     }
     for s in stats {
         for i in 0..s.len {
             distance.push(i as u32 + 1);
             for (k, q) in qs.iter_mut().enumerate() {
-                q.values.push(s.unseen_at[k].get(i).copied().unwrap_or(f64::NAN));
+                q.values
+                    .push(s.unseen_at[k].get(i).copied().unwrap_or(f64::NAN));
             }
         }
     }
@@ -311,7 +523,16 @@ fn step_curve(gens: &[Generation], series: &str) -> Vec<CurvePoint> {
         .map(|(s, mut v)| {
             v.sort_by(f64::total_cmp);
             use crate::stats::quantile_sorted as q;
-            CurvePoint { curve: "commits_per_step".into(), series: series.into(), x: s as f64, mean: crate::stats::mean(&v), median: q(&v, 0.5), q25: q(&v, 0.25), q75: q(&v, 0.75), n: v.len() as u64 }
+            CurvePoint {
+                curve: "commits_per_step".into(),
+                series: series.into(),
+                x: s as f64,
+                mean: crate::stats::mean(&v),
+                median: q(&v, 0.5),
+                q25: q(&v, 0.25),
+                q75: q(&v, 0.75),
+                n: v.len() as u64,
+            }
         })
         .collect()
 }

@@ -83,7 +83,11 @@ impl Unigram {
     /// Tokens that never occur are not listed, so fewer than `f` ids may come back.
     pub fn most_frequent(&self, f: usize) -> Vec<u32> {
         let ranks = self.order();
-        ranks.into_iter().take(f).filter(|&t| self.counts[t as usize] > 0).collect()
+        ranks
+            .into_iter()
+            .take(f)
+            .filter(|&t| self.counts[t as usize] > 0)
+            .collect()
     }
 
     /// Frequency rank of every token id: 1 for the most frequent token, ties broken by id.
@@ -96,12 +100,19 @@ impl Unigram {
         for (r, &t) in order.iter().enumerate().take(seen as usize) {
             rank[t as usize] = r as u32 + 1;
         }
-        FrequencyRanks { rank, unseen: seen + 1 }
+        FrequencyRanks {
+            rank,
+            unseen: seen + 1,
+        }
     }
 
     fn order(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = (0..self.counts.len() as u32).collect();
-        ids.sort_by(|&a, &b| self.counts[b as usize].cmp(&self.counts[a as usize]).then(a.cmp(&b)));
+        ids.sort_by(|&a, &b| {
+            self.counts[b as usize]
+                .cmp(&self.counts[a as usize])
+                .then(a.cmp(&b))
+        });
         ids
     }
 }
@@ -116,7 +127,10 @@ pub struct FrequencyRanks {
 impl FrequencyRanks {
     /// The rank of `token` (1 = most frequent).
     pub fn rank(&self, token: u32) -> u32 {
-        self.rank.get(token as usize).copied().unwrap_or(self.unseen)
+        self.rank
+            .get(token as usize)
+            .copied()
+            .unwrap_or(self.unseen)
     }
 }
 
@@ -130,7 +144,10 @@ pub(crate) fn check_total(unigram: &Unigram, expected: u64, path: &Path) -> Resu
     if unigram.total != expected {
         return Err(AnalysisError::corrupt(
             path,
-            format!("unigram counts sum to {} but index.json says {expected} tokens", unigram.total),
+            format!(
+                "unigram counts sum to {} but index.json says {expected} tokens",
+                unigram.total
+            ),
         ));
     }
     Ok(())

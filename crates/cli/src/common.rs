@@ -63,7 +63,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use cp_probe::{MaskedDenoiser, load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel};
+use cp_probe::{
+    load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel,
+    MaskedDenoiser,
+};
 use cp_records::{Manifest, PromptsInfo};
 use cp_text::{read_prompts, ModelText, PromptContent, PromptFile, PromptFormat, TemplateChoice};
 
@@ -71,7 +74,12 @@ use cp_text::{read_prompts, ModelText, PromptContent, PromptFile, PromptFormat, 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// Hugging Face model folder (config.json, *.safetensors, tokenizer.json).
-    #[arg(long, value_name = "DIR", required_unless_present = "torchscript", conflicts_with = "torchscript")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "torchscript",
+        conflicts_with = "torchscript"
+    )]
     pub model: Option<PathBuf>,
     /// A TorchScript module mapping int64 ids [B, L] to logits [B, L, V], instead of --model.
     #[arg(long, value_name = "FILE", requires = "mask_id")]
@@ -117,23 +125,40 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn open(model: &ModelArgs, prompts: &PromptArgs, global: &GlobalArgs) -> anyhow::Result<Session> {
+    pub fn open(
+        model: &ModelArgs,
+        prompts: &PromptArgs,
+        global: &GlobalArgs,
+    ) -> anyhow::Result<Session> {
         let started = SystemTime::now();
         if let Some(n) = global.threads {
             tch::set_num_threads(n as i32);
         }
-        let format: PromptFormat = prompts.prompt_format.parse().with_context(|| "--prompt-format")?;
-        let template: TemplateChoice = prompts.chat_template.parse().with_context(|| "--chat-template")?;
+        let format: PromptFormat = prompts
+            .prompt_format
+            .parse()
+            .with_context(|| "--prompt-format")?;
+        let template: TemplateChoice = prompts
+            .chat_template
+            .parse()
+            .with_context(|| "--chat-template")?;
         let opts = LoadOptions {
             dtype: model.dtype.parse::<DTypeChoice>().context("--dtype")?,
             device: model.device.parse::<DeviceChoice>().context("--device")?,
         };
         // Read the prompts first: a bad prompt file should fail before a large model loads.
-        let file = read_prompts(&prompts.prompts, (format != PromptFormat::Auto).then_some(format))?;
-        let all_ids = file.prompts.iter().all(|p| matches!(p.content, PromptContent::Ids(_)));
+        let file = read_prompts(
+            &prompts.prompts,
+            (format != PromptFormat::Auto).then_some(format),
+        )?;
+        let all_ids = file
+            .prompts
+            .iter()
+            .all(|p| matches!(p.content, PromptContent::Ids(_)));
         let (loaded, text) = match (&model.model, &model.torchscript) {
             (Some(dir), _) => {
-                let has_tokenizer = model.tokenizer.is_some() || dir.join("tokenizer.json").is_file();
+                let has_tokenizer =
+                    model.tokenizer.is_some() || dir.join("tokenizer.json").is_file();
                 let text = if has_tokenizer || !all_ids {
                     Some(ModelText::load(dir, model.tokenizer.as_deref(), template)?)
                 } else {
@@ -143,7 +168,10 @@ impl Session {
                 (loaded, text)
             }
             (None, Some(ts)) => {
-                let mask = model.mask_id.expect("clap requires --mask-id with --torchscript") as i64;
+                let mask = model
+                    .mask_id
+                    .expect("clap requires --mask-id with --torchscript")
+                    as i64;
                 let text = match &model.tokenizer {
                     Some(t) => Some(ModelText::load(ts, Some(t), template)?),
                     None if all_ids => None,
@@ -155,9 +183,20 @@ impl Session {
         };
         let loaded = match (model.mask_id, &model.model) {
             (Some(id), Some(_)) => {
-                let LoadedModel { denoiser, mut info, eos_ids } = loaded;
+                let LoadedModel {
+                    denoiser,
+                    mut info,
+                    eos_ids,
+                } = loaded;
                 info.mask_id = id;
-                LoadedModel { denoiser: Box::new(MaskOverride { inner: denoiser, mask: i64::from(id) }), info, eos_ids }
+                LoadedModel {
+                    denoiser: Box::new(MaskOverride {
+                        inner: denoiser,
+                        mask: i64::from(id),
+                    }),
+                    info,
+                    eos_ids,
+                }
             }
             _ => loaded,
         };
@@ -185,9 +224,18 @@ impl Session {
             format: file.format.as_str().to_string(),
             sha256: cp_records::sha256_file(&prompts.prompts)?,
             count: file.prompts.len(),
-            chat_template: text.as_ref().map_or_else(|| "none".to_string(), |t| t.describe_template().to_string()),
+            chat_template: text
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |t| t.describe_template().to_string()),
         };
-        Ok(Session { model: loaded, text, prompts: file, ids, prompts_info, started })
+        Ok(Session {
+            model: loaded,
+            text,
+            prompts: file,
+            ids,
+            prompts_info,
+            started,
+        })
     }
 
     /// Renders one token for records: the tokenizer's text, or `<id>` without a tokenizer
@@ -203,7 +251,11 @@ impl Session {
     pub fn decode_text(&self, ids: &[u32]) -> String {
         match &self.text {
             Some(t) => t.tokenizer().decode(ids, true).unwrap_or_default(),
-            None => ids.iter().map(|i| format!("<{i}>")).collect::<Vec<_>>().join(" "),
+            None => ids
+                .iter()
+                .map(|i| format!("<{i}>"))
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 
@@ -219,17 +271,34 @@ impl Session {
     }
 
     /// A manifest for a stage run with this session.
-    pub fn manifest(&self, kind: &str, seed: u64, params: serde_json::Value, files: Vec<String>) -> Manifest {
+    pub fn manifest(
+        &self,
+        kind: &str,
+        seed: u64,
+        params: serde_json::Value,
+        files: Vec<String>,
+    ) -> Manifest {
         Manifest {
             schema_version: cp_records::SCHEMA_VERSION,
             kind: kind.to_string(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             command: std::env::args().collect(),
-            started_unix: self.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            wall_time_s: self.started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            started_unix: self
+                .started
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            wall_time_s: self
+                .started
+                .elapsed()
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
             seed,
             model: Some(self.model.info.clone()),
-            tokenizer: self.text.as_ref().map(|t| t.tokenizer().path().display().to_string()),
+            tokenizer: self
+                .text
+                .as_ref()
+                .map(|t| t.tokenizer().path().display().to_string()),
             prompts: Some(self.prompts_info.clone()),
             libtorch_version: Some(LIBTORCH_VERSION.to_string()),
             params,
@@ -244,7 +313,12 @@ pub const LIBTORCH_VERSION: &str = "2.13.0";
 /// Lists the regular files of a folder (for manifests), sorted.
 pub fn list_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.path().is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -272,7 +346,12 @@ impl MaskedDenoiser for MaskOverride {
     fn supports_padding(&self) -> bool {
         self.inner.supports_padding()
     }
-    fn logits(&self, ids: &tch::Tensor, valid: Option<&tch::Tensor>, from: i64) -> Result<tch::Tensor, cp_probe::ProbeError> {
+    fn logits(
+        &self,
+        ids: &tch::Tensor,
+        valid: Option<&tch::Tensor>,
+        from: i64,
+    ) -> Result<tch::Tensor, cp_probe::ProbeError> {
         self.inner.logits(ids, valid, from)
     }
 }

@@ -17,8 +17,13 @@ use crate::common::{list_files, GlobalArgs, Session};
 /// distribution-level statistics. Add-one smoothing keeps KL to the unigram finite at tokens the
 /// corpus never shows.
 pub fn unigram_probabilities(session: &Session, index: &Path) -> anyhow::Result<Vec<f32>> {
-    let table = cp_analysis::Unigram::load(index).with_context(|| format!("the unigram table of index {}", index.display()))?;
-    Ok(table.probabilities(session.model.vocab_size() as usize, 1.0).into_iter().map(|p| p as f32).collect())
+    let table = cp_analysis::Unigram::load(index)
+        .with_context(|| format!("the unigram table of index {}", index.display()))?;
+    Ok(table
+        .probabilities(session.model.vocab_size() as usize, 1.0)
+        .into_iter()
+        .map(|p| p as f32)
+        .collect())
 }
 
 /// What the probe stage did.
@@ -45,19 +50,35 @@ pub fn run_probe(
         .iter()
         .zip(&session.ids)
         .enumerate()
-        .map(|(i, (p, ids))| ProbeInput { prompt_index: i as u32, prompt_id: p.id.clone(), ids: ids.clone() })
+        .map(|(i, (p, ids))| ProbeInput {
+            prompt_index: i as u32,
+            prompt_id: p.id.clone(),
+            ids: ids.clone(),
+        })
         .collect();
     settings.validate(session.model.as_ref(), &inputs)?;
 
     let staged = OutputDir::create(out)?;
-    let bar = global.progress(inputs.len() as u64, "{spinner} probe {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}");
+    let bar = global.progress(
+        inputs.len() as u64,
+        "{spinner} probe {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}",
+    );
     let t0 = Instant::now();
     let mut tokens = 0usize;
-    let records = probe(session.model.as_ref(), &inputs, settings, &|id| session.token_text(id), &mut |done, n| {
-        tokens += n;
-        bar.set_position(done as u64);
-        bar.set_message(format!("{:.0} tokens/s", tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)));
-    })?;
+    let records = probe(
+        session.model.as_ref(),
+        &inputs,
+        settings,
+        &|id| session.token_text(id),
+        &mut |done, n| {
+            tokens += n;
+            bar.set_position(done as u64);
+            bar.set_message(format!(
+                "{:.0} tokens/s",
+                tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+            ));
+        },
+    )?;
     bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
     let tokens_per_second = tokens as f64 / seconds.max(1e-9);
@@ -76,9 +97,17 @@ pub fn run_probe(
     });
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
-    write_json(&staged.path().join(files::MANIFEST_JSON), &session.manifest("probe", 0, params, file_list))?;
+    write_json(
+        &staged.path().join(files::MANIFEST_JSON),
+        &session.manifest("probe", 0, params, file_list),
+    )?;
     let dir = staged.commit()?;
-    Ok(ProbeDone { dir, prompts: inputs.len(), seconds, tokens_per_second })
+    Ok(ProbeDone {
+        dir,
+        prompts: inputs.len(),
+        seconds,
+        tokens_per_second,
+    })
 }
 
 /// Options of the decode stage besides the schedule.
@@ -108,7 +137,10 @@ pub fn run_decode(
     if stage.batch_size == 0 {
         anyhow::bail!("the batch size must be at least 1");
     }
-    let bar = global.progress(session.ids.len() as u64, "{spinner} decode {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}");
+    let bar = global.progress(
+        session.ids.len() as u64,
+        "{spinner} decode {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}",
+    );
     let progress = |p: &DecodeProgress| {
         bar.set_position(p.prompts_done as u64);
         bar.set_message(match p.steps {
@@ -130,12 +162,32 @@ pub fn run_decode(
 
     let staged = OutputDir::create(out)?;
     let format = stage.format;
-    let prompt_ids: Vec<String> = session.prompts.prompts.iter().map(|p| p.id.clone()).collect();
-    write_table(staged.path(), files::DECODE_STEPS, &output.step_records(&|id| session.token_text(id)), format)?;
+    let prompt_ids: Vec<String> = session
+        .prompts
+        .prompts
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    write_table(
+        staged.path(),
+        files::DECODE_STEPS,
+        &output.step_records(&|id| session.token_text(id)),
+        format,
+    )?;
     let generations = output.generations(&prompt_ids, &|ids| session.decode_text(ids));
-    write_table(staged.path(), files::DECODE_GENERATIONS, &generations, format)?;
+    write_table(
+        staged.path(),
+        files::DECODE_GENERATIONS,
+        &generations,
+        format,
+    )?;
     if stage.save_step_distributions.is_some() {
-        write_table(staged.path(), files::DECODE_STEP_DISTRIBUTIONS, &output.step_distributions(), format)?;
+        write_table(
+            staged.path(),
+            files::DECODE_STEP_DISTRIBUTIONS,
+            &output.step_distributions(),
+            format,
+        )?;
     }
     let params = serde_json::json!({
         "schedule": schedule,
@@ -149,7 +201,14 @@ pub fn run_decode(
     });
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
-    write_json(&staged.path().join(files::MANIFEST_JSON), &session.manifest("decode", stage.seed, params, file_list))?;
+    write_json(
+        &staged.path().join(files::MANIFEST_JSON),
+        &session.manifest("decode", stage.seed, params, file_list),
+    )?;
     let dir = staged.commit()?;
-    Ok(DecodeDone { dir, generations: generations.len(), seconds })
+    Ok(DecodeDone {
+        dir,
+        generations: generations.len(),
+        seconds,
+    })
 }

@@ -115,7 +115,11 @@ impl Baseline {
     /// Parses baseline text; `path` names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, GateError> {
         let raw: RawBaseline = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
-        let invalid = |key: String, message: String| GateError::Invalid { path: path.to_owned(), key, message };
+        let invalid = |key: String, message: String| GateError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
         if *raw.schema_version.get_ref() != BASELINE_SCHEMA_VERSION {
             return Err(invalid(
                 "schema_version".into(),
@@ -139,15 +143,24 @@ impl Baseline {
             if let Some(prev) = metrics.iter().find(|p| p.name == name) {
                 return Err(invalid(
                     key("name"),
-                    format!("duplicate metric, first given at line {}", prev.line.unwrap_or(0)),
+                    format!(
+                        "duplicate metric, first given at line {}",
+                        prev.line.unwrap_or(0)
+                    ),
                 ));
             }
             if !m.value.is_finite() {
-                return Err(invalid(key("value"), format!("must be a finite number, found {}", m.value)));
+                return Err(invalid(
+                    key("value"),
+                    format!("must be a finite number, found {}", m.value),
+                ));
             }
             if let Some(se) = m.stderr {
                 if !(se.is_finite() && se >= 0.0) {
-                    return Err(invalid(key("stderr"), format!("must be a finite number >= 0, found {se}")));
+                    return Err(invalid(
+                        key("stderr"),
+                        format!("must be a finite number >= 0, found {se}"),
+                    ));
                 }
             }
             let t = m.tolerance;
@@ -166,7 +179,10 @@ impl Baseline {
                 Tolerance::Abs(x) | Tolerance::Rel(x) | Tolerance::Stderr(x) => x,
             };
             if !(amount.is_finite() && amount >= 0.0) {
-                return Err(invalid(key("tolerance"), format!("must be a finite number >= 0, found {amount}")));
+                return Err(invalid(
+                    key("tolerance"),
+                    format!("must be a finite number >= 0, found {amount}"),
+                ));
             }
             metrics.push(BaselineMetric {
                 name,
@@ -178,7 +194,11 @@ impl Baseline {
                 line: Some(line),
             });
         }
-        Ok(Baseline { path: path.to_owned(), source: raw.source, metrics })
+        Ok(Baseline {
+            path: path.to_owned(),
+            source: raw.source,
+            metrics,
+        })
     }
 
     /// A new baseline holding every metric of a run. The direction comes from the run;
@@ -201,16 +221,33 @@ impl Baseline {
                 line: None,
             })
             .collect();
-        Baseline { path: path.to_owned(), source: Some(source.to_owned()), metrics }
+        Baseline {
+            path: path.to_owned(),
+            source: Some(source.to_owned()),
+            metrics,
+        }
     }
 
     /// The same baseline with every value (and standard error and unit) taken from the run;
     /// names, directions and tolerances are kept. Fails naming every baseline metric the run lacks.
-    pub fn updated_from(&self, run: &MetricsFile, run_path: &Path, source: &str) -> Result<Self, GateError> {
-        let missing: Vec<String> =
-            self.metrics.iter().filter(|m| run.get(&m.name).is_none()).map(|m| m.name.clone()).collect();
+    pub fn updated_from(
+        &self,
+        run: &MetricsFile,
+        run_path: &Path,
+        source: &str,
+    ) -> Result<Self, GateError> {
+        let missing: Vec<String> = self
+            .metrics
+            .iter()
+            .filter(|m| run.get(&m.name).is_none())
+            .map(|m| m.name.clone())
+            .collect();
         if !missing.is_empty() {
-            return Err(GateError::MissingMetrics { run: run_path.to_owned(), baseline: self.path.clone(), names: missing });
+            return Err(GateError::MissingMetrics {
+                run: run_path.to_owned(),
+                baseline: self.path.clone(),
+                names: missing,
+            });
         }
         let metrics = self
             .metrics
@@ -226,7 +263,11 @@ impl Baseline {
                 }
             })
             .collect();
-        Ok(Baseline { path: self.path.clone(), source: Some(source.to_owned()), metrics })
+        Ok(Baseline {
+            path: self.path.clone(),
+            source: Some(source.to_owned()),
+            metrics,
+        })
     }
 
     /// The baseline as TOML, in the layout `--update-baseline` writes. Reading it back with
@@ -266,7 +307,9 @@ impl Baseline {
     /// Writes [`Baseline::to_toml`] to `self.path` atomically.
     pub fn write(&self) -> Result<(), GateError> {
         let text = self.to_toml();
-        cp_records::atomic_write(&self.path, |w| std::io::Write::write_all(w, text.as_bytes()))?;
+        cp_records::atomic_write(&self.path, |w| {
+            std::io::Write::write_all(w, text.as_bytes())
+        })?;
         Ok(())
     }
 }
@@ -276,7 +319,11 @@ pub(crate) fn toml_float(x: f64) -> String {
     if x.is_nan() {
         "nan".into()
     } else if x.is_infinite() {
-        if x > 0.0 { "inf".into() } else { "-inf".into() }
+        if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else {
         // `{:?}` is the shortest round-trip form and always has a `.` or an exponent, both valid TOML floats.
         format!("{x:?}")
@@ -354,37 +401,82 @@ unit = "nats"
 
     #[test]
     fn unknown_key_is_named_with_file_and_line() {
-        check_err(&GOOD.replace("tolerance = { abs", "tolerence = { abs"), &["b.toml:8:1", "unknown field `tolerence`"]);
-        check_err(&GOOD.replace("{ abs = 0.02 }", "{ absolute = 0.02 }"), &["b.toml:8:", "unknown field `absolute`"]);
-        check_err(&format!("colour = 1\n{GOOD}"), &["b.toml:1:1", "unknown field `colour`"]);
+        check_err(
+            &GOOD.replace("tolerance = { abs", "tolerence = { abs"),
+            &["b.toml:8:1", "unknown field `tolerence`"],
+        );
+        check_err(
+            &GOOD.replace("{ abs = 0.02 }", "{ absolute = 0.02 }"),
+            &["b.toml:8:", "unknown field `absolute`"],
+        );
+        check_err(
+            &format!("colour = 1\n{GOOD}"),
+            &["b.toml:1:1", "unknown field `colour`"],
+        );
     }
 
     #[test]
     fn missing_value_is_named() {
-        check_err(&GOOD.replace("value = 0.04\n", ""), &["b.toml:", "missing field `value`"]);
-        check_err(&GOOD.replace("schema_version = 1\n", ""), &["missing field `schema_version`"]);
+        check_err(
+            &GOOD.replace("value = 0.04\n", ""),
+            &["b.toml:", "missing field `value`"],
+        );
+        check_err(
+            &GOOD.replace("schema_version = 1\n", ""),
+            &["missing field `schema_version`"],
+        );
     }
 
     #[test]
     fn wrong_types_are_named_with_their_line() {
-        check_err(&GOOD.replace("value = 0.04", "value = \"0.04\""), &["b.toml:6:9", "in `value = \"0.04\"`"]);
-        check_err(&GOOD.replace("better = \"lower\"", "better = \"smaller\""), &["b.toml:7:", "unknown variant `smaller`"]);
-        check_err(&GOOD.replace("tolerance = { abs = 0.02 }", "tolerance = 0.02"), &["b.toml:8:", "tolerance = 0.02"]);
+        check_err(
+            &GOOD.replace("value = 0.04", "value = \"0.04\""),
+            &["b.toml:6:9", "in `value = \"0.04\"`"],
+        );
+        check_err(
+            &GOOD.replace("better = \"lower\"", "better = \"smaller\""),
+            &["b.toml:7:", "unknown variant `smaller`"],
+        );
+        check_err(
+            &GOOD.replace("tolerance = { abs = 0.02 }", "tolerance = 0.02"),
+            &["b.toml:8:", "tolerance = 0.02"],
+        );
     }
 
     #[test]
     fn bad_tolerances_are_rejected() {
-        check_err(&GOOD.replace("{ abs = 0.02 }", "{ abs = 0.02, rel = 0.1 }"), &["metric[0].tolerance", "exactly one"]);
-        check_err(&GOOD.replace("{ abs = 0.02 }", "{}"), &["metric[0].tolerance", "exactly one"]);
-        check_err(&GOOD.replace("{ abs = 0.02 }", "{ abs = -0.02 }"), &["metric[0].tolerance", ">= 0"]);
-        check_err(&GOOD.replace("{ stderr = 3.0 }", "{ stderr = nan }"), &["metric[1].tolerance"]);
+        check_err(
+            &GOOD.replace("{ abs = 0.02 }", "{ abs = 0.02, rel = 0.1 }"),
+            &["metric[0].tolerance", "exactly one"],
+        );
+        check_err(
+            &GOOD.replace("{ abs = 0.02 }", "{}"),
+            &["metric[0].tolerance", "exactly one"],
+        );
+        check_err(
+            &GOOD.replace("{ abs = 0.02 }", "{ abs = -0.02 }"),
+            &["metric[0].tolerance", ">= 0"],
+        );
+        check_err(
+            &GOOD.replace("{ stderr = 3.0 }", "{ stderr = nan }"),
+            &["metric[1].tolerance"],
+        );
     }
 
     #[test]
     fn duplicates_and_schema_version_are_rejected() {
-        check_err(&GOOD.replace("collapse.entropy.far", "trap.unseen_2gram_rate"), &["metric[1].name", "duplicate", "line 4"]);
-        check_err(&GOOD.replace("schema_version = 1", "schema_version = 7"), &["schema_version", "schema 1", "has 7"]);
-        check_err(&GOOD.replace("value = 0.04", "value = inf"), &["metric[0].value", "finite"]);
+        check_err(
+            &GOOD.replace("collapse.entropy.far", "trap.unseen_2gram_rate"),
+            &["metric[1].name", "duplicate", "line 4"],
+        );
+        check_err(
+            &GOOD.replace("schema_version = 1", "schema_version = 7"),
+            &["schema_version", "schema 1", "has 7"],
+        );
+        check_err(
+            &GOOD.replace("value = 0.04", "value = inf"),
+            &["metric[0].value", "finite"],
+        );
     }
 
     #[test]
@@ -397,7 +489,16 @@ unit = "nats"
         let back = parse(&b.to_toml()).unwrap();
         assert_eq!(back.source, b.source);
         for (x, y) in back.metrics.iter().zip(&b.metrics) {
-            assert_eq!(BaselineMetric { line: None, ..x.clone() }, BaselineMetric { line: None, ..y.clone() });
+            assert_eq!(
+                BaselineMetric {
+                    line: None,
+                    ..x.clone()
+                },
+                BaselineMetric {
+                    line: None,
+                    ..y.clone()
+                }
+            );
         }
     }
 
@@ -408,19 +509,62 @@ unit = "nats"
             schema_version: 1,
             sources: vec![],
             metrics: vec![
-                Metric { name: "collapse.entropy.far".into(), value: 2.5, unit: "nats".into(), better: Better::Higher, stderr: Some(0.2), n: 8 },
-                Metric { name: "trap.unseen_2gram_rate".into(), value: 0.5, unit: "fraction".into(), better: Better::Neither, stderr: None, n: 8 },
-                Metric { name: "extra".into(), value: 1.0, unit: "x".into(), better: Better::Lower, stderr: None, n: 1 },
+                Metric {
+                    name: "collapse.entropy.far".into(),
+                    value: 2.5,
+                    unit: "nats".into(),
+                    better: Better::Higher,
+                    stderr: Some(0.2),
+                    n: 8,
+                },
+                Metric {
+                    name: "trap.unseen_2gram_rate".into(),
+                    value: 0.5,
+                    unit: "fraction".into(),
+                    better: Better::Neither,
+                    stderr: None,
+                    n: 8,
+                },
+                Metric {
+                    name: "extra".into(),
+                    value: 1.0,
+                    unit: "x".into(),
+                    better: Better::Lower,
+                    stderr: None,
+                    n: 1,
+                },
             ],
         };
-        let u = b.updated_from(&run, Path::new("run"), "run/metrics.json").unwrap();
-        assert_eq!(u.metrics.len(), 2, "metrics the baseline does not gate are not added");
-        assert_eq!((u.metrics[0].value, u.metrics[0].better, u.metrics[0].tolerance), (0.5, Better::Lower, Tolerance::Abs(0.02)));
+        let u = b
+            .updated_from(&run, Path::new("run"), "run/metrics.json")
+            .unwrap();
+        assert_eq!(
+            u.metrics.len(),
+            2,
+            "metrics the baseline does not gate are not added"
+        );
+        assert_eq!(
+            (
+                u.metrics[0].value,
+                u.metrics[0].better,
+                u.metrics[0].tolerance
+            ),
+            (0.5, Better::Lower, Tolerance::Abs(0.02))
+        );
         assert_eq!((u.metrics[1].value, u.metrics[1].stderr), (2.5, Some(0.2)));
 
-        let short = MetricsFile { metrics: run.metrics[..1].to_vec(), ..run.clone() };
-        let err = b.updated_from(&short, Path::new("run"), "x").unwrap_err().to_string();
-        assert!(err.contains("`trap.unseen_2gram_rate`") && err.contains("b.toml"), "{err}");
+        let short = MetricsFile {
+            metrics: run.metrics[..1].to_vec(),
+            ..run.clone()
+        };
+        let err = b
+            .updated_from(&short, Path::new("run"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`trap.unseen_2gram_rate`") && err.contains("b.toml"),
+            "{err}"
+        );
 
         let fresh = Baseline::from_run(Path::new("new.toml"), &run, "run/metrics.json");
         assert_eq!(fresh.metrics.len(), 3);

@@ -112,11 +112,23 @@ impl Comparison {
 /// A metric regresses when it moved in its worse direction by more than its tolerance; a move of exactly the
 /// tolerance passes (up to 1e-12 relative rounding slack, so that a tolerance written as the exact difference of
 /// two decimals is not failed by binary rounding). Every baseline metric missing from the run is an error.
-pub fn compare(baseline: &Baseline, run: &MetricsFile, run_path: &Path) -> Result<Comparison, GateError> {
-    let missing: Vec<String> =
-        baseline.metrics.iter().filter(|m| run.get(&m.name).is_none()).map(|m| m.name.clone()).collect();
+pub fn compare(
+    baseline: &Baseline,
+    run: &MetricsFile,
+    run_path: &Path,
+) -> Result<Comparison, GateError> {
+    let missing: Vec<String> = baseline
+        .metrics
+        .iter()
+        .filter(|m| run.get(&m.name).is_none())
+        .map(|m| m.name.clone())
+        .collect();
     if !missing.is_empty() {
-        return Err(GateError::MissingMetrics { run: run_path.to_owned(), baseline: baseline.path.clone(), names: missing });
+        return Err(GateError::MissingMetrics {
+            run: run_path.to_owned(),
+            baseline: baseline.path.clone(),
+            names: missing,
+        });
     }
     let mut rows = Vec::with_capacity(baseline.metrics.len());
     let mut direction_mismatches = Vec::new();
@@ -169,7 +181,13 @@ pub fn compare(baseline: &Baseline, run: &MetricsFile, run_path: &Path) -> Resul
         .filter(|m| !baseline.metrics.iter().any(|b| b.name == m.name))
         .map(|m| m.name.clone())
         .collect();
-    Ok(Comparison { baseline_path: baseline.path.clone(), run_path: run_path.to_owned(), rows, ungated, direction_mismatches })
+    Ok(Comparison {
+        baseline_path: baseline.path.clone(),
+        run_path: run_path.to_owned(),
+        rows,
+        ungated,
+        direction_mismatches,
+    })
 }
 
 /// The metrics file of a `--run` path: the path itself when it is a file, else `metrics.json` in it
@@ -186,7 +204,10 @@ pub fn find_metrics(path: &Path) -> Result<PathBuf, GateError> {
         .iter()
         .find(|p| p.is_file())
         .cloned()
-        .ok_or_else(|| GateError::NoMetrics { path: path.to_owned(), tried })
+        .ok_or_else(|| GateError::NoMetrics {
+            path: path.to_owned(),
+            tried,
+        })
 }
 
 #[cfg(test)]
@@ -199,7 +220,15 @@ mod tests {
         Baseline {
             path: "b.toml".into(),
             source: None,
-            metrics: vec![BaselineMetric { name: "m".into(), value, better, tolerance, stderr, unit: None, line: Some(3) }],
+            metrics: vec![BaselineMetric {
+                name: "m".into(),
+                value,
+                better,
+                tolerance,
+                stderr,
+                unit: None,
+                line: Some(3),
+            }],
         }
     }
 
@@ -207,14 +236,37 @@ mod tests {
         MetricsFile {
             schema_version: 1,
             sources: vec![],
-            metrics: vec![Metric { name: "m".into(), value, unit: "fraction".into(), better, stderr, n: 10 }],
+            metrics: vec![Metric {
+                name: "m".into(),
+                value,
+                unit: "fraction".into(),
+                better,
+                stderr,
+                n: 10,
+            }],
         }
     }
 
     /// Compares one metric and checks its verdict.
-    fn check(base: f64, better: Better, tol: Tolerance, base_se: Option<f64>, value: f64, run_se: Option<f64>, expected: Verdict) {
-        let c = compare(&baseline(base, better, tol, base_se), &run(value, better, run_se), Path::new("r")).unwrap();
-        assert_eq!(c.rows[0].verdict, expected, "{base} -> {value} ({better:?}, {tol:?})");
+    fn check(
+        base: f64,
+        better: Better,
+        tol: Tolerance,
+        base_se: Option<f64>,
+        value: f64,
+        run_se: Option<f64>,
+        expected: Verdict,
+    ) {
+        let c = compare(
+            &baseline(base, better, tol, base_se),
+            &run(value, better, run_se),
+            Path::new("r"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.rows[0].verdict, expected,
+            "{base} -> {value} ({better:?}, {tol:?})"
+        );
         assert_eq!(c.passed(), expected != Verdict::Regressed);
     }
 
@@ -231,7 +283,15 @@ mod tests {
         check(0.5, Better::Neither, t, None, 0.61, None, Regressed);
         check(0.5, Better::Neither, t, None, 0.39, None, Regressed);
         check(0.5, Better::Neither, t, None, 0.55, None, Pass);
-        check(0.5, Better::Lower, Tolerance::Abs(0.0), None, 0.5, None, Pass);
+        check(
+            0.5,
+            Better::Lower,
+            Tolerance::Abs(0.0),
+            None,
+            0.5,
+            None,
+            Pass,
+        );
         check(0.5, Better::Lower, t, None, f64::NAN, None, Regressed);
     }
 
@@ -251,10 +311,23 @@ mod tests {
         // sqrt(0.03² + 0.04²) = 0.05; two of them allow 0.1.
         let t = Tolerance::Stderr(2.0);
         check(1.0, Better::Higher, t, Some(0.03), 0.9, Some(0.04), Pass);
-        check(1.0, Better::Higher, t, Some(0.03), 0.89, Some(0.04), Regressed);
+        check(
+            1.0,
+            Better::Higher,
+            t,
+            Some(0.03),
+            0.89,
+            Some(0.04),
+            Regressed,
+        );
         check(1.0, Better::Higher, t, None, 0.9, Some(0.05), Pass);
         check(1.0, Better::Higher, t, Some(0.05), 0.89, None, Regressed);
-        let err = compare(&baseline(1.0, Better::Higher, t, None), &run(1.0, Better::Higher, None), Path::new("r")).unwrap_err();
+        let err = compare(
+            &baseline(1.0, Better::Higher, t, None),
+            &run(1.0, Better::Higher, None),
+            Path::new("r"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("`m`"), "{err}");
     }
 
@@ -263,15 +336,27 @@ mod tests {
         let b = baseline(1.0, Better::Lower, Tolerance::Abs(0.1), None);
         let mut r = run(1.0, Better::Lower, None);
         r.metrics[0].name = "other".into();
-        let err = compare(&b, &r, Path::new("runs/x")).unwrap_err().to_string();
-        assert!(err.contains("`m`") && err.contains("runs/x") && err.contains("b.toml"), "{err}");
+        let err = compare(&b, &r, Path::new("runs/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`m`") && err.contains("runs/x") && err.contains("b.toml"),
+            "{err}"
+        );
     }
 
     #[test]
     fn ungated_and_mismatched_directions_are_reported() {
         let b = baseline(1.0, Better::Lower, Tolerance::Abs(0.1), None);
         let mut r = run(1.0, Better::Higher, None);
-        r.metrics.push(Metric { name: "extra".into(), value: 0.0, unit: "x".into(), better: Better::Lower, stderr: None, n: 1 });
+        r.metrics.push(Metric {
+            name: "extra".into(),
+            value: 0.0,
+            unit: "x".into(),
+            better: Better::Lower,
+            stderr: None,
+            n: 1,
+        });
         let c = compare(&b, &r, Path::new("r")).unwrap();
         assert_eq!(c.ungated, vec!["extra".to_string()]);
         assert_eq!(c.direction_mismatches, vec!["m".to_string()]);
@@ -280,12 +365,21 @@ mod tests {
     #[test]
     fn finds_metrics_in_analysis_and_run_folders() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(find_metrics(dir.path()).unwrap_err().to_string().contains("analysis/metrics.json"));
+        assert!(find_metrics(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("analysis/metrics.json"));
         std::fs::create_dir(dir.path().join("analysis")).unwrap();
         std::fs::write(dir.path().join("analysis/metrics.json"), "{}").unwrap();
-        assert_eq!(find_metrics(dir.path()).unwrap(), dir.path().join("analysis/metrics.json"));
+        assert_eq!(
+            find_metrics(dir.path()).unwrap(),
+            dir.path().join("analysis/metrics.json")
+        );
         std::fs::write(dir.path().join("metrics.json"), "{}").unwrap();
-        assert_eq!(find_metrics(dir.path()).unwrap(), dir.path().join("metrics.json"));
+        assert_eq!(
+            find_metrics(dir.path()).unwrap(),
+            dir.path().join("metrics.json")
+        );
         let file = dir.path().join("analysis/metrics.json");
         assert_eq!(find_metrics(&file).unwrap(), file);
     }

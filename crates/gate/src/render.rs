@@ -70,19 +70,34 @@ fn cells(row: &Row) -> [String; 7] {
     ]
 }
 
-const HEADER: [&str; 7] = ["metric", "better", "baseline", "run", "delta", "tolerance", "verdict"];
+const HEADER: [&str; 7] = [
+    "metric",
+    "better",
+    "baseline",
+    "run",
+    "delta",
+    "tolerance",
+    "verdict",
+];
 
 /// One line that sums a comparison up, e.g. `2 of 5 metrics regressed`.
 pub fn summary_line(c: &Comparison) -> String {
     let regressed = c.regressions().count();
-    let improved = c.rows.iter().filter(|r| r.verdict == Verdict::Improved).count();
+    let improved = c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Improved)
+        .count();
     let mut s = if regressed == 0 {
         format!("{} metrics within tolerance", c.rows.len() - improved)
     } else {
         format!("{regressed} of {} metrics regressed", c.rows.len())
     };
     if improved > 0 {
-        let _ = write!(s, ", {improved} improved beyond tolerance (consider --update-baseline)");
+        let _ = write!(
+            s,
+            ", {improved} improved beyond tolerance (consider --update-baseline)"
+        );
     }
     s
 }
@@ -139,8 +154,16 @@ fn md_cell(s: &str) -> String {
 /// The Markdown summary for `$GITHUB_STEP_SUMMARY`.
 pub fn markdown(c: &Comparison) -> String {
     let mut out = String::new();
-    let mark = if c.passed() { ":white_check_mark:" } else { ":x:" };
-    let _ = writeln!(out, "### {mark} collapse-probe check: {}\n", md_cell(&summary_line(c)));
+    let mark = if c.passed() {
+        ":white_check_mark:"
+    } else {
+        ":x:"
+    };
+    let _ = writeln!(
+        out,
+        "### {mark} collapse-probe check: {}\n",
+        md_cell(&summary_line(c))
+    );
     let _ = writeln!(
         out,
         "Run `{}` against baseline `{}`.\n",
@@ -158,7 +181,11 @@ pub fn markdown(c: &Comparison) -> String {
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     if !c.ungated.is_empty() {
-        let _ = writeln!(out, "\n{} run metrics are not in the baseline and were not checked.", c.ungated.len());
+        let _ = writeln!(
+            out,
+            "\n{} run metrics are not in the baseline and were not checked.",
+            c.ungated.len()
+        );
     }
     out.push('\n');
     out
@@ -166,7 +193,9 @@ pub fn markdown(c: &Comparison) -> String {
 
 /// GitHub Actions workflow-command escaping of a message.
 fn gh_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// GitHub Actions workflow-command escaping of a property value.
@@ -178,11 +207,18 @@ fn gh_property(s: &str) -> String {
 pub fn github_annotations(c: &Comparison) -> String {
     let mut out = String::new();
     for row in c.regressions() {
-        let mut props = format!("file={}", gh_property(&c.baseline_path.display().to_string()));
+        let mut props = format!(
+            "file={}",
+            gh_property(&c.baseline_path.display().to_string())
+        );
         if let Some(line) = row.line {
             let _ = write!(props, ",line={line}");
         }
-        let _ = write!(props, ",title={}", gh_property(&format!("collapse-probe check: {} regressed", row.name)));
+        let _ = write!(
+            props,
+            ",title={}",
+            gh_property(&format!("collapse-probe check: {} regressed", row.name))
+        );
         let _ = writeln!(out, "::error {props}::{}", gh_data(&row.explain()));
     }
     out
@@ -224,11 +260,24 @@ pub fn junit(c: &Comparison) -> String {
         c.rows.len()
     );
     out.push_str("    <properties>\n");
-    let _ = writeln!(out, "      <property name=\"run\" value=\"{}\"/>", xml(&c.run_path.display().to_string()));
-    let _ = writeln!(out, "      <property name=\"baseline\" value=\"{}\"/>", xml(&c.baseline_path.display().to_string()));
+    let _ = writeln!(
+        out,
+        "      <property name=\"run\" value=\"{}\"/>",
+        xml(&c.run_path.display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "      <property name=\"baseline\" value=\"{}\"/>",
+        xml(&c.baseline_path.display().to_string())
+    );
     out.push_str("    </properties>\n");
     for row in &c.rows {
-        let _ = write!(out, "    <testcase classname=\"collapse-probe.check.{}\" name=\"{}\"", xml(&suite), xml(&row.name));
+        let _ = write!(
+            out,
+            "    <testcase classname=\"collapse-probe.check.{}\" name=\"{}\"",
+            xml(&suite),
+            xml(&row.name)
+        );
         if row.verdict == Verdict::Regressed {
             out.push_str(">\n");
             let _ = writeln!(
@@ -288,7 +337,15 @@ mod tests {
 
     #[test]
     fn numbers_have_four_significant_digits() {
-        for (x, s) in [(0.0, "0"), (0.5, "0.5000"), (0.012345, "0.01235"), (12.34, "12.34"), (-3.0, "-3.000"), (123456.0, "1.235e5"), (1e-5, "1.000e-5")] {
+        for (x, s) in [
+            (0.0, "0"),
+            (0.5, "0.5000"),
+            (0.012345, "0.01235"),
+            (12.34, "12.34"),
+            (-3.0, "-3.000"),
+            (123456.0, "1.235e5"),
+            (1e-5, "1.000e-5"),
+        ] {
             assert_eq!(num(x), s);
         }
         assert_eq!(signed(0.25), "+0.2500");
@@ -312,7 +369,10 @@ mod tests {
     #[test]
     fn markdown_escapes_pipes_and_marks_regressions() {
         let md = markdown(&comparison());
-        assert!(md.starts_with("### :x: collapse-probe check: 1 of 2 metrics regressed"), "{md}");
+        assert!(
+            md.starts_with("### :x: collapse-probe check: 1 of 2 metrics regressed"),
+            "{md}"
+        );
         assert!(md.contains("| `a<b>&\"c\"\\|d%` |"), "{md}");
         assert!(md.contains("**REGRESSED**"), "{md}");
         assert!(md.contains("1 run metrics are not in the baseline"), "{md}");
@@ -338,16 +398,34 @@ mod tests {
     fn junit_is_escaped_and_counts_failures() {
         let x = junit(&comparison());
         assert!(x.contains("tests=\"2\" failures=\"1\""), "{x}");
-        assert!(x.contains("name=\"a&lt;b&gt;&amp;&quot;c&quot;|d%\""), "{x}");
+        assert!(
+            x.contains("name=\"a&lt;b&gt;&amp;&quot;c&quot;|d%\""),
+            "{x}"
+        );
         assert_eq!(x.matches("<testcase ").count(), 2);
         assert_eq!(x.matches("<failure ").count(), 1);
         assert_eq!(xml("a\u{1}b"), "a\u{FFFD}b");
         // The document is well-formed XML, and parsing it gives back the unescaped names.
         let doc = roxmltree::Document::parse(&x).expect("well-formed XML");
-        let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+        let cases: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
         assert_eq!(cases[1].attribute("name"), Some("a<b>&\"c\"|d%"));
-        let failure = cases[0].children().find(|n| n.has_tag_name("failure")).expect("a failure element");
-        assert!(failure.attribute("message").unwrap().contains("trap.unseen_2gram_rate regressed"));
-        assert!(failure.text().unwrap().contains("baseline: 0.05\nrun: 0.3125"), "{x}");
+        let failure = cases[0]
+            .children()
+            .find(|n| n.has_tag_name("failure"))
+            .expect("a failure element");
+        assert!(failure
+            .attribute("message")
+            .unwrap()
+            .contains("trap.unseen_2gram_rate regressed"));
+        assert!(
+            failure
+                .text()
+                .unwrap()
+                .contains("baseline: 0.05\nrun: 0.3125"),
+            "{x}"
+        );
     }
 }

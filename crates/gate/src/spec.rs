@@ -110,7 +110,11 @@ pub struct ProbeSpec {
 impl Default for ProbeSpec {
     /// The paper's setting: 128 masks, top-3.
     fn default() -> Self {
-        ProbeSpec { masks: 128, top_k: 3, batch_size: 8 }
+        ProbeSpec {
+            masks: 128,
+            top_k: 3,
+            batch_size: 8,
+        }
     }
 }
 
@@ -186,7 +190,11 @@ pub struct MetricsSpec {
 
 impl Default for MetricsSpec {
     fn default() -> Self {
-        MetricsSpec { top_frequent: 50, onset_threshold: 0.5, ngram_orders: vec![2, 3] }
+        MetricsSpec {
+            top_frequent: 50,
+            onset_threshold: 0.5,
+            ngram_orders: vec![2, 3],
+        }
     }
 }
 
@@ -208,7 +216,13 @@ pub struct ReportSpec {
 
 impl Default for ReportSpec {
     fn default() -> Self {
-        ReportSpec { enabled: true, title: None, formats: vec![FigureFormat::Svg], max_prompts: 200, max_samples: 50 }
+        ReportSpec {
+            enabled: true,
+            title: None,
+            formats: vec![FigureFormat::Svg],
+            max_prompts: 200,
+            max_samples: 50,
+        }
     }
 }
 
@@ -266,7 +280,10 @@ pub struct SweepSpec {
 impl SweepSpec {
     /// `param=value` folder names (`masks=64`, `threshold=0.9`), in the order of `values`.
     pub fn labels(&self) -> Vec<String> {
-        self.values.iter().map(|v| format!("{}={}", self.param.name(), fmt_value(*v))).collect()
+        self.values
+            .iter()
+            .map(|v| format!("{}={}", self.param.name(), fmt_value(*v)))
+            .collect()
     }
 }
 
@@ -279,7 +296,11 @@ fn fmt_value(v: f64) -> String {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 impl Spec {
@@ -314,58 +335,103 @@ impl Spec {
             }
         }
         if let Some(r) = &mut spec.reference {
-            for p in [&mut r.index, &mut r.corpus, &mut r.tokenizer].into_iter().flatten() {
+            for p in [&mut r.index, &mut r.corpus, &mut r.tokenizer]
+                .into_iter()
+                .flatten()
+            {
                 resolve(p);
             }
         }
         if spec.name.is_empty() {
-            spec.name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+            spec.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into());
         }
         Ok(spec)
     }
 
     fn validate(&self) -> Result<(), GateError> {
-        let invalid = |key: String, message: String| Err(GateError::Invalid { path: self.path.clone(), key, message });
+        let invalid = |key: String, message: String| {
+            Err(GateError::Invalid {
+                path: self.path.clone(),
+                key,
+                message,
+            })
+        };
         if !self.name.is_empty() && !valid_name(&self.name) {
-            return invalid("name".into(), format!("`{}`: use letters, digits, `.`, `_` and `-` only", self.name));
+            return invalid(
+                "name".into(),
+                format!(
+                    "`{}`: use letters, digits, `.`, `_` and `-` only",
+                    self.name
+                ),
+            );
         }
         if let Some(device) = &self.model.device {
             let ok = matches!(device.as_str(), "cpu" | "cuda" | "auto")
-                || device.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                || device
+                    .strip_prefix("cuda:")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
             if !ok {
-                return invalid("model.device".into(), format!("`{device}`: expected `cpu`, `cuda`, `cuda:N` or `auto`"));
+                return invalid(
+                    "model.device".into(),
+                    format!("`{device}`: expected `cpu`, `cuda`, `cuda:N` or `auto`"),
+                );
             }
         }
         if let Some(t) = &self.prompts.chat_template {
             if t.is_empty() {
-                return invalid("prompts.chat_template".into(), "empty; use `auto`, `none` or a file".into());
+                return invalid(
+                    "prompts.chat_template".into(),
+                    "empty; use `auto`, `none` or a file".into(),
+                );
             }
         }
         if self.prompts.limit == Some(0) {
             return invalid("prompts.limit".into(), "must be at least 1".into());
         }
-        for (key, v) in [("probe.masks", self.probe.masks), ("probe.top_k", self.probe.top_k), ("probe.batch_size", self.probe.batch_size)] {
+        for (key, v) in [
+            ("probe.masks", self.probe.masks),
+            ("probe.top_k", self.probe.top_k),
+            ("probe.batch_size", self.probe.batch_size),
+        ] {
             if v == 0 {
                 return invalid(key.into(), "must be at least 1".into());
             }
         }
         for (i, s) in self.schedules.iter().enumerate() {
             if !valid_name(&s.name) {
-                return invalid(format!("schedule[{i}].name"), format!("`{}`: use letters, digits, `.`, `_` and `-` only", s.name));
+                return invalid(
+                    format!("schedule[{i}].name"),
+                    format!("`{}`: use letters, digits, `.`, `_` and `-` only", s.name),
+                );
             }
             if let Some(j) = self.schedules[..i].iter().position(|p| p.name == s.name) {
-                return invalid(format!("schedule[{i}].name"), format!("`{}` is also the name of schedule[{j}]", s.name));
+                return invalid(
+                    format!("schedule[{i}].name"),
+                    format!("`{}` is also the name of schedule[{j}]", s.name),
+                );
             }
             if s.spec.is_some() == s.file.is_some() {
-                return invalid(format!("schedule[{i}]"), format!("`{}`: give exactly one of `spec` or `file`", s.name));
+                return invalid(
+                    format!("schedule[{i}]"),
+                    format!("`{}`: give exactly one of `spec` or `file`", s.name),
+                );
             }
         }
         if let Some(r) = &self.reference {
             if r.index.is_some() == r.corpus.is_some() {
-                return invalid("reference".into(), "give exactly one of `index` or `corpus`".into());
+                return invalid(
+                    "reference".into(),
+                    "give exactly one of `index` or `corpus`".into(),
+                );
             }
             if r.index.is_some() && r.tokenizer.is_some() {
-                return invalid("reference.tokenizer".into(), "only used with `corpus`; an index records its tokenizer".into());
+                return invalid(
+                    "reference.tokenizer".into(),
+                    "only used with `corpus`; an index records its tokenizer".into(),
+                );
             }
             if r.index.is_some() && r.split != DocSplit::Paragraph {
                 return invalid("reference.split".into(), "only used with `corpus`".into());
@@ -373,19 +439,31 @@ impl Spec {
         }
         let m = &self.metrics;
         if self.report.formats.is_empty() {
-            return invalid("report.formats".into(), "give at least one of \"svg\", \"png\", \"pdf\"".into());
+            return invalid(
+                "report.formats".into(),
+                "give at least one of \"svg\", \"png\", \"pdf\"".into(),
+            );
         }
         if m.top_frequent == 0 {
             return invalid("metrics.top_frequent".into(), "must be at least 1".into());
         }
         if !(m.onset_threshold > 0.0 && m.onset_threshold <= 1.0) {
-            return invalid("metrics.onset_threshold".into(), format!("must be in (0, 1], found {}", m.onset_threshold));
+            return invalid(
+                "metrics.onset_threshold".into(),
+                format!("must be in (0, 1], found {}", m.onset_threshold),
+            );
         }
         if m.ngram_orders.is_empty() {
-            return invalid("metrics.ngram_orders".into(), "give at least one order, e.g. [2, 3]".into());
+            return invalid(
+                "metrics.ngram_orders".into(),
+                "give at least one order, e.g. [2, 3]".into(),
+            );
         }
         if let Some(i) = m.ngram_orders.iter().position(|&n| !(1..=8).contains(&n)) {
-            return invalid(format!("metrics.ngram_orders[{i}]"), format!("orders 1 to 8 are supported, found {}", m.ngram_orders[i]));
+            return invalid(
+                format!("metrics.ngram_orders[{i}]"),
+                format!("orders 1 to 8 are supported, found {}", m.ngram_orders[i]),
+            );
         }
         if let Some(sweep) = &self.sweep {
             if sweep.values.is_empty() {
@@ -395,7 +473,10 @@ impl Spec {
                 let key = format!("sweep.values[{i}]");
                 if sweep.param.is_integer() {
                     if !(v.fract() == 0.0 && v >= 1.0 && v <= u32::MAX as f64) {
-                        return invalid(key, format!("{} takes whole numbers >= 1, found {v}", sweep.param.name()));
+                        return invalid(
+                            key,
+                            format!("{} takes whole numbers >= 1, found {v}", sweep.param.name()),
+                        );
                     }
                 } else if !(v > 0.0 && v <= 1.0) {
                     return invalid(key, format!("threshold must be in (0, 1], found {v}"));
@@ -405,7 +486,13 @@ impl Spec {
                 }
             }
             if sweep.param != SweepParam::Masks && self.schedules.is_empty() {
-                return invalid("sweep.param".into(), format!("sweeping `{}` needs at least one [[schedule]]", sweep.param.name()));
+                return invalid(
+                    "sweep.param".into(),
+                    format!(
+                        "sweeping `{}` needs at least one [[schedule]]",
+                        sweep.param.name()
+                    ),
+                );
             }
         }
         Ok(())
@@ -433,7 +520,11 @@ impl Spec {
             }
         }
         if let Some(r) = &self.reference {
-            for (key, p) in [("reference.index", &r.index), ("reference.corpus", &r.corpus), ("reference.tokenizer", &r.tokenizer)] {
+            for (key, p) in [
+                ("reference.index", &r.index),
+                ("reference.corpus", &r.corpus),
+                ("reference.tokenizer", &r.tokenizer),
+            ] {
                 if let Some(p) = p {
                     check(key.into(), p);
                 }
@@ -503,22 +594,50 @@ values = [1, 2, 4]
         assert_eq!(s.model.path, Path::new("probes/../fixtures/toy-trap"));
         assert_eq!(s.model.dtype, Some(Dtype::Bf16));
         assert_eq!(s.prompts.path, Path::new("probes/prompts/toy.jsonl"));
-        assert_eq!(s.prompts.chat_template.as_deref(), Some("probes/templates/t.jinja"));
-        assert_eq!(s.probe, ProbeSpec { masks: 64, top_k: 3, batch_size: 8 }, "unset probe keys take defaults");
+        assert_eq!(
+            s.prompts.chat_template.as_deref(),
+            Some("probes/templates/t.jinja")
+        );
+        assert_eq!(
+            s.probe,
+            ProbeSpec {
+                masks: 64,
+                top_k: 3,
+                batch_size: 8
+            },
+            "unset probe keys take defaults"
+        );
         assert_eq!(s.schedules[0].source(), ScheduleSource::Inline("steps=64"));
-        assert_eq!(s.schedules[1].source(), ScheduleSource::File(Path::new("probes/schedules/all.toml")));
-        assert_eq!(s.reference.as_ref().unwrap().corpus.as_deref(), Some(Path::new("probes/corpus.txt")));
+        assert_eq!(
+            s.schedules[1].source(),
+            ScheduleSource::File(Path::new("probes/schedules/all.toml"))
+        );
+        assert_eq!(
+            s.reference.as_ref().unwrap().corpus.as_deref(),
+            Some(Path::new("probes/corpus.txt"))
+        );
         assert_eq!(s.reference.as_ref().unwrap().split, DocSplit::Line);
         assert_eq!(s.metrics.ngram_orders, vec![2]);
         assert_eq!(s.metrics.top_frequent, 50);
-        assert_eq!(s.sweep.as_ref().unwrap().labels(), vec!["tokens_per_step=1", "tokens_per_step=2", "tokens_per_step=4"]);
+        assert_eq!(
+            s.sweep.as_ref().unwrap().labels(),
+            vec![
+                "tokens_per_step=1",
+                "tokens_per_step=2",
+                "tokens_per_step=4"
+            ]
+        );
     }
 
     #[test]
     fn minimal_spec_takes_defaults_and_the_file_stem_as_name() {
         let s = parse("[model]\npath = \"/m\"\n[prompts]\npath = \"p.txt\"\n").unwrap();
         assert_eq!(s.name, "x");
-        assert_eq!(s.model.path, Path::new("/m"), "absolute paths stay as they are");
+        assert_eq!(
+            s.model.path,
+            Path::new("/m"),
+            "absolute paths stay as they are"
+        );
         assert_eq!(s.probe, ProbeSpec::default());
         assert!(s.schedules.is_empty() && s.sweep.is_none() && s.reference.is_none());
         assert!(s.report.enabled);
@@ -527,37 +646,103 @@ values = [1, 2, 4]
 
     #[test]
     fn unknown_keys_are_named_with_file_and_line() {
-        check_err(&FULL.replace("masks = 64", "mask = 64"), &["probes/x.toml:15:1", "unknown field `mask`", "masks"]);
-        check_err(&FULL.replace("[metrics]", "[metric]"), &["probes/x.toml:", "unknown field `metric`"]);
-        check_err(&format!("{FULL}\n[report]\nexamples = 4\n"), &["unknown field `examples`"]);
-        check_err(&format!("{FULL}\n[report]\nformats = [\"gif\"]\n"), &["unknown variant `gif`"]);
-        check_err(&FULL.replace("spec = \"steps=64\"", "spec = \"steps=64\"\nsteps = 3"), &["unknown field `steps`"]);
+        check_err(
+            &FULL.replace("masks = 64", "mask = 64"),
+            &["probes/x.toml:15:1", "unknown field `mask`", "masks"],
+        );
+        check_err(
+            &FULL.replace("[metrics]", "[metric]"),
+            &["probes/x.toml:", "unknown field `metric`"],
+        );
+        check_err(
+            &format!("{FULL}\n[report]\nexamples = 4\n"),
+            &["unknown field `examples`"],
+        );
+        check_err(
+            &format!("{FULL}\n[report]\nformats = [\"gif\"]\n"),
+            &["unknown variant `gif`"],
+        );
+        check_err(
+            &FULL.replace("spec = \"steps=64\"", "spec = \"steps=64\"\nsteps = 3"),
+            &["unknown field `steps`"],
+        );
     }
 
     #[test]
     fn wrong_types_are_named() {
-        check_err(&FULL.replace("masks = 64", "masks = \"64\""), &["probes/x.toml:15:9", "(in `masks = \"64\"`)"]);
-        check_err(&FULL.replace("masks = 64", "masks = -1"), &["probes/x.toml:15:", "masks = -1"]);
-        check_err(&FULL.replace("dtype = \"bf16\"", "dtype = \"fp8\""), &["unknown variant `fp8`"]);
-        check_err(&FULL.replace("param = \"tokens_per_step\"", "param = \"temperature\""), &["unknown variant `temperature`"]);
-        check_err(&FULL.replace("[prompts]\npath = \"prompts/toy.jsonl\"\nchat_template = \"templates/t.jinja\"\n", ""), &["missing field `prompts`"]);
+        check_err(
+            &FULL.replace("masks = 64", "masks = \"64\""),
+            &["probes/x.toml:15:9", "(in `masks = \"64\"`)"],
+        );
+        check_err(
+            &FULL.replace("masks = 64", "masks = -1"),
+            &["probes/x.toml:15:", "masks = -1"],
+        );
+        check_err(
+            &FULL.replace("dtype = \"bf16\"", "dtype = \"fp8\""),
+            &["unknown variant `fp8`"],
+        );
+        check_err(
+            &FULL.replace("param = \"tokens_per_step\"", "param = \"temperature\""),
+            &["unknown variant `temperature`"],
+        );
+        check_err(
+            &FULL.replace(
+                "[prompts]\npath = \"prompts/toy.jsonl\"\nchat_template = \"templates/t.jinja\"\n",
+                "",
+            ),
+            &["missing field `prompts`"],
+        );
     }
 
     #[test]
     fn invalid_values_are_named() {
-        check_err(&FULL.replace("device = \"cuda:1\"", "device = \"gpu\""), &["probes/x.toml", "`model.device`"]);
-        check_err(&FULL.replace("file = \"schedules/all.toml\"", "spec = \"x\"\nfile = \"y\""), &["`schedule[1]`", "exactly one"]);
-        check_err(&FULL.replace("name = \"all-at-once\"", "name = \"one-per-step\""), &["`schedule[1].name`", "schedule[0]"]);
-        check_err(&FULL.replace("name = \"all-at-once\"", "name = \"a/b\""), &["`schedule[1].name`"]);
-        check_err(&FULL.replace("values = [1, 2, 4]", "values = [1, 2.5]"), &["`sweep.values[1]`", "whole numbers"]);
-        check_err(&FULL.replace("values = [1, 2, 4]", "values = [1, 1]"), &["`sweep.values[1]`", "twice"]);
-        check_err(&FULL.replace("values = [1, 2, 4]", "values = []"), &["`sweep.values`"]);
-        check_err(&FULL.replace("ngram_orders = [2]", "onset_threshold = 1.5"), &["`metrics.onset_threshold`"]);
-        check_err(&FULL.replace("corpus = \"corpus.txt\"", "corpus = \"c\"\nindex = \"i\""), &["`reference`"]);
+        check_err(
+            &FULL.replace("device = \"cuda:1\"", "device = \"gpu\""),
+            &["probes/x.toml", "`model.device`"],
+        );
+        check_err(
+            &FULL.replace(
+                "file = \"schedules/all.toml\"",
+                "spec = \"x\"\nfile = \"y\"",
+            ),
+            &["`schedule[1]`", "exactly one"],
+        );
+        check_err(
+            &FULL.replace("name = \"all-at-once\"", "name = \"one-per-step\""),
+            &["`schedule[1].name`", "schedule[0]"],
+        );
+        check_err(
+            &FULL.replace("name = \"all-at-once\"", "name = \"a/b\""),
+            &["`schedule[1].name`"],
+        );
+        check_err(
+            &FULL.replace("values = [1, 2, 4]", "values = [1, 2.5]"),
+            &["`sweep.values[1]`", "whole numbers"],
+        );
+        check_err(
+            &FULL.replace("values = [1, 2, 4]", "values = [1, 1]"),
+            &["`sweep.values[1]`", "twice"],
+        );
+        check_err(
+            &FULL.replace("values = [1, 2, 4]", "values = []"),
+            &["`sweep.values`"],
+        );
+        check_err(
+            &FULL.replace("ngram_orders = [2]", "onset_threshold = 1.5"),
+            &["`metrics.onset_threshold`"],
+        );
+        check_err(
+            &FULL.replace("corpus = \"corpus.txt\"", "corpus = \"c\"\nindex = \"i\""),
+            &["`reference`"],
+        );
         check_err(&FULL.replace("masks = 64", "masks = 0"), &["`probe.masks`"]);
-        let no_schedules = FULL.split("[[schedule]]").next().unwrap().to_string() + "[sweep]\nparam = \"steps\"\nvalues = [4]\n";
+        let no_schedules = FULL.split("[[schedule]]").next().unwrap().to_string()
+            + "[sweep]\nparam = \"steps\"\nvalues = [4]\n";
         check_err(&no_schedules, &["`sweep.param`", "schedule"]);
-        let threshold = FULL.replace("param = \"tokens_per_step\"", "param = \"threshold\"").replace("values = [1, 2, 4]", "values = [0.9, 1.5]");
+        let threshold = FULL
+            .replace("param = \"tokens_per_step\"", "param = \"threshold\"")
+            .replace("values = [1, 2, 4]", "values = [0.9, 1.5]");
         check_err(&threshold, &["`sweep.values[1]`", "(0, 1]"]);
     }
 

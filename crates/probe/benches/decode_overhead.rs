@@ -18,11 +18,17 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cp_probe::{decode, load_model, save_safetensors, DecodeOptions, DeviceChoice, LoadOptions, MaskedDenoiser, ProbeError, Schedule};
+use cp_probe::{
+    decode, load_model, save_safetensors, DecodeOptions, DeviceChoice, LoadOptions, MaskedDenoiser,
+    ProbeError, Schedule,
+};
 use tch::{Device, Kind, Tensor};
 
 fn env(name: &str, default: i64) -> i64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Delegates to the model and adds up the wall time of its forward passes (synchronising
@@ -49,7 +55,12 @@ impl MaskedDenoiser for Timed<'_> {
     fn supports_padding(&self) -> bool {
         self.inner.supports_padding()
     }
-    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+    fn logits(
+        &self,
+        ids: &Tensor,
+        valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
         sync(self.device());
         let t = Instant::now();
         let out = self.inner.logits(ids, valid, from)?;
@@ -68,8 +79,10 @@ fn sync(device: Device) {
 
 /// A random LLaDA checkpoint with the tiny parity model's config keys, scaled up.
 fn random_llada(dir: &Path) -> PathBuf {
-    let parity = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity/llada-tiny/config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(parity).unwrap()).unwrap();
+    let parity =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity/llada-tiny/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(parity).unwrap()).unwrap();
     let d = env("CP_BENCH_D_MODEL", 256);
     let layers = env("CP_BENCH_LAYERS", 4);
     let vocab = env("CP_BENCH_VOCAB", 8192);
@@ -90,19 +103,35 @@ fn random_llada(dir: &Path) -> PathBuf {
     ] {
         config[k] = v.into();
     }
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
 
     tch::manual_seed(0);
     let w = |shape: &[i64], std: f64| Tensor::randn(shape, (Kind::Float, Device::Cpu)) * std;
     let mut tensors = vec![
-        ("model.transformer.wte.weight".to_owned(), w(&[vocab, d], 0.5)),
-        ("model.transformer.ln_f.weight".to_owned(), Tensor::ones([d], (Kind::Float, Device::Cpu))),
-        ("model.transformer.ff_out.weight".to_owned(), w(&[vocab, d], 0.5 / (d as f64).sqrt())),
+        (
+            "model.transformer.wte.weight".to_owned(),
+            w(&[vocab, d], 0.5),
+        ),
+        (
+            "model.transformer.ln_f.weight".to_owned(),
+            Tensor::ones([d], (Kind::Float, Device::Cpu)),
+        ),
+        (
+            "model.transformer.ff_out.weight".to_owned(),
+            w(&[vocab, d], 0.5 / (d as f64).sqrt()),
+        ),
     ];
     let s = 1.0 / (d as f64).sqrt();
     for i in 0..layers {
         let p = |n: &str| format!("model.transformer.blocks.{i}.{n}.weight");
-        tensors.push((p("attn_norm"), Tensor::ones([d], (Kind::Float, Device::Cpu))));
+        tensors.push((
+            p("attn_norm"),
+            Tensor::ones([d], (Kind::Float, Device::Cpu)),
+        ));
         tensors.push((p("ff_norm"), Tensor::ones([d], (Kind::Float, Device::Cpu))));
         for n in ["q_proj", "k_proj", "v_proj", "attn_out"] {
             tensors.push((p(n), w(&[d, d], s)));
@@ -126,7 +155,14 @@ fn main() {
         Ok("cuda") => DeviceChoice::Cuda(0),
         _ => DeviceChoice::Cpu,
     };
-    let loaded = load_model(&dir, &LoadOptions { device, ..Default::default() }).unwrap();
+    let loaded = load_model(
+        &dir,
+        &LoadOptions {
+            device,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let model = &*loaded.denoiser;
     let n = env("CP_BENCH_PROMPTS", 4) as usize;
     let prompt_len = env("CP_BENCH_PROMPT_LEN", 32);
@@ -136,7 +172,12 @@ fn main() {
     let prompts: Vec<Vec<i64>> = (0..n)
         .map(|i| {
             let len = prompt_len - (i as i64 % 3);
-            Vec::<i64>::try_from(&Tensor::randint(vocab - 2, [len], (Kind::Int64, Device::Cpu))).unwrap()
+            Vec::<i64>::try_from(&Tensor::randint(
+                vocab - 2,
+                [len],
+                (Kind::Int64, Device::Cpu),
+            ))
+            .unwrap()
         })
         .collect();
     println!(
@@ -145,7 +186,10 @@ fn main() {
         model.device(),
         tch::get_num_threads()
     );
-    println!("{:<62} {:>6} {:>11} {:>10} {:>8}", "schedule", "calls", "forward ms", "loop ms", "loop %");
+    println!(
+        "{:<62} {:>6} {:>11} {:>10} {:>8}",
+        "schedule", "calls", "forward ms", "loop ms", "loop %"
+    );
     let h = gen / 2;
     let defaults = [
         format!("llada:gen_length={gen},steps={h},block_length={h}"),
@@ -158,13 +202,25 @@ fn main() {
     ];
     // CP_BENCH_SCHEDULES: `;`-separated schedule specs to run instead of the default seven.
     let specs: Vec<String> = match std::env::var("CP_BENCH_SCHEDULES") {
-        Ok(s) => s.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Ok(s) => s
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         Err(_) => defaults.to_vec(),
     };
     for spec in specs {
         let schedule = Schedule::parse(&spec).unwrap();
-        let timed = Timed { inner: model, forward: Cell::new(Duration::ZERO), calls: Cell::new(0) };
-        let opts = DecodeOptions { batch_size: n, ..Default::default() };
+        let timed = Timed {
+            inner: model,
+            forward: Cell::new(Duration::ZERO),
+            calls: Cell::new(0),
+        };
+        let opts = DecodeOptions {
+            batch_size: n,
+            ..Default::default()
+        };
         // One warm-up run, then the measured one.
         decode(&timed, &prompts, &schedule, &opts).unwrap();
         timed.forward.set(Duration::ZERO);

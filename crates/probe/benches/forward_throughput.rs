@@ -35,9 +35,16 @@ fn main() {
     let mask = model.mask_id();
 
     tch::manual_seed(1);
-    let prompts = Tensor::randint(cfg.vocab_size - 2, [PROMPTS, PROMPT_LEN], (Kind::Int64, Device::Cpu));
+    let prompts = Tensor::randint(
+        cfg.vocab_size - 2,
+        [PROMPTS, PROMPT_LEN],
+        (Kind::Int64, Device::Cpu),
+    );
     let ids = Tensor::cat(
-        &[prompts, Tensor::full([PROMPTS, MASKS], mask, (Kind::Int64, Device::Cpu))],
+        &[
+            prompts,
+            Tensor::full([PROMPTS, MASKS], mask, (Kind::Int64, Device::Cpu)),
+        ],
         1,
     );
     let tokens = (PROMPTS * (PROMPT_LEN + MASKS)) as f64;
@@ -58,7 +65,8 @@ fn main() {
                 let (top_p, top_id) = p.topk(3, -1, true, true);
                 (top_p, entropy, top_id)
             });
-            checksum += entropy.sum(Kind::Double).double_value(&[]) + p.sum(Kind::Double).double_value(&[]);
+            checksum +=
+                entropy.sum(Kind::Double).double_value(&[]) + p.sum(Kind::Double).double_value(&[]);
             assert_eq!(top.size(), [BATCH, MASKS, 3]);
             post_s += t.elapsed().as_secs_f64();
         }
@@ -98,5 +106,9 @@ fn main() {
         100.0 * model_total / (model_total + post_total),
         100.0 * post_total / (model_total + post_total)
     );
-    println!("  {:.0} tokens/s (median), {:.0} tokens/s (best)", tokens / median, tokens / times[0]);
+    println!(
+        "  {:.0} tokens/s (median), {:.0} tokens/s (best)",
+        tokens / median,
+        tokens / times[0]
+    );
 }

@@ -38,8 +38,16 @@ fn main() {
         .env(CHILD_ENV, dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "writer failed: {}", String::from_utf8_lossy(&out.stderr));
-    let weight_bytes: u64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    assert!(
+        out.status.success(),
+        "writer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weight_bytes: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
 
     tch::set_num_threads(2);
     let before = status_kib("VmRSS:") * 1024;
@@ -54,13 +62,33 @@ fn main() {
     let peak = status_kib("VmHWM:") * 1024;
     let after = status_kib("VmRSS:") * 1024;
     let mb = |b: u64| b as f64 / 1e6;
-    println!("load_memory: {} {} layers, d_model {}", model.info.model_type, cfg.n_layers, cfg.d_model);
+    println!(
+        "load_memory: {} {} layers, d_model {}",
+        model.info.model_type, cfg.n_layers, cfg.d_model
+    );
     println!("  weight bytes            {:>9.1} MB", mb(weight_bytes));
     println!("  RSS before load         {:>9.1} MB", mb(before));
-    println!("  peak RSS (VmHWM)        {:>9.1} MB{}", mb(peak), if reset { "" } else { "  (clear_refs unavailable: peak since start)" });
+    println!(
+        "  peak RSS (VmHWM)        {:>9.1} MB{}",
+        mb(peak),
+        if reset {
+            ""
+        } else {
+            "  (clear_refs unavailable: peak since start)"
+        }
+    );
     println!("  RSS after load          {:>9.1} MB", mb(after));
-    println!("  load time               {secs:>9.2} s ({:.0} MB/s)", mb(weight_bytes) / secs);
-    println!("  peak RSS / weight bytes {:>9.3}  (target <= 1.2)", peak as f64 / weight_bytes as f64);
-    println!("  (peak - before) / weight bytes {:.3}", (peak - before) as f64 / weight_bytes as f64);
+    println!(
+        "  load time               {secs:>9.2} s ({:.0} MB/s)",
+        mb(weight_bytes) / secs
+    );
+    println!(
+        "  peak RSS / weight bytes {:>9.3}  (target <= 1.2)",
+        peak as f64 / weight_bytes as f64
+    );
+    println!(
+        "  (peak - before) / weight bytes {:.3}",
+        (peak - before) as f64 / weight_bytes as f64
+    );
     drop(model);
 }

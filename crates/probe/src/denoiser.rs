@@ -29,5 +29,6 @@ pub trait MaskedDenoiser {
     /// `ids` is int64 `[B, L]`. `valid` is an optional bool `[B, L]` that is false at left
     /// padding: padded keys are ignored and positions are counted from the first valid token,
     /// so a padded row gives the same logits as the same row unpadded.
-    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError>;
+    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64)
+        -> Result<Tensor, ProbeError>;
 }

@@ -20,13 +20,15 @@ mod models;
 mod weights;
 
 pub use crate::decode::{
-    decode, Commit, DecodeOptions, DecodeOutput, DecodeProgress, DreamAlg, DreamParams, FixedOrder, FixedParams,
-    LladaParams, Remasking, Schedule, StepTopK, ThresholdParams, TokensPerStep, Trajectory,
+    decode, Commit, DecodeOptions, DecodeOutput, DecodeProgress, DreamAlg, DreamParams, FixedOrder,
+    FixedParams, LladaParams, Remasking, Schedule, StepTopK, ThresholdParams, TokensPerStep,
+    Trajectory,
 };
 pub use crate::denoiser::MaskedDenoiser;
 pub use crate::error::ProbeError;
 pub use crate::load::{
-    load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel, SUPPORTED_MODEL_TYPES,
+    load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel,
+    SUPPORTED_MODEL_TYPES,
 };
 pub use crate::models::dream::{DreamConfig, DreamModel};
 pub use crate::models::llada::{LladaConfig, LladaModel};

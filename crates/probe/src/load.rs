@@ -273,12 +273,20 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ProbeEr
         "llada" => {
             let cfg: LladaConfig = from_config_value(&config_path, config.clone())?;
             cfg.validate(&config_path)?;
-            Box::new(LladaModel::new(&cfg, &mut source as &mut dyn WeightSource, device)?)
+            Box::new(LladaModel::new(
+                &cfg,
+                &mut source as &mut dyn WeightSource,
+                device,
+            )?)
         }
         _ => {
             let cfg: DreamConfig = from_config_value(&config_path, config.clone())?;
             cfg.validate(&config_path)?;
-            Box::new(DreamModel::new(&cfg, &mut source as &mut dyn WeightSource, device)?)
+            Box::new(DreamModel::new(
+                &cfg,
+                &mut source as &mut dyn WeightSource,
+                device,
+            )?)
         }
     };
 
@@ -327,10 +335,12 @@ pub fn load_torchscript(
         });
     }
     let device = opts.device.resolve()?;
-    let mut module = tch::CModule::load_on_device(path, device).map_err(|e| ProbeError::Input(format!(
-        "{}: not a loadable TorchScript module: {e}",
-        path.display()
-    )))?;
+    let mut module = tch::CModule::load_on_device(path, device).map_err(|e| {
+        ProbeError::Input(format!(
+            "{}: not a loadable TorchScript module: {e}",
+            path.display()
+        ))
+    })?;
     module.set_eval();
     let kind = match opts.dtype {
         DTypeChoice::Auto => None,
@@ -370,10 +380,20 @@ mod tests {
         assert_eq!("auto".parse::<DTypeChoice>().unwrap(), DTypeChoice::Auto);
         assert_eq!("bf16".parse::<DTypeChoice>().unwrap(), DTypeChoice::Bf16);
         assert_eq!("float16".parse::<DTypeChoice>().unwrap(), DTypeChoice::F16);
-        assert!("fp8".parse::<DTypeChoice>().unwrap_err().to_string().contains("fp8"));
+        assert!("fp8"
+            .parse::<DTypeChoice>()
+            .unwrap_err()
+            .to_string()
+            .contains("fp8"));
         assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
-        assert_eq!("cuda".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(0));
-        assert_eq!("cuda:3".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(3));
+        assert_eq!(
+            "cuda".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:3".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(3)
+        );
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
         assert!("gpu".parse::<DeviceChoice>().is_err());
         for s in ["auto", "cpu", "cuda:1"] {
@@ -385,9 +405,15 @@ mod tests {
     fn auto_dtype_is_f32_on_cpu_and_the_checkpoints_on_cuda() {
         let auto = DTypeChoice::Auto;
         assert_eq!(auto.resolve(Device::Cpu, Some(Kind::BFloat16)), Kind::Float);
-        assert_eq!(auto.resolve(Device::Cuda(0), Some(Kind::BFloat16)), Kind::BFloat16);
+        assert_eq!(
+            auto.resolve(Device::Cuda(0), Some(Kind::BFloat16)),
+            Kind::BFloat16
+        );
         assert_eq!(auto.resolve(Device::Cuda(0), None), Kind::Float);
-        assert_eq!(DTypeChoice::F16.resolve(Device::Cpu, Some(Kind::Float)), Kind::Half);
+        assert_eq!(
+            DTypeChoice::F16.resolve(Device::Cpu, Some(Kind::Float)),
+            Kind::Half
+        );
     }
 
     #[test]

@@ -42,13 +42,23 @@ pub struct ProbeSettings {
 
 impl Default for ProbeSettings {
     fn default() -> Self {
-        ProbeSettings { masks: 128, top_k: 3, batch_size: 8, eot_ids: Vec::new(), unigram: None }
+        ProbeSettings {
+            masks: 128,
+            top_k: 3,
+            batch_size: 8,
+            eot_ids: Vec::new(),
+            unigram: None,
+        }
     }
 }
 
 impl ProbeSettings {
     /// Checks the settings against the model and the prompts before any work is done.
-    pub fn validate(&self, model: &dyn MaskedDenoiser, prompts: &[ProbeInput]) -> Result<(), ProbeError> {
+    pub fn validate(
+        &self,
+        model: &dyn MaskedDenoiser,
+        prompts: &[ProbeInput],
+    ) -> Result<(), ProbeError> {
         let vocab = model.vocab_size() as usize;
         if self.masks == 0 {
             return Err(ProbeError::Input("--masks must be at least 1".into()));
@@ -63,7 +73,9 @@ impl ProbeSettings {
             return Err(ProbeError::Input("--batch-size must be at least 1".into()));
         }
         if let Some(&id) = self.eot_ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ProbeError::Input(format!("end-of-text id {id} is outside the model's vocabulary ({vocab})")));
+            return Err(ProbeError::Input(format!(
+                "end-of-text id {id} is outside the model's vocabulary ({vocab})"
+            )));
         }
         if let Some(u) = &self.unigram {
             if u.len() != vocab {
@@ -86,7 +98,10 @@ impl ProbeSettings {
         }
         for p in prompts {
             if p.ids.is_empty() {
-                return Err(ProbeError::Input(format!("prompt {} (index {}) is empty after tokenization", p.prompt_id, p.prompt_index)));
+                return Err(ProbeError::Input(format!(
+                    "prompt {} (index {}) is empty after tokenization",
+                    p.prompt_id, p.prompt_index
+                )));
             }
             if let Some(&id) = p.ids.iter().find(|&&id| id < 0 || id >= vocab as i64) {
                 return Err(ProbeError::Input(format!(
@@ -103,14 +118,24 @@ impl ProbeSettings {
 /// get batches of equal-length prompts only, so no row is ever padded for them.
 pub fn plan_batches(prompts: &[ProbeInput], batch_size: usize, padding: bool) -> Vec<Vec<usize>> {
     if padding {
-        return (0..prompts.len()).collect::<Vec<_>>().chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect();
+        return (0..prompts.len())
+            .collect::<Vec<_>>()
+            .chunks(batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect();
     }
     let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
     for (i, p) in prompts.iter().enumerate() {
         by_len.entry(p.ids.len()).or_default().push(i);
     }
-    let mut batches: Vec<Vec<usize>> =
-        by_len.values().flat_map(|idx| idx.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>()).collect();
+    let mut batches: Vec<Vec<usize>> = by_len
+        .values()
+        .flat_map(|idx| {
+            idx.chunks(batch_size.max(1))
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     batches.sort_by_key(|b| b[0]);
     batches
 }
@@ -127,7 +152,12 @@ pub fn probe(
     settings.validate(model, prompts)?;
     let device = model.device();
     let unigram = match &settings.unigram {
-        Some(u) => Some(Tensor::from_slice(u).to_device(device).clamp_min(1e-30).log()),
+        Some(u) => Some(
+            Tensor::from_slice(u)
+                .to_device(device)
+                .clamp_min(1e-30)
+                .log(),
+        ),
         None => None,
     };
     let eot = if settings.eot_ids.is_empty() {
@@ -140,10 +170,22 @@ pub fn probe(
     let mut done = 0;
     for batch in plan_batches(prompts, settings.batch_size, model.supports_padding()) {
         let rows: Vec<&ProbeInput> = batch.iter().map(|&i| &prompts[i]).collect();
-        let stats = tch::no_grad(|| probe_batch(model, &rows, settings, unigram.as_ref(), eot.as_ref(), device))?;
+        let stats = tch::no_grad(|| {
+            probe_batch(
+                model,
+                &rows,
+                settings,
+                unigram.as_ref(),
+                eot.as_ref(),
+                device,
+            )
+        })?;
         stats.push_records(&rows, settings, token_text, &mut records);
         done += rows.len();
-        on_batch(done, rows.iter().map(|r| r.ids.len() + settings.masks).sum());
+        on_batch(
+            done,
+            rows.iter().map(|r| r.ids.len() + settings.masks).sum(),
+        );
     }
     Ok(records)
 }
@@ -163,7 +205,9 @@ struct BatchStats {
 }
 
 fn to_vec_f32(t: &Tensor) -> Result<Vec<f32>, ProbeError> {
-    Ok(Vec::<f32>::try_from(t.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?)
+    Ok(Vec::<f32>::try_from(
+        t.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1),
+    )?)
 }
 
 fn probe_batch(
@@ -192,8 +236,14 @@ fn probe_batch(
         valid.extend(std::iter::repeat_n(true, r.ids.len() + n));
     }
     let b = rows.len() as i64;
-    let ids = Tensor::from_slice(&ids).view([b, len as i64]).to_device(device);
-    let valid = padded.then(|| Tensor::from_slice(&valid).view([b, len as i64]).to_device(device));
+    let ids = Tensor::from_slice(&ids)
+        .view([b, len as i64])
+        .to_device(device);
+    let valid = padded.then(|| {
+        Tensor::from_slice(&valid)
+            .view([b, len as i64])
+            .to_device(device)
+    });
     let logits = model.logits(&ids, valid.as_ref(), max_prompt as i64)?;
     let logp = logits.log_softmax(-1, Kind::Float);
     drop(logits);
@@ -201,13 +251,24 @@ fn probe_batch(
     let entropy = -(&p * &logp).sum_dim_intlist(-1, false, Kind::Float);
     let k = settings.top_k.max(2).min(p.size()[2] as usize);
     let (top_p, top_i) = p.topk(k as i64, -1, true, true);
-    let margin = if k >= 2 { top_p.select(-1, 0) - top_p.select(-1, 1) } else { top_p.select(-1, 0) };
-    let eot_mass = eot.map(|e| p.index_select(-1, e).sum_dim_intlist(-1, false, Kind::Float));
+    let margin = if k >= 2 {
+        top_p.select(-1, 0) - top_p.select(-1, 1)
+    } else {
+        top_p.select(-1, 0)
+    };
+    let eot_mass = eot.map(|e| {
+        p.index_select(-1, e)
+            .sum_dim_intlist(-1, false, Kind::Float)
+    });
     let (kl, xent, js) = match log_unigram {
         Some(lq) => {
             let xent = -(&p * lq).sum_dim_intlist(-1, false, Kind::Float);
             let kl = (&p * (&logp - lq)).sum_dim_intlist(-1, false, Kind::Float);
-            let js = if n > 1 { Some(js_adjacent(&p, &logp)) } else { None };
+            let js = if n > 1 {
+                Some(js_adjacent(&p, &logp))
+            } else {
+                None
+            };
             (Some(kl), Some(xent), js)
         }
         None => (None, None, None),
@@ -250,7 +311,10 @@ impl BatchStats {
             let prompt_len = r.ids.len() as u32;
             for j in 0..n {
                 let at = bi * n + j;
-                let ids: Vec<u32> = self.top_ids[at * k..at * k + top_k].iter().map(|&i| i as u32).collect();
+                let ids: Vec<u32> = self.top_ids[at * k..at * k + top_k]
+                    .iter()
+                    .map(|&i| i as u32)
+                    .collect();
                 let probs = self.top_probs[at * k..at * k + top_k].to_vec();
                 out.push(ProbeRecord {
                     prompt_index: r.prompt_index,
@@ -267,7 +331,10 @@ impl BatchStats {
                     eot_mass: self.eot_mass.as_ref().map_or(0.0, |v| v[at]),
                     kl_unigram: self.kl.as_ref().map(|v| v[at]),
                     xent_unigram: self.xent.as_ref().map(|v| v[at]),
-                    js_prev: self.js_prev.as_ref().and_then(|v| (j > 0).then(|| v[bi * (n - 1) + j - 1])),
+                    js_prev: self
+                        .js_prev
+                        .as_ref()
+                        .and_then(|v| (j > 0).then(|| v[bi * (n - 1) + j - 1])),
                 });
             }
         }

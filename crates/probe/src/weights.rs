@@ -113,12 +113,14 @@ impl SafetensorsSource {
             path: index.to_path_buf(),
             message,
         };
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         let map = value
             .get("weight_map")
             .and_then(|m| m.as_object())
-            .ok_or_else(|| bad("missing key `weight_map` (an object of tensor name to file)".into()))?;
+            .ok_or_else(|| {
+                bad("missing key `weight_map` (an object of tensor name to file)".into())
+            })?;
         // Every shard is opened once; the index says which shard must hold each name.
         let mut shard_of: HashMap<&str, Vec<&str>> = HashMap::new();
         for (name, file) in map {
@@ -182,7 +184,9 @@ impl SafetensorsSource {
             }
             let entry = parse_entry(name, info, index, data_start, data_len).map_err(bad)?;
             if self.entries.insert(name.clone(), entry).is_some() {
-                return Err(bad(format!("tensor `{name}` appears in more than one file")));
+                return Err(bad(format!(
+                    "tensor `{name}` appears in more than one file"
+                )));
             }
         }
         if let Some(only) = only {
@@ -297,11 +301,16 @@ fn parse_entry(
         .get("dtype")
         .and_then(|d| d.as_str())
         .ok_or_else(|| format!("tensor `{name}`: missing `dtype`"))?;
-    let kind = kind_of(dtype).ok_or_else(|| format!("tensor `{name}`: unsupported dtype `{dtype}`"))?;
+    let kind =
+        kind_of(dtype).ok_or_else(|| format!("tensor `{name}`: unsupported dtype `{dtype}`"))?;
     let shape = info
         .get("shape")
         .and_then(|s| s.as_array())
-        .and_then(|s| s.iter().map(|d| d.as_i64().filter(|d| *d >= 0)).collect::<Option<Vec<i64>>>())
+        .and_then(|s| {
+            s.iter()
+                .map(|d| d.as_i64().filter(|d| *d >= 0))
+                .collect::<Option<Vec<i64>>>()
+        })
         .ok_or_else(|| format!("tensor `{name}`: `shape` is not a list of sizes"))?;
     let offsets = info
         .get("data_offsets")
@@ -333,7 +342,10 @@ fn parse_entry(
 }
 
 fn is_float(kind: Kind) -> bool {
-    matches!(kind, Kind::Double | Kind::Float | Kind::Half | Kind::BFloat16)
+    matches!(
+        kind,
+        Kind::Double | Kind::Float | Kind::Half | Kind::BFloat16
+    )
 }
 
 fn kind_of(dtype: &str) -> Option<Kind> {
@@ -380,14 +392,14 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 /// renamed into place.
 pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), ProbeError> {
     let mut header = serde_json::Map::new();
-    header.insert(
-        "__metadata__".into(),
-        serde_json::json!({ "format": "pt" }),
-    );
+    header.insert("__metadata__".into(), serde_json::json!({ "format": "pt" }));
     let mut offset = 0u64;
     for (name, tensor) in tensors {
         let dtype = dtype_of(tensor.kind()).ok_or_else(|| {
-            ProbeError::Input(format!("tensor `{name}`: dtype {:?} cannot be saved", tensor.kind()))
+            ProbeError::Input(format!(
+                "tensor `{name}`: dtype {:?} cannot be saved",
+                tensor.kind()
+            ))
         })?;
         let len = (tensor.numel() * tensor.kind().elt_size_in_bytes()) as u64;
         let entry = serde_json::json!({
@@ -413,7 +425,8 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(),
         source,
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io)?);
-    out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    out.write_all(&(header.len() as u64).to_le_bytes())
+        .map_err(io)?;
     out.write_all(&header).map_err(io)?;
     for (_, tensor) in tensors {
         let cpu = tensor.detach().f_to_device(Device::Cpu)?.f_contiguous()?;
@@ -446,7 +459,11 @@ mod tests {
         let c = Tensor::from_slice(&[7i64, 8, 9]);
         save_safetensors(
             &path,
-            &[("a.weight".into(), a.shallow_clone()), ("b".into(), b.shallow_clone()), ("c".into(), c.shallow_clone())],
+            &[
+                ("a.weight".into(), a.shallow_clone()),
+                ("b".into(), b.shallow_clone()),
+                ("c".into(), c.shallow_clone()),
+            ],
         )
         .unwrap();
 
@@ -479,10 +496,20 @@ mod tests {
     fn truncated_file_is_rejected_with_its_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(SINGLE_FILE);
-        save_safetensors(&path, &[("w".into(), Tensor::zeros([4, 4], (Kind::Float, Device::Cpu)))]).unwrap();
+        save_safetensors(
+            &path,
+            &[(
+                "w".into(),
+                Tensor::zeros([4, 4], (Kind::Float, Device::Cpu)),
+            )],
+        )
+        .unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
         let err = SafetensorsSource::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("model.safetensors") && err.contains("`w`"), "{err}");
+        assert!(
+            err.contains("model.safetensors") && err.contains("`w`"),
+            "{err}"
+        );
     }
 }

@@ -10,8 +10,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::schema::{Generation, ProbeRecord, StepDistribution, StepRecord};
 use crate::metrics::{CurvePoint, PromptMetric};
+use crate::schema::{Generation, ProbeRecord, StepDistribution, StepRecord};
 
 /// On-disk format of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,11 +42,19 @@ pub trait Table: Sized + Serialize + DeserializeOwned {
 }
 
 /// Writes `rows` to `dir/stem.{parquet,jsonl}` atomically and returns the path.
-pub fn write_table<T: Table>(dir: &Path, stem: &str, rows: &[T], format: Format) -> Result<PathBuf, Error> {
+pub fn write_table<T: Table>(
+    dir: &Path,
+    stem: &str,
+    rows: &[T],
+    format: Format,
+) -> Result<PathBuf, Error> {
     let path = dir.join(format!("{stem}.{}", format.extension()));
     match format {
         Format::Parquet => {
-            let mut df = T::to_frame(rows).map_err(|source| Error::Parquet { path: path.clone(), source })?;
+            let mut df = T::to_frame(rows).map_err(|source| Error::Parquet {
+                path: path.clone(),
+                source,
+            })?;
             atomic_write(&path, |w| {
                 ParquetWriter::new(w)
                     .with_compression(ParquetCompression::Zstd(None))
@@ -76,7 +84,10 @@ pub fn read_table<T: Table>(path: &Path) -> Result<Vec<T>, Error> {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let df = ParquetReader::new(file)
                 .finish()
-                .map_err(|source| Error::Parquet { path: path.to_owned(), source })?;
+                .map_err(|source| Error::Parquet {
+                    path: path.to_owned(),
+                    source,
+                })?;
             T::from_frame(&df, path)
         }
         Some("jsonl") | Some("json") => {
@@ -209,7 +220,11 @@ impl OutputDir {
             fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
         }
         fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
-        Ok(OutputDir { target: target.to_owned(), staging, committed: false })
+        Ok(OutputDir {
+            target: target.to_owned(),
+            staging,
+            committed: false,
+        })
     }
 
     /// The staging folder to write into.
@@ -270,25 +285,56 @@ impl Frame {
         self.cols.push(Series::new(name.into(), values).into());
         self
     }
-    fn list_u32<'a>(mut self, name: &str, values: impl ExactSizeIterator<Item = &'a [u32]>) -> Self {
-        let mut b = ListPrimitiveChunkedBuilder::<UInt32Type>::new(name.into(), values.len(), values.len() * 4, DataType::UInt32);
+    fn list_u32<'a>(
+        mut self,
+        name: &str,
+        values: impl ExactSizeIterator<Item = &'a [u32]>,
+    ) -> Self {
+        let mut b = ListPrimitiveChunkedBuilder::<UInt32Type>::new(
+            name.into(),
+            values.len(),
+            values.len() * 4,
+            DataType::UInt32,
+        );
         values.for_each(|v| b.append_slice(v));
         self.cols.push(b.finish().into_series().into());
         self
     }
-    fn list_i32<'a>(mut self, name: &str, values: impl ExactSizeIterator<Item = &'a [i32]>) -> Self {
-        let mut b = ListPrimitiveChunkedBuilder::<Int32Type>::new(name.into(), values.len(), values.len() * 4, DataType::Int32);
+    fn list_i32<'a>(
+        mut self,
+        name: &str,
+        values: impl ExactSizeIterator<Item = &'a [i32]>,
+    ) -> Self {
+        let mut b = ListPrimitiveChunkedBuilder::<Int32Type>::new(
+            name.into(),
+            values.len(),
+            values.len() * 4,
+            DataType::Int32,
+        );
         values.for_each(|v| b.append_slice(v));
         self.cols.push(b.finish().into_series().into());
         self
     }
-    fn list_f32<'a>(mut self, name: &str, values: impl ExactSizeIterator<Item = &'a [f32]>) -> Self {
-        let mut b = ListPrimitiveChunkedBuilder::<Float32Type>::new(name.into(), values.len(), values.len() * 4, DataType::Float32);
+    fn list_f32<'a>(
+        mut self,
+        name: &str,
+        values: impl ExactSizeIterator<Item = &'a [f32]>,
+    ) -> Self {
+        let mut b = ListPrimitiveChunkedBuilder::<Float32Type>::new(
+            name.into(),
+            values.len(),
+            values.len() * 4,
+            DataType::Float32,
+        );
         values.for_each(|v| b.append_slice(v));
         self.cols.push(b.finish().into_series().into());
         self
     }
-    fn list_str<'a>(mut self, name: &str, values: impl ExactSizeIterator<Item = &'a [String]>) -> Self {
+    fn list_str<'a>(
+        mut self,
+        name: &str,
+        values: impl ExactSizeIterator<Item = &'a [String]>,
+    ) -> Self {
         let mut b = ListStringChunkedBuilder::new(name.into(), values.len(), values.len() * 4);
         values.for_each(|v| b.append_values_iter(v.iter().map(String::as_str)));
         self.cols.push(b.finish().into_series().into());
@@ -306,7 +352,11 @@ struct Cols<'a> {
 
 impl<'a> Cols<'a> {
     fn err(&self, column: &str, message: impl std::fmt::Display) -> Error {
-        Error::Column { path: self.path.to_owned(), column: column.to_owned(), message: message.to_string() }
+        Error::Column {
+            path: self.path.to_owned(),
+            column: column.to_owned(),
+            message: message.to_string(),
+        }
     }
     fn get(&self, name: &str) -> Result<&'a Column, Error> {
         self.df.column(name).map_err(|_| self.err(name, "missing"))
@@ -317,8 +367,13 @@ impl<'a> Cols<'a> {
             .strict_cast(dtype)
             .map_err(|_| self.err(name, format!("expected {dtype}, found {}", c.dtype())))
     }
-    fn no_nulls<T>(&self, name: &str, it: impl Iterator<Item = Option<T>>) -> Result<Vec<T>, Error> {
-        it.map(|v| v.ok_or_else(|| self.err(name, "unexpected null"))).collect()
+    fn no_nulls<T>(
+        &self,
+        name: &str,
+        it: impl Iterator<Item = Option<T>>,
+    ) -> Result<Vec<T>, Error> {
+        it.map(|v| v.ok_or_else(|| self.err(name, "unexpected null")))
+            .collect()
     }
     fn u32(&self, name: &str) -> Result<Vec<u32>, Error> {
         let s = self.cast(name, &DataType::UInt32)?;
@@ -345,27 +400,48 @@ impl<'a> Cols<'a> {
     }
     fn str(&self, name: &str) -> Result<Vec<String>, Error> {
         let s = self.cast(name, &DataType::String)?;
-        self.no_nulls(name, s.str().expect("cast").iter().map(|v| v.map(str::to_owned)))
+        self.no_nulls(
+            name,
+            s.str().expect("cast").iter().map(|v| v.map(str::to_owned)),
+        )
     }
-    fn list<T>(&self, name: &str, inner: DataType, conv: impl Fn(&Series) -> Vec<T>) -> Result<Vec<Vec<T>>, Error> {
+    fn list<T>(
+        &self,
+        name: &str,
+        inner: DataType,
+        conv: impl Fn(&Series) -> Vec<T>,
+    ) -> Result<Vec<Vec<T>>, Error> {
         let s = self.cast(name, &DataType::List(Box::new(inner)))?;
         let list = s.list().expect("cast");
         list.series_iter()
-            .map(|v| v.map(|s| conv(&s)).ok_or_else(|| self.err(name, "unexpected null")))
+            .map(|v| {
+                v.map(|s| conv(&s))
+                    .ok_or_else(|| self.err(name, "unexpected null"))
+            })
             .collect()
     }
     fn list_u32(&self, name: &str) -> Result<Vec<Vec<u32>>, Error> {
-        self.list(name, DataType::UInt32, |s| s.u32().expect("cast").no_null_iter().collect())
+        self.list(name, DataType::UInt32, |s| {
+            s.u32().expect("cast").no_null_iter().collect()
+        })
     }
     fn list_i32(&self, name: &str) -> Result<Vec<Vec<i32>>, Error> {
-        self.list(name, DataType::Int32, |s| s.i32().expect("cast").no_null_iter().collect())
+        self.list(name, DataType::Int32, |s| {
+            s.i32().expect("cast").no_null_iter().collect()
+        })
     }
     fn list_f32(&self, name: &str) -> Result<Vec<Vec<f32>>, Error> {
-        self.list(name, DataType::Float32, |s| s.f32().expect("cast").no_null_iter().collect())
+        self.list(name, DataType::Float32, |s| {
+            s.f32().expect("cast").no_null_iter().collect()
+        })
     }
     fn list_str(&self, name: &str) -> Result<Vec<Vec<String>>, Error> {
         self.list(name, DataType::String, |s| {
-            s.str().expect("cast").no_null_iter().map(str::to_owned).collect()
+            s.str()
+                .expect("cast")
+                .no_null_iter()
+                .map(str::to_owned)
+                .collect()
         })
     }
 }
@@ -398,10 +474,29 @@ impl Table for ProbeRecord {
     }
     fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
         let c = Cols { df, path };
-        let (pi, pid, pl, pos, dist) = (c.u32("prompt_index")?, c.str("prompt_id")?, c.u32("prompt_len")?, c.u32("position")?, c.u32("distance")?);
-        let (ids, toks, probs) = (c.list_u32("top_ids")?, c.list_str("top_tokens")?, c.list_f32("top_probs")?);
-        let (ent, maxp, margin, eot) = (c.f32("entropy")?, c.f32("max_prob")?, c.f32("margin")?, c.f32("eot_mass")?);
-        let (kl, xent, js) = (c.opt_f32("kl_unigram")?, c.opt_f32("xent_unigram")?, c.opt_f32("js_prev")?);
+        let (pi, pid, pl, pos, dist) = (
+            c.u32("prompt_index")?,
+            c.str("prompt_id")?,
+            c.u32("prompt_len")?,
+            c.u32("position")?,
+            c.u32("distance")?,
+        );
+        let (ids, toks, probs) = (
+            c.list_u32("top_ids")?,
+            c.list_str("top_tokens")?,
+            c.list_f32("top_probs")?,
+        );
+        let (ent, maxp, margin, eot) = (
+            c.f32("entropy")?,
+            c.f32("max_prob")?,
+            c.f32("margin")?,
+            c.f32("eot_mass")?,
+        );
+        let (kl, xent, js) = (
+            c.opt_f32("kl_unigram")?,
+            c.opt_f32("xent_unigram")?,
+            c.opt_f32("js_prev")?,
+        );
         let mut ids = ids.into_iter();
         let mut toks = toks.into_iter();
         let mut probs = probs.into_iter();
@@ -444,8 +539,19 @@ impl Table for StepRecord {
     }
     fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
         let c = Cols { df, path };
-        let (pi, step, pos, dist, tid) = (c.u32("prompt_index")?, c.u32("step")?, c.u32("position")?, c.u32("distance")?, c.u32("token_id")?);
-        let (tok, prob, conf, masked) = (c.str("token")?, c.f32("prob")?, c.f32("confidence")?, c.u32("masked_after")?);
+        let (pi, step, pos, dist, tid) = (
+            c.u32("prompt_index")?,
+            c.u32("step")?,
+            c.u32("position")?,
+            c.u32("distance")?,
+            c.u32("token_id")?,
+        );
+        let (tok, prob, conf, masked) = (
+            c.str("token")?,
+            c.f32("prob")?,
+            c.f32("confidence")?,
+            c.u32("masked_after")?,
+        );
         Ok(tok
             .into_iter()
             .enumerate()
@@ -494,15 +600,17 @@ impl Table for Generation {
             .zip(cs)
             .zip(text)
             .enumerate()
-            .map(|(i, ((((prompt_id, prompt_ids), gen_ids), commit_step), text))| Generation {
-                prompt_index: pi[i],
-                prompt_id,
-                prompt_ids,
-                gen_ids,
-                commit_step,
-                text,
-                steps: steps[i],
-            })
+            .map(
+                |(i, ((((prompt_id, prompt_ids), gen_ids), commit_step), text))| Generation {
+                    prompt_index: pi[i],
+                    prompt_id,
+                    prompt_ids,
+                    gen_ids,
+                    commit_step,
+                    text,
+                    steps: steps[i],
+                },
+            )
             .collect())
     }
 }
@@ -519,12 +627,24 @@ impl Table for StepDistribution {
     }
     fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
         let c = Cols { df, path };
-        let (pi, step, pos, ids, probs) = (c.u32("prompt_index")?, c.u32("step")?, c.u32("position")?, c.list_u32("top_ids")?, c.list_f32("top_probs")?);
+        let (pi, step, pos, ids, probs) = (
+            c.u32("prompt_index")?,
+            c.u32("step")?,
+            c.u32("position")?,
+            c.list_u32("top_ids")?,
+            c.list_f32("top_probs")?,
+        );
         Ok(ids
             .into_iter()
             .zip(probs)
             .enumerate()
-            .map(|(i, (top_ids, top_probs))| StepDistribution { prompt_index: pi[i], step: step[i], position: pos[i], top_ids, top_probs })
+            .map(|(i, (top_ids, top_probs))| StepDistribution {
+                prompt_index: pi[i],
+                step: step[i],
+                position: pos[i],
+                top_ids,
+                top_probs,
+            })
             .collect())
     }
 }
@@ -544,13 +664,30 @@ impl Table for CurvePoint {
     }
     fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
         let c = Cols { df, path };
-        let (curve, series, x, mean, median, q25, q75, n) =
-            (c.str("curve")?, c.str("series")?, c.f64("x")?, c.f64("mean")?, c.f64("median")?, c.f64("q25")?, c.f64("q75")?, c.u64("n")?);
+        let (curve, series, x, mean, median, q25, q75, n) = (
+            c.str("curve")?,
+            c.str("series")?,
+            c.f64("x")?,
+            c.f64("mean")?,
+            c.f64("median")?,
+            c.f64("q25")?,
+            c.f64("q75")?,
+            c.u64("n")?,
+        );
         Ok(curve
             .into_iter()
             .zip(series)
             .enumerate()
-            .map(|(i, (curve, series))| CurvePoint { curve, series, x: x[i], mean: mean[i], median: median[i], q25: q25[i], q75: q75[i], n: n[i] })
+            .map(|(i, (curve, series))| CurvePoint {
+                curve,
+                series,
+                x: x[i],
+                mean: mean[i],
+                median: median[i],
+                q25: q25[i],
+                q75: q75[i],
+                n: n[i],
+            })
             .collect())
     }
 }
@@ -567,12 +704,24 @@ impl Table for PromptMetric {
     }
     fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
         let c = Cols { df, path };
-        let (source, prompt_index, metric, value, n) = (c.str("source")?, c.u32("prompt_index")?, c.str("metric")?, c.f64("value")?, c.u64("n")?);
+        let (source, prompt_index, metric, value, n) = (
+            c.str("source")?,
+            c.u32("prompt_index")?,
+            c.str("metric")?,
+            c.f64("value")?,
+            c.u64("n")?,
+        );
         Ok(source
             .into_iter()
             .zip(metric)
             .enumerate()
-            .map(|(i, (source, metric))| PromptMetric { source, prompt_index: prompt_index[i], metric, value: value[i], n: n[i] })
+            .map(|(i, (source, metric))| PromptMetric {
+                source,
+                prompt_index: prompt_index[i],
+                metric,
+                value: value[i],
+                n: n[i],
+            })
             .collect())
     }
 }
@@ -613,20 +762,68 @@ mod tests {
     #[test]
     fn tables_roundtrip_through_parquet_and_jsonl() {
         roundtrip((0..5).map(probe_row).collect());
-        roundtrip(vec![StepRecord { prompt_index: 1, step: 2, position: 9, distance: 3, token_id: 4, token: "x".into(), prob: 0.5, confidence: -0.2, masked_after: 7 }]);
-        roundtrip(vec![Generation { prompt_index: 0, prompt_id: "a".into(), prompt_ids: vec![1, 2], gen_ids: vec![3, 4, 5], commit_step: vec![0, -1, 1], text: "hi".into(), steps: 2 }]);
-        roundtrip(vec![StepDistribution { prompt_index: 0, step: 1, position: 2, top_ids: vec![3], top_probs: vec![0.9] }]);
-        roundtrip(vec![PromptMetric { source: "probe".into(), prompt_index: 3, metric: "collapse.entropy.far".into(), value: 2.5, n: 32 }]);
-        roundtrip(vec![CurvePoint { curve: "entropy".into(), series: "all".into(), x: 1.0, mean: 2.0, median: 2.0, q25: 1.0, q75: 3.0, n: 4 }]);
+        roundtrip(vec![StepRecord {
+            prompt_index: 1,
+            step: 2,
+            position: 9,
+            distance: 3,
+            token_id: 4,
+            token: "x".into(),
+            prob: 0.5,
+            confidence: -0.2,
+            masked_after: 7,
+        }]);
+        roundtrip(vec![Generation {
+            prompt_index: 0,
+            prompt_id: "a".into(),
+            prompt_ids: vec![1, 2],
+            gen_ids: vec![3, 4, 5],
+            commit_step: vec![0, -1, 1],
+            text: "hi".into(),
+            steps: 2,
+        }]);
+        roundtrip(vec![StepDistribution {
+            prompt_index: 0,
+            step: 1,
+            position: 2,
+            top_ids: vec![3],
+            top_probs: vec![0.9],
+        }]);
+        roundtrip(vec![PromptMetric {
+            source: "probe".into(),
+            prompt_index: 3,
+            metric: "collapse.entropy.far".into(),
+            value: 2.5,
+            n: 32,
+        }]);
+        roundtrip(vec![CurvePoint {
+            curve: "entropy".into(),
+            series: "all".into(),
+            x: 1.0,
+            mean: 2.0,
+            median: 2.0,
+            q25: 1.0,
+            q75: 3.0,
+            n: 4,
+        }]);
     }
 
     #[test]
     fn missing_column_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let rows = vec![StepDistribution { prompt_index: 0, step: 1, position: 2, top_ids: vec![3], top_probs: vec![0.9] }];
+        let rows = vec![StepDistribution {
+            prompt_index: 0,
+            step: 1,
+            position: 2,
+            top_ids: vec![3],
+            top_probs: vec![0.9],
+        }];
         let path = write_table(dir.path(), "t", &rows, Format::Parquet).unwrap();
         let err = read_table::<StepRecord>(&path).unwrap_err().to_string();
-        assert!(err.contains("`distance`") || err.contains("`token_id`") || err.contains("`token`"), "{err}");
+        assert!(
+            err.contains("`distance`") || err.contains("`token_id`") || err.contains("`token`"),
+            "{err}"
+        );
         assert!(err.contains("t.parquet"), "{err}");
     }
 
@@ -635,7 +832,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.jsonl");
         std::fs::write(&path, "{\"prompt_index\":0,\"step\":0,\"position\":0,\"top_ids\":[],\"top_probs\":[]}\nnot json\n").unwrap();
-        let err = read_table::<StepDistribution>(&path).unwrap_err().to_string();
+        let err = read_table::<StepDistribution>(&path)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.jsonl:2"), "{err}");
     }
 

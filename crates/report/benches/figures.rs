@@ -22,14 +22,21 @@ fn main() {
     let t = Instant::now();
     let mut n = 0;
     for _ in 0..runs {
-        n = build_figures(&inputs, ranks.as_ref(), None, &widths).expect("figures").len();
+        n = build_figures(&inputs, ranks.as_ref(), None, &widths)
+            .expect("figures")
+            .len();
     }
     let svg_only = t.elapsed().as_secs_f64() / f64::from(runs);
 
     let t = Instant::now();
     let mut files = 0;
     for i in 0..runs {
-        let out = render_report(&inputs, &dir.path().join(format!("r{i}")), &ReportOptions::default()).expect("report");
+        let out = render_report(
+            &inputs,
+            &dir.path().join(format!("r{i}")),
+            &ReportOptions::default(),
+        )
+        .expect("report");
         files = out.figures.iter().map(|f| f.files.len()).sum::<usize>();
     }
     let full = t.elapsed().as_secs_f64() / f64::from(runs);

@@ -20,7 +20,11 @@ pub enum ReportError {
     Svg { figure: String, message: String },
     /// The PDF or PNG of a figure could not be produced.
     #[error("figure `{figure}`: {format}: {message}")]
-    Convert { figure: String, format: &'static str, message: String },
+    Convert {
+        figure: String,
+        format: &'static str,
+        message: String,
+    },
     /// A file of the report could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -32,6 +36,9 @@ pub enum ReportError {
 
 impl ReportError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ReportError::Io { path: path.into(), source }
+        ReportError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

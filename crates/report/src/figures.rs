@@ -14,7 +14,8 @@ use crate::error::ReportError;
 use crate::inputs::{split_metric_name, RankSource, ReportInputs, RunData, TokenRanks};
 use crate::render::{set_size_in_points, UNITS_PER_PT};
 use crate::style::{
-    display_token, rank_bin_labels, rank_colours, series_colour, ColumnWidth, LABEL_PT, RANK_RAMP, TICK_PT, TITLE_PT,
+    display_token, rank_bin_labels, rank_colours, series_colour, ColumnWidth, LABEL_PT, RANK_RAMP,
+    TICK_PT, TITLE_PT,
 };
 
 /// Curve names the analysis writes (see crates/analysis METRICS.md).
@@ -51,11 +52,16 @@ fn u(pt: f64) -> i32 {
 
 /// A text style of `pt` points (plotters writes `font-size = size / 1.24`).
 fn font(pt: f64) -> TextStyle<'static> {
-    ("sans-serif", pt * UNITS_PER_PT * 1.24).into_font().color(&BLACK)
+    ("sans-serif", pt * UNITS_PER_PT * 1.24)
+        .into_font()
+        .color(&BLACK)
 }
 
 fn draw_err<E: std::fmt::Debug>(figure: &str) -> impl Fn(E) -> ReportError + '_ {
-    move |e| ReportError::Draw { figure: figure.to_owned(), message: format!("{e:?}") }
+    move |e| ReportError::Draw {
+        figure: figure.to_owned(),
+        message: format!("{e:?}"),
+    }
 }
 
 /// Draws into a fresh SVG of `width` × `height_pt` points.
@@ -96,13 +102,20 @@ struct LegendItem {
 const SWATCH_PT: f64 = 12.0;
 const LEGEND_ROW_PT: f64 = LABEL_PT * 1.5;
 
-fn legend_layout(area: &Area, items: &[LegendItem], figure: &str) -> Result<Vec<Vec<(usize, i32)>>, ReportError> {
+fn legend_layout(
+    area: &Area,
+    items: &[LegendItem],
+    figure: &str,
+) -> Result<Vec<Vec<(usize, i32)>>, ReportError> {
     let width = area.dim_in_pixel().0 as i32;
     let style = font(TICK_PT);
     let mut rows: Vec<Vec<(usize, i32)>> = vec![Vec::new()];
     let mut x = 0;
     for (i, item) in items.iter().enumerate() {
-        let text_w = area.estimate_text_size(&item.label, &style).map_err(draw_err(figure))?.0 as i32;
+        let text_w = area
+            .estimate_text_size(&item.label, &style)
+            .map_err(draw_err(figure))?
+            .0 as i32;
         let item_w = u(SWATCH_PT + 3.0) + text_w + u(8.0);
         if x + item_w > width && x > 0 {
             rows.push(Vec::new());
@@ -132,7 +145,10 @@ fn draw_legend(area: &Area, items: &[LegendItem], figure: &str) -> Result<(), Re
             let (x0, x1) = (left + x, left + x + u(SWATCH_PT));
             match item.swatch {
                 Swatch::Line => area
-                    .draw(&PathElement::new(vec![(x0, y), (x1, y)], item.colour.stroke_width(u(1.2) as u32)))
+                    .draw(&PathElement::new(
+                        vec![(x0, y), (x1, y)],
+                        item.colour.stroke_width(u(1.2) as u32),
+                    ))
                     .map_err(draw_err(figure))?,
                 Swatch::Dashed => {
                     let dash = u(2.5);
@@ -147,11 +163,18 @@ fn draw_legend(area: &Area, items: &[LegendItem], figure: &str) -> Result<(), Re
                     }
                 }
                 Swatch::Box => area
-                    .draw(&Rectangle::new([(x0, y - u(3.0)), (x1, y + u(3.0))], item.colour.filled()))
+                    .draw(&Rectangle::new(
+                        [(x0, y - u(3.0)), (x1, y + u(3.0))],
+                        item.colour.filled(),
+                    ))
                     .map_err(draw_err(figure))?,
             }
-            area.draw(&Text::new(item.label.clone(), (x1 + u(3.0), y), style.clone()))
-                .map_err(draw_err(figure))?;
+            area.draw(&Text::new(
+                item.label.clone(),
+                (x1 + u(3.0), y),
+                style.clone(),
+            ))
+            .map_err(draw_err(figure))?;
         }
     }
     Ok(())
@@ -204,11 +227,20 @@ fn nice_label(v: f64) -> String {
 
 fn data_range(panel: &Panel) -> Option<((f64, f64), (f64, f64))> {
     let pts = panel.lines.iter().flat_map(|l| l.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for p in pts {
         x0 = x0.min(p.x);
         x1 = x1.max(p.x);
-        let (lo, hi) = if panel.bands { (p.mean.min(p.q25), p.mean.max(p.q75)) } else { (p.mean, p.mean) };
+        let (lo, hi) = if panel.bands {
+            (p.mean.min(p.q25), p.mean.max(p.q75))
+        } else {
+            (p.mean, p.mean)
+        };
         if lo.is_finite() {
             y0 = y0.min(lo);
         }
@@ -227,7 +259,11 @@ fn data_range(panel: &Panel) -> Option<((f64, f64), (f64, f64))> {
         None => {
             // Information quantities and rates are non-negative: anchor the axis at zero so curves compare by height.
             let lo = y0.min(0.0);
-            let hi = if y1 > lo { y1 + (y1 - lo) * 0.06 } else { lo + 1.0 };
+            let hi = if y1 > lo {
+                y1 + (y1 - lo) * 0.06
+            } else {
+                lo + 1.0
+            };
             (lo, hi)
         }
     };
@@ -235,7 +271,9 @@ fn data_range(panel: &Panel) -> Option<((f64, f64), (f64, f64))> {
 }
 
 fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportError> {
-    let Some(((x0, x1), (y0, y1))) = data_range(panel) else { return Ok(()) };
+    let Some(((x0, x1), (y0, y1))) = data_range(panel) else {
+        return Ok(());
+    };
     let mut builder = ChartBuilder::on(area);
     builder
         .margin_top(u(4.0))
@@ -247,11 +285,18 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
     if let Some(title) = &panel.title {
         builder.caption(title, font(TITLE_PT));
     }
-    let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(draw_err(figure))?;
+    let mut chart = builder
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(draw_err(figure))?;
     let grid = RGBColor(0xDD, 0xDD, 0xDD);
     let log2_x = panel.log2_x;
     // A parameter with whole values only (masks, steps) gets no fractional tick labels.
-    let integral_x = !log2_x && panel.lines.iter().flat_map(|l| &l.points).all(|p| p.x.fract() == 0.0);
+    let integral_x = !log2_x
+        && panel
+            .lines
+            .iter()
+            .flat_map(|l| &l.points)
+            .all(|p| p.x.fract() == 0.0);
     let x_fmt = move |v: &f64| {
         if integral_x && v.fract().abs() > 1e-9 {
             String::new()
@@ -289,7 +334,10 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
             let polygon: Vec<(f64, f64)> = upper.chain(lower).collect();
             if line.points.len() > 1 {
                 chart
-                    .draw_series(std::iter::once(Polygon::new(polygon, line.colour.mix(0.18).filled())))
+                    .draw_series(std::iter::once(Polygon::new(
+                        polygon,
+                        line.colour.mix(0.18).filled(),
+                    )))
                     .map_err(draw_err(figure))?;
             }
         }
@@ -312,7 +360,10 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
         let (px, py) = chart.backend_coord(&(*x, top));
         let dx = if right_side { -u(2.0) } else { u(2.0) };
         // Backend coordinates are absolute; the panel's own area starts at its pixel-range origin.
-        let (ax, ay) = (area.get_pixel_range().0.start, area.get_pixel_range().1.start);
+        let (ax, ay) = (
+            area.get_pixel_range().0.start,
+            area.get_pixel_range().1.start,
+        );
         area.draw(&Text::new(
             label.clone(),
             // Labels of several runs step down one line each, so close onsets stay readable.
@@ -324,11 +375,17 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
     for line in &panel.lines {
         let pts: Vec<(f64, f64)> = line.points.iter().map(|p| (p.x, p.mean)).collect();
         chart
-            .draw_series(LineSeries::new(pts.clone(), line.colour.stroke_width(u(1.1) as u32)))
+            .draw_series(LineSeries::new(
+                pts.clone(),
+                line.colour.stroke_width(u(1.1) as u32),
+            ))
             .map_err(draw_err(figure))?;
         if line.markers {
             chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, u(1.6), line.colour.filled())))
+                .draw_series(
+                    pts.into_iter()
+                        .map(|p| Circle::new(p, u(1.6), line.colour.filled())),
+                )
                 .map_err(draw_err(figure))?;
         }
     }
@@ -336,7 +393,12 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
 }
 
 /// Draws line-chart panels side by side (double width) or stacked (single width) under one legend.
-fn line_figure(name: &str, width: ColumnWidth, panels: &[Panel], legend: &[LegendItem]) -> Result<String, ReportError> {
+fn line_figure(
+    name: &str,
+    width: ColumnWidth,
+    panels: &[Panel],
+    legend: &[LegendItem],
+) -> Result<String, ReportError> {
     let stacked = width == ColumnWidth::Single && panels.len() > 1;
     let base = width.line_height_pt();
     let panel_h = if stacked { base * 0.85 } else { base };
@@ -344,16 +406,26 @@ fn line_figure(name: &str, width: ColumnWidth, panels: &[Panel], legend: &[Legen
     let mut scratch = String::new();
     let legend_pt = {
         crate::render::register_plotters_font();
-        let area = SVGBackend::with_string(&mut scratch, (u(width.width_pt()) as u32, 10)).into_drawing_area();
+        let area = SVGBackend::with_string(&mut scratch, (u(width.width_pt()) as u32, 10))
+            .into_drawing_area();
         legend_height_pt(&area, legend, name)?
     };
-    let height = legend_pt + if stacked { panel_h * panels.len() as f64 } else { panel_h };
+    let height = legend_pt
+        + if stacked {
+            panel_h * panels.len() as f64
+        } else {
+            panel_h
+        };
     draw_svg(name, width, height, |root| {
         let (top, body) = root.split_vertically(u(legend_pt));
         if legend_pt > 0.0 {
             draw_legend(&top, legend, name)?;
         }
-        let areas = if stacked { body.split_evenly((panels.len(), 1)) } else { body.split_evenly((1, panels.len())) };
+        let areas = if stacked {
+            body.split_evenly((panels.len(), 1))
+        } else {
+            body.split_evenly((1, panels.len()))
+        };
         for (area, panel) in areas.iter().zip(panels) {
             draw_panel(area, panel, name)?;
         }
@@ -375,20 +447,38 @@ fn run_lines(runs: &[RunData], curve: &str, markers: bool) -> Vec<Line> {
                 (true, true) => format!("{} {s}", run.label),
                 (true, false) => run.label.clone(),
                 (false, true) => s.clone(),
-                (false, false) => if s == "all" { run.label.clone() } else { s.clone() },
+                (false, false) => {
+                    if s == "all" {
+                        run.label.clone()
+                    } else {
+                        s.clone()
+                    }
+                }
             };
-            lines.push(Line { label, colour: series_colour(lines.len()), points, markers });
+            lines.push(Line {
+                label,
+                colour: series_colour(lines.len()),
+                points,
+                markers,
+            });
         }
     }
     lines
 }
 
 /// Per-distance mean and quartiles of one probe column, for when the analysis has no such curve.
-fn probe_curve(records: &[ProbeRecord], curve: &str, value: impl Fn(&ProbeRecord) -> Option<f32>) -> Vec<CurvePoint> {
+fn probe_curve(
+    records: &[ProbeRecord],
+    curve: &str,
+    value: impl Fn(&ProbeRecord) -> Option<f32>,
+) -> Vec<CurvePoint> {
     let mut by_distance: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
     for r in records {
         if let Some(v) = value(r).filter(|v| v.is_finite()) {
-            by_distance.entry(r.distance).or_default().push(f64::from(v));
+            by_distance
+                .entry(r.distance)
+                .or_default()
+                .push(f64::from(v));
         }
     }
     by_distance
@@ -431,32 +521,54 @@ fn lines_or_probe(
             if points.is_empty() {
                 return Vec::new();
             }
-            vec![Line { label: "probe".into(), colour: series_colour(0), points, markers: false }]
+            vec![Line {
+                label: "probe".into(),
+                colour: series_colour(0),
+                points,
+                markers: false,
+            }]
         }
         None => Vec::new(),
     }
 }
 
 fn legend_for(lines: &[Line]) -> Vec<LegendItem> {
-    lines.iter().map(|l| LegendItem { label: l.label.clone(), colour: l.colour, swatch: Swatch::Line }).collect()
+    lines
+        .iter()
+        .map(|l| LegendItem {
+            label: l.label.clone(),
+            colour: l.colour,
+            swatch: Swatch::Line,
+        })
+        .collect()
 }
 
 /// The collapse onset of a run: an `onset` metric of the analysis if it has one, else the first distance
 /// where the mean frequent share reaches [`ONSET_SHARE`].
 pub fn collapse_onset(run: &RunData) -> Option<(f64, &'static str)> {
-    if let Some(m) = run.metrics.as_ref().and_then(|m| m.metrics.iter().find(|m| m.name.contains("onset"))) {
+    if let Some(m) = run
+        .metrics
+        .as_ref()
+        .and_then(|m| m.metrics.iter().find(|m| m.name.contains("onset")))
+    {
         if m.value.is_finite() {
             return Some((m.value, "analysis"));
         }
     }
     let series = run.curve(curves::FREQUENT_SHARE);
     let (_, points) = series.iter().find(|(s, _)| s == "all").or(series.first())?;
-    points.iter().find(|p| p.mean >= ONSET_SHARE).map(|p| (p.x, "threshold"))
+    points
+        .iter()
+        .find(|p| p.mean >= ONSET_SHARE)
+        .map(|p| (p.x, "threshold"))
 }
 
 const DISTANCE_LABEL: &str = "distance from prompt (tokens)";
 
-fn entropy_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+fn entropy_figure(
+    inputs: &ReportInputs,
+    width: ColumnWidth,
+) -> Result<Option<Figure>, ReportError> {
     let lines = lines_or_probe(inputs, curves::ENTROPY, |r| Some(r.entropy));
     if lines.is_empty() {
         return Ok(None);
@@ -484,7 +596,10 @@ fn entropy_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Fi
     }))
 }
 
-fn frequent_share_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+fn frequent_share_figure(
+    inputs: &ReportInputs,
+    width: ColumnWidth,
+) -> Result<Option<Figure>, ReportError> {
     let lines = run_lines(&inputs.runs, curves::FREQUENT_SHARE, false);
     if lines.is_empty() {
         return Ok(None);
@@ -492,8 +607,16 @@ fn frequent_share_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Op
     let mut markers = Vec::new();
     for run in &inputs.runs {
         if let Some((x, _)) = collapse_onset(run) {
-            let colour = lines.iter().find(|l| l.label.starts_with(&run.label)).map(|l| l.colour).unwrap_or(BLACK);
-            let label = if inputs.runs.len() > 1 { format!("onset {} = {}", run.label, nice_label(x)) } else { format!("onset = {}", nice_label(x)) };
+            let colour = lines
+                .iter()
+                .find(|l| l.label.starts_with(&run.label))
+                .map(|l| l.colour)
+                .unwrap_or(BLACK);
+            let label = if inputs.runs.len() > 1 {
+                format!("onset {} = {}", run.label, nice_label(x))
+            } else {
+                format!("onset = {}", nice_label(x))
+            };
             markers.push((x, label, colour));
         }
     }
@@ -509,9 +632,18 @@ fn frequent_share_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Op
     };
     let mut legend = legend_for(&panel.lines);
     if !panel.markers.is_empty() && legend.len() > 1 {
-        legend.push(LegendItem { label: "collapse onset".into(), colour: BLACK, swatch: Swatch::Dashed });
+        legend.push(LegendItem {
+            label: "collapse onset".into(),
+            colour: BLACK,
+            swatch: Swatch::Dashed,
+        });
     }
-    let svg = line_figure("frequent_share", width, std::slice::from_ref(&panel), &legend)?;
+    let svg = line_figure(
+        "frequent_share",
+        width,
+        std::slice::from_ref(&panel),
+        &legend,
+    )?;
     Ok(Some(Figure {
         name: "frequent_share".into(),
         width,
@@ -524,7 +656,10 @@ fn frequent_share_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Op
     }))
 }
 
-fn divergence_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+fn divergence_figure(
+    inputs: &ReportInputs,
+    width: ColumnWidth,
+) -> Result<Option<Figure>, ReportError> {
     let kl = lines_or_probe(inputs, curves::KL_UNIGRAM, |r| r.kl_unigram);
     let js = lines_or_probe(inputs, curves::JS_ADJACENT, |r| r.js_prev);
     let mut panels = Vec::new();
@@ -566,7 +701,10 @@ fn divergence_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option
     }))
 }
 
-fn unseen_rate_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+fn unseen_rate_figure(
+    inputs: &ReportInputs,
+    width: ColumnWidth,
+) -> Result<Option<Figure>, ReportError> {
     let lines = run_lines(&inputs.runs, curves::UNSEEN_RATE, true);
     if lines.is_empty() {
         return Ok(None);
@@ -599,7 +737,12 @@ fn unseen_rate_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Optio
 
 /// A line of one metric against a parameter: (x, value, standard error) points, sorted by x,
 /// drawn with a ±1 standard error band.
-fn metric_line(label: String, colour: RGBColor, mut points: Vec<(f64, f64, Option<f64>)>, log2_x: bool) -> Line {
+fn metric_line(
+    label: String,
+    colour: RGBColor,
+    mut points: Vec<(f64, f64, Option<f64>)>,
+    log2_x: bool,
+) -> Line {
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let points = points
         .into_iter()
@@ -617,7 +760,12 @@ fn metric_line(label: String, colour: RGBColor, mut points: Vec<(f64, f64, Optio
             }
         })
         .collect();
-    Line { label, colour, points, markers: true }
+    Line {
+        label,
+        colour,
+        points,
+        markers: true,
+    }
 }
 
 /// True when a positive parameter spans a factor of 8 or more: it is drawn on a log2 axis.
@@ -632,7 +780,10 @@ fn wants_log2(xs: impl Iterator<Item = f64>) -> bool {
 
 /// The n of an unseen-n-gram-rate metric name (`trap.unseen_3gram_rate` → 3).
 fn unseen_order(base: &str) -> Option<u32> {
-    base.strip_prefix("trap.unseen_")?.strip_suffix("gram_rate")?.parse().ok()
+    base.strip_prefix("trap.unseen_")?
+        .strip_suffix("gram_rate")?
+        .parse()
+        .ok()
 }
 
 const TOKENS_PER_STEP_METRIC: &str = "trap.tokens_per_step";
@@ -647,7 +798,10 @@ fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<(f64, f
         Some(sweep) => {
             for m in &sweep.metrics {
                 if let Some((_, schedule, value)) = sweep.value_of(&m.name) {
-                    groups.entry((schedule, format!("{value}"))).or_default().push(m);
+                    groups
+                        .entry((schedule, format!("{value}")))
+                        .or_default()
+                        .push(m);
                 }
             }
         }
@@ -657,7 +811,11 @@ fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<(f64, f
                 let Some(file) = &run.metrics else { continue };
                 for m in &file.metrics {
                     let group = split_metric_name(&m.name).1.join("@");
-                    let series = if several { run.label.clone() } else { String::new() };
+                    let series = if several {
+                        run.label.clone()
+                    } else {
+                        String::new()
+                    };
                     groups.entry((series, group)).or_default().push(m);
                 }
             }
@@ -665,20 +823,32 @@ fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<(f64, f
     }
     let mut out: BTreeMap<(String, u32), Vec<(f64, f64, Option<f64>)>> = BTreeMap::new();
     for ((series, _), metrics) in &groups {
-        let Some(tps) = metrics.iter().find(|m| split_metric_name(&m.name).0 == TOKENS_PER_STEP_METRIC) else { continue };
+        let Some(tps) = metrics
+            .iter()
+            .find(|m| split_metric_name(&m.name).0 == TOKENS_PER_STEP_METRIC)
+        else {
+            continue;
+        };
         if !(tps.value.is_finite() && tps.value > 0.0) {
             continue;
         }
         for m in metrics {
-            if let Some(n) = unseen_order(split_metric_name(&m.name).0).filter(|_| m.value.is_finite()) {
-                out.entry((series.clone(), n)).or_default().push((tps.value, m.value, m.stderr));
+            if let Some(n) =
+                unseen_order(split_metric_name(&m.name).0).filter(|_| m.value.is_finite())
+            {
+                out.entry((series.clone(), n))
+                    .or_default()
+                    .push((tps.value, m.value, m.stderr));
             }
         }
     }
     out
 }
 
-fn tradeoff_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+fn tradeoff_figure(
+    inputs: &ReportInputs,
+    width: ColumnWidth,
+) -> Result<Option<Figure>, ReportError> {
     let points = tradeoff_points(inputs);
     let xs = || points.values().flatten().map(|p| p.0);
     let mut distinct: Vec<f64> = xs().collect();
@@ -692,13 +862,22 @@ fn tradeoff_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<F
         .into_iter()
         .enumerate()
         .map(|(i, ((series, n), pts))| {
-            let label = if series.is_empty() { format!("{n}-grams") } else { format!("{n}-grams, {series}") };
+            let label = if series.is_empty() {
+                format!("{n}-grams")
+            } else {
+                format!("{n}-grams, {series}")
+            };
             metric_line(label, series_colour(i), pts, log2_x)
         })
         .collect();
     let panel = Panel {
         title: None,
-        x_label: if log2_x { "tokens committed per step (log scale)" } else { "tokens committed per step" }.into(),
+        x_label: if log2_x {
+            "tokens committed per step (log scale)"
+        } else {
+            "tokens committed per step"
+        }
+        .into(),
         y_label: "unseen n-gram rate (fraction)".into(),
         lines,
         y_range: None,
@@ -723,16 +902,38 @@ fn tradeoff_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<F
 
 /// The sweep figure's panels: a y label and the metrics it draws, each with its legend name.
 fn sweep_panels() -> Vec<(&'static str, Vec<(String, String)>)> {
-    let unseen = (1..=8).map(|n| (format!("trap.unseen_{n}gram_rate"), format!("{n}-grams"))).collect();
-    let named = |pairs: &[(&str, &str)]| pairs.iter().map(|(m, l)| (m.to_string(), l.to_string())).collect();
+    let unseen = (1..=8)
+        .map(|n| (format!("trap.unseen_{n}gram_rate"), format!("{n}-grams")))
+        .collect();
+    let named = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(m, l)| (m.to_string(), l.to_string()))
+            .collect()
+    };
     vec![
         ("unseen n-gram rate (fraction)", unseen),
-        ("repetition (fraction)", named(&[("trap.adjacent_duplicate_rate", "adjacent duplicates"), ("trap.rep_2", "rep-2")])),
+        (
+            "repetition (fraction)",
+            named(&[
+                ("trap.adjacent_duplicate_rate", "adjacent duplicates"),
+                ("trap.rep_2", "rep-2"),
+            ]),
+        ),
         (
             "frequent-token share (fraction)",
-            named(&[("collapse.frequent_share.near", "near prompt"), ("collapse.frequent_share.far", "far from prompt")]),
+            named(&[
+                ("collapse.frequent_share.near", "near prompt"),
+                ("collapse.frequent_share.far", "far from prompt"),
+            ]),
         ),
-        ("predictive entropy (nats)", named(&[("collapse.entropy.near", "near prompt"), ("collapse.entropy.far", "far from prompt")])),
+        (
+            "predictive entropy (nats)",
+            named(&[
+                ("collapse.entropy.near", "near prompt"),
+                ("collapse.entropy.far", "far from prompt"),
+            ]),
+        ),
     ]
 }
 
@@ -748,17 +949,35 @@ fn sweep_axis_label(param: &str) -> String {
 }
 
 fn sweep_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
-    let Some(sweep) = &inputs.sweep else { return Ok(None) };
-    let log2_x = sweep.param != "threshold" && wants_log2(sweep.metrics.iter().filter_map(|m| sweep.value_of(&m.name)).map(|v| v.2));
+    let Some(sweep) = &inputs.sweep else {
+        return Ok(None);
+    };
+    let log2_x = sweep.param != "threshold"
+        && wants_log2(
+            sweep
+                .metrics
+                .iter()
+                .filter_map(|m| sweep.value_of(&m.name))
+                .map(|v| v.2),
+        );
     let mut panels = Vec::new();
     let mut legend_labels: Vec<String> = Vec::new();
     for (y_label, wanted) in sweep_panels() {
         // (metric, schedule) -> points
         let mut series: BTreeMap<(usize, String), Vec<(f64, f64, Option<f64>)>> = BTreeMap::new();
         for m in &sweep.metrics {
-            let Some((base, schedule, value)) = sweep.value_of(&m.name) else { continue };
-            if let Some(i) = wanted.iter().position(|(name, _)| name == base).filter(|_| m.value.is_finite()) {
-                series.entry((i, schedule)).or_default().push((value, m.value, m.stderr));
+            let Some((base, schedule, value)) = sweep.value_of(&m.name) else {
+                continue;
+            };
+            if let Some(i) = wanted
+                .iter()
+                .position(|(name, _)| name == base)
+                .filter(|_| m.value.is_finite())
+            {
+                series
+                    .entry((i, schedule))
+                    .or_default()
+                    .push((value, m.value, m.stderr));
             }
         }
         series.retain(|_, pts| pts.len() >= 2);
@@ -768,7 +987,11 @@ fn sweep_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figu
         let lines: Vec<Line> = series
             .into_iter()
             .map(|((i, schedule), pts)| {
-                let label = if schedule.is_empty() { wanted[i].1.clone() } else { format!("{}, {schedule}", wanted[i].1) };
+                let label = if schedule.is_empty() {
+                    wanted[i].1.clone()
+                } else {
+                    format!("{}, {schedule}", wanted[i].1)
+                };
                 // One colour per legend entry across panels.
                 let colour = match legend_labels.iter().position(|l| *l == label) {
                     Some(c) => series_colour(c),
@@ -782,7 +1005,11 @@ fn sweep_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figu
             .collect();
         panels.push(Panel {
             title: None,
-            x_label: if log2_x { format!("{} (log scale)", sweep_axis_label(&sweep.param)) } else { sweep_axis_label(&sweep.param) },
+            x_label: if log2_x {
+                format!("{} (log scale)", sweep_axis_label(&sweep.param))
+            } else {
+                sweep_axis_label(&sweep.param)
+            },
             y_label: y_label.into(),
             lines,
             y_range: None,
@@ -800,7 +1027,11 @@ fn sweep_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figu
     let mut legend: Vec<LegendItem> = Vec::new();
     for line in panels.iter().flat_map(|p| &p.lines) {
         if !legend.iter().any(|l| l.label == line.label) {
-            legend.push(LegendItem { label: line.label.clone(), colour: line.colour, swatch: Swatch::Line });
+            legend.push(LegendItem {
+                label: line.label.clone(),
+                colour: line.colour,
+                swatch: Swatch::Line,
+            });
         }
     }
     let svg = line_figure("sweep", width, &panels, &legend)?;
@@ -849,7 +1080,10 @@ pub fn same_vs_cross(run: &RunData) -> Vec<(String, Option<Metric>, Option<Metri
     out
 }
 
-fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figure>, ReportError> {
+fn same_step_figure(
+    inputs: &ReportInputs,
+    width: ColumnWidth,
+) -> Result<Option<Figure>, ReportError> {
     let several = inputs.runs.len() > 1;
     let groups: Vec<(String, Option<Metric>, Option<Metric>)> = inputs
         .runs
@@ -871,13 +1105,22 @@ fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<
     let name = "same_step";
     let colours = [series_colour(1), series_colour(0)];
     let legend = vec![
-        LegendItem { label: "pairs committed in the same step".into(), colour: colours[0], swatch: Swatch::Box },
-        LegendItem { label: "pairs committed in different steps".into(), colour: colours[1], swatch: Swatch::Box },
+        LegendItem {
+            label: "pairs committed in the same step".into(),
+            colour: colours[0],
+            swatch: Swatch::Box,
+        },
+        LegendItem {
+            label: "pairs committed in different steps".into(),
+            colour: colours[1],
+            swatch: Swatch::Box,
+        },
     ];
     let mut scratch = String::new();
     let legend_pt = {
         crate::render::register_plotters_font();
-        let area = SVGBackend::with_string(&mut scratch, (u(width.width_pt()) as u32, 10)).into_drawing_area();
+        let area = SVGBackend::with_string(&mut scratch, (u(width.width_pt()) as u32, 10))
+            .into_drawing_area();
         legend_height_pt(&area, &legend, name)?
     };
     let height = legend_pt + width.line_height_pt();
@@ -924,28 +1167,44 @@ fn same_step_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<
             .map_err(draw_err(name))?;
         for (g, (label, same, cross)) in groups.iter().enumerate() {
             let g = g as f64;
-            for (b, (m, colour)) in [(same, colours[0]), (cross, colours[1])].into_iter().enumerate() {
+            for (b, (m, colour)) in [(same, colours[0]), (cross, colours[1])]
+                .into_iter()
+                .enumerate()
+            {
                 // A schedule without pairs of this kind gets no bar.
                 let Some(m) = m else { continue };
                 let x0 = g + 0.18 + 0.32 * b as f64;
                 let x1 = x0 + 0.30;
                 chart
-                    .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, m.value)], colour.filled())))
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x0, 0.0), (x1, m.value)],
+                        colour.filled(),
+                    )))
                     .map_err(draw_err(name))?;
                 if let Some(se) = m.stderr.filter(|s| *s > 0.0) {
                     let xm = (x0 + x1) / 2.0;
                     let style = BLACK.stroke_width(u(0.7) as u32);
                     let (lo, hi) = ((m.value - se).max(0.0), m.value + se);
                     let cap = 0.05;
-                    for seg in [vec![(xm, lo), (xm, hi)], vec![(xm - cap, lo), (xm + cap, lo)], vec![(xm - cap, hi), (xm + cap, hi)]] {
-                        chart.draw_series(std::iter::once(PathElement::new(seg, style))).map_err(draw_err(name))?;
+                    for seg in [
+                        vec![(xm, lo), (xm, hi)],
+                        vec![(xm - cap, lo), (xm + cap, lo)],
+                        vec![(xm - cap, hi), (xm + cap, hi)],
+                    ] {
+                        chart
+                            .draw_series(std::iter::once(PathElement::new(seg, style)))
+                            .map_err(draw_err(name))?;
                     }
                 }
             }
             // The root's coordinates are absolute, like the chart's backend coordinates.
             let (px, py) = chart.backend_coord(&(g + 0.5, 0.0));
-            root.draw(&Text::new(label.clone(), (px, py + u(3.0)), font(TICK_PT).pos(Pos::new(HPos::Center, VPos::Top))))
-                .map_err(draw_err(name))?;
+            root.draw(&Text::new(
+                label.clone(),
+                (px, py + u(3.0)),
+                font(TICK_PT).pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(draw_err(name))?;
         }
         Ok(())
     })?;
@@ -997,11 +1256,24 @@ fn top_tokens_figure(
     prompt: Option<&str>,
     width: ColumnWidth,
 ) -> Result<Option<Figure>, ReportError> {
-    let Some(probe) = &inputs.probe else { return Ok(None) };
-    let Some(prompt_id) = chosen_prompt(&probe.records, prompt)? else { return Ok(None) };
-    let mut rows: Vec<&ProbeRecord> = probe.records.iter().filter(|r| r.prompt_id == prompt_id).collect();
+    let Some(probe) = &inputs.probe else {
+        return Ok(None);
+    };
+    let Some(prompt_id) = chosen_prompt(&probe.records, prompt)? else {
+        return Ok(None);
+    };
+    let mut rows: Vec<&ProbeRecord> = probe
+        .records
+        .iter()
+        .filter(|r| r.prompt_id == prompt_id)
+        .collect();
     rows.sort_by_key(|r| r.distance);
-    let k = rows.iter().map(|r| r.top_tokens.len()).max().unwrap_or(0).min(3);
+    let k = rows
+        .iter()
+        .map(|r| r.top_tokens.len())
+        .max()
+        .unwrap_or(0)
+        .min(3);
     if rows.is_empty() || k == 0 {
         return Ok(None);
     }
@@ -1052,13 +1324,18 @@ fn top_tokens_figure(
             for r in 0..k {
                 let y0 = top_pt + cell_h_pt * r as f64;
                 let (token, id) = match record {
-                    Some(rec) if r < rec.top_tokens.len() => (rec.top_tokens[r].as_str(), rec.top_ids.get(r).copied()),
+                    Some(rec) if r < rec.top_tokens.len() => {
+                        (rec.top_tokens[r].as_str(), rec.top_ids.get(r).copied())
+                    }
                     _ => ("", None),
                 };
                 let rank = id.and_then(|id| ranks.and_then(|t| t.rank(id)));
                 let (fill, ink) = rank_colours(rank);
                 root.draw(&Rectangle::new(
-                    [(u(x + 0.4), u(y0 + 0.4)), (u(x + cell_w_pt - 0.4), u(y0 + cell_h_pt - 0.4))],
+                    [
+                        (u(x + 0.4), u(y0 + 0.4)),
+                        (u(x + cell_w_pt - 0.4), u(y0 + cell_h_pt - 0.4)),
+                    ],
                     fill.filled(),
                 ))
                 .map_err(draw_err(name))?;
@@ -1067,7 +1344,9 @@ fn top_tokens_figure(
                     root.draw(&Text::new(
                         text,
                         (u(x + cell_w_pt / 2.0), u(y0 + cell_h_pt / 2.0)),
-                        cell_font.color(&ink).pos(Pos::new(HPos::Center, VPos::Center)),
+                        cell_font
+                            .color(&ink)
+                            .pos(Pos::new(HPos::Center, VPos::Center)),
                     ))
                     .map_err(draw_err(name))?;
                 }
@@ -1082,7 +1361,10 @@ fn top_tokens_figure(
         }
         let axis_y = top_pt + grid_h + TICK_PT + 4.0;
         root.draw(&Text::new(
-            format!("{DISTANCE_LABEL} — prompt {}", display_token(&prompt_id, 24)),
+            format!(
+                "{DISTANCE_LABEL} — prompt {}",
+                display_token(&prompt_id, 24)
+            ),
             (u(left_pt + (width.width_pt() - left_pt) / 2.0), u(axis_y)),
             font(LABEL_PT).pos(Pos::new(HPos::Center, VPos::Top)),
         ))
@@ -1090,16 +1372,27 @@ fn top_tokens_figure(
         // The rank legend: one swatch per bin, most frequent first.
         let ly = axis_y + LABEL_PT + 8.0;
         let title = format!("{source_label}:");
-        root.draw(&Text::new(title.clone(), (u(6.0), u(ly + 4.0)), font(TICK_PT).pos(Pos::new(HPos::Left, VPos::Center))))
-            .map_err(draw_err(name))?;
-        let title_w = root.estimate_text_size(&title, &font(TICK_PT)).map_err(draw_err(name))?.0 as f64 / UNITS_PER_PT;
+        root.draw(&Text::new(
+            title.clone(),
+            (u(6.0), u(ly + 4.0)),
+            font(TICK_PT).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(draw_err(name))?;
+        let title_w = root
+            .estimate_text_size(&title, &font(TICK_PT))
+            .map_err(draw_err(name))?
+            .0 as f64
+            / UNITS_PER_PT;
         let bins = rank_bin_labels();
         let avail = width.width_pt() - 6.0 - title_w - 10.0;
         let sw = (avail / bins.len() as f64).min(40.0);
         let mut lx = 6.0 + title_w + 6.0;
         for (bin, label) in bins {
-            root.draw(&Rectangle::new([(u(lx), u(ly)), (u(lx + sw - 1.0), u(ly + 8.0))], RANK_RAMP[bin].filled()))
-                .map_err(draw_err(name))?;
+            root.draw(&Rectangle::new(
+                [(u(lx), u(ly)), (u(lx + sw - 1.0), u(ly + 8.0))],
+                RANK_RAMP[bin].filled(),
+            ))
+            .map_err(draw_err(name))?;
             root.draw(&Rectangle::new(
                 [(u(lx), u(ly)), (u(lx + sw - 1.0), u(ly + 8.0))],
                 RGBColor(0x99, 0x99, 0x99).stroke_width(u(0.3) as u32),
@@ -1133,11 +1426,20 @@ fn top_tokens_figure(
 }
 
 /// Shortens a token until it fits `max_w` units in `style`.
-fn fit_token(area: &Area, token: &str, style: &TextStyle, max_w: i32, figure: &str) -> Result<String, ReportError> {
+fn fit_token(
+    area: &Area,
+    token: &str,
+    style: &TextStyle,
+    max_w: i32,
+    figure: &str,
+) -> Result<String, ReportError> {
     let mut max_chars = 12;
     loop {
         let text = display_token(token, max_chars);
-        let w = area.estimate_text_size(&text, style).map_err(draw_err(figure))?.0 as i32;
+        let w = area
+            .estimate_text_size(&text, style)
+            .map_err(draw_err(figure))?
+            .0 as i32;
         if w <= max_w || max_chars <= 2 {
             return Ok(text);
         }
@@ -1146,16 +1448,24 @@ fn fit_token(area: &Area, token: &str, style: &TextStyle, max_w: i32, figure: &s
 }
 
 /// The prompt the token grid shows: the one asked for, else the first prompt in file order.
-pub fn chosen_prompt(records: &[ProbeRecord], wanted: Option<&str>) -> Result<Option<String>, ReportError> {
+pub fn chosen_prompt(
+    records: &[ProbeRecord],
+    wanted: Option<&str>,
+) -> Result<Option<String>, ReportError> {
     match wanted {
         Some(id) => {
             if records.iter().any(|r| r.prompt_id == id) {
                 Ok(Some(id.to_owned()))
             } else {
-                Err(ReportError::Options(format!("prompt `{id}` is not in the probe records")))
+                Err(ReportError::Options(format!(
+                    "prompt `{id}` is not in the probe records"
+                )))
             }
         }
-        None => Ok(records.iter().min_by_key(|r| (r.prompt_index, r.distance)).map(|r| r.prompt_id.clone())),
+        None => Ok(records
+            .iter()
+            .min_by_key(|r| (r.prompt_index, r.distance))
+            .map(|r| r.prompt_id.clone())),
     }
 }
 
@@ -1221,10 +1531,20 @@ mod tests {
             xent_unigram: None,
             js_prev: None,
         };
-        let rows = vec![rec(1, 1.0), rec(1, 2.0), rec(1, 3.0), rec(1, 4.0), rec(1, 5.0), rec(2, 7.0)];
+        let rows = vec![
+            rec(1, 1.0),
+            rec(1, 2.0),
+            rec(1, 3.0),
+            rec(1, 4.0),
+            rec(1, 5.0),
+            rec(2, 7.0),
+        ];
         let pts = probe_curve(&rows, "entropy", |r| Some(r.entropy));
         assert_eq!(pts.len(), 2);
-        assert_eq!((pts[0].mean, pts[0].median, pts[0].q25, pts[0].q75, pts[0].n), (3.0, 3.0, 2.0, 4.0, 5));
+        assert_eq!(
+            (pts[0].mean, pts[0].median, pts[0].q25, pts[0].q75, pts[0].n),
+            (3.0, 3.0, 2.0, 4.0, 5)
+        );
         assert_eq!((pts[1].x, pts[1].mean, pts[1].q25), (2.0, 7.0, 7.0));
         assert!(probe_curve(&rows, "kl", |r| r.kl_unigram).is_empty());
     }
@@ -1241,7 +1561,10 @@ mod tests {
             q75: mean,
             n: 1,
         };
-        let mut run = RunData { curves: vec![p(1.0, 0.1), p(2.0, 0.4), p(3.0, 0.6), p(4.0, 0.9)], ..RunData::default() };
+        let mut run = RunData {
+            curves: vec![p(1.0, 0.1), p(2.0, 0.4), p(3.0, 0.6), p(4.0, 0.9)],
+            ..RunData::default()
+        };
         assert_eq!(collapse_onset(&run), Some((3.0, "threshold")));
         run.metrics = Some(cp_records::MetricsFile {
             schema_version: 1,
@@ -1260,7 +1583,14 @@ mod tests {
 
     #[test]
     fn same_and_different_step_rates_are_never_taken_from_different_schedules() {
-        let m = |name: &str, value: f64| Metric { name: name.into(), value, unit: "fraction".into(), better: cp_records::Better::Lower, stderr: None, n: 1 };
+        let m = |name: &str, value: f64| Metric {
+            name: name.into(),
+            value,
+            unit: "fraction".into(),
+            better: cp_records::Better::Lower,
+            stderr: None,
+            n: 1,
+        };
         let run = RunData {
             metrics: Some(cp_records::MetricsFile {
                 schema_version: 1,
@@ -1274,17 +1604,31 @@ mod tests {
             }),
             ..RunData::default()
         };
-        let groups: Vec<(String, Option<f64>, Option<f64>)> =
-            same_vs_cross(&run).into_iter().map(|(l, s, c)| (l, s.map(|m| m.value), c.map(|m| m.value))).collect();
+        let groups: Vec<(String, Option<f64>, Option<f64>)> = same_vs_cross(&run)
+            .into_iter()
+            .map(|(l, s, c)| (l, s.map(|m| m.value), c.map(|m| m.value)))
+            .collect();
         assert_eq!(
             groups,
-            vec![("one".into(), None, Some(0.02)), ("all".into(), Some(0.47), None), ("two".into(), Some(0.3), Some(0.1))]
+            vec![
+                ("one".into(), None, Some(0.02)),
+                ("all".into(), Some(0.47), None),
+                ("two".into(), Some(0.3), Some(0.1))
+            ]
         );
     }
 
     #[test]
     fn labels_are_short_numbers() {
-        for (v, s) in [(0.0, "0"), (3.0, "3"), (0.25, "0.25"), (0.5, "0.5"), (12.34, "12.3"), (0.0125, "0.013"), (1500.0, "1500")] {
+        for (v, s) in [
+            (0.0, "0"),
+            (3.0, "3"),
+            (0.25, "0.25"),
+            (0.5, "0.5"),
+            (12.34, "12.3"),
+            (0.0125, "0.013"),
+            (1500.0, "1500"),
+        ] {
             assert_eq!(nice_label(v), s);
         }
     }

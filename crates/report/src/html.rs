@@ -38,7 +38,9 @@ pub fn escape(s: &str) -> String {
 /// JSON for a `<script type="application/json">` block: `<` is escaped so no string can close the block.
 fn script_json<T: Serialize>(value: &T) -> String {
     let json = serde_json::to_string(value).expect("report data serialises");
-    json.replace('<', "\\u003c").replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029")
+    json.replace('<', "\\u003c")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 /// What the page's script gets.
@@ -77,7 +79,11 @@ fn round4(v: f32) -> f32 {
     (v * 1e4).round() / 1e4
 }
 
-fn page_data<'a>(inputs: &ReportInputs, ranks: Option<&TokenRanks>, max_prompts: usize) -> PageData<'a> {
+fn page_data<'a>(
+    inputs: &ReportInputs,
+    ranks: Option<&TokenRanks>,
+    max_prompts: usize,
+) -> PageData<'a> {
     let mut tokens = BTreeMap::new();
     let mut prompts: BTreeMap<(u32, String), BrowserPrompt> = BTreeMap::new();
     if let Some(probe) = &inputs.probe {
@@ -94,7 +100,10 @@ fn page_data<'a>(inputs: &ReportInputs, ranks: Option<&TokenRanks>, max_prompts:
             });
             for (i, &id) in r.top_ids.iter().enumerate() {
                 tokens.entry(id).or_insert_with(|| {
-                    (r.top_tokens.get(i).cloned().unwrap_or_default(), ranks.and_then(|t| t.rank(id)))
+                    (
+                        r.top_tokens.get(i).cloned().unwrap_or_default(),
+                        ranks.and_then(|t| t.rank(id)),
+                    )
                 });
             }
             entry.positions.push(BrowserPosition {
@@ -109,7 +118,11 @@ fn page_data<'a>(inputs: &ReportInputs, ranks: Option<&TokenRanks>, max_prompts:
         .probe
         .as_ref()
         .map(|p| {
-            let mut ids: Vec<(u32, &str)> = p.records.iter().map(|r| (r.prompt_index, r.prompt_id.as_str())).collect();
+            let mut ids: Vec<(u32, &str)> = p
+                .records
+                .iter()
+                .map(|r| (r.prompt_index, r.prompt_id.as_str()))
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             ids.len()
@@ -122,7 +135,9 @@ fn page_data<'a>(inputs: &ReportInputs, ranks: Option<&TokenRanks>, max_prompts:
     PageData {
         rank_source: match ranks.map(|r| &r.source) {
             Some(RankSource::Corpus(s)) => format!("corpus frequency rank ({s})"),
-            Some(RankSource::Predictions) => "frequency rank among the probe's predictions (no corpus table given)".into(),
+            Some(RankSource::Predictions) => {
+                "frequency rank among the probe's predictions (no corpus table given)".into()
+            }
             None => "no ranks".into(),
         },
         ramp: RANK_RAMP.iter().map(|&c| hex(c)).collect(),
@@ -177,7 +192,12 @@ pub(crate) fn report_html(inputs: &ReportInputs, parts: &PageParts) -> String {
     h
 }
 
-fn manifest_rows(label: &str, role: &str, m: Option<&Manifest>, dir: Option<&std::path::Path>) -> String {
+fn manifest_rows(
+    label: &str,
+    role: &str,
+    m: Option<&Manifest>,
+    dir: Option<&std::path::Path>,
+) -> String {
     let dir = dir.map(|d| d.display().to_string()).unwrap_or_default();
     let Some(m) = m else {
         return format!(
@@ -187,8 +207,21 @@ fn manifest_rows(label: &str, role: &str, m: Option<&Manifest>, dir: Option<&std
             escape(&dir)
         );
     };
-    let model = m.model.as_ref().map(|mi| format!("{} ({}, {}, {})", mi.path, mi.model_type, mi.dtype, mi.device)).unwrap_or_default();
-    let prompts = m.prompts.as_ref().map(|p| format!("{} ({} prompts, {})", p.path, p.count, p.format)).unwrap_or_default();
+    let model = m
+        .model
+        .as_ref()
+        .map(|mi| {
+            format!(
+                "{} ({}, {}, {})",
+                mi.path, mi.model_type, mi.dtype, mi.device
+            )
+        })
+        .unwrap_or_default();
+    let prompts = m
+        .prompts
+        .as_ref()
+        .map(|p| format!("{} ({} prompts, {})", p.path, p.count, p.format))
+        .unwrap_or_default();
     let json = serde_json::to_string_pretty(m).unwrap_or_default();
     format!(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1} s</td>\
@@ -211,13 +244,28 @@ fn runs_section(h: &mut String, inputs: &ReportInputs) {
          <th>prompts</th><th>seed</th><th>wall time</th><th>command (click for the manifest)</th><th>folder</th></tr></thead><tbody>\n",
     );
     for run in &inputs.runs {
-        h.push_str(&manifest_rows(&run.label, "analysis", run.manifest.as_ref(), run.dir.as_deref()));
+        h.push_str(&manifest_rows(
+            &run.label,
+            "analysis",
+            run.manifest.as_ref(),
+            run.dir.as_deref(),
+        ));
     }
     if let Some(p) = &inputs.probe {
-        h.push_str(&manifest_rows("probe", "probe", p.manifest.as_ref(), p.dir.as_deref()));
+        h.push_str(&manifest_rows(
+            "probe",
+            "probe",
+            p.manifest.as_ref(),
+            p.dir.as_deref(),
+        ));
     }
     if let Some(d) = &inputs.decode {
-        h.push_str(&manifest_rows("decode", "decode", d.manifest.as_ref(), d.dir.as_deref()));
+        h.push_str(&manifest_rows(
+            "decode",
+            "decode",
+            d.manifest.as_ref(),
+            d.dir.as_deref(),
+        ));
     }
     h.push_str("</tbody></table></section>\n");
 }
@@ -248,14 +296,24 @@ fn metrics_section(h: &mut String, inputs: &ReportInputs) {
                 better_symbol(first.better)
             );
             for m in row {
-                let _ = write!(h, "<td class=\"num\">{}</td>", m.map(|m| escape(&format_value(m))).unwrap_or_else(|| "–".into()));
+                let _ = write!(
+                    h,
+                    "<td class=\"num\">{}</td>",
+                    m.map(|m| escape(&format_value(m)))
+                        .unwrap_or_else(|| "–".into())
+                );
             }
-            let ns: Vec<String> = row.iter().map(|m| m.map(|m| m.n.to_string()).unwrap_or_else(|| "–".into())).collect();
+            let ns: Vec<String> = row
+                .iter()
+                .map(|m| m.map(|m| m.n.to_string()).unwrap_or_else(|| "–".into()))
+                .collect();
             let _ = writeln!(h, "<td class=\"num\">{}</td></tr>", escape(&ns.join(" / ")));
         }
         h.push_str("</tbody></table>\n");
     }
-    h.push_str("<p class=\"muted\">± is the bootstrap standard error over prompts.</p></section>\n");
+    h.push_str(
+        "<p class=\"muted\">± is the bootstrap standard error over prompts.</p></section>\n",
+    );
 }
 
 /// Per-prompt metrics shown in the page, in this order, when the analysis has them.
@@ -277,7 +335,10 @@ fn per_prompt_section(h: &mut String, inputs: &ReportInputs, max_prompts: usize)
     for (r, run) in inputs.runs.iter().enumerate() {
         for metric in PER_PROMPT_COLUMNS {
             for p in run.per_prompt.iter().filter(|p| p.metric == metric) {
-                if !columns.iter().any(|&(cr, cs, cm)| cr == r && cs == p.source && cm == metric) {
+                if !columns
+                    .iter()
+                    .any(|&(cr, cs, cm)| cr == r && cs == p.source && cm == metric)
+                {
                     columns.push((r, p.source.as_str(), metric));
                 }
             }
@@ -286,7 +347,11 @@ fn per_prompt_section(h: &mut String, inputs: &ReportInputs, max_prompts: usize)
     if columns.is_empty() {
         return;
     }
-    let mut prompts: Vec<u32> = inputs.runs.iter().flat_map(|r| r.per_prompt.iter().map(|p| p.prompt_index)).collect();
+    let mut prompts: Vec<u32> = inputs
+        .runs
+        .iter()
+        .flat_map(|r| r.per_prompt.iter().map(|p| p.prompt_index))
+        .collect();
     prompts.sort_unstable();
     prompts.dedup();
     let shown = prompts.len().min(max_prompts);
@@ -303,16 +368,30 @@ fn per_prompt_section(h: &mut String, inputs: &ReportInputs, max_prompts: usize)
         if several_runs {
             head = format!("{} · {head}", inputs.runs[r].label);
         }
-        let _ = write!(h, "<th title=\"{}\">{}<br><span class=\"muted\">{}</span></th>", escape(source), escape(&head), escape(source));
+        let _ = write!(
+            h,
+            "<th title=\"{}\">{}<br><span class=\"muted\">{}</span></th>",
+            escape(source),
+            escape(&head),
+            escape(source)
+        );
     }
     h.push_str("</tr></thead><tbody>\n");
     for &prompt in &prompts[..shown] {
         let _ = write!(h, "<tr><td class=\"num\">{prompt}</td>");
         for &(r, source, metric) in &columns {
-            let v = inputs.runs[r].per_prompt.iter().find(|p| p.prompt_index == prompt && p.source == source && p.metric == metric);
+            let v = inputs.runs[r]
+                .per_prompt
+                .iter()
+                .find(|p| p.prompt_index == prompt && p.source == source && p.metric == metric);
             match v {
                 Some(p) => {
-                    let _ = write!(h, "<td class=\"num\" data-v=\"{}\">{}</td>", p.value, format_number(p.value));
+                    let _ = write!(
+                        h,
+                        "<td class=\"num\" data-v=\"{}\">{}</td>",
+                        p.value,
+                        format_number(p.value)
+                    );
                 }
                 None => h.push_str("<td class=\"num\">–</td>"),
             }
@@ -338,7 +417,15 @@ fn figures_section(h: &mut String, parts: &PageParts) {
     }
     for f in shown {
         let svg = f.svg.find("<svg").map(|i| &f.svg[i..]).unwrap_or(&f.svg);
-        let _ = write!(h, "<figure id=\"fig-{}\" class=\"{}\">{}<figcaption><b>{}.</b> {}", escape(&f.name), f.width.name(), svg, escape(&f.name), escape(&f.caption));
+        let _ = write!(
+            h,
+            "<figure id=\"fig-{}\" class=\"{}\">{}<figcaption><b>{}.</b> {}",
+            escape(&f.name),
+            f.width.name(),
+            svg,
+            escape(&f.name),
+            escape(&f.caption)
+        );
         if let Some(files) = parts.files.get(&f.name) {
             h.push_str(" <span class=\"files\">Files:");
             for file in files {
@@ -369,7 +456,11 @@ fn browser_section(h: &mut String, inputs: &ReportInputs) {
             h,
             "<span class=\"tok\" style=\"background:{};color:{}\">{}</span>",
             hex(RANK_RAMP[bin]),
-            if bin >= RANK_RAMP.len() - 3 { "#fff" } else { "#000" },
+            if bin >= RANK_RAMP.len() - 3 {
+                "#fff"
+            } else {
+                "#000"
+            },
             escape(&label)
         );
     }
@@ -393,7 +484,8 @@ pub fn same_step_runs(commit_step: &[i32]) -> Vec<std::ops::Range<usize>> {
     let mut runs = Vec::new();
     let mut start = 0;
     for i in 1..=commit_step.len() {
-        if i == commit_step.len() || commit_step[i] != commit_step[start] || commit_step[start] < 0 {
+        if i == commit_step.len() || commit_step[i] != commit_step[start] || commit_step[start] < 0
+        {
             if i - start >= 2 && commit_step[start] >= 0 {
                 runs.push(start..i);
             }
@@ -422,7 +514,10 @@ fn samples_section(h: &mut String, inputs: &ReportInputs, max_samples: usize) {
     let mut gens: Vec<&Generation> = decode.generations.iter().collect();
     gens.sort_by_key(|g| g.prompt_index);
     for g in gens.iter().take(max_samples) {
-        let steps = by_prompt.get(&g.prompt_index).map(Vec::as_slice).unwrap_or(&[]);
+        let steps = by_prompt
+            .get(&g.prompt_index)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let tokens = generated_tokens(g, steps);
         let runs = same_step_runs(&g.commit_step);
         let mut group_of = vec![None; tokens.len()];
@@ -450,12 +545,20 @@ fn samples_section(h: &mut String, inputs: &ReportInputs, max_samples: usize) {
                 None if step < 0 => "tok-g masked".into(),
                 None => "tok-g".into(),
             };
-            let _ = write!(h, "<span class=\"{class}\" title=\"position {} · step {step}\">{text}</span>", i + 1);
+            let _ = write!(
+                h,
+                "<span class=\"{class}\" title=\"position {} · step {step}\">{text}</span>",
+                i + 1
+            );
         }
         h.push_str("</p></div>\n");
     }
     if gens.len() > max_samples {
-        let _ = writeln!(h, "<p class=\"muted\">{} more generations not shown.</p>", gens.len() - max_samples);
+        let _ = writeln!(
+            h,
+            "<p class=\"muted\">{} more generations not shown.</p>",
+            gens.len() - max_samples
+        );
     }
     h.push_str("</section>\n");
 }
@@ -641,7 +744,9 @@ mod tests {
 
     #[test]
     fn same_step_runs_find_adjacent_positions_of_one_step() {
-        let check = |steps: &[i32], expected: &[std::ops::Range<usize>]| assert_eq!(same_step_runs(steps), expected, "{steps:?}");
+        let check = |steps: &[i32], expected: &[std::ops::Range<usize>]| {
+            assert_eq!(same_step_runs(steps), expected, "{steps:?}")
+        };
         check(&[0, 0, 1, 2, 2, 2, 3], &[0..2, 3..6]);
         check(&[0, 1, 2], &[]);
         check(&[-1, -1, 4, 4], &[2..4]);

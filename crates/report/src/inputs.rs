@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cp_records::{
-    files, read_json, read_table, CurvePoint, Format, Generation, Manifest, Metric, MetricsFile, PromptMetric, ProbeRecord, StepRecord,
+    files, read_json, read_table, CurvePoint, Format, Generation, Manifest, Metric, MetricsFile,
+    ProbeRecord, PromptMetric, StepRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +34,11 @@ impl RunData {
     /// The points of one curve, grouped by series in order of first appearance, each sorted by x.
     pub fn curve(&self, name: &str) -> Vec<(String, Vec<CurvePoint>)> {
         let mut series: Vec<(String, Vec<CurvePoint>)> = Vec::new();
-        for p in self.curves.iter().filter(|p| p.curve == name && p.mean.is_finite() && p.x.is_finite()) {
+        for p in self
+            .curves
+            .iter()
+            .filter(|p| p.curve == name && p.mean.is_finite() && p.x.is_finite())
+        {
             match series.iter_mut().find(|(s, _)| *s == p.series) {
                 Some((_, pts)) => pts.push(p.clone()),
                 None => series.push((p.series.clone(), vec![p.clone()])),
@@ -102,7 +107,9 @@ impl TokenRanks {
     /// Ranks from corpus counts indexed by token id (an index's unigram table): most frequent first,
     /// ties broken by smaller id; ids that never occur get no rank.
     pub fn from_counts(source: RankSource, counts: &[u64]) -> Self {
-        let mut ids: Vec<u32> = (0..counts.len() as u32).filter(|&i| counts[i as usize] > 0).collect();
+        let mut ids: Vec<u32> = (0..counts.len() as u32)
+            .filter(|&i| counts[i as usize] > 0)
+            .collect();
         ids.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
         Self::from_ids(source, &ids)
     }
@@ -169,18 +176,32 @@ impl SweepData {
     pub fn load(dir: &Path) -> Result<Self, ReportError> {
         let path = dir.join(files::METRICS_JSON);
         if !path.is_file() {
-            return Err(ReportError::Input { path: dir.to_owned(), message: format!("not a sweep folder: no {}", files::METRICS_JSON) });
+            return Err(ReportError::Input {
+                path: dir.to_owned(),
+                message: format!("not a sweep folder: no {}", files::METRICS_JSON),
+            });
         }
         let file: MetricsFile = read_json(&path)?;
         let param = file
             .metrics
             .iter()
-            .find_map(|m| split_metric_name(&m.name).1.last().and_then(|l| l.split_once('=')).map(|(p, _)| p.to_owned()))
+            .find_map(|m| {
+                split_metric_name(&m.name)
+                    .1
+                    .last()
+                    .and_then(|l| l.split_once('='))
+                    .map(|(p, _)| p.to_owned())
+            })
             .ok_or_else(|| ReportError::Input {
                 path: path.clone(),
-                message: "no metric is named `<metric>@<param>=<value>`: not a sweep's metrics".into(),
+                message: "no metric is named `<metric>@<param>=<value>`: not a sweep's metrics"
+                    .into(),
             })?;
-        Ok(SweepData { dir: Some(dir.to_owned()), param, metrics: file.metrics })
+        Ok(SweepData {
+            dir: Some(dir.to_owned()),
+            param,
+            metrics: file.metrics,
+        })
     }
 
     /// The swept value of a metric, with the name's other labels (the schedule) joined by `@`.
@@ -219,7 +240,9 @@ impl ReportInputs {
     /// then relative to its parent.
     pub fn load(paths: &InputPaths) -> Result<Self, ReportError> {
         if paths.analysis.is_empty() {
-            return Err(ReportError::Options("at least one analysis folder is needed".into()));
+            return Err(ReportError::Options(
+                "at least one analysis folder is needed".into(),
+            ));
         }
         if let Some(labels) = &paths.labels {
             if labels.len() != paths.analysis.len() {
@@ -261,18 +284,30 @@ impl ReportInputs {
 
         let ranks_path = match &paths.token_ranks {
             Some(p) => Some(p.clone()),
-            None => paths.analysis.iter().map(|d| d.join(TOKEN_RANKS_JSON)).find(|p| p.is_file()),
+            None => paths
+                .analysis
+                .iter()
+                .map(|d| d.join(TOKEN_RANKS_JSON))
+                .find(|p| p.is_file()),
         };
         let token_ranks = ranks_path.map(|p| TokenRanks::read(&p)).transpose()?;
         let sweep = paths.sweep.as_deref().map(SweepData::load).transpose()?;
-        Ok(ReportInputs { runs, probe, decode, token_ranks, sweep })
+        Ok(ReportInputs {
+            runs,
+            probe,
+            decode,
+            token_ranks,
+            sweep,
+        })
     }
 
     /// The ranks the figures and the page use: the corpus table if given, else ranks among predictions.
     pub fn effective_ranks(&self) -> Option<TokenRanks> {
-        self.token_ranks
-            .clone()
-            .or_else(|| self.probe.as_ref().map(|p| TokenRanks::from_predictions(&p.records)))
+        self.token_ranks.clone().or_else(|| {
+            self.probe
+                .as_ref()
+                .map(|p| TokenRanks::from_predictions(&p.records))
+        })
     }
 }
 
@@ -295,10 +330,17 @@ fn read_manifest(dir: &Path) -> Result<Option<Manifest>, ReportError> {
 
 fn load_run(dir: &Path, label: String) -> Result<RunData, ReportError> {
     if !dir.is_dir() {
-        return Err(ReportError::Input { path: dir.to_owned(), message: "analysis folder does not exist".into() });
+        return Err(ReportError::Input {
+            path: dir.to_owned(),
+            message: "analysis folder does not exist".into(),
+        });
     }
     let metrics_path = dir.join(files::METRICS_JSON);
-    let metrics: Option<MetricsFile> = if metrics_path.is_file() { Some(read_json(&metrics_path)?) } else { None };
+    let metrics: Option<MetricsFile> = if metrics_path.is_file() {
+        Some(read_json(&metrics_path)?)
+    } else {
+        None
+    };
     let curves = match Format::find(dir, files::CURVES) {
         Ok(path) => read_table(&path)?,
         Err(_) => Vec::new(),
@@ -306,27 +348,43 @@ fn load_run(dir: &Path, label: String) -> Result<RunData, ReportError> {
     if metrics.is_none() && curves.is_empty() {
         return Err(ReportError::Input {
             path: dir.to_owned(),
-            message: format!("not an analysis folder: no {} and no {}.parquet/.jsonl", files::METRICS_JSON, files::CURVES),
+            message: format!(
+                "not an analysis folder: no {} and no {}.parquet/.jsonl",
+                files::METRICS_JSON,
+                files::CURVES
+            ),
         });
     }
     let per_prompt = match Format::find(dir, files::PER_PROMPT) {
         Ok(path) => read_table(&path)?,
         Err(_) => Vec::new(),
     };
-    Ok(RunData { label, dir: Some(dir.to_owned()), manifest: read_manifest(dir)?, metrics, curves, per_prompt })
+    Ok(RunData {
+        label,
+        dir: Some(dir.to_owned()),
+        manifest: read_manifest(dir)?,
+        metrics,
+        curves,
+        per_prompt,
+    })
 }
 
 /// The first source folder of any run that holds the table `stem`.
 fn find_source(runs: &[RunData], stem: &str) -> Option<PathBuf> {
     for run in runs {
-        let (Some(metrics), Some(dir)) = (&run.metrics, &run.dir) else { continue };
+        let (Some(metrics), Some(dir)) = (&run.metrics, &run.dir) else {
+            continue;
+        };
         for source in &metrics.sources {
             let source = Path::new(source);
             let mut candidates = vec![source.to_owned(), dir.join(source)];
             if let Some(parent) = dir.parent() {
                 candidates.push(parent.join(source));
             }
-            if let Some(found) = candidates.into_iter().find(|c| Format::find(c, stem).is_ok()) {
+            if let Some(found) = candidates
+                .into_iter()
+                .find(|c| Format::find(c, stem).is_ok())
+            {
                 return Some(found);
             }
         }
@@ -337,14 +395,23 @@ fn find_source(runs: &[RunData], stem: &str) -> Option<PathBuf> {
 /// Reads a probe folder (`records.parquet` or `.jsonl`, optional `manifest.json`).
 pub fn load_probe(dir: &Path) -> Result<ProbeData, ReportError> {
     let records = read_table(&Format::find(dir, files::PROBE_RECORDS)?)?;
-    Ok(ProbeData { dir: Some(dir.to_owned()), manifest: read_manifest(dir)?, records })
+    Ok(ProbeData {
+        dir: Some(dir.to_owned()),
+        manifest: read_manifest(dir)?,
+        records,
+    })
 }
 
 /// Reads a decode folder (`steps` and `generations` tables, optional `manifest.json`).
 pub fn load_decode(dir: &Path) -> Result<DecodeData, ReportError> {
     let steps = read_table(&Format::find(dir, files::DECODE_STEPS)?)?;
     let generations = read_table(&Format::find(dir, files::DECODE_GENERATIONS)?)?;
-    Ok(DecodeData { dir: Some(dir.to_owned()), manifest: read_manifest(dir)?, steps, generations })
+    Ok(DecodeData {
+        dir: Some(dir.to_owned()),
+        manifest: read_manifest(dir)?,
+        steps,
+        generations,
+    })
 }
 
 #[cfg(test)]
@@ -373,7 +440,11 @@ mod tests {
 
     #[test]
     fn prediction_ranks_count_appearances_and_break_ties_by_id() {
-        let ranks = TokenRanks::from_predictions(&[record(&[5, 7, 9]), record(&[7, 9, 2]), record(&[7, 1, 3])]);
+        let ranks = TokenRanks::from_predictions(&[
+            record(&[5, 7, 9]),
+            record(&[7, 9, 2]),
+            record(&[7, 1, 3]),
+        ]);
         // 7 appears three times, 9 twice, then 1, 2, 3, 5 once each in id order.
         let expected = [(7, 1), (9, 2), (1, 3), (2, 4), (3, 5), (5, 6)];
         for (id, rank) in expected {
@@ -386,13 +457,19 @@ mod tests {
     #[test]
     fn count_ranks_skip_unseen_ids() {
         let ranks = TokenRanks::from_counts(RankSource::Corpus("u".into()), &[5, 0, 9, 5]);
-        assert_eq!((ranks.rank(2), ranks.rank(0), ranks.rank(3), ranks.rank(1)), (Some(1), Some(2), Some(3), None));
+        assert_eq!(
+            (ranks.rank(2), ranks.rank(0), ranks.rank(3), ranks.rank(1)),
+            (Some(1), Some(2), Some(3), None)
+        );
     }
 
     #[test]
     fn a_repeated_id_keeps_its_first_rank() {
         let ranks = TokenRanks::from_ids(RankSource::Corpus("c".into()), &[3, 1, 3, 2]);
-        assert_eq!((ranks.rank(3), ranks.rank(1), ranks.rank(2)), (Some(1), Some(2), Some(4)));
+        assert_eq!(
+            (ranks.rank(3), ranks.rank(1), ranks.rank(2)),
+            (Some(1), Some(2), Some(4))
+        );
     }
 
     #[test]
@@ -407,11 +484,17 @@ mod tests {
             q75: x,
             n: 1,
         };
-        let run = RunData { curves: vec![p("b", 2.0), p("a", 3.0), p("b", 1.0), p("a", 1.0)], ..RunData::default() };
+        let run = RunData {
+            curves: vec![p("b", 2.0), p("a", 3.0), p("b", 1.0), p("a", 1.0)],
+            ..RunData::default()
+        };
         let got = run.curve("entropy");
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, "b");
-        assert_eq!(got[0].1.iter().map(|p| p.x).collect::<Vec<_>>(), vec![1.0, 2.0]);
+        assert_eq!(
+            got[0].1.iter().map(|p| p.x).collect::<Vec<_>>(),
+            vec![1.0, 2.0]
+        );
         assert_eq!(got[1].0, "a");
         assert!(run.curve("missing").is_empty());
     }

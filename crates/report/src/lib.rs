@@ -44,11 +44,13 @@ use cp_records::{write_json, Manifest, OutputDir, SCHEMA_VERSION};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::ReportError;
-pub use crate::figures::{build_figures, collapse_onset, curves, grid_columns, same_vs_cross, Figure, ONSET_SHARE};
+pub use crate::figures::{
+    build_figures, collapse_onset, curves, grid_columns, same_vs_cross, Figure, ONSET_SHARE,
+};
 pub use crate::html::{escape as escape_html, same_step_runs};
 pub use crate::inputs::{
-    load_decode, load_probe, split_metric_name, DecodeData, InputPaths, ProbeData, RankSource, ReportInputs, RunData,
-    SweepData, TokenRanks, TokenRanksFile, TOKEN_RANKS_JSON,
+    load_decode, load_probe, split_metric_name, DecodeData, InputPaths, ProbeData, RankSource,
+    ReportInputs, RunData, SweepData, TokenRanks, TokenRanksFile, TOKEN_RANKS_JSON,
 };
 pub use crate::markdown::summary_markdown;
 pub use crate::style::{display_token, ColumnWidth, PALETTE};
@@ -139,7 +141,12 @@ pub mod files {
 }
 
 /// Writes the figure files of `figure` into `dir` and returns their file names.
-pub fn write_figure(figure: &Figure, dir: &Path, formats: &[FigureFormat], png_dpi: f32) -> Result<Vec<String>, ReportError> {
+pub fn write_figure(
+    figure: &Figure,
+    dir: &Path,
+    formats: &[FigureFormat],
+    png_dpi: f32,
+) -> Result<Vec<String>, ReportError> {
     let tree = if formats.iter().any(|f| *f != FigureFormat::Svg) {
         Some(render::parse_svg(&figure.name, &figure.svg)?)
     } else {
@@ -147,10 +154,17 @@ pub fn write_figure(figure: &Figure, dir: &Path, formats: &[FigureFormat], png_d
     };
     let mut names = Vec::new();
     for &format in formats {
-        let name = format!("{}_{}.{}", figure.name, figure.width.name(), format.extension());
+        let name = format!(
+            "{}_{}.{}",
+            figure.name,
+            figure.width.name(),
+            format.extension()
+        );
         let bytes = match format {
             FigureFormat::Svg => figure.svg.clone().into_bytes(),
-            FigureFormat::Png => render::to_png(&figure.name, tree.as_ref().expect("parsed"), png_dpi)?,
+            FigureFormat::Png => {
+                render::to_png(&figure.name, tree.as_ref().expect("parsed"), png_dpi)?
+            }
             FigureFormat::Pdf => render::to_pdf(&figure.name, tree.as_ref().expect("parsed"))?,
         };
         let path = dir.join(&name);
@@ -164,17 +178,29 @@ pub fn write_figure(figure: &Figure, dir: &Path, formats: &[FigureFormat], png_d
 ///
 /// The folder is staged and moved into place at the end ([`OutputDir`]), so an error leaves no
 /// partial report; files of an existing `out` that the report does not write are left alone.
-pub fn render_report(inputs: &ReportInputs, out: &Path, opts: &ReportOptions) -> Result<ReportOutput, ReportError> {
+pub fn render_report(
+    inputs: &ReportInputs,
+    out: &Path,
+    opts: &ReportOptions,
+) -> Result<ReportOutput, ReportError> {
     let started = Instant::now();
-    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     if inputs.runs.is_empty() && inputs.probe.is_none() && inputs.decode.is_none() {
-        return Err(ReportError::Options("nothing to report: no analysis, probe or decode folder".into()));
+        return Err(ReportError::Options(
+            "nothing to report: no analysis, probe or decode folder".into(),
+        ));
     }
     if opts.widths.is_empty() {
         return Err(ReportError::Options("no figure width chosen".into()));
     }
     if !(opts.png_dpi.is_finite() && opts.png_dpi >= 10.0 && opts.png_dpi <= 2400.0) {
-        return Err(ReportError::Options(format!("png dpi {} is outside 10–2400", opts.png_dpi)));
+        return Err(ReportError::Options(format!(
+            "png dpi {} is outside 10–2400",
+            opts.png_dpi
+        )));
     }
     let ranks = inputs.effective_ranks();
     let figures = build_figures(inputs, ranks.as_ref(), opts.prompt.as_deref(), &opts.widths)?;
@@ -187,8 +213,14 @@ pub fn render_report(inputs: &ReportInputs, out: &Path, opts: &ReportOptions) ->
     let mut all_files = Vec::new();
     for figure in &figures {
         let names = write_figure(figure, &fig_dir, &opts.formats, opts.png_dpi)?;
-        let rel: Vec<String> = names.iter().map(|n| format!("{}/{n}", files::FIGURES_DIR)).collect();
-        by_name.entry(figure.name.clone()).or_default().extend(rel.iter().cloned());
+        let rel: Vec<String> = names
+            .iter()
+            .map(|n| format!("{}/{n}", files::FIGURES_DIR))
+            .collect();
+        by_name
+            .entry(figure.name.clone())
+            .or_default()
+            .extend(rel.iter().cloned());
         all_files.extend(rel.iter().cloned());
         written.push(FigureFiles {
             name: figure.name.clone(),
@@ -227,9 +259,15 @@ pub fn render_report(inputs: &ReportInputs, out: &Path, opts: &ReportOptions) ->
         wall_time_s: started.elapsed().as_secs_f64(),
         // The report makes no random choice.
         seed: 0,
-        model: inputs.runs.iter().find_map(|r| r.manifest.as_ref().and_then(|m| m.model.clone())),
+        model: inputs
+            .runs
+            .iter()
+            .find_map(|r| r.manifest.as_ref().and_then(|m| m.model.clone())),
         tokenizer: None,
-        prompts: inputs.runs.iter().find_map(|r| r.manifest.as_ref().and_then(|m| m.prompts.clone())),
+        prompts: inputs
+            .runs
+            .iter()
+            .find_map(|r| r.manifest.as_ref().and_then(|m| m.prompts.clone())),
         libtorch_version: None,
         params: serde_json::json!({
             "options": opts,
@@ -244,7 +282,10 @@ pub fn render_report(inputs: &ReportInputs, out: &Path, opts: &ReportOptions) ->
         }),
         files: listed,
     };
-    write_json(&staged.path().join(cp_records::files::MANIFEST_JSON), &manifest)?;
+    write_json(
+        &staged.path().join(cp_records::files::MANIFEST_JSON),
+        &manifest,
+    )?;
     let dir = staged.commit()?;
     Ok(ReportOutput {
         html: dir.join(files::REPORT_HTML),

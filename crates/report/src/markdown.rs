@@ -19,8 +19,16 @@ pub(crate) struct MetricTable<'a> {
 
 pub(crate) fn metric_tables(inputs: &ReportInputs) -> Vec<MetricTable<'_>> {
     let several = inputs.runs.len() > 1;
-    let mut plain = MetricTable { title: "", columns: inputs.runs.iter().map(|r| r.label.clone()).collect(), rows: Vec::new() };
-    let mut labelled = MetricTable { title: "per decode folder", columns: Vec::new(), rows: Vec::new() };
+    let mut plain = MetricTable {
+        title: "",
+        columns: inputs.runs.iter().map(|r| r.label.clone()).collect(),
+        rows: Vec::new(),
+    };
+    let mut labelled = MetricTable {
+        title: "per decode folder",
+        columns: Vec::new(),
+        rows: Vec::new(),
+    };
     // (run, label) of every labelled column, in first-appearance order.
     let mut keys: Vec<(usize, String)> = Vec::new();
     for (r, run) in inputs.runs.iter().enumerate() {
@@ -32,14 +40,25 @@ pub(crate) fn metric_tables(inputs: &ReportInputs) -> Vec<MetricTable<'_>> {
             }
         }
     }
-    labelled.columns =
-        keys.iter().map(|(r, l)| if several { format!("{} · {l}", inputs.runs[*r].label) } else { l.clone() }).collect();
+    labelled.columns = keys
+        .iter()
+        .map(|(r, l)| {
+            if several {
+                format!("{} · {l}", inputs.runs[*r].label)
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
     for (r, run) in inputs.runs.iter().enumerate() {
         for m in run.metrics.iter().flat_map(|f| f.metrics.iter()) {
             let (table, base, col) = match m.name.split_once('@') {
                 None => (&mut plain, m.name.as_str(), r),
                 Some((base, label)) => {
-                    let col = keys.iter().position(|(kr, kl)| *kr == r && kl == label).expect("collected above");
+                    let col = keys
+                        .iter()
+                        .position(|(kr, kl)| *kr == r && kl == label)
+                        .expect("collected above");
                     (&mut labelled, base, col)
                 }
             };
@@ -54,7 +73,10 @@ pub(crate) fn metric_tables(inputs: &ReportInputs) -> Vec<MetricTable<'_>> {
             table.rows[row].1[col] = Some(m);
         }
     }
-    [plain, labelled].into_iter().filter(|t| !t.rows.is_empty()).collect()
+    [plain, labelled]
+        .into_iter()
+        .filter(|t| !t.rows.is_empty())
+        .collect()
 }
 
 /// A value with its standard error, to a precision that suits its size.
@@ -94,7 +116,9 @@ pub fn better_symbol(b: Better) -> &'static str {
 }
 
 fn md_cell(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace('\n', " ")
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('\n', " ")
 }
 
 /// The whole `summary.md`. `figures` lists the figure files, relative to the report folder.
@@ -114,7 +138,10 @@ pub fn summary_markdown(inputs: &ReportInputs, title: &str, figures: &[String]) 
             let _ = writeln!(out, "|---|---|:-:|{}", "---:|".repeat(columns.len()));
             for (name, row) in &table.rows {
                 let first = row.iter().flatten().next().expect("a row has a value");
-                let cells: Vec<String> = row.iter().map(|m| m.map(format_value).unwrap_or_else(|| "–".into())).collect();
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|m| m.map(format_value).unwrap_or_else(|| "–".into()))
+                    .collect();
                 let _ = writeln!(
                     out,
                     "| `{}` | {} | {} | {} |",
@@ -159,14 +186,20 @@ fn sweep_table(out: &mut String, sweep: &SweepData) {
     let mut values: Vec<f64> = Vec::new();
     let mut rows: Vec<(String, Vec<(f64, &Metric)>)> = Vec::new();
     for m in &sweep.metrics {
-        let Some((base, schedule, value)) = sweep.value_of(&m.name) else { continue };
+        let Some((base, schedule, value)) = sweep.value_of(&m.name) else {
+            continue;
+        };
         if !headline_sweep_metric(base) {
             continue;
         }
         if !values.contains(&value) {
             values.push(value);
         }
-        let key = if schedule.is_empty() { base.to_owned() } else { format!("{base}@{schedule}") };
+        let key = if schedule.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}@{schedule}")
+        };
         match rows.iter_mut().find(|(k, _)| *k == key) {
             Some((_, cells)) => cells.push((value, m)),
             None => rows.push((key, vec![(value, m)])),
@@ -177,13 +210,22 @@ fn sweep_table(out: &mut String, sweep: &SweepData) {
     }
     values.sort_by(f64::total_cmp);
     let _ = writeln!(out, "\n## Sweep over `{}`\n", md_cell(&sweep.param));
-    let header: Vec<String> = values.iter().map(|v| format!("{}={v}", md_cell(&sweep.param))).collect();
+    let header: Vec<String> = values
+        .iter()
+        .map(|v| format!("{}={v}", md_cell(&sweep.param)))
+        .collect();
     let _ = writeln!(out, "| metric | {} |", header.join(" | "));
     let _ = writeln!(out, "|---|{}", "---:|".repeat(values.len()));
     for (key, cells) in &rows {
         let row: Vec<String> = values
             .iter()
-            .map(|v| cells.iter().find(|(x, _)| x == v).map(|(_, m)| format_value(m)).unwrap_or_else(|| "–".into()))
+            .map(|v| {
+                cells
+                    .iter()
+                    .find(|(x, _)| x == v)
+                    .map(|(_, m)| format_value(m))
+                    .unwrap_or_else(|| "–".into())
+            })
             .collect();
         let _ = writeln!(out, "| `{}` | {} |", md_cell(key), row.join(" | "));
     }
@@ -196,13 +238,24 @@ mod tests {
     use cp_records::MetricsFile;
 
     fn metric(name: &str, value: f64, stderr: Option<f64>) -> Metric {
-        Metric { name: name.into(), value, unit: "fraction".into(), better: Better::Lower, stderr, n: 10 }
+        Metric {
+            name: name.into(),
+            value,
+            unit: "fraction".into(),
+            better: Better::Lower,
+            stderr,
+            n: 10,
+        }
     }
 
     fn run(label: &str, metrics: Vec<Metric>) -> RunData {
         RunData {
             label: label.into(),
-            metrics: Some(MetricsFile { schema_version: 1, sources: vec![], metrics }),
+            metrics: Some(MetricsFile {
+                schema_version: 1,
+                sources: vec![],
+                metrics,
+            }),
             ..RunData::default()
         }
     }
@@ -210,20 +263,42 @@ mod tests {
     #[test]
     fn labelled_metrics_get_a_column_per_decode_folder() {
         let inputs = ReportInputs {
-            runs: vec![run("r", vec![metric("x", 0.5, None), metric("t@a", 0.1, None), metric("t@b", 0.2, None), metric("u@b", 0.3, None)])],
+            runs: vec![run(
+                "r",
+                vec![
+                    metric("x", 0.5, None),
+                    metric("t@a", 0.1, None),
+                    metric("t@b", 0.2, None),
+                    metric("u@b", 0.3, None),
+                ],
+            )],
             ..ReportInputs::default()
         };
         let md = summary_markdown(&inputs, "t", &[]);
-        assert!(md.contains("| metric | unit | better | r |\n|---|---|:-:|---:|\n| `x` |"), "{md}");
-        assert!(md.contains("Metrics per decode folder:\n\n| metric | unit | better | a | b |"), "{md}");
-        assert!(md.contains("| `t` | fraction | ↓ | 0.1000 | 0.2000 |\n| `u` | fraction | ↓ | – | 0.3000 |"), "{md}");
+        assert!(
+            md.contains("| metric | unit | better | r |\n|---|---|:-:|---:|\n| `x` |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Metrics per decode folder:\n\n| metric | unit | better | a | b |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| `t` | fraction | ↓ | 0.1000 | 0.2000 |\n| `u` | fraction | ↓ | – | 0.3000 |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]
     fn summary_has_one_column_per_run_and_a_dash_for_missing_metrics() {
         let inputs = ReportInputs {
             runs: vec![
-                run("a|b", vec![metric("x", 0.5, Some(0.01)), metric("y", 2.0, None)]),
+                run(
+                    "a|b",
+                    vec![metric("x", 0.5, Some(0.01)), metric("y", 2.0, None)],
+                ),
                 run("c", vec![metric("x", 0.25, None)]),
             ],
             ..ReportInputs::default()
@@ -241,7 +316,14 @@ mod tests {
 
     #[test]
     fn numbers_keep_sensible_precision() {
-        for (v, s) in [(0.0, "0"), (3.0, "3"), (2.71828, "2.718"), (0.123456, "0.1235"), (0.00001234, "1.23e-5"), (12345.6, "12346")] {
+        for (v, s) in [
+            (0.0, "0"),
+            (3.0, "3"),
+            (2.71828, "2.718"),
+            (0.123456, "0.1235"),
+            (0.00001234, "1.23e-5"),
+            (12345.6, "12346"),
+        ] {
             assert_eq!(format_number(v), s);
         }
     }

@@ -49,25 +49,37 @@ pub(crate) fn parse_svg(figure: &str, svg: &str) -> Result<usvg::Tree, ReportErr
         fontdb: font_db(),
         ..usvg::Options::default()
     };
-    usvg::Tree::from_str(svg, &options)
-        .map_err(|e| ReportError::Svg { figure: figure.to_owned(), message: e.to_string() })
+    usvg::Tree::from_str(svg, &options).map_err(|e| ReportError::Svg {
+        figure: figure.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Renders a parsed figure to PNG at `dpi`, on a white background (papers and slides are white).
 pub(crate) fn to_png(figure: &str, tree: &usvg::Tree, dpi: f32) -> Result<Vec<u8>, ReportError> {
     let scale = dpi / 72.0;
-    let size = tree.size().to_int_size().scale_by(scale).ok_or_else(|| ReportError::Convert {
-        figure: figure.to_owned(),
-        format: "png",
-        message: "figure has zero size".into(),
-    })?;
-    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or_else(|| ReportError::Convert {
-        figure: figure.to_owned(),
-        format: "png",
-        message: format!("cannot allocate {}x{} pixels", size.width(), size.height()),
+    let size = tree
+        .size()
+        .to_int_size()
+        .scale_by(scale)
+        .ok_or_else(|| ReportError::Convert {
+            figure: figure.to_owned(),
+            format: "png",
+            message: "figure has zero size".into(),
+        })?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or_else(|| {
+        ReportError::Convert {
+            figure: figure.to_owned(),
+            format: "png",
+            message: format!("cannot allocate {}x{} pixels", size.width(), size.height()),
+        }
     })?;
     pixmap.fill(tiny_skia::Color::WHITE);
-    resvg::render(tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    resvg::render(
+        tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
     pixmap.encode_png().map_err(|e| ReportError::Convert {
         figure: figure.to_owned(),
         format: "png",
@@ -77,8 +89,15 @@ pub(crate) fn to_png(figure: &str, tree: &usvg::Tree, dpi: f32) -> Result<Vec<u8
 
 /// Converts a parsed figure to a one-page PDF, text kept as text in an embedded font subset.
 pub(crate) fn to_pdf(figure: &str, tree: &usvg::Tree) -> Result<Vec<u8>, ReportError> {
-    svg2pdf::to_pdf(tree, svg2pdf::ConversionOptions::default(), svg2pdf::PageOptions { dpi: 72.0 }).map_err(|e| {
-        ReportError::Convert { figure: figure.to_owned(), format: "pdf", message: e.to_string() }
+    svg2pdf::to_pdf(
+        tree,
+        svg2pdf::ConversionOptions::default(),
+        svg2pdf::PageOptions { dpi: 72.0 },
+    )
+    .map_err(|e| ReportError::Convert {
+        figure: figure.to_owned(),
+        format: "pdf",
+        message: e.to_string(),
     })
 }
 
@@ -101,8 +120,10 @@ mod tests {
     #[test]
     fn embedded_font_is_dejavu_sans() {
         let db = font_db();
-        let families: Vec<String> =
-            db.faces().flat_map(|f| f.families.iter().map(|(name, _)| name.clone())).collect();
+        let families: Vec<String> = db
+            .faces()
+            .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
+            .collect();
         assert_eq!(families, vec![FONT_FAMILY.to_owned()]);
     }
 
@@ -110,7 +131,10 @@ mod tests {
     fn size_is_rewritten_in_points() {
         let svg = "<svg width=\"980\" height=\"720\" viewBox=\"0 0 980 720\"></svg>";
         let out = set_size_in_points(svg, 980, 720);
-        assert_eq!(out, "<svg width=\"245.00pt\" height=\"180.00pt\" viewBox=\"0 0 980 720\"></svg>");
+        assert_eq!(
+            out,
+            "<svg width=\"245.00pt\" height=\"180.00pt\" viewBox=\"0 0 980 720\"></svg>"
+        );
     }
 
     #[test]

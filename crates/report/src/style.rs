@@ -58,7 +58,11 @@ pub fn rank_colours(rank: Option<u32>) -> (RGBColor, RGBColor) {
         None => (RGBColor(0xEE, 0xEE, 0xEE), RGBColor(0x44, 0x44, 0x44)),
         Some(r) => {
             let bin = rank_bin(r);
-            let text = if bin >= RANK_RAMP.len() - 3 { RGBColor(0xFF, 0xFF, 0xFF) } else { RGBColor(0, 0, 0) };
+            let text = if bin >= RANK_RAMP.len() - 3 {
+                RGBColor(0xFF, 0xFF, 0xFF)
+            } else {
+                RGBColor(0, 0, 0)
+            };
             (RANK_RAMP[bin], text)
         }
     }
@@ -77,7 +81,9 @@ pub fn rank_bin_labels() -> Vec<(usize, String)> {
 }
 
 /// How wide a figure is drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnWidth {
     /// One column of a two-column paper: 3.4 in (245 pt).
@@ -121,7 +127,11 @@ pub fn display_token(token: &str, max_chars: usize) -> String {
     let token = token.replace('Ġ', " ").replace('▁', " ").replace('Ċ', "\n");
     let trimmed = token.trim_matches(' ');
     let shown: String = if trimmed.is_empty() {
-        if token.is_empty() { "∅".to_owned() } else { "␣".repeat(token.chars().count().min(3)) }
+        if token.is_empty() {
+            "∅".to_owned()
+        } else {
+            "␣".repeat(token.chars().count().min(3))
+        }
     } else {
         let mut s = String::new();
         for c in trimmed.chars() {
@@ -150,7 +160,16 @@ mod tests {
 
     #[test]
     fn rank_bins_follow_the_log_scale() {
-        for (rank, bin) in [(1, 8), (3, 8), (4, 7), (10, 7), (11, 6), (100, 5), (30000, 1), (30001, 0)] {
+        for (rank, bin) in [
+            (1, 8),
+            (3, 8),
+            (4, 7),
+            (10, 7),
+            (11, 6),
+            (100, 5),
+            (30000, 1),
+            (30001, 0),
+        ] {
             assert_eq!(rank_bin(rank), bin, "rank {rank}");
         }
         let labels = rank_bin_labels();
@@ -162,7 +181,9 @@ mod tests {
 
     #[test]
     fn tokens_are_displayed_visibly() {
-        let check = |token: &str, max: usize, expected: &str| assert_eq!(display_token(token, max), expected, "{token:?}");
+        let check = |token: &str, max: usize, expected: &str| {
+            assert_eq!(display_token(token, max), expected, "{token:?}")
+        };
         check(" the", 8, "the");
         check("Ġthe", 8, "the");
         check("▁and", 8, "and");

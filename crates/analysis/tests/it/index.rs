@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use cp_analysis::{build_index, AnalysisError, BuildSettings, DocSplit, IndexBuilder, NgramIndex, Unigram};
+use cp_analysis::{
+    build_index, AnalysisError, BuildSettings, DocSplit, IndexBuilder, NgramIndex, Unigram,
+};
 use proptest::prelude::*;
 
 fn naive_counts(docs: &[Vec<u32>], max_n: usize) -> HashMap<Vec<u32>, u64> {
@@ -60,10 +62,18 @@ fn counts_match_a_naive_counter_on_large_buckets() {
         x % m
     };
     for alphabet in [2u64, 3, 6] {
-        let docs: Vec<Vec<u32>> = (0..60).map(|_| (0..next(120)).map(|_| next(alphabet) as u32).collect()).collect();
+        let docs: Vec<Vec<u32>> = (0..60)
+            .map(|_| (0..next(120)).map(|_| next(alphabet) as u32).collect())
+            .collect();
         let index = NgramIndex::from_documents(&docs).unwrap();
         let naive = naive_counts(&docs, 6);
-        let queries: Vec<Vec<u32>> = (0..3000).map(|_| (0..1 + next(6)).map(|_| next(alphabet + 1) as u32).collect()).collect();
+        let queries: Vec<Vec<u32>> = (0..3000)
+            .map(|_| {
+                (0..1 + next(6))
+                    .map(|_| next(alphabet + 1) as u32)
+                    .collect()
+            })
+            .collect();
         for q in naive.keys().chain(queries.iter()) {
             let expected = naive.get(q).copied().unwrap_or(0);
             assert_eq!(index.count(q), expected, "ngram {q:?}");
@@ -74,13 +84,20 @@ fn counts_match_a_naive_counter_on_large_buckets() {
 
 /// Whitespace "tokenizer" over the ids written as numbers.
 fn ids(text: &str) -> Result<Vec<u32>, String> {
-    text.split_whitespace().map(|w| w.parse::<u32>().map_err(|e| format!("{w}: {e}"))).collect()
+    text.split_whitespace()
+        .map(|w| w.parse::<u32>().map_err(|e| format!("{w}: {e}")))
+        .collect()
 }
 
 fn build_dir(dir: &Path, corpus: &str) -> cp_analysis::IndexHeader {
     let src = dir.join("corpus.txt");
     std::fs::write(&src, corpus).unwrap();
-    let settings = BuildSettings { split: DocSplit::Paragraph, vocab_size: 10, tokenizer_sha256: Some("abc".into()), ..Default::default() };
+    let settings = BuildSettings {
+        split: DocSplit::Paragraph,
+        vocab_size: 10,
+        tokenizer_sha256: Some("abc".into()),
+        ..Default::default()
+    };
     build_index(&[src], &settings, ids, &|_| {}, &dir.join("idx")).unwrap()
 }
 
@@ -88,12 +105,22 @@ fn build_dir(dir: &Path, corpus: &str) -> cp_analysis::IndexHeader {
 fn built_folder_reopens_with_the_same_counts() {
     let dir = tempfile::tempdir().unwrap();
     let header = build_dir(dir.path(), "1 2 3\n4 1 2\n\n2 3 3\n");
-    assert_eq!((header.token_count, header.doc_count, header.vocab_size), (9, 2, 10));
+    assert_eq!(
+        (header.token_count, header.doc_count, header.vocab_size),
+        (9, 2, 10)
+    );
     // 4 bytes per token in tokens.bin (plus separators) and suffix.bin, 8 per vocabulary entry.
-    assert_eq!(header.file_bytes.values().sum::<u64>(), (16 + 4 * 11) + (16 + 4 * 9) + (16 + 8 * 10));
+    assert_eq!(
+        header.file_bytes.values().sum::<u64>(),
+        (16 + 4 * 11) + (16 + 4 * 9) + (16 + 8 * 10)
+    );
     let index = NgramIndex::open(&dir.path().join("idx"), Some("abc")).unwrap();
     assert_eq!(index.count(&[1, 2]), 2);
-    assert_eq!(index.count(&[3, 4]), 1, "a newline inside a paragraph does not split it");
+    assert_eq!(
+        index.count(&[3, 4]),
+        1,
+        "a newline inside a paragraph does not split it"
+    );
     assert_eq!(index.count(&[2, 2]), 0, "paragraphs are separate documents");
     assert_eq!(index.count(&[3, 3]), 1);
     let unigram = Unigram::load(&dir.path().join("idx")).unwrap();
@@ -106,28 +133,40 @@ fn damaged_indexes_are_rejected_naming_the_file() {
     build_dir(dir.path(), "1 2 3\n\n2 3\n");
     let idx = dir.path().join("idx");
     let err = NgramIndex::open(&idx, Some("def")).unwrap_err();
-    assert!(matches!(err, AnalysisError::TokenizerMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, AnalysisError::TokenizerMismatch { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("index.json"), "{err}");
 
     let suffix = idx.join("suffix.bin");
     let bytes = std::fs::read(&suffix).unwrap();
     std::fs::write(&suffix, &bytes[..bytes.len() - 4]).unwrap();
     let err = NgramIndex::open(&idx, None).unwrap_err().to_string();
-    assert!(err.contains("suffix.bin") && err.contains("index.json says"), "{err}");
+    assert!(
+        err.contains("suffix.bin") && err.contains("index.json says"),
+        "{err}"
+    );
 
     // A consistent size but a foreign file: bad magic.
     let mut bad = bytes.clone();
     bad[..8].copy_from_slice(b"NOTANIDX");
     std::fs::write(&suffix, &bad).unwrap();
     let err = NgramIndex::open(&idx, None).unwrap_err().to_string();
-    assert!(err.contains("suffix.bin") && err.contains("bad magic"), "{err}");
+    assert!(
+        err.contains("suffix.bin") && err.contains("bad magic"),
+        "{err}"
+    );
 
     // A suffix pointing outside the text.
     let mut bad = bytes.clone();
     bad[16..20].copy_from_slice(&1000u32.to_le_bytes());
     std::fs::write(&suffix, &bad).unwrap();
     let err = NgramIndex::open(&idx, None).unwrap_err().to_string();
-    assert!(err.contains("suffix.bin") && err.contains("past the end"), "{err}");
+    assert!(
+        err.contains("suffix.bin") && err.contains("past the end"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,15 +174,33 @@ fn failed_build_leaves_no_output() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("corpus.txt");
     std::fs::write(&src, "1 2\n\nnot-a-number\n").unwrap();
-    let err = build_index(&[src], &BuildSettings::default(), ids, &|_| {}, &dir.path().join("idx")).unwrap_err().to_string();
-    assert!(err.contains("corpus.txt") && err.contains("document 1"), "{err}");
+    let err = build_index(
+        &[src],
+        &BuildSettings::default(),
+        ids,
+        &|_| {},
+        &dir.path().join("idx"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("corpus.txt") && err.contains("document 1"),
+        "{err}"
+    );
     assert!(!dir.path().join("idx").exists());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging folder left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no staging folder left behind"
+    );
 }
 
 #[test]
 fn separator_id_is_refused() {
     let mut b = IndexBuilder::new();
-    let err = b.push_document(&[1, u32::MAX], Path::new("x.jsonl")).unwrap_err().to_string();
+    let err = b
+        .push_document(&[1, u32::MAX], Path::new("x.jsonl"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("x.jsonl") && err.contains("reserved"), "{err}");
 }

@@ -1,24 +1,51 @@
 //! Every metric on inputs whose answer can be computed by hand, through one helper.
 
-use cp_analysis::{analyze_decode, analyze_probe, onset, Analysis, Bootstrap, CollapseSettings, NgramIndex, ProbeColumns, TrapSettings, Unigram};
+use cp_analysis::{
+    analyze_decode, analyze_probe, onset, Analysis, Bootstrap, CollapseSettings, NgramIndex,
+    ProbeColumns, TrapSettings, Unigram,
+};
 use cp_records::{Generation, ProbeRecord};
 
 /// What to analyse.
 enum Input {
     /// Probe rows and, optionally, corpus unigram counts by token id.
-    Probe { rows: Vec<ProbeRecord>, unigram: Option<Vec<u64>>, settings: CollapseSettings },
+    Probe {
+        rows: Vec<ProbeRecord>,
+        unigram: Option<Vec<u64>>,
+        settings: CollapseSettings,
+    },
     /// Generations as (tokens, commit steps) and, optionally, the reference corpus documents.
-    Decode { gens: Vec<(Vec<u32>, Vec<i32>)>, corpus: Option<Vec<Vec<u32>>>, settings: TrapSettings },
+    Decode {
+        gens: Vec<(Vec<u32>, Vec<i32>)>,
+        corpus: Option<Vec<Vec<u32>>>,
+        settings: TrapSettings,
+    },
 }
 
 fn run(input: &Input) -> Analysis {
     match input {
-        Input::Probe { rows, unigram, settings } => {
+        Input::Probe {
+            rows,
+            unigram,
+            settings,
+        } => {
             let u = unigram.clone().map(Unigram::from_counts);
-            analyze_probe(&ProbeColumns::from_records(rows), u.as_ref(), settings, "all").unwrap()
+            analyze_probe(
+                &ProbeColumns::from_records(rows),
+                u.as_ref(),
+                settings,
+                "all",
+            )
+            .unwrap()
         }
-        Input::Decode { gens, corpus, settings } => {
-            let index = corpus.as_ref().map(|c| NgramIndex::from_documents(c).unwrap());
+        Input::Decode {
+            gens,
+            corpus,
+            settings,
+        } => {
+            let index = corpus
+                .as_ref()
+                .map(|c| NgramIndex::from_documents(c).unwrap());
             analyze_decode(&generations(gens), index.as_ref(), settings, "all").unwrap()
         }
     }
@@ -32,7 +59,13 @@ fn check(input: Input, expected: &[(&str, Option<f64>)]) {
         match (value, want) {
             (Some(v), Some(w)) => assert!((v - w).abs() < 1e-9, "{name}: got {v}, expected {w}"),
             (None, None) => {}
-            _ => panic!("{name}: got {value:?}, expected {want:?}; metrics: {:?}", got.metrics.iter().map(|m| (&m.name, m.value)).collect::<Vec<_>>()),
+            _ => panic!(
+                "{name}: got {value:?}, expected {want:?}; metrics: {:?}",
+                got.metrics
+                    .iter()
+                    .map(|m| (&m.name, m.value))
+                    .collect::<Vec<_>>()
+            ),
         }
     }
 }
@@ -47,13 +80,23 @@ fn generations(gens: &[(Vec<u32>, Vec<i32>)]) -> Vec<Generation> {
             gen_ids: ids.clone(),
             commit_step: steps.clone(),
             text: String::new(),
-            steps: steps.iter().copied().max().map_or(0, |m| m.max(0) as u32 + 1),
+            steps: steps
+                .iter()
+                .copied()
+                .max()
+                .map_or(0, |m| m.max(0) as u32 + 1),
         })
         .collect()
 }
 
 /// A probe row at `distance` of prompt `prompt` with the given top-k and entropy.
-fn row(prompt: u32, distance: u32, top_ids: &[u32], top_probs: &[f32], entropy: f32) -> ProbeRecord {
+fn row(
+    prompt: u32,
+    distance: u32,
+    top_ids: &[u32],
+    top_probs: &[f32],
+    entropy: f32,
+) -> ProbeRecord {
     ProbeRecord {
         prompt_index: prompt,
         prompt_id: prompt.to_string(),
@@ -74,21 +117,40 @@ fn row(prompt: u32, distance: u32, top_ids: &[u32], top_probs: &[f32], entropy: 
 }
 
 fn no_bootstrap() -> Bootstrap {
-    Bootstrap { replicates: 0, seed: 0 }
+    Bootstrap {
+        replicates: 0,
+        seed: 0,
+    }
 }
 
 fn decode(gens: Vec<(Vec<u32>, Vec<i32>)>, corpus: Option<Vec<Vec<u32>>>) -> Input {
-    Input::Decode { gens, corpus, settings: TrapSettings { bootstrap: no_bootstrap(), ..Default::default() } }
+    Input::Decode {
+        gens,
+        corpus,
+        settings: TrapSettings {
+            bootstrap: no_bootstrap(),
+            ..Default::default()
+        },
+    }
 }
 
 #[test]
 fn entropy_of_uniform_predictions_is_ln_k() {
     // The probe writes ln k for a uniform distribution over k tokens; near and far average it.
     let k = 8f32;
-    let rows = (1..=8).map(|d| row(0, d, &[1, 2], &[0.125, 0.125], k.ln())).collect();
-    let settings = CollapseSettings { bootstrap: no_bootstrap(), ..Default::default() };
+    let rows = (1..=8)
+        .map(|d| row(0, d, &[1, 2], &[0.125, 0.125], k.ln()))
+        .collect();
+    let settings = CollapseSettings {
+        bootstrap: no_bootstrap(),
+        ..Default::default()
+    };
     check(
-        Input::Probe { rows, unigram: None, settings },
+        Input::Probe {
+            rows,
+            unigram: None,
+            settings,
+        },
         &[
             ("collapse.entropy.near", Some((8f32).ln() as f64)),
             ("collapse.entropy.far", Some((8f32).ln() as f64)),
@@ -101,8 +163,14 @@ fn entropy_of_uniform_predictions_is_ln_k() {
         ],
     );
     // A generation using k distinct tokens once each has sample entropy ln k.
-    check(decode(vec![(vec![1, 2, 3, 4], vec![0, 0, 1, 1])], None), &[("trap.sample_entropy", Some(4f64.ln()))]);
-    check(decode(vec![(vec![7, 7, 7], vec![0, 1, 2])], None), &[("trap.sample_entropy", Some(0.0))]);
+    check(
+        decode(vec![(vec![1, 2, 3, 4], vec![0, 0, 1, 1])], None),
+        &[("trap.sample_entropy", Some(4f64.ln()))],
+    );
+    check(
+        decode(vec![(vec![7, 7, 7], vec![0, 1, 2])], None),
+        &[("trap.sample_entropy", Some(0.0))],
+    );
 }
 
 /// Two prompts over distances 1..=4: prompt 0's top-2 holds token 0 from distance 3 on, prompt
@@ -126,9 +194,17 @@ fn frequency_metrics_and_onset() {
     // 0.75 → 5, one past the window: no collapse.
     let rows = two_prompts(|_| 1.0, |_| 1.0);
     let unigram = Some(vec![100, 1, 1, 1, 1, 50, 40, 30]);
-    let settings = |t| CollapseSettings { top_frequent: 1, onset_threshold: t, bootstrap: no_bootstrap() };
+    let settings = |t| CollapseSettings {
+        top_frequent: 1,
+        onset_threshold: t,
+        bootstrap: no_bootstrap(),
+    };
     check(
-        Input::Probe { rows: rows.clone(), unigram: unigram.clone(), settings: settings(0.5) },
+        Input::Probe {
+            rows: rows.clone(),
+            unigram: unigram.clone(),
+            settings: settings(0.5),
+        },
         &[
             ("collapse.onset", Some(4.0)),
             ("collapse.frequent_share.near", Some(0.0)),
@@ -141,12 +217,34 @@ fn frequency_metrics_and_onset() {
             ("collapse.top1_rank.far", Some(2.5)),
         ],
     );
-    check(Input::Probe { rows: rows.clone(), unigram: unigram.clone(), settings: settings(0.25) }, &[("collapse.onset", Some(3.0))]);
-    check(Input::Probe { rows, unigram, settings: settings(0.75) }, &[("collapse.onset", Some(5.0))]);
+    check(
+        Input::Probe {
+            rows: rows.clone(),
+            unigram: unigram.clone(),
+            settings: settings(0.25),
+        },
+        &[("collapse.onset", Some(3.0))],
+    );
+    check(
+        Input::Probe {
+            rows,
+            unigram,
+            settings: settings(0.75),
+        },
+        &[("collapse.onset", Some(5.0))],
+    );
     assert_eq!(onset(&[0.1, 0.6, 0.4, 0.7, 0.9], 0.5), 4);
     assert_eq!(onset(&[0.9, 0.6], 0.5), 1, "collapsed from the first mask");
-    assert_eq!(onset(&[0.9, 0.1], 0.5), 3, "not collapsed within the window: window + 1");
-    assert_eq!(onset(&[0.2, f64::NAN, 0.9], 0.5), 2, "distances without data are skipped");
+    assert_eq!(
+        onset(&[0.9, 0.1], 0.5),
+        3,
+        "not collapsed within the window: window + 1"
+    );
+    assert_eq!(
+        onset(&[0.2, f64::NAN, 0.9], 0.5),
+        2,
+        "distances without data are skipped"
+    );
 }
 
 #[test]
@@ -165,7 +263,13 @@ fn text_against_an_index_of_itself_has_no_unseen_ngrams() {
         ],
     );
     // Without an index the unseen metrics are absent, not zero.
-    check(decode(vec![(vec![1, 2], vec![0, 0])], None), &[("trap.unseen_2gram_rate", None), ("trap.same_vs_diff_ratio", None)]);
+    check(
+        decode(vec![(vec![1, 2], vec![0, 0])], None),
+        &[
+            ("trap.unseen_2gram_rate", None),
+            ("trap.same_vs_diff_ratio", None),
+        ],
+    );
 }
 
 #[test]
@@ -190,8 +294,18 @@ fn simctg_rep_n_drops_the_last_ngram() {
     );
     // rep-n sums unique counts per generation: two identical generations are not repeats of
     // each other, while distinct-n pools one set over both.
-    let g = vec![(vec![1, 2, 3], vec![0, 0, 0]), (vec![1, 2, 3], vec![0, 0, 0])];
-    check(decode(g, None), &[("trap.rep_2", Some(0.0)), ("trap.distinct_2", Some(0.5)), ("trap.distinct_1", Some(0.5))]);
+    let g = vec![
+        (vec![1, 2, 3], vec![0, 0, 0]),
+        (vec![1, 2, 3], vec![0, 0, 0]),
+    ];
+    check(
+        decode(g, None),
+        &[
+            ("trap.rep_2", Some(0.0)),
+            ("trap.distinct_2", Some(0.5)),
+            ("trap.distinct_1", Some(0.5)),
+        ],
+    );
 }
 
 #[test]
@@ -220,32 +334,88 @@ fn duplicates_and_truncation() {
     let g = vec![(vec![3, 3, 4, 4, 4], vec![0, 0, 1, 1, 2])];
     check(
         decode(g, None),
-        &[("trap.adjacent_duplicate_rate", Some(0.75)), ("trap.same_step_duplicate_rate", Some(1.0)), ("trap.diff_step_duplicate_rate", Some(0.5))],
+        &[
+            ("trap.adjacent_duplicate_rate", Some(0.75)),
+            ("trap.same_step_duplicate_rate", Some(1.0)),
+            ("trap.diff_step_duplicate_rate", Some(0.5)),
+        ],
     );
     // A generation is cut at the first end-of-text id and at the first never-committed position.
-    let settings = TrapSettings { eos_ids: vec![9], bootstrap: no_bootstrap(), ..Default::default() };
-    let gens = vec![(vec![1, 2, 9, 9, 9], vec![0, 1, 2, 2, 2]), (vec![4, 4, 0, 5], vec![0, 0, -1, 1])];
-    check(Input::Decode { gens, corpus: None, settings }, &[("trap.gen_length", Some(2.0)), ("trap.adjacent_duplicate_rate", Some(0.5))]);
+    let settings = TrapSettings {
+        eos_ids: vec![9],
+        bootstrap: no_bootstrap(),
+        ..Default::default()
+    };
+    let gens = vec![
+        (vec![1, 2, 9, 9, 9], vec![0, 1, 2, 2, 2]),
+        (vec![4, 4, 0, 5], vec![0, 0, -1, 1]),
+    ];
+    check(
+        Input::Decode {
+            gens,
+            corpus: None,
+            settings,
+        },
+        &[
+            ("trap.gen_length", Some(2.0)),
+            ("trap.adjacent_duplicate_rate", Some(0.5)),
+        ],
+    );
 }
 
 #[test]
 fn bootstrap_errors_are_deterministic_given_a_seed() {
-    let gens: Vec<(Vec<u32>, Vec<i32>)> = (0..20u32).map(|i| ((0..10).map(|j| (i * j) % 4).collect(), (0..10).map(|j| j / 2).collect())).collect();
+    let gens: Vec<(Vec<u32>, Vec<i32>)> = (0..20u32)
+        .map(|i| {
+            (
+                (0..10).map(|j| (i * j) % 4).collect(),
+                (0..10).map(|j| j / 2).collect(),
+            )
+        })
+        .collect();
     let with = |seed| {
-        let settings = TrapSettings { bootstrap: Bootstrap { replicates: 200, seed }, ..Default::default() };
-        run(&Input::Decode { gens: gens.clone(), corpus: Some(vec![vec![0, 1, 2, 3, 0, 2]]), settings }).metrics
+        let settings = TrapSettings {
+            bootstrap: Bootstrap {
+                replicates: 200,
+                seed,
+            },
+            ..Default::default()
+        };
+        run(&Input::Decode {
+            gens: gens.clone(),
+            corpus: Some(vec![vec![0, 1, 2, 3, 0, 2]]),
+            settings,
+        })
+        .metrics
     };
     let (a, b, c) = (with(7), with(7), with(8));
     assert_eq!(a, b, "same seed, same errors");
-    let err = |m: &[cp_records::Metric], name: &str| m.iter().find(|x| x.name == name).and_then(|x| x.stderr).unwrap();
+    let err = |m: &[cp_records::Metric], name: &str| {
+        m.iter()
+            .find(|x| x.name == name)
+            .and_then(|x| x.stderr)
+            .unwrap()
+    };
     assert!(err(&a, "trap.rep_2") > 0.0);
-    assert_ne!(err(&a, "trap.rep_2"), err(&c, "trap.rep_2"), "another seed, another resample");
-    assert!(a.iter().find(|m| m.name == "trap.distinct_2").unwrap().stderr.is_none());
+    assert_ne!(
+        err(&a, "trap.rep_2"),
+        err(&c, "trap.rep_2"),
+        "another seed, another resample"
+    );
+    assert!(a
+        .iter()
+        .find(|m| m.name == "trap.distinct_2")
+        .unwrap()
+        .stderr
+        .is_none());
 }
 
 /// The value of `metric` for `prompt` in the per-prompt table.
 fn per_prompt(a: &Analysis, metric: &str, prompt: u32) -> Option<f64> {
-    a.per_prompt.iter().find(|p| p.metric == metric && p.prompt_index == prompt).map(|p| p.value)
+    a.per_prompt
+        .iter()
+        .find(|p| p.metric == metric && p.prompt_index == prompt)
+        .map(|p| p.value)
 }
 
 #[test]
@@ -253,8 +423,16 @@ fn per_prompt_values_are_each_prompts_own() {
     // The frequency example above, per prompt: prompt 0 collapses at distance 3, prompt 1 at 4;
     // far (distance 4) both hold token 0 at half their top-2; prompt 0 puts 0.5 on it, prompt 1 0.25.
     let rows = two_prompts(|d| d as f32, |d| 2.0 * d as f32);
-    let settings = CollapseSettings { top_frequent: 1, onset_threshold: 0.5, bootstrap: no_bootstrap() };
-    let a = run(&Input::Probe { rows, unigram: Some(vec![100, 1, 1, 1, 1, 50, 40, 30]), settings });
+    let settings = CollapseSettings {
+        top_frequent: 1,
+        onset_threshold: 0.5,
+        bootstrap: no_bootstrap(),
+    };
+    let a = run(&Input::Probe {
+        rows,
+        unigram: Some(vec![100, 1, 1, 1, 1, 50, 40, 30]),
+        settings,
+    });
     assert_eq!(per_prompt(&a, "collapse.onset", 0), Some(3.0));
     assert_eq!(per_prompt(&a, "collapse.onset", 1), Some(4.0));
     assert_eq!(per_prompt(&a, "collapse.frequent_mass.far", 0), Some(0.5));
@@ -263,7 +441,12 @@ fn per_prompt_values_are_each_prompts_own() {
     assert_eq!(per_prompt(&a, "collapse.entropy.near", 1), Some(2.0));
     assert_eq!(per_prompt(&a, "collapse.entropy.far", 0), Some(4.0));
     // The headline mean is the mean of the per-prompt values.
-    let far = a.metrics.iter().find(|m| m.name == "collapse.entropy.far").unwrap().value;
+    let far = a
+        .metrics
+        .iter()
+        .find(|m| m.name == "collapse.entropy.far")
+        .unwrap()
+        .value;
     assert_eq!(far, (4.0 + 8.0) / 2.0);
 
     // Generations: the first has 1 unseen bigram of 2, the second none of 1; pooled 1/3.
@@ -272,6 +455,11 @@ fn per_prompt_values_are_each_prompts_own() {
     assert_eq!(per_prompt(&a, "trap.unseen_2gram_rate", 0), Some(0.5));
     assert_eq!(per_prompt(&a, "trap.unseen_2gram_rate", 1), Some(0.0));
     assert_eq!(per_prompt(&a, "trap.tokens_per_step", 0), Some(1.5));
-    let pooled = a.metrics.iter().find(|m| m.name == "trap.unseen_2gram_rate").unwrap().value;
+    let pooled = a
+        .metrics
+        .iter()
+        .find(|m| m.name == "trap.unseen_2gram_rate")
+        .unwrap()
+        .value;
     assert!((pooled - 1.0 / 3.0).abs() < 1e-12);
 }

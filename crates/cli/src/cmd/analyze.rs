@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use cp_analysis::{analyze_folders, detect_all, write_analysis, AnalyzeSettings, Bootstrap, CollapseSettings, NgramIndex, TrapSettings};
+use cp_analysis::{
+    analyze_folders, detect_all, write_analysis, AnalyzeSettings, Bootstrap, CollapseSettings,
+    NgramIndex, TrapSettings,
+};
 use cp_records::{Manifest, SCHEMA_VERSION};
 
 use crate::common::GlobalArgs;
@@ -31,7 +34,12 @@ pub struct Args {
     #[arg(long, value_name = "X", default_value_t = 0.5)]
     pub onset_threshold: f64,
     /// Orders of the unseen n-gram rates.
-    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "2,3,4,5")]
+    #[arg(
+        long,
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_value = "2,3,4,5"
+    )]
     pub unseen_n: Vec<usize>,
     /// End-of-text token ids: generations are cut before the first one; repeatable or comma-separated.
     #[arg(long, value_name = "ID", value_delimiter = ',')]
@@ -46,25 +54,56 @@ pub struct Args {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
-    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     if let Some(n) = global.threads {
         cp_analysis::set_threads(n);
     }
     if !(0.0..=1.0).contains(&args.onset_threshold) {
-        anyhow::bail!("--onset-threshold must lie in [0, 1], got {}", args.onset_threshold);
+        anyhow::bail!(
+            "--onset-threshold must lie in [0, 1], got {}",
+            args.onset_threshold
+        );
     }
     if args.top_frequent == 0 {
         anyhow::bail!("--top-frequent must be at least 1");
     }
-    let bootstrap = Bootstrap { replicates: args.bootstrap, seed: args.seed };
+    let bootstrap = Bootstrap {
+        replicates: args.bootstrap,
+        seed: args.seed,
+    };
     let settings = AnalyzeSettings {
-        collapse: CollapseSettings { top_frequent: args.top_frequent, onset_threshold: args.onset_threshold, bootstrap },
-        trap: TrapSettings { unseen_ns: args.unseen_n.clone(), eos_ids: args.eos_id.clone(), bootstrap, ..Default::default() },
+        collapse: CollapseSettings {
+            top_frequent: args.top_frequent,
+            onset_threshold: args.onset_threshold,
+            bootstrap,
+        },
+        trap: TrapSettings {
+            unseen_ns: args.unseen_n.clone(),
+            eos_ids: args.eos_id.clone(),
+            bootstrap,
+            ..Default::default()
+        },
     };
     let folders = detect_all(&args.records)?;
-    let sha = args.tokenizer.as_deref().map(cp_records::sha256_file).transpose()?;
-    let index = args.index.as_deref().map(|dir| NgramIndex::open(dir, sha.as_deref())).transpose()?;
-    let output = analyze_folders(&folders, index.as_ref().map(|i| i.unigram()), index.as_ref(), &settings)?;
+    let sha = args
+        .tokenizer
+        .as_deref()
+        .map(cp_records::sha256_file)
+        .transpose()?;
+    let index = args
+        .index
+        .as_deref()
+        .map(|dir| NgramIndex::open(dir, sha.as_deref()))
+        .transpose()?;
+    let output = analyze_folders(
+        &folders,
+        index.as_ref().map(|i| i.unigram()),
+        index.as_ref(),
+        &settings,
+    )?;
     if !global.quiet {
         for s in &output.skipped {
             eprintln!("warning: skipped {s}");
@@ -99,7 +138,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let out = write_analysis(&args.out, &output, manifest)?;
     if !global.quiet {
-        eprintln!("wrote {} metrics and {} curve points to {}", output.metrics.metrics.len(), output.curves.len(), out.display());
+        eprintln!(
+            "wrote {} metrics and {} curve points to {}",
+            output.metrics.metrics.len(),
+            output.curves.len(),
+            out.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

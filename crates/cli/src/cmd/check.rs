@@ -63,7 +63,12 @@ pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .create(true)
             .append(true)
             .open(&summary)
-            .with_context(|| format!("{}: cannot open $GITHUB_STEP_SUMMARY for appending", summary.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: cannot open $GITHUB_STEP_SUMMARY for appending",
+                    summary.display()
+                )
+            })?;
         file.write_all(cp_gate::markdown(&comparison).as_bytes())
             .with_context(|| format!("{}: cannot append the summary", summary.display()))?;
     }
@@ -71,7 +76,11 @@ pub fn run(args: Args, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         let xml = cp_gate::junit(&comparison);
         cp_records::atomic_write(junit, |w| w.write_all(xml.as_bytes()))?;
     }
-    Ok(if comparison.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if comparison.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn warn_direction_mismatches(c: &Comparison) {
@@ -83,7 +92,11 @@ fn warn_direction_mismatches(c: &Comparison) {
 }
 
 /// `--update-baseline`: rewrite (or create) the baseline from the run, and say so.
-fn update(args: &Args, metrics: &MetricsFile, metrics_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn update(
+    args: &Args,
+    metrics: &MetricsFile,
+    metrics_path: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
     let source = metrics_path.display().to_string();
     let mut stdout = std::io::stdout().lock();
     if args.baseline.exists() {
@@ -111,7 +124,8 @@ fn update(args: &Args, metrics: &MetricsFile, metrics_path: &std::path::Path) ->
     } else {
         let new = Baseline::from_run(&args.baseline, metrics, &source);
         if let Some(parent) = args.baseline.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create folder", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{}: cannot create folder", parent.display()))?;
         }
         new.write()?;
         writeln!(

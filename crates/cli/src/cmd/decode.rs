@@ -52,7 +52,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let done = run_decode(&session, &schedule, &stage, &args.out, global)?;
     if !global.quiet {
-        eprintln!("decoded {} prompts with {schedule} in {:.2}s -> {}", done.generations, done.seconds, done.dir.display());
+        eprintln!(
+            "decoded {} prompts with {schedule} in {:.2}s -> {}",
+            done.generations,
+            done.seconds,
+            done.dir.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -61,7 +61,12 @@ pub struct QueryArgs {
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<PathBuf>,
     /// Token ids instead of text, comma-separated.
-    #[arg(long, value_name = "IDS", value_delimiter = ',', conflicts_with = "text")]
+    #[arg(
+        long,
+        value_name = "IDS",
+        value_delimiter = ',',
+        conflicts_with = "text"
+    )]
     pub ids: Option<Vec<u32>>,
     /// Longest n-gram to count (default: the whole query).
     #[arg(long, value_name = "N")]
@@ -96,7 +101,10 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         tokenizer: Some(args.tokenizer.display().to_string()),
         ..Default::default()
     };
-    let bar = global.progress(0, "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})");
+    let bar = global.progress(
+        0,
+        "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+    );
     bar.set_message("tokenizing");
     let progress = |p: BuildProgress| match p {
         BuildProgress::Tokenizing { bytes, total } => {
@@ -106,24 +114,39 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         BuildProgress::Sorting { tokens } => bar.set_message(format!("sorting {tokens} suffixes")),
         BuildProgress::Writing => bar.set_message("writing"),
     };
-    let header = build_index(&args.corpus, &settings, |text| tokenizer.encode(text).map_err(|e| e.to_string()), &progress, &args.out)?;
+    let header = build_index(
+        &args.corpus,
+        &settings,
+        |text| tokenizer.encode(text).map_err(|e| e.to_string()),
+        &progress,
+        &args.out,
+    )?;
     bar.finish_and_clear();
     if !global.quiet {
         eprintln!(
-        "indexed {} tokens in {} documents into {} ({:.2} bytes/token, {:.1} s)",
-        header.token_count,
-        header.doc_count,
-        args.out.display(),
-        header.bytes_per_token(),
-        start.elapsed().as_secs_f64()
+            "indexed {} tokens in {} documents into {} ({:.2} bytes/token, {:.1} s)",
+            header.token_count,
+            header.doc_count,
+            args.out.display(),
+            header.bytes_per_token(),
+            start.elapsed().as_secs_f64()
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let tokenizer = args.tokenizer.as_deref().map(Tokenizer::from_file).transpose().context("loading the tokenizer")?;
-    let sha = args.tokenizer.as_deref().map(cp_records::sha256_file).transpose()?;
+    let tokenizer = args
+        .tokenizer
+        .as_deref()
+        .map(Tokenizer::from_file)
+        .transpose()
+        .context("loading the tokenizer")?;
+    let sha = args
+        .tokenizer
+        .as_deref()
+        .map(cp_records::sha256_file)
+        .transpose()?;
     let index = NgramIndex::open(&args.index, sha.as_deref())?;
     let ids = match (&args.ids, &args.text, &tokenizer) {
         (Some(ids), _, _) => ids.clone(),
@@ -132,7 +155,10 @@ fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         (None, None, _) => bail!("give a query text or --ids"),
     };
     let show = |ids: &[u32]| match &tokenizer {
-        Some(t) => format!("{:?}", ids.iter().map(|&i| t.token_text(i)).collect::<String>()),
+        Some(t) => format!(
+            "{:?}",
+            ids.iter().map(|&i| t.token_text(i)).collect::<String>()
+        ),
         None => ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "),
     };
     let max_n = args.max_n.unwrap_or(ids.len()).max(1);
@@ -150,6 +176,11 @@ fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "{id}\t{}\t{}", show(&[id]), index.unigram().count(id))?;
     }
     writeln!(out)?;
-    writeln!(out, "corpus: {} tokens, {} documents", index.header().token_count, index.header().doc_count)?;
+    writeln!(
+        out,
+        "corpus: {} tokens, {} documents",
+        index.header().token_count,
+        index.header().doc_count
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -58,7 +58,12 @@ impl From<TableFormat> for Format {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(&args.model, &args.prompts, global)?;
-    let unigram = args.unigram.as_deref().map(|dir| unigram_probabilities(&session, dir)).transpose().context("--unigram")?;
+    let unigram = args
+        .unigram
+        .as_deref()
+        .map(|dir| unigram_probabilities(&session, dir))
+        .transpose()
+        .context("--unigram")?;
     let settings = ProbeSettings {
         masks: args.masks,
         top_k: args.top_k,
@@ -66,7 +71,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         eot_ids: session.eot_ids(),
         unigram,
     };
-    let done = run_probe(&session, &settings, args.unigram.as_deref(), args.format.into(), &args.out, global)?;
+    let done = run_probe(
+        &session,
+        &settings,
+        args.unigram.as_deref(),
+        args.format.into(),
+        &args.out,
+        global,
+    )?;
     if !global.quiet {
         eprintln!(
             "probed {} prompts x {} masks in {:.2}s ({:.0} tokens/s) -> {}",

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cp_report::{ColumnWidth, FigureFormat, InputPaths, RankSource, ReportInputs, ReportOptions, TokenRanks};
+use cp_report::{
+    ColumnWidth, FigureFormat, InputPaths, RankSource, ReportInputs, ReportOptions, TokenRanks,
+};
 
 use crate::common::GlobalArgs;
 
@@ -99,8 +101,10 @@ pub fn render(args: Args, global: &GlobalArgs) -> anyhow::Result<cp_report::Repo
     if let Some(index) = &args.index {
         let unigram = cp_analysis::Unigram::load(index)
             .with_context(|| format!("reading the unigram table of index {}", index.display()))?;
-        inputs.token_ranks =
-            Some(TokenRanks::from_counts(RankSource::Corpus(index.display().to_string()), unigram.counts()));
+        inputs.token_ranks = Some(TokenRanks::from_counts(
+            RankSource::Corpus(index.display().to_string()),
+            unigram.counts(),
+        ));
     }
     let mut formats: Vec<FigureFormat> = args
         .formats

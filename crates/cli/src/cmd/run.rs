@@ -24,7 +24,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use cp_gate::{ScheduleSource, Spec, SweepParam};
 use cp_probe::{ProbeSettings, Schedule, TokensPerStep};
-use cp_records::{files, write_json, write_table, CurvePoint, Format, Manifest, Metric, MetricsFile};
+use cp_records::{
+    files, write_json, write_table, CurvePoint, Format, Manifest, Metric, MetricsFile,
+};
 
 use crate::cmd;
 use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
@@ -47,7 +49,10 @@ const BOOTSTRAP: usize = 1000;
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let spec = Spec::load(&args.spec)?;
     // Parse every schedule before any work, so a typo fails in a second rather than after the probe.
     let schedules: Vec<(String, Schedule)> = spec
@@ -65,27 +70,49 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if let Some(sweep) = &spec.sweep {
         for &v in &sweep.values {
             for (name, s) in &schedules {
-                swept_schedule(s, sweep.param, v).with_context(|| format!("sweep over `{}`, schedule `{name}`", sweep.param.name()))?;
+                swept_schedule(s, sweep.param, v).with_context(|| {
+                    format!("sweep over `{}`, schedule `{name}`", sweep.param.name())
+                })?;
             }
         }
     }
     // Then the inputs: every missing path at once, each with the key that names it.
     let missing = spec.missing_paths();
     if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().map(|(k, p)| format!("`{k}` = {}", p.display())).collect();
-        bail!("{}: these paths do not exist: {}", args.spec.display(), list.join(", "));
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(k, p)| format!("`{k}` = {}", p.display()))
+            .collect();
+        bail!(
+            "{}: these paths do not exist: {}",
+            args.spec.display(),
+            list.join(", ")
+        );
     }
 
     let out = args.out.clone();
-    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the run folder", out.display()))?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("{}: cannot create the run folder", out.display()))?;
     // Rerunning into a run folder: its manifest (written last, so only a finished run has one) and
     // the schedule and sweep folders of the earlier spec go first, so nothing stale survives.
     for stale in [files::MANIFEST_JSON, "decode", "sweep"] {
         let path = out.join(stale);
-        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else if path.is_file() { std::fs::remove_file(&path) } else { Ok(()) };
-        removed.with_context(|| format!("{}: cannot remove what an earlier run left there", path.display()))?;
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else if path.is_file() {
+            std::fs::remove_file(&path)
+        } else {
+            Ok(())
+        };
+        removed.with_context(|| {
+            format!(
+                "{}: cannot remove what an earlier run left there",
+                path.display()
+            )
+        })?;
     }
-    let n_stages = 3 + schedules.len() + usize::from(spec.report.enabled) + usize::from(spec.sweep.is_some());
+    let n_stages =
+        3 + schedules.len() + usize::from(spec.report.enabled) + usize::from(spec.sweep.is_some());
     let mut stage = 0;
     let mut announce = |what: &str| {
         stage += 1;
@@ -103,7 +130,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Some(r) if r.corpus.is_some() => {
             announce("index the reference corpus");
             let dir = out.join("index");
-            let tokenizer = r.tokenizer.clone().unwrap_or_else(|| model_tokenizer.clone());
+            let tokenizer = r
+                .tokenizer
+                .clone()
+                .unwrap_or_else(|| model_tokenizer.clone());
             cmd::index::run(
                 cmd::index::Command::Build(cmd::index::BuildArgs {
                     tokenizer,
@@ -136,26 +166,49 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         torchscript: None,
         mask_id: None,
         tokenizer: None,
-        dtype: spec.model.dtype.map_or_else(|| "auto".to_string(), |d| d.to_string()),
+        dtype: spec
+            .model
+            .dtype
+            .map_or_else(|| "auto".to_string(), |d| d.to_string()),
         device: spec.model.device.clone().unwrap_or_else(|| "auto".into()),
     };
     let prompt_args = PromptArgs {
         prompts: spec.prompts.path.clone(),
         prompt_format: spec.prompts.format.clone().unwrap_or_else(|| "auto".into()),
-        chat_template: spec.prompts.chat_template.clone().unwrap_or_else(|| "auto".into()),
+        chat_template: spec
+            .prompts
+            .chat_template
+            .clone()
+            .unwrap_or_else(|| "auto".into()),
     };
-    let mut session = Session::open(&model_args, &prompt_args, global).context("loading the model and prompts")?;
+    let mut session = Session::open(&model_args, &prompt_args, global)
+        .context("loading the model and prompts")?;
     if let Some(limit) = spec.prompts.limit {
         session.prompts.prompts.truncate(limit);
         session.ids.truncate(limit);
         session.prompts_info.count = session.ids.len();
     }
-    let unigram = index.as_deref().map(|dir| stages::unigram_probabilities(&session, dir)).transpose()?;
+    let unigram = index
+        .as_deref()
+        .map(|dir| stages::unigram_probabilities(&session, dir))
+        .transpose()?;
 
     // Probe.
-    announce(&format!("probe: {} prompts x {} masks", session.ids.len(), spec.probe.masks));
+    announce(&format!(
+        "probe: {} prompts x {} masks",
+        session.ids.len(),
+        spec.probe.masks
+    ));
     let probe_dir = out.join("probe");
-    run_probe(&session, &spec, spec.probe.masks as usize, unigram.clone(), index.as_deref(), &probe_dir, global)?;
+    run_probe(
+        &session,
+        &spec,
+        spec.probe.masks as usize,
+        unigram.clone(),
+        index.as_deref(),
+        &probe_dir,
+        global,
+    )?;
     stages.insert("probe".into(), "probe".into());
 
     // Decode, once per schedule.
@@ -177,12 +230,24 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let analysis_dir = out.join("analysis");
     let mut records = vec![probe_dir.clone()];
     records.extend(decode_dirs.iter().cloned());
-    run_analysis(&spec, &session, records, index.as_deref(), &model_tokenizer, &analysis_dir, global)?;
+    run_analysis(
+        &spec,
+        &session,
+        records,
+        index.as_deref(),
+        &model_tokenizer,
+        &analysis_dir,
+        global,
+    )?;
     stages.insert("analysis".into(), "analysis".into());
 
     // The sweep: the swept stage once per value, each with its own analysis, then one table of curves.
     if let Some(sweep) = &spec.sweep {
-        announce(&format!("sweep `{}` over {} values", sweep.param.name(), sweep.values.len()));
+        announce(&format!(
+            "sweep `{}` over {} values",
+            sweep.param.name(),
+            sweep.values.len()
+        ));
         let mut per_value = Vec::new();
         for (label, &v) in sweep.labels().iter().zip(&sweep.values) {
             let dir = out.join("sweep").join(label);
@@ -192,7 +257,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             let mut records = Vec::new();
             if sweep.param == SweepParam::Masks {
                 let p = dir.join("probe");
-                run_probe(&session, &spec, v as usize, unigram.clone(), index.as_deref(), &p, global)?;
+                run_probe(
+                    &session,
+                    &spec,
+                    v as usize,
+                    unigram.clone(),
+                    index.as_deref(),
+                    &p,
+                    global,
+                )?;
                 records.push(p);
             } else {
                 for (name, schedule) in &schedules {
@@ -204,8 +277,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
             let a = dir.join("analysis");
             // The main analysis has already reported what it skipped; once is enough.
-            let quiet = GlobalArgs { quiet: true, ..global.clone() };
-            run_analysis(&spec, &session, records, index.as_deref(), &model_tokenizer, &a, &quiet)?;
+            let quiet = GlobalArgs {
+                quiet: true,
+                ..global.clone()
+            };
+            run_analysis(
+                &spec,
+                &session,
+                records,
+                index.as_deref(),
+                &model_tokenizer,
+                &a,
+                &quiet,
+            )?;
             let metrics: MetricsFile = cp_records::read_json(&a.join(files::METRICS_JSON))?;
             per_value.push((label.clone(), v, metrics));
         }
@@ -225,7 +309,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // Report.
     if spec.report.enabled {
         announce("report");
-        let title = spec.report.title.clone().or_else(|| spec.description.clone()).unwrap_or_else(|| spec.name.clone());
+        let title = spec
+            .report
+            .title
+            .clone()
+            .or_else(|| spec.description.clone())
+            .unwrap_or_else(|| spec.name.clone());
         cmd::report::render(
             cmd::report::Args {
                 analysis: vec![analysis_dir.clone()],
@@ -268,7 +357,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         wall_time_s: t0.elapsed().as_secs_f64(),
         seed: spec.seed,
         model: Some(session.model.info.clone()),
-        tokenizer: session.text.as_ref().map(|t| t.tokenizer().path().display().to_string()),
+        tokenizer: session
+            .text
+            .as_ref()
+            .map(|t| t.tokenizer().path().display().to_string()),
         prompts: Some(session.prompts_info.clone()),
         libtorch_version: Some(crate::common::LIBTORCH_VERSION.into()),
         params: serde_json::json!({
@@ -281,7 +373,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     write_json(&out.join(files::MANIFEST_JSON), &manifest)?;
     if !global.quiet {
-        eprintln!("run `{}` done in {:.1}s -> {}", spec.name, t0.elapsed().as_secs_f64(), out.display());
+        eprintln!(
+            "run `{}` done in {:.1}s -> {}",
+            spec.name,
+            t0.elapsed().as_secs_f64(),
+            out.display()
+        );
     }
     println!("{}", out.display());
     Ok(ExitCode::SUCCESS)
@@ -309,7 +406,13 @@ fn run_probe(
 }
 
 /// The decode stage of one schedule, seeded by the spec.
-fn run_decode(session: &Session, spec: &Spec, schedule: &Schedule, dir: &Path, global: &GlobalArgs) -> anyhow::Result<()> {
+fn run_decode(
+    session: &Session,
+    spec: &Spec,
+    schedule: &Schedule,
+    dir: &Path,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
     let stage = DecodeStage {
         seed: spec.seed,
         batch_size: spec.probe.batch_size as usize,
@@ -333,7 +436,9 @@ fn run_analysis(
     // The index was built with (or must match) the model's tokenizer; analyze checks the hash.
     let tokenizer = match &spec.reference {
         Some(r) if r.tokenizer.is_some() => r.tokenizer.clone(),
-        _ => model_tokenizer.is_file().then(|| model_tokenizer.to_owned()),
+        _ => model_tokenizer
+            .is_file()
+            .then(|| model_tokenizer.to_owned()),
     };
     cmd::analyze::run(
         cmd::analyze::Args {
@@ -343,7 +448,12 @@ fn run_analysis(
             out: out.to_owned(),
             top_frequent: spec.metrics.top_frequent as usize,
             onset_threshold: spec.metrics.onset_threshold,
-            unseen_n: spec.metrics.ngram_orders.iter().map(|&n| n as usize).collect(),
+            unseen_n: spec
+                .metrics
+                .ngram_orders
+                .iter()
+                .map(|&n| n as usize)
+                .collect(),
             eos_id: session.eot_ids(),
             seed: spec.seed,
             bootstrap: BOOTSTRAP,
@@ -364,9 +474,15 @@ fn swept_schedule(schedule: &Schedule, param: SweepParam, value: f64) -> anyhow:
         (SweepParam::TokensPerStep, Schedule::Dream(p)) => p.steps = p.max_new_tokens.div_ceil(n),
         (SweepParam::Steps, Schedule::Llada(p)) => p.steps = n,
         (SweepParam::Steps, Schedule::Dream(p)) => p.steps = n,
-        (SweepParam::Steps, Schedule::Fixed(p)) => p.k = TokensPerStep::Count(p.gen_length.div_ceil(n)),
+        (SweepParam::Steps, Schedule::Fixed(p)) => {
+            p.k = TokensPerStep::Count(p.gen_length.div_ceil(n))
+        }
         (SweepParam::Threshold, Schedule::Threshold(p)) => p.tau = value,
-        (param, s) => bail!("a `{}` schedule has no `{}` to sweep", s.name(), param.name()),
+        (param, s) => bail!(
+            "a `{}` schedule has no `{}` to sweep",
+            s.name(),
+            param.name()
+        ),
     }
     // Round-trip through the spec string so that the schedule's own checks (block divisibility, ...) run.
     Ok(Schedule::parse(&s.to_string())?)
@@ -374,14 +490,21 @@ fn swept_schedule(schedule: &Schedule, param: SweepParam, value: f64) -> anyhow:
 
 /// Writes `sweep/metrics.json` (every metric of every value, suffixed `@param=value`) and
 /// `sweep/curves.parquet` (one curve per metric against the swept value).
-fn write_sweep(dir: &Path, param: SweepParam, per_value: &[(String, f64, MetricsFile)]) -> anyhow::Result<()> {
+fn write_sweep(
+    dir: &Path,
+    param: SweepParam,
+    per_value: &[(String, f64, MetricsFile)],
+) -> anyhow::Result<()> {
     let mut metrics: Vec<Metric> = Vec::new();
     let mut curves: Vec<CurvePoint> = Vec::new();
     let mut sources = Vec::new();
     for (label, x, file) in per_value {
         sources.extend(file.sources.iter().cloned());
         for m in &file.metrics {
-            metrics.push(Metric { name: format!("{}@{label}", m.name), ..m.clone() });
+            metrics.push(Metric {
+                name: format!("{}@{label}", m.name),
+                ..m.clone()
+            });
             let se = m.stderr.unwrap_or(0.0);
             curves.push(CurvePoint {
                 curve: format!("sweep:{}", m.name),
@@ -395,8 +518,16 @@ fn write_sweep(dir: &Path, param: SweepParam, per_value: &[(String, f64, Metrics
             });
         }
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    write_json(&dir.join(files::METRICS_JSON), &MetricsFile { schema_version: cp_records::SCHEMA_VERSION, sources, metrics })?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create folder", dir.display()))?;
+    write_json(
+        &dir.join(files::METRICS_JSON),
+        &MetricsFile {
+            schema_version: cp_records::SCHEMA_VERSION,
+            sources,
+            metrics,
+        },
+    )?;
     write_table(dir, files::CURVES, &curves, Format::Parquet)?;
     Ok(())
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn metric(file: &serde_json::Value, name: &str) -> f64 {
@@ -59,22 +62,50 @@ enabled = false
     )
     .unwrap();
     let out = dir.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_collapse-probe")).arg("run").arg(&spec).arg("--out").arg(&out).arg("--quiet").output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_collapse-probe"))
+        .arg("run")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("analysis/metrics.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis/metrics.json")).unwrap())
+            .unwrap();
 
-    let (near, far) = (metric(&metrics, "collapse.entropy.near"), metric(&metrics, "collapse.entropy.far"));
-    assert!(far > near + 0.1, "entropy must rise with distance: near {near}, far {far}");
+    let (near, far) = (
+        metric(&metrics, "collapse.entropy.near"),
+        metric(&metrics, "collapse.entropy.far"),
+    );
+    assert!(
+        far > near + 0.1,
+        "entropy must rise with distance: near {near}, far {far}"
+    );
     let share_far = metric(&metrics, "collapse.frequent_share.far");
-    assert!(share_far >= 0.95, "far top-3 frequent share {share_far}, recorded 1.000");
-    assert!(metric(&metrics, "collapse.kl_unigram.far") < metric(&metrics, "collapse.kl_unigram.near"), "far positions approach the unigram");
+    assert!(
+        share_far >= 0.95,
+        "far top-3 frequent share {share_far}, recorded 1.000"
+    );
+    assert!(
+        metric(&metrics, "collapse.kl_unigram.far") < metric(&metrics, "collapse.kl_unigram.near"),
+        "far positions approach the unigram"
+    );
 
     // The analysis writes its curves and the per-prompt table beside the metrics, and lists them.
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("analysis/manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis/manifest.json")).unwrap())
+            .unwrap();
     for file in ["curves.parquet", "per_prompt.parquet"] {
         assert!(out.join("analysis").join(file).is_file(), "{file} missing");
-        assert!(manifest["files"].as_array().unwrap().iter().any(|f| f == file), "{file} not in the manifest");
+        assert!(
+            manifest["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == file),
+            "{file} not in the manifest"
+        );
     }
 }

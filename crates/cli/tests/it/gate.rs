@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_collapse-probe"));
     // CI sets these; the tests choose for themselves.
-    cmd.env_remove("GITHUB_ACTIONS").env_remove("GITHUB_STEP_SUMMARY");
+    cmd.env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY");
     cmd
 }
 
@@ -16,7 +17,11 @@ fn text(bytes: &[u8]) -> String {
 
 /// Runs the binary and returns (exit code, stdout, stderr).
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = cmd.output().expect("the binary runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("the binary runs");
     (status.code().expect("exited"), text(&stdout), text(&stderr))
 }
 
@@ -29,7 +34,8 @@ fn write_metrics(dir: &Path, metrics: &[(&str, f64, &str, Option<f64>)]) -> Path
         })
         .collect();
     let path = dir.join("metrics.json");
-    let file = serde_json::json!({"schema_version": 1, "sources": ["decode/x"], "metrics": metrics});
+    let file =
+        serde_json::json!({"schema_version": 1, "sources": ["decode/x"], "metrics": metrics});
     std::fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
     path
 }
@@ -51,7 +57,11 @@ tolerance = { rel = 0.1 }
 
 fn check_cmd(run_dir: &Path, baseline: &Path) -> Command {
     let mut cmd = bin();
-    cmd.arg("check").arg("--run").arg(run_dir).arg("--baseline").arg(baseline);
+    cmd.arg("check")
+        .arg("--run")
+        .arg(run_dir)
+        .arg("--baseline")
+        .arg(baseline);
     cmd
 }
 
@@ -61,17 +71,35 @@ fn check_passes_within_tolerance_and_fails_beyond_it() {
     let baseline = dir.path().join("baseline.toml");
     std::fs::write(&baseline, BASELINE).unwrap();
 
-    write_metrics(dir.path(), &[("trap.unseen_2gram_rate", 0.15, "lower", None), ("trap.distinct_2", 0.45, "higher", None)]);
+    write_metrics(
+        dir.path(),
+        &[
+            ("trap.unseen_2gram_rate", 0.15, "lower", None),
+            ("trap.distinct_2", 0.45, "higher", None),
+        ],
+    );
     let (code, out, err) = run(&mut check_cmd(dir.path(), &baseline));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("metric "), "{out}");
     assert!(out.contains("2 metrics within tolerance"), "{out}");
 
-    write_metrics(dir.path(), &[("trap.unseen_2gram_rate", 0.16, "lower", None), ("trap.distinct_2", 0.45, "higher", None)]);
+    write_metrics(
+        dir.path(),
+        &[
+            ("trap.unseen_2gram_rate", 0.16, "lower", None),
+            ("trap.distinct_2", 0.45, "higher", None),
+        ],
+    );
     let (code, out, err) = run(&mut check_cmd(dir.path(), &baseline));
     assert_eq!(code, 1, "{out}{err}");
-    let row = out.lines().find(|l| l.starts_with("trap.unseen_2gram_rate")).unwrap();
-    assert!(row.ends_with("REGRESSED") && row.contains("+0.1100"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("trap.unseen_2gram_rate"))
+        .unwrap();
+    assert!(
+        row.ends_with("REGRESSED") && row.contains("+0.1100"),
+        "{out}"
+    );
     assert!(out.contains("1 of 2 metrics regressed"), "{out}");
 }
 
@@ -80,7 +108,13 @@ fn check_writes_summary_annotations_and_junit() {
     let dir = tempfile::tempdir().unwrap();
     let baseline = dir.path().join("baseline.toml");
     std::fs::write(&baseline, BASELINE).unwrap();
-    write_metrics(dir.path(), &[("trap.unseen_2gram_rate", 0.75, "lower", None), ("trap.distinct_2", 0.5, "higher", None)]);
+    write_metrics(
+        dir.path(),
+        &[
+            ("trap.unseen_2gram_rate", 0.75, "lower", None),
+            ("trap.distinct_2", 0.5, "higher", None),
+        ],
+    );
     let summary = dir.path().join("summary.md");
     std::fs::write(&summary, "earlier step\n").unwrap();
     let junit = dir.path().join("reports/junit.xml");
@@ -92,12 +126,22 @@ fn check_writes_summary_annotations_and_junit() {
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary));
     assert_eq!(code, 1, "{out}{err}");
-    let annotation = out.lines().find(|l| l.starts_with("::error ")).expect("an annotation");
-    assert!(annotation.contains(",line=3,title=collapse-probe check%3A trap.unseen_2gram_rate regressed::"), "{annotation}");
+    let annotation = out
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .expect("an annotation");
+    assert!(
+        annotation
+            .contains(",line=3,title=collapse-probe check%3A trap.unseen_2gram_rate regressed::"),
+        "{annotation}"
+    );
     assert_eq!(out.lines().filter(|l| l.starts_with("::error ")).count(), 1);
 
     let md = std::fs::read_to_string(&summary).unwrap();
-    assert!(md.starts_with("earlier step\n### :x: collapse-probe check: 1 of 2 metrics regressed"), "appended: {md}");
+    assert!(
+        md.starts_with("earlier step\n### :x: collapse-probe check: 1 of 2 metrics regressed"),
+        "appended: {md}"
+    );
 
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.starts_with("<?xml"), "{xml}");
@@ -112,21 +156,47 @@ fn bad_input_exits_2_naming_what_is_wrong() {
     std::fs::write(&baseline, BASELINE).unwrap();
 
     // A baseline metric the run lacks.
-    write_metrics(dir.path(), &[("trap.unseen_2gram_rate", 0.05, "lower", None)]);
+    write_metrics(
+        dir.path(),
+        &[("trap.unseen_2gram_rate", 0.05, "lower", None)],
+    );
     let (code, _, err) = run(&mut check_cmd(dir.path(), &baseline));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("`trap.distinct_2`") && err.contains("missing from the run"), "{err}");
+    assert!(
+        err.contains("`trap.distinct_2`") && err.contains("missing from the run"),
+        "{err}"
+    );
 
     // A misspelt key, a wrong type.
-    write_metrics(dir.path(), &[("trap.unseen_2gram_rate", 0.05, "lower", None), ("trap.distinct_2", 0.5, "higher", None)]);
-    std::fs::write(&baseline, BASELINE.replace("tolerance = { rel", "tolerence = { rel")).unwrap();
+    write_metrics(
+        dir.path(),
+        &[
+            ("trap.unseen_2gram_rate", 0.05, "lower", None),
+            ("trap.distinct_2", 0.5, "higher", None),
+        ],
+    );
+    std::fs::write(
+        &baseline,
+        BASELINE.replace("tolerance = { rel", "tolerence = { rel"),
+    )
+    .unwrap();
     let (code, _, err) = run(&mut check_cmd(dir.path(), &baseline));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("baseline.toml:13:1") && err.contains("unknown field `tolerence`"), "{err}");
-    std::fs::write(&baseline, BASELINE.replace("value = 0.5", "value = \"high\"")).unwrap();
+    assert!(
+        err.contains("baseline.toml:13:1") && err.contains("unknown field `tolerence`"),
+        "{err}"
+    );
+    std::fs::write(
+        &baseline,
+        BASELINE.replace("value = 0.5", "value = \"high\""),
+    )
+    .unwrap();
     let (code, _, err) = run(&mut check_cmd(dir.path(), &baseline));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("baseline.toml:11:9") && err.contains("value = \"high\""), "{err}");
+    assert!(
+        err.contains("baseline.toml:11:9") && err.contains("value = \"high\""),
+        "{err}"
+    );
 
     // No metrics at all.
     let empty = tempfile::tempdir().unwrap();
@@ -142,15 +212,31 @@ fn update_baseline_rewrites_values_keeps_tolerances_and_says_so() {
     std::fs::write(&baseline, BASELINE).unwrap();
     write_metrics(
         dir.path(),
-        &[("trap.unseen_2gram_rate", 0.75, "lower", Some(0.05)), ("trap.distinct_2", 0.25, "higher", None), ("extra", 1.0, "neither", None)],
+        &[
+            ("trap.unseen_2gram_rate", 0.75, "lower", Some(0.05)),
+            ("trap.distinct_2", 0.25, "higher", None),
+            ("extra", 1.0, "neither", None),
+        ],
     );
     let (code, out, err) = run(check_cmd(dir.path(), &baseline).arg("--update-baseline"));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("updated baseline") && out.contains("rewrote the values of 2 metrics"), "{out}");
-    assert!(out.contains("1 run metrics not in the baseline were not added"), "{out}");
+    assert!(
+        out.contains("updated baseline") && out.contains("rewrote the values of 2 metrics"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 run metrics not in the baseline were not added"),
+        "{out}"
+    );
     let text = std::fs::read_to_string(&baseline).unwrap();
-    assert!(text.contains("value = 0.75\nbetter = \"lower\"\ntolerance = { abs = 0.1 }\nstderr = 0.05"), "{text}");
-    assert!(text.contains("value = 0.25\nbetter = \"higher\"\ntolerance = { rel = 0.1 }"), "{text}");
+    assert!(
+        text.contains("value = 0.75\nbetter = \"lower\"\ntolerance = { abs = 0.1 }\nstderr = 0.05"),
+        "{text}"
+    );
+    assert!(
+        text.contains("value = 0.25\nbetter = \"higher\"\ntolerance = { rel = 0.1 }"),
+        "{text}"
+    );
     // The rewritten baseline passes its own run.
     let (code, out, _) = run(&mut check_cmd(dir.path(), &baseline));
     assert_eq!(code, 0, "{out}");
@@ -159,13 +245,19 @@ fn update_baseline_rewrites_values_keeps_tolerances_and_says_so() {
     let fresh = dir.path().join("new/baseline.toml");
     let (code, out, err) = run(check_cmd(dir.path(), &fresh).arg("--update-baseline"));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("created baseline") && out.contains("all 3 metrics"), "{out}");
+    assert!(
+        out.contains("created baseline") && out.contains("all 3 metrics"),
+        "{out}"
+    );
     let (code, out, _) = run(&mut check_cmd(dir.path(), &fresh));
     assert_eq!(code, 0, "{out}");
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Writes a variant of probes/toy-trap.toml into `dir`, its relative paths made absolute so that
@@ -184,7 +276,12 @@ fn write_toy_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// `collapse-probe run SPEC --out DIR --quiet`, asserting success.
 fn run_spec(spec: &Path, out: &Path) {
-    let (code, stdout, stderr) = run(bin().arg("run").arg(spec).arg("--out").arg(out).arg("--quiet"));
+    let (code, stdout, stderr) = run(bin()
+        .arg("run")
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet"));
     assert_eq!(code, 0, "run {}:\n{stdout}\n{stderr}", spec.display());
 }
 
@@ -204,22 +301,36 @@ fn gate_catches_the_marginal_trap_on_the_toy_fixture() {
     let good = dir.path().join("one-per-step");
     run_spec(&spec, &good);
     let (code, out, err) = run(&mut check_cmd(&good, &baseline));
-    assert_eq!(code, 0, "one word per step must pass its own baseline:\n{out}{err}");
+    assert_eq!(
+        code, 0,
+        "one word per step must pass its own baseline:\n{out}{err}"
+    );
 
     // The same spec with the schedule committing every word at once. The schedule keeps its name,
     // so the metric names match the baseline's; paths are made absolute for the copy's new folder.
     let one_per_step = "spec = \"fixed:gen_length=3,k=1,temperature=1\"";
     let text = std::fs::read_to_string(&spec).unwrap();
-    assert!(text.contains(one_per_step), "probes/toy-trap.toml changed its schedule; update this test");
-    let trap = text.replace(one_per_step, "spec = \"fixed:gen_length=3,k=all,temperature=1\"");
+    assert!(
+        text.contains(one_per_step),
+        "probes/toy-trap.toml changed its schedule; update this test"
+    );
+    let trap = text.replace(
+        one_per_step,
+        "spec = \"fixed:gen_length=3,k=all,temperature=1\"",
+    );
     let trap_spec = write_toy_spec(dir.path(), "toy-trap.toml", &trap);
     let bad = dir.path().join("all-at-once");
     run_spec(&trap_spec, &bad);
     let (code, out, err) = run(&mut check_cmd(&bad, &baseline));
-    assert_eq!(code, 1, "committing every word at once must regress:\n{out}{err}");
+    assert_eq!(
+        code, 1,
+        "committing every word at once must regress:\n{out}{err}"
+    );
     let regressed: Vec<&str> = out.lines().filter(|l| l.ends_with("REGRESSED")).collect();
     assert!(
-        regressed.iter().any(|l| l.starts_with("trap.unseen_2gram_rate ")),
+        regressed
+            .iter()
+            .any(|l| l.starts_with("trap.unseen_2gram_rate ")),
         "the unseen bigram rate must be among the regressions:\n{out}"
     );
 }
@@ -231,10 +342,25 @@ fn run_writes_every_stage_and_the_sweep_under_one_folder() {
     let root = workspace();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("toy");
-    let (code, stdout, stderr) = run(bin().arg("run").arg(root.join("probes/toy-trap.toml")).arg("--out").arg(&out));
+    let (code, stdout, stderr) = run(bin()
+        .arg("run")
+        .arg(root.join("probes/toy-trap.toml"))
+        .arg("--out")
+        .arg(&out));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert_eq!(stdout.trim(), out.display().to_string(), "stdout names the run folder");
-    for stage in ["[1/6] index", "[2/6] probe", "[3/6] decode `one-per-step`", "[4/6] analyze", "[5/6] sweep `tokens_per_step`", "[6/6] report"] {
+    assert_eq!(
+        stdout.trim(),
+        out.display().to_string(),
+        "stdout names the run folder"
+    );
+    for stage in [
+        "[1/6] index",
+        "[2/6] probe",
+        "[3/6] decode `one-per-step`",
+        "[4/6] analyze",
+        "[5/6] sweep `tokens_per_step`",
+        "[6/6] report",
+    ] {
         assert!(stderr.contains(stage), "`{stage}` not announced:\n{stderr}");
     }
     for file in [
@@ -254,19 +380,33 @@ fn run_writes_every_stage_and_the_sweep_under_one_folder() {
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["kind"], "run");
     assert_eq!(manifest["seed"], 0);
     let stages = &manifest["params"]["stages"];
     assert_eq!(stages["decode"]["one-per-step"], "decode/one-per-step");
-    assert_eq!(stages["sweep"]["values"], serde_json::json!([1.0, 2.0, 3.0]));
-    assert_eq!(manifest["params"]["spec_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        stages["sweep"]["values"],
+        serde_json::json!([1.0, 2.0, 3.0])
+    );
+    assert_eq!(
+        manifest["params"]["spec_sha256"].as_str().unwrap().len(),
+        64
+    );
 
     // The sweep: one word per step stays in the training set, all three at once leaves it about
     // as often as the marginals predict (0.739 for trigrams; the toy's README and fixture test).
-    let sweep: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("sweep/metrics.json")).unwrap()).unwrap();
+    let sweep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep/metrics.json")).unwrap())
+            .unwrap();
     let value = |name: &str| {
-        sweep["metrics"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name}"))["value"]
+        sweep["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))["value"]
             .as_f64()
             .unwrap()
     };
@@ -286,11 +426,21 @@ fn run_writes_every_stage_and_the_sweep_under_one_folder() {
     assert_eq!(code, 0, "{o}{err}");
 
     // Rerunning into the same folder with other sweep values leaves nothing of the first sweep.
-    let text = std::fs::read_to_string(root.join("probes/toy-trap.toml")).unwrap().replace("values = [1, 2, 3]", "values = [1, 3]");
+    let text = std::fs::read_to_string(root.join("probes/toy-trap.toml"))
+        .unwrap()
+        .replace("values = [1, 2, 3]", "values = [1, 3]");
     let spec = write_toy_spec(dir.path(), "rerun.toml", &text);
-    let (code, o, err) = run(bin().arg("run").arg(&spec).arg("--out").arg(&out).arg("--quiet"));
+    let (code, o, err) = run(bin()
+        .arg("run")
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet"));
     assert_eq!(code, 0, "{o}{err}");
-    assert!(out.join("sweep/tokens_per_step=3").is_dir() && !out.join("sweep/tokens_per_step=2").exists());
+    assert!(
+        out.join("sweep/tokens_per_step=3").is_dir()
+            && !out.join("sweep/tokens_per_step=2").exists()
+    );
 }
 
 /// A malformed spec fails before any work, exit 2, naming the file, line and key; nothing is written.
@@ -300,11 +450,26 @@ fn run_rejects_a_bad_spec_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(root.join("probes/toy-trap.toml")).unwrap();
     let cases = [
-        (text.replace("masks = 3", "maks = 3"), vec!["bad-0.toml:", "unknown field `maks`"]),
-        (text.replace("masks = 3", "masks = \"3\""), vec!["bad-1.toml:", "masks = \"3\""]),
-        (text.replace("values = [1, 2, 3]", "values = [1, 2.5]"), vec!["`sweep.values[1]`"]),
-        (text.replace("k=1,temperature=1", "k=1,temprature=1"), vec!["schedule `one-per-step`", "temprature"]),
-        (text.replace("\"../fixtures/toy-trap\"", "\"../fixtures/nope\""), vec!["`model.path`", "nope"]),
+        (
+            text.replace("masks = 3", "maks = 3"),
+            vec!["bad-0.toml:", "unknown field `maks`"],
+        ),
+        (
+            text.replace("masks = 3", "masks = \"3\""),
+            vec!["bad-1.toml:", "masks = \"3\""],
+        ),
+        (
+            text.replace("values = [1, 2, 3]", "values = [1, 2.5]"),
+            vec!["`sweep.values[1]`"],
+        ),
+        (
+            text.replace("k=1,temperature=1", "k=1,temprature=1"),
+            vec!["schedule `one-per-step`", "temprature"],
+        ),
+        (
+            text.replace("\"../fixtures/toy-trap\"", "\"../fixtures/nope\""),
+            vec!["`model.path`", "nope"],
+        ),
     ];
     for (i, (spec, needles)) in cases.iter().enumerate() {
         let path = write_toy_spec(dir.path(), &format!("bad-{i}.toml"), spec);
@@ -314,7 +479,10 @@ fn run_rejects_a_bad_spec_naming_the_key() {
         for needle in needles {
             assert!(err.contains(needle), "case {i}: `{needle}` not in: {err}");
         }
-        assert!(!out.exists(), "case {i}: a failed spec must not create the run folder");
+        assert!(
+            !out.exists(),
+            "case {i}: a failed spec must not create the run folder"
+        );
     }
 }
 
@@ -325,9 +493,21 @@ fn the_llada_8b_spec_is_valid_and_names_the_missing_model() {
     let root = workspace();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let (code, _, err) = run(bin().arg("run").arg(root.join("probes/llada-8b-instruct-lima.toml")).arg("--out").arg(&out));
+    let (code, _, err) = run(bin()
+        .arg("run")
+        .arg(root.join("probes/llada-8b-instruct-lima.toml"))
+        .arg("--out")
+        .arg(&out));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("these paths do not exist: `model.path` = ") && err.contains("LLaDA-8B-Instruct"), "{err}");
-    assert_eq!(err.matches("` = ").count(), 1, "only the model is missing: {err}");
+    assert!(
+        err.contains("these paths do not exist: `model.path` = ")
+            && err.contains("LLaDA-8B-Instruct"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("` = ").count(),
+        1,
+        "only the model is missing: {err}"
+    );
     assert!(!out.exists());
 }

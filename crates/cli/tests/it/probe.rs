@@ -57,12 +57,25 @@ fn probe_writes_records_and_manifest() {
     let tmp = tempfile::tempdir().unwrap();
     let prompts = ids_prompts(tmp.path());
     let out = tmp.path().join("out");
-    let o = probe(&llada_tiny(), &prompts, &out, &["--masks", "20", "--top-k", "3"]);
+    let o = probe(
+        &llada_tiny(),
+        &prompts,
+        &out,
+        &["--masks", "20", "--top-k", "3"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: Vec<ProbeRecord> = read_table(&out.join("records.parquet")).unwrap();
     assert_eq!(rows.len(), 3 * 20);
     let first = &rows[0];
-    assert_eq!((first.prompt_id.as_str(), first.prompt_len, first.position, first.distance), ("a", 12, 12, 1));
+    assert_eq!(
+        (
+            first.prompt_id.as_str(),
+            first.prompt_len,
+            first.position,
+            first.distance
+        ),
+        ("a", 12, 12, 1)
+    );
     assert_eq!(first.top_ids.len(), 3);
     assert!(first.top_probs.windows(2).all(|w| w[0] >= w[1]));
     assert!(first.entropy > 0.0 && first.entropy <= (320f32).ln() + 1e-4);
@@ -80,22 +93,44 @@ fn probe_matches_reference_logits() {
     let tmp = tempfile::tempdir().unwrap();
     let prompts = ids_prompts(tmp.path());
     let out = tmp.path().join("out");
-    let o = probe(&llada_tiny(), &prompts, &out, &["--masks", "20", "--top-k", "5", "--format", "jsonl"]);
+    let o = probe(
+        &llada_tiny(),
+        &prompts,
+        &out,
+        &["--masks", "20", "--top-k", "5", "--format", "jsonl"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: Vec<ProbeRecord> = read_table(&out.join("records.jsonl")).unwrap();
-    let reference = tch::Tensor::read_safetensors(llada_tiny().join("reference.safetensors")).unwrap();
-    let logits = &reference.iter().find(|(n, _)| n == "case_a_logits").unwrap().1;
+    let reference =
+        tch::Tensor::read_safetensors(llada_tiny().join("reference.safetensors")).unwrap();
+    let logits = &reference
+        .iter()
+        .find(|(n, _)| n == "case_a_logits")
+        .unwrap()
+        .1;
     for (j, row) in rows.iter().filter(|r| r.prompt_id == "a").enumerate() {
-        let p = logits.get(0).get(12 + j as i64).softmax(-1, tch::Kind::Float);
+        let p = logits
+            .get(0)
+            .get(12 + j as i64)
+            .softmax(-1, tch::Kind::Float);
         let (top_p, top_i) = p.topk(5, -1, true, true);
         let top_i: Vec<i64> = Vec::try_from(top_i).unwrap();
         let top_p: Vec<f32> = Vec::try_from(top_p).unwrap();
-        assert_eq!(row.top_ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), top_i, "distance {}", j + 1);
+        assert_eq!(
+            row.top_ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            top_i,
+            "distance {}",
+            j + 1
+        );
         for (a, b) in row.top_probs.iter().zip(&top_p) {
             assert!((a - b).abs() < 1e-5, "distance {}: {a} vs {b}", j + 1);
         }
         let entropy = -(&p * p.log()).sum(tch::Kind::Float).double_value(&[]) as f32;
-        assert!((row.entropy - entropy).abs() < 1e-4, "{} vs {entropy}", row.entropy);
+        assert!(
+            (row.entropy - entropy).abs() < 1e-4,
+            "{} vs {entropy}",
+            row.entropy
+        );
     }
 }
 
@@ -105,15 +140,27 @@ fn batched_probe_equals_unbatched() {
     let prompts = ids_prompts(tmp.path());
     let (one, three) = (tmp.path().join("b1"), tmp.path().join("b3"));
     for (out, b) in [(&one, "1"), (&three, "3")] {
-        let o = probe(&llada_tiny(), &prompts, out, &["--masks", "16", "--top-k", "4", "--batch-size", b]);
+        let o = probe(
+            &llada_tiny(),
+            &prompts,
+            out,
+            &["--masks", "16", "--top-k", "4", "--batch-size", b],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let a: Vec<ProbeRecord> = read_table(&one.join("records.parquet")).unwrap();
     let b: Vec<ProbeRecord> = read_table(&three.join("records.parquet")).unwrap();
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
-        assert_eq!((x.prompt_id.as_str(), x.position), (y.prompt_id.as_str(), y.position));
-        assert_eq!(x.top_ids, y.top_ids, "prompt {} distance {}", x.prompt_id, x.distance);
+        assert_eq!(
+            (x.prompt_id.as_str(), x.position),
+            (y.prompt_id.as_str(), y.position)
+        );
+        assert_eq!(
+            x.top_ids, y.top_ids,
+            "prompt {} distance {}",
+            x.prompt_id, x.distance
+        );
         assert!((x.entropy - y.entropy).abs() < 1e-4);
         for (p, q) in x.top_probs.iter().zip(&y.top_probs) {
             assert!((p - q).abs() < 1e-5);
@@ -148,7 +195,8 @@ fn model_copy(dir: &Path) -> PathBuf {
 
 fn edit_config(model: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let path = model.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut v);
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
@@ -161,7 +209,11 @@ fn bad_inputs_exit_2_with_a_named_culprit() {
     check_bad(&tmp.path().join("nope"), &prompts, &[], &["nope"]);
 
     let m = model_copy(&tmp.path().join("a"));
-    std::fs::write(m.join("config.json"), "{\"model_type\": \"llada\", \"d_model\": ").unwrap();
+    std::fs::write(
+        m.join("config.json"),
+        "{\"model_type\": \"llada\", \"d_model\": ",
+    )
+    .unwrap();
     check_bad(&m, &prompts, &[], &["config.json"]);
 
     let m = model_copy(&tmp.path().join("b"));
@@ -176,9 +228,24 @@ fn bad_inputs_exit_2_with_a_named_culprit() {
     edit_config(&m, |v| v["mlp_hidden_size"] = 200.into());
     check_bad(&m, &prompts, &[], &["ff_proj", "200", "192"]);
 
-    check_bad(&llada_tiny(), &prompts, &["--masks", "250"], &["context", "256"]);
-    check_bad(&llada_tiny(), &prompts, &["--top-k", "321"], &["--top-k", "320"]);
-    check_bad(&llada_tiny(), &tmp.path().join("missing.jsonl"), &[], &["missing.jsonl"]);
+    check_bad(
+        &llada_tiny(),
+        &prompts,
+        &["--masks", "250"],
+        &["context", "256"],
+    );
+    check_bad(
+        &llada_tiny(),
+        &prompts,
+        &["--top-k", "321"],
+        &["--top-k", "320"],
+    );
+    check_bad(
+        &llada_tiny(),
+        &tmp.path().join("missing.jsonl"),
+        &[],
+        &["missing.jsonl"],
+    );
 
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"input_ids\":[1,2]}\n{\"input_ids\":[1,\n").unwrap();

@@ -23,7 +23,11 @@ fn shipped_specs_load() {
     assert!(names.len() >= 3, "{names:?}");
     for name in &names {
         let spec = load(name);
-        assert_eq!(format!("{}.toml", spec.name), *name, "a spec's name is its file name");
+        assert_eq!(
+            format!("{}.toml", spec.name),
+            *name,
+            "a spec's name is its file name"
+        );
     }
 }
 
@@ -37,19 +41,28 @@ fn paper_spec_is_the_papers_setting() {
     let missing: Vec<String> = s.missing_paths().into_iter().map(|(k, _)| k).collect();
     assert_eq!(missing, vec!["model.path"]);
     for sched in &s.schedules {
-        assert!(matches!(sched.source(), ScheduleSource::File(f) if f.is_file()), "{}", sched.name);
+        assert!(
+            matches!(sched.source(), ScheduleSource::File(f) if f.is_file()),
+            "{}",
+            sched.name
+        );
     }
 }
 
 #[test]
 fn lima_sample_is_in_limas_format() {
     let text = std::fs::read_to_string(probes().join("prompts/lima-sample.jsonl")).unwrap();
-    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 8);
     for row in &rows {
         let turns = row["conversations"].as_array().expect("conversations");
         assert_eq!(turns.len(), 2, "a prompt and its answer");
-        assert!(turns.iter().all(|t| t.as_str().is_some_and(|s| !s.is_empty())));
+        assert!(turns
+            .iter()
+            .all(|t| t.as_str().is_some_and(|s| !s.is_empty())));
     }
 }
 
@@ -61,5 +74,9 @@ fn toy_spec_fits_the_toy_model() {
     let prompts = std::fs::read_to_string(&s.prompts.path).unwrap();
     assert_eq!(prompts.lines().count(), 64);
     assert!(prompts.lines().all(|l| l.contains("\"input_ids\": [6]")));
-    assert!(s.reference.as_ref().and_then(|r| r.corpus.as_ref()).is_some_and(|c| c.is_file()));
+    assert!(s
+        .reference
+        .as_ref()
+        .and_then(|r| r.corpus.as_ref())
+        .is_some_and(|c| c.is_file()));
 }

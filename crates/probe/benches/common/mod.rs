@@ -25,7 +25,13 @@ impl WeightSource for Random {
 }
 
 /// An LLaDA config of the given size, every other key as in the released model.
-pub fn llada_config(d_model: i64, n_layers: i64, n_heads: i64, mlp: i64, vocab: i64) -> LladaConfig {
+pub fn llada_config(
+    d_model: i64,
+    n_layers: i64,
+    n_heads: i64,
+    mlp: i64,
+    vocab: i64,
+) -> LladaConfig {
     let json = serde_json::json!({
         "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "n_kv_heads": n_heads,
         "mlp_hidden_size": mlp, "mlp_ratio": 4, "vocab_size": vocab, "embedding_size": vocab,

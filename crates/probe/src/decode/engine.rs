@@ -19,10 +19,11 @@ use std::cell::RefCell;
 
 use tch::{Device, Kind, Tensor};
 
-use super::schedule::{
-    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule, ThresholdParams, TokensPerStep,
-};
 use super::host;
+use super::schedule::{
+    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule,
+    ThresholdParams, TokensPerStep,
+};
 use super::sparse;
 use super::{Commit, DecodeOptions, DecodeProgress, StepTopK, Trajectory};
 use crate::denoiser::MaskedDenoiser;
@@ -61,12 +62,31 @@ enum StepValues {
     },
     /// The same, `B * G` row-major on the host: what a CPU step that decided on the host
     /// returns instead of building tensors that the loop would copy straight back.
-    Host { x0: Vec<i64>, transfer: Vec<bool>, prob: Vec<f32>, confidence: Vec<f32> },
+    Host {
+        x0: Vec<i64>,
+        transfer: Vec<bool>,
+        prob: Vec<f32>,
+        confidence: Vec<f32>,
+    },
 }
 
 impl StepChoice {
-    fn tensors(x0: Tensor, transfer: Tensor, prob: Tensor, confidence: Tensor, dist: Option<(Vec<i64>, Tensor)>) -> Self {
-        StepChoice { values: StepValues::Tensors { x0, transfer, prob, confidence }, dist }
+    fn tensors(
+        x0: Tensor,
+        transfer: Tensor,
+        prob: Tensor,
+        confidence: Tensor,
+        dist: Option<(Vec<i64>, Tensor)>,
+    ) -> Self {
+        StepChoice {
+            values: StepValues::Tensors {
+                x0,
+                transfer,
+                prob,
+                confidence,
+            },
+            dist,
+        }
     }
 }
 
@@ -86,7 +106,12 @@ enum LladaChoice {
     Host(HostPicks),
     /// `x0` and `prob` as `[B, G]` (mask id and 0 off `work.pick`), the `[B, G]` confidence
     /// (-inf off `work.pick`) when asked for, and the distributions to save.
-    Tensors { x0: Tensor, prob: Tensor, scores: Option<Tensor>, dist: Option<(Vec<i64>, Tensor)> },
+    Tensors {
+        x0: Tensor,
+        prob: Tensor,
+        scores: Option<Tensor>,
+        dist: Option<(Vec<i64>, Tensor)>,
+    },
 }
 
 /// Host-side state of one row.
@@ -117,11 +142,17 @@ impl<'a> Batch<'a> {
             valid_host.extend(std::iter::repeat_n(false, pad));
             valid_host.extend(std::iter::repeat_n(true, row.len() + g as usize));
         }
-        let prompt_block = Tensor::f_from_slice(&host)?.f_view([b, p])?.f_to_device(dev)?;
+        let prompt_block = Tensor::f_from_slice(&host)?
+            .f_view([b, p])?
+            .f_to_device(dev)?;
         let valid = if valid_host.iter().all(|&x| x) {
             None
         } else {
-            Some(Tensor::f_from_slice(&valid_host)?.f_view([b, p + g])?.f_to_device(dev)?)
+            Some(
+                Tensor::f_from_slice(&valid_host)?
+                    .f_view([b, p + g])?
+                    .f_to_device(dev)?,
+            )
         };
         let mut gen = Tensor::f_full([b, g], mask_id, (Kind::Int64, dev))?;
         let mut gen_host = vec![mask_id; (b * g) as usize];
@@ -170,8 +201,10 @@ impl<'a> Batch<'a> {
 
         let mut step = 0usize;
         loop {
-            let masked_now: Vec<usize> =
-                gen_host.chunks(g as usize).map(|r| r.iter().filter(|&&t| t == mask_id).count()).collect();
+            let masked_now: Vec<usize> = gen_host
+                .chunks(g as usize)
+                .map(|r| r.iter().filter(|&&t| t == mask_id).count())
+                .collect();
             let fixed_steps = self.schedule.steps();
             match fixed_steps {
                 Some(n) if step >= n => break,
@@ -180,28 +213,47 @@ impl<'a> Batch<'a> {
             }
             let choice = match self.schedule {
                 Schedule::Llada(lp) => ctx.llada_step(lp, step, &gen, &gen_host)?,
-                Schedule::Dream(dp) => ctx.dream_step(dp, step, &dream_timesteps, &gen, &gen_host, &masked_now)?,
+                Schedule::Dream(dp) => {
+                    ctx.dream_step(dp, step, &dream_timesteps, &gen, &gen_host, &masked_now)?
+                }
                 Schedule::Threshold(tp) => ctx.threshold_step(tp, &gen, &gen_host)?,
                 Schedule::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &gen_host)?,
             };
             let (new_host, prob, conf) = match choice.values {
-                StepValues::Tensors { x0, transfer, prob, confidence } => {
+                StepValues::Tensors {
+                    x0,
+                    transfer,
+                    prob,
+                    confidence,
+                } => {
                     gen = x0.f_where_self(&transfer, &gen)?;
-                    let new_host = Vec::<i64>::try_from(&gen.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-                    let prob = Vec::<f32>::try_from(&prob.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+                    let new_host =
+                        Vec::<i64>::try_from(&gen.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+                    let prob =
+                        Vec::<f32>::try_from(&prob.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
                     let conf = Vec::<f32>::try_from(
-                        &confidence.f_to_kind(Kind::Float)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?,
+                        &confidence
+                            .f_to_kind(Kind::Float)?
+                            .f_flatten(0, -1)?
+                            .f_to_device(Device::Cpu)?,
                     )?;
                     (new_host, prob, conf)
                 }
-                StepValues::Host { x0, transfer, prob, confidence } => {
+                StepValues::Host {
+                    x0,
+                    transfer,
+                    prob,
+                    confidence,
+                } => {
                     let mut new_host = gen_host.clone();
                     for ((t, &x), &go) in new_host.iter_mut().zip(&x0).zip(&transfer) {
                         if go {
                             *t = x;
                         }
                     }
-                    gen = Tensor::f_from_slice(&new_host)?.f_view([b, g])?.f_to_device(dev)?;
+                    gen = Tensor::f_from_slice(&new_host)?
+                        .f_view([b, g])?
+                        .f_to_device(dev)?;
                     (new_host, prob, confidence)
                 }
             };
@@ -298,7 +350,9 @@ impl<'a> Batch<'a> {
             ids.push(self.model.mask_id());
         }
         if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= v) {
-            return Err(ProbeError::Input(format!("token id {bad} is outside the model's vocabulary (size {v})")));
+            return Err(ProbeError::Input(format!(
+                "token id {bad} is outside the model's vocabulary (size {v})"
+            )));
         }
         Ok(ids)
     }
@@ -358,36 +412,56 @@ impl Ctx<'_> {
 
     /// Flat indices of the positions of `gen_host` (`[B * G]`) that satisfy `keep(flat index)`.
     fn masked_where(&self, gen_host: &[i64], keep: impl Fn(usize) -> bool) -> Vec<i64> {
-        (0..gen_host.len()).filter(|&i| gen_host[i] == self.mask_id && keep(i)).map(|i| i as i64).collect()
+        (0..gen_host.len())
+            .filter(|&i| gen_host[i] == self.mask_id && keep(i))
+            .map(|i| i as i64)
+            .collect()
     }
 
     /// `pick` plus, when distributions are saved, every masked position of `gen_host`.
     fn work(&self, gen_host: &[i64], pick: Vec<i64>) -> Result<Work, ProbeError> {
         if !self.save_distributions {
             let pick = self.rows(pick)?;
-            let rows = Rows { host: pick.host.clone(), dev: pick.dev.shallow_clone() };
-            return Ok(Work { rows, pick, pick_in_rows: None });
+            let rows = Rows {
+                host: pick.host.clone(),
+                dev: pick.dev.shallow_clone(),
+            };
+            return Ok(Work {
+                rows,
+                pick,
+                pick_in_rows: None,
+            });
         }
         let rows = self.masked_where(gen_host, |_| true);
         let pick_in_rows = if pick == rows {
             None
         } else {
-            let at: Vec<i64> =
-                pick.iter().map(|i| rows.binary_search(i).expect("picked positions are masked") as i64).collect();
+            let at: Vec<i64> = pick
+                .iter()
+                .map(|i| rows.binary_search(i).expect("picked positions are masked") as i64)
+                .collect();
             Some(Tensor::f_from_slice(&at)?.f_to_device(self.dev)?)
         };
-        Ok(Work { rows: self.rows(rows)?, pick: self.rows(pick)?, pick_in_rows })
+        Ok(Work {
+            rows: self.rows(rows)?,
+            pick: self.rows(pick)?,
+            pick_in_rows,
+        })
     }
 
     /// A `[B, G]` bool tensor from host flags.
     fn grid(&self, flags: &[bool]) -> Result<Tensor, ProbeError> {
-        Ok(Tensor::f_from_slice(flags)?.f_view([self.b, self.g])?.f_to_device(self.dev)?)
+        Ok(Tensor::f_from_slice(flags)?
+            .f_view([self.b, self.g])?
+            .f_to_device(self.dev)?)
     }
 
     /// A `[B, G]` tensor holding `values` (one per row of `at`) at `at`, `fill` elsewhere.
     fn spread(&self, at: &Rows, values: &Tensor, fill: f64) -> Result<Tensor, ProbeError> {
         let full = Tensor::f_full([self.b * self.g], fill, (values.kind(), self.dev))?;
-        Ok(full.f_index_copy(0, &at.dev, values)?.f_view([self.b, self.g])?)
+        Ok(full
+            .f_index_copy(0, &at.dev, values)?
+            .f_view([self.b, self.g])?)
     }
 
     /// Logits `[n, V]` of the generated positions `rows` (flat indices), with forbidden ids at -inf.
@@ -450,7 +524,10 @@ impl Ctx<'_> {
             if let Some((logits, argmax)) =
                 host::select_rows(flat, &rows.host, guided, &self.forbidden_host, want_argmax)?
             {
-                return Ok((logits, argmax.map(|a| Tensor::f_from_slice(&a)).transpose()?));
+                return Ok((
+                    logits,
+                    argmax.map(|a| Tensor::f_from_slice(&a)).transpose()?,
+                ));
             }
         }
         let mut logits = if cfg_scale > 0.0 {
@@ -461,7 +538,10 @@ impl Ctx<'_> {
             let (mut guided, un) = (picked.f_narrow(0, 0, n)?, picked.f_narrow(0, n, n)?);
             // `un + (cond - un) * (cfg_scale + 1)`, elementwise as upstream (same roundings),
             // in place over the conditional rows.
-            let _ = guided.f_sub_(&un)?.f_mul_scalar_(cfg_scale + 1.0)?.f_add_(&un)?;
+            let _ = guided
+                .f_sub_(&un)?
+                .f_mul_scalar_(cfg_scale + 1.0)?
+                .f_add_(&un)?;
             guided
         } else {
             flat.f_index_select(0, &rows.dev)?
@@ -475,7 +555,10 @@ impl Ctx<'_> {
     /// `torch.rand((B, L))` sliced to the generated positions: upstream draws one number per
     /// position of the whole sequence, so we draw the same amount to stay on its stream.
     fn rand_positions(&self) -> Result<Tensor, ProbeError> {
-        Ok(Tensor::f_rand([self.b, self.p + self.g], (Kind::Float, self.dev))?.f_narrow(1, self.p, self.g)?)
+        Ok(
+            Tensor::f_rand([self.b, self.p + self.g], (Kind::Float, self.dev))?
+                .f_narrow(1, self.p, self.g)?,
+        )
     }
 
     /// LLaDA's token choice on logit rows `[n, V]`: greedy argmax, or Gumbel-max in float64 as
@@ -516,7 +599,8 @@ impl Ctx<'_> {
         let mut gumbel = if self.dev == Device::Cpu {
             // libtorch's CPU generator spends most of this step's time on `rand(float64)`; one
             // draw from it seeds a fast generator for the uniforms instead.
-            let seed = Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?.f_int64_value(&[0])?;
+            let seed = Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?
+                .f_int64_value(&[0])?;
             let u = host::uniforms(seed as u64, (n * self.v) as usize);
             Tensor::f_from_slice(&u)?.f_view([n, self.v])?
         } else {
@@ -526,7 +610,11 @@ impl Ctx<'_> {
         let mut scores = logits.f_to_kind(Kind::Double)?;
         let _ = scores.f_exp_()?.f_div_(&gumbel)?;
         let x0 = argmax_rows(&scores)?;
-        let p = if need_p { Some(gather_rows(&logits.f_softmax(-1, Kind::Float)?, &x0)?) } else { None };
+        let p = if need_p {
+            Some(gather_rows(&logits.f_softmax(-1, Kind::Float)?, &x0)?)
+        } else {
+            None
+        };
         let q = gather_rows(&self.sampled_from(logits, temperature)?, &x0)?;
         Ok((x0, p, q))
     }
@@ -536,7 +624,9 @@ impl Ctx<'_> {
         Ok(if temperature == 0.0 {
             logits.f_softmax(-1, Kind::Float)?
         } else {
-            logits.f_div_scalar(temperature)?.f_softmax(-1, Kind::Float)?
+            logits
+                .f_div_scalar(temperature)?
+                .f_softmax(-1, Kind::Float)?
         })
     }
 
@@ -554,7 +644,12 @@ impl Ctx<'_> {
     /// Flat indices of the set positions of a `[B, G]` bool tensor, in row-major order.
     fn set_positions(&self, transfer: &Tensor) -> Result<Vec<i64>, ProbeError> {
         let flags = Vec::<bool>::try_from(&transfer.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-        Ok(flags.iter().enumerate().filter(|(_, &f)| f).map(|(i, _)| i as i64).collect())
+        Ok(flags
+            .iter()
+            .enumerate()
+            .filter(|(_, &f)| f)
+            .map(|(i, _)| i as i64)
+            .collect())
     }
 
     /// The LLaDA-style token choice (llada, threshold, fixed) once the work is known: the model
@@ -568,37 +663,59 @@ impl Ctx<'_> {
         work: &Work,
         need_p: bool,
     ) -> Result<LladaChoice, ProbeError> {
-        let (logits, argmax) = self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
+        let (logits, argmax) =
+            self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
         let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
         // The logits are needed afterwards only to save distributions.
         let consume = !self.save_distributions;
-        let (x0, p, q) = self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
+        let (x0, p, q) =
+            self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
         if self.dev == Device::Cpu && !self.save_distributions {
             return Ok(LladaChoice::Host(HostPicks {
                 x0: Vec::<i64>::try_from(&x0)?,
                 prob: Vec::<f32>::try_from(&q)?,
-                confidence: p.map(|p| Vec::<f32>::try_from(&p)).transpose()?.unwrap_or_default(),
+                confidence: p
+                    .map(|p| Vec::<f32>::try_from(&p))
+                    .transpose()?
+                    .unwrap_or_default(),
             }));
         }
         let dist = if self.save_distributions {
-            Some((work.rows.host.clone(), self.sampled_from(&logits, temperature)?))
+            Some((
+                work.rows.host.clone(),
+                self.sampled_from(&logits, temperature)?,
+            ))
         } else {
             None
         };
         Ok(LladaChoice::Tensors {
             x0: self.spread(&work.pick, &x0, self.mask_id as f64)?,
             prob: self.spread(&work.pick, &q, 0.0)?,
-            scores: p.map(|p| self.spread(&work.pick, &p, f64::NEG_INFINITY)).transpose()?,
+            scores: p
+                .map(|p| self.spread(&work.pick, &p, f64::NEG_INFINITY))
+                .transpose()?,
             dist,
         })
     }
 
     /// A step that commits, per row, the `k` positions of `work.pick` with the most confident
     /// tokens `choice`.
-    fn ranked_step(&self, choice: LladaChoice, work: &Work, k: i64) -> Result<StepChoice, ProbeError> {
+    fn ranked_step(
+        &self,
+        choice: LladaChoice,
+        work: &Work,
+        k: i64,
+    ) -> Result<StepChoice, ProbeError> {
         match choice {
-            LladaChoice::Host(picks) => self.ranked_host_step(&work.pick.host, &picks, &vec![k; self.b as usize]),
-            LladaChoice::Tensors { x0, prob, scores, dist } => {
+            LladaChoice::Host(picks) => {
+                self.ranked_host_step(&work.pick.host, &picks, &vec![k; self.b as usize])
+            }
+            LladaChoice::Tensors {
+                x0,
+                prob,
+                scores,
+                dist,
+            } => {
                 let scores = scores.expect("need_p");
                 let transfer = self.top_k_positions(&scores, k)?;
                 Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
@@ -608,7 +725,13 @@ impl Ctx<'_> {
 
     /// A step whose positions `transfer` (the flat positions `work.pick`) were drawn first, by
     /// the `[B, G]` `scores`, and whose tokens are `choice`.
-    fn drawn_first_step(&self, choice: LladaChoice, work: &Work, transfer: Tensor, scores: Tensor) -> Result<StepChoice, ProbeError> {
+    fn drawn_first_step(
+        &self,
+        choice: LladaChoice,
+        work: &Work,
+        transfer: Tensor,
+        scores: Tensor,
+    ) -> Result<StepChoice, ProbeError> {
         match choice {
             LladaChoice::Host(picks) => {
                 let (x0, prob, _) = self.host_grids(&work.pick.host, &picks);
@@ -616,10 +739,25 @@ impl Ctx<'_> {
                 for &i in &work.pick.host {
                     flags[i as usize] = true;
                 }
-                let confidence = Vec::<f32>::try_from(&scores.f_to_kind(Kind::Float)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-                Ok(StepChoice { values: StepValues::Host { x0, transfer: flags, prob, confidence }, dist: None })
+                let confidence = Vec::<f32>::try_from(
+                    &scores
+                        .f_to_kind(Kind::Float)?
+                        .f_flatten(0, -1)?
+                        .f_to_device(Device::Cpu)?,
+                )?;
+                Ok(StepChoice {
+                    values: StepValues::Host {
+                        x0,
+                        transfer: flags,
+                        prob,
+                        confidence,
+                    },
+                    dist: None,
+                })
             }
-            LladaChoice::Tensors { x0, prob, dist, .. } => Ok(StepChoice::tensors(x0, transfer, prob, scores, dist)),
+            LladaChoice::Tensors { x0, prob, dist, .. } => {
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+            }
         }
     }
 
@@ -645,7 +783,11 @@ impl Ctx<'_> {
         match lp.remasking {
             Remasking::LowConfidence => {
                 let work = self.work(gen_host, eligible)?;
-                self.ranked_step(self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?, &work, k as i64)
+                self.ranked_step(
+                    self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?,
+                    &work,
+                    k as i64,
+                )
             }
             Remasking::Random => {
                 // Positions are drawn first: tokens are then needed only where they are
@@ -654,15 +796,27 @@ impl Ctx<'_> {
                 for &i in &eligible {
                     flags[i as usize] = true;
                 }
-                let scores = self.rand_positions()?.f_where_scalarother(&self.grid(&flags)?, f64::NEG_INFINITY)?;
+                let scores = self
+                    .rand_positions()?
+                    .f_where_scalarother(&self.grid(&flags)?, f64::NEG_INFINITY)?;
                 let transfer = self.top_k_positions(&scores, k as i64)?;
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
-                self.drawn_first_step(self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?, &work, transfer, scores)
+                self.drawn_first_step(
+                    self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?,
+                    &work,
+                    transfer,
+                    scores,
+                )
             }
         }
     }
 
-    fn threshold_step(&self, tp: &ThresholdParams, gen: &Tensor, gen_host: &[i64]) -> Result<StepChoice, ProbeError> {
+    fn threshold_step(
+        &self,
+        tp: &ThresholdParams,
+        gen: &Tensor,
+        gen_host: &[i64],
+    ) -> Result<StepChoice, ProbeError> {
         // Each row works on the block of its first masked position, so a row's trajectory does
         // not depend on how fast the other rows of the batch finish their blocks.
         let g = self.g as usize;
@@ -684,11 +838,28 @@ impl Ctx<'_> {
                 let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
                 let transfer = match threshold_transfer(&confidence, &flags, g, tp.tau) {
                     Some(transfer) => transfer,
-                    None => host_flags(&self.threshold_transfer_t(&self.host_scores(&confidence)?, &self.grid(&flags)?, tp.tau)?)?,
+                    None => host_flags(&self.threshold_transfer_t(
+                        &self.host_scores(&confidence)?,
+                        &self.grid(&flags)?,
+                        tp.tau,
+                    )?)?,
                 };
-                Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None })
+                Ok(StepChoice {
+                    values: StepValues::Host {
+                        x0,
+                        transfer,
+                        prob,
+                        confidence,
+                    },
+                    dist: None,
+                })
             }
-            LladaChoice::Tensors { x0, prob, scores, dist } => {
+            LladaChoice::Tensors {
+                x0,
+                prob,
+                scores,
+                dist,
+            } => {
                 let scores = scores.expect("need_p");
                 let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
                 Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
@@ -698,13 +869,21 @@ impl Ctx<'_> {
 
     /// Fast-dLLM's commit rule on `[B, G]` scores (-inf off `eligible`): every eligible
     /// position at or above `tau`, and each row's best one.
-    fn threshold_transfer_t(&self, scores: &Tensor, eligible: &Tensor, tau: f64) -> Result<Tensor, ProbeError> {
+    fn threshold_transfer_t(
+        &self,
+        scores: &Tensor,
+        eligible: &Tensor,
+        tau: f64,
+    ) -> Result<Tensor, ProbeError> {
         let best = scores.f_argmax(1, true)?;
         let has_any = eligible.f_any_dim(1, true)?;
         let top1 = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?
             .f_scatter_value(1, &best, 1)?
             .f_logical_and(&has_any)?;
-        Ok(scores.f_ge(tau)?.f_logical_and(eligible)?.f_logical_or(&top1)?)
+        Ok(scores
+            .f_ge(tau)?
+            .f_logical_and(eligible)?
+            .f_logical_or(&top1)?)
     }
 
     fn fixed_step(
@@ -722,15 +901,26 @@ impl Ctx<'_> {
         match fp.order {
             FixedOrder::Confidence => {
                 let work = self.work(gen_host, self.masked_where(gen_host, |_| true))?;
-                self.ranked_step(self.llada_like(gen, 0.0, fp.temperature, &work, true)?, &work, k)
+                self.ranked_step(
+                    self.llada_like(gen, 0.0, fp.temperature, &work, true)?,
+                    &work,
+                    k,
+                )
             }
             FixedOrder::Random => {
                 // Positions first, then tokens where they are committed (see `llada_step`).
                 let mask = gen.f_eq(self.mask_id)?;
-                let scores = self.rand_positions()?.f_where_scalarother(&mask, f64::NEG_INFINITY)?;
+                let scores = self
+                    .rand_positions()?
+                    .f_where_scalarother(&mask, f64::NEG_INFINITY)?;
                 let transfer = self.top_k_positions(&scores, k)?;
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
-                self.drawn_first_step(self.llada_like(gen, 0.0, fp.temperature, &work, false)?, &work, transfer, scores)
+                self.drawn_first_step(
+                    self.llada_like(gen, 0.0, fp.temperature, &work, false)?,
+                    &work,
+                    transfer,
+                    scores,
+                )
             }
         }
     }
@@ -747,13 +937,16 @@ impl Ctx<'_> {
             return Ok(Tensor::f_zeros([0], (Kind::Int64, self.dev))?);
         }
         let u = Tensor::f_rand([n, 1], (Kind::Double, self.dev))?;
-        if let Some(picks) = host::inverse_cdf(probs, &Vec::<f64>::try_from(&u.f_flatten(0, -1)?)?) {
+        if let Some(picks) = host::inverse_cdf(probs, &Vec::<f64>::try_from(&u.f_flatten(0, -1)?)?)
+        {
             return Ok(Tensor::f_from_slice(&picks)?);
         }
         let cum = probs.f_cumsum(-1, Kind::Double)?;
         let total = cum.f_narrow(-1, self.v - 1, 1)?;
         let target = u.f_neg()?.f_add_scalar(1.0)?.f_mul(&total)?;
-        let below = cum.f_lt_tensor(&target)?.f_sum_dim_intlist(-1, false, Kind::Int64)?;
+        let below = cum
+            .f_lt_tensor(&target)?
+            .f_sum_dim_intlist(-1, false, Kind::Int64)?;
         Ok(below.f_clamp_max(self.v - 1)?)
     }
 
@@ -769,10 +962,18 @@ impl Ctx<'_> {
         let (mut support, mut first) = (None, None);
         if let Some(top_k) = dp.top_k {
             let kept;
-            TopK { kept, support, first } = top_k_filter(&logits, (top_k as i64).min(self.v))?;
+            TopK {
+                kept,
+                support,
+                first,
+            } = top_k_filter(&logits, (top_k as i64).min(self.v))?;
             logits = kept;
         }
-        Ok(DreamDist { probs: logits.f_softmax(-1, Kind::Float)?, support, first })
+        Ok(DreamDist {
+            probs: logits.f_softmax(-1, Kind::Float)?,
+            support,
+            first,
+        })
     }
 
     /// The greedy token of each row of `dist`: `probs.max(-1)`'s index (the first maximum, as
@@ -803,8 +1004,12 @@ impl Ctx<'_> {
             let draws = Tensor::f_rand([masked.len() as i64], (Kind::Float, self.dev))?;
             let draws = Vec::<f32>::try_from(&draws.f_to_device(Device::Cpu)?)?;
             let p_transfer = if last { 1.0f32 } else { 1.0f32 - s / t };
-            let picked: Vec<i64> =
-                masked.iter().zip(&draws).filter(|(_, &d)| d < p_transfer).map(|(&i, _)| i).collect();
+            let picked: Vec<i64> = masked
+                .iter()
+                .zip(&draws)
+                .filter(|(_, &d)| d < p_transfer)
+                .map(|(&i, _)| i)
+                .collect();
             let mut flags = vec![false; gen_host.len()];
             for &i in &picked {
                 flags[i as usize] = true;
@@ -812,7 +1017,11 @@ impl Ctx<'_> {
             let work = self.work(gen_host, picked)?;
             let dist = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
             let picked_probs = work.picked(&dist.probs)?;
-            let x0 = if dp.temperature > 0.0 { self.dream_sample(&picked_probs)? } else { self.dream_argmax(&dist, &work)? };
+            let x0 = if dp.temperature > 0.0 {
+                self.dream_sample(&picked_probs)?
+            } else {
+                self.dream_argmax(&dist, &work)?
+            };
             if let (Some(rows), false) = (host::cpu_f32(&picked_probs), self.save_distributions) {
                 // On the host: the chosen tokens' probabilities straight from the rows, and the
                 // step's values without building `[B, G]` tensors.
@@ -823,15 +1032,28 @@ impl Ctx<'_> {
                     x0_at[i as usize] = x0[j];
                     prob[i as usize] = rows[j * self.v as usize + x0[j] as usize];
                 }
-                let values = StepValues::Host { x0: x0_at, transfer: flags, confidence: prob.clone(), prob };
+                let values = StepValues::Host {
+                    x0: x0_at,
+                    transfer: flags,
+                    confidence: prob.clone(),
+                    prob,
+                };
                 return Ok(StepChoice { values, dist: None });
             }
             let transfer = self.grid(&flags)?;
             let probs = dist.probs;
             let prob = self.spread(&work.pick, &gather_rows(&picked_probs, &x0)?, 0.0)?;
             let x0 = self.spread(&work.pick, &x0, self.mask_id as f64)?;
-            let dist = self.save_distributions.then(|| (work.rows.host.clone(), probs));
-            return Ok(StepChoice::tensors(x0, transfer, prob.shallow_clone(), prob, dist));
+            let dist = self
+                .save_distributions
+                .then(|| (work.rows.host.clone(), probs));
+            return Ok(StepChoice::tensors(
+                x0,
+                transfer,
+                prob.shallow_clone(),
+                prob,
+                dist,
+            ));
         }
 
         let work = self.work(gen_host, masked)?;
@@ -841,7 +1063,13 @@ impl Ctx<'_> {
         // batch and equals upstream for one prompt.
         let ks: Vec<i64> = masked_now
             .iter()
-            .map(|&n| if last { n as i64 } else { (n as f32 * (1.0f32 - s / t)) as i64 })
+            .map(|&n| {
+                if last {
+                    n as i64
+                } else {
+                    (n as f32 * (1.0f32 - s / t)) as i64
+                }
+            })
             .collect();
         let on_support = self.dream_on_support(dp, &flat, &work)?;
         if let (Some(picks), true) = (&on_support, dp.alg_temp <= 0.0) {
@@ -858,10 +1086,14 @@ impl Ctx<'_> {
                 )
             }
             None => {
-                let dist = self.dream_probs(dp, self.select_logits(&flat, 0.0, &work.rows, false)?.0)?;
+                let dist =
+                    self.dream_probs(dp, self.select_logits(&flat, 0.0, &work.rows, false)?.0)?;
                 // Greedy: `probs.max(-1)`, whose index is the first maximum.
-                let x0 =
-                    if dp.temperature > 0.0 { self.dream_sample(&dist.probs)? } else { self.dream_argmax(&dist, &work)? };
+                let x0 = if dp.temperature > 0.0 {
+                    self.dream_sample(&dist.probs)?
+                } else {
+                    self.dream_argmax(&dist, &work)?
+                };
                 let DreamDist { probs, support, .. } = dist;
                 let prob = gather_rows(&probs, &x0)?;
                 let confidence = match dp.alg {
@@ -872,7 +1104,13 @@ impl Ctx<'_> {
                     DreamAlg::Entropy => neg_entropy(&probs, support.as_ref())?,
                     _ => prob.shallow_clone(),
                 };
-                (x0, prob, confidence, self.save_distributions.then(|| (work.rows.host.clone(), probs)))
+                (
+                    x0,
+                    prob,
+                    confidence,
+                    self.save_distributions
+                        .then(|| (work.rows.host.clone(), probs)),
+                )
             }
         };
         let scores = self.spread(&work.pick, &confidence, f64::NEG_INFINITY)?;
@@ -890,21 +1128,41 @@ impl Ctx<'_> {
     /// filter's support only (CPU float32 logits, no top-p, no saved distributions; see
     /// `sparse.rs`): `x0`, its probability and the confidence of `dp.alg`, each `[n]`, the same
     /// as the full-row path gives. `None` where that path is needed.
-    fn dream_on_support(&self, dp: &DreamParams, flat: &Tensor, work: &Work) -> Result<Option<HostPicks>, ProbeError> {
+    fn dream_on_support(
+        &self,
+        dp: &DreamParams,
+        flat: &Tensor,
+        work: &Work,
+    ) -> Result<Option<HostPicks>, ProbeError> {
         let Some(k) = dp.top_k else { return Ok(None) };
-        if self.save_distributions || dp.top_p.is_some_and(|t| t < 1.0) || dp.alg == DreamAlg::Origin {
+        if self.save_distributions
+            || dp.top_p.is_some_and(|t| t < 1.0)
+            || dp.alg == DreamAlg::Origin
+        {
             return Ok(None);
         }
-        let Some(data) = host::cpu_f32(flat) else { return Ok(None) };
+        let Some(data) = host::cpu_f32(flat) else {
+            return Ok(None);
+        };
         let v = self.v as usize;
         let rows = &work.pick.host;
         let mut hints = self.floor_hints.borrow_mut();
         hints.resize(data.len() / v, f32::NAN);
-        let Some(support) = sparse::top_k_support(data, v, rows, k, dp.temperature, &self.forbidden_host, &mut hints) else {
+        let Some(support) = sparse::top_k_support(
+            data,
+            v,
+            rows,
+            k,
+            dp.temperature,
+            &self.forbidden_host,
+            &mut hints,
+        ) else {
             return Ok(None);
         };
         let entropy = dp.alg == DreamAlg::Entropy;
-        let Some((probs, sums)) = sparse::probabilities(&support, v, entropy)? else { return Ok(None) };
+        let Some((probs, sums)) = sparse::probabilities(&support, v, entropy)? else {
+            return Ok(None);
+        };
         let n = rows.len();
         // `dream_sample`'s draw, on the same stream.
         let u = if dp.temperature > 0.0 && n > 0 {
@@ -912,14 +1170,20 @@ impl Ctx<'_> {
         } else {
             Vec::new()
         };
-        let (mut x0, mut prob, mut confidence) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut x0, mut prob, mut confidence) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         let mut cum = Vec::with_capacity(k);
         for r in 0..n {
             let (idx, p) = (&support.idx[r * k..(r + 1) * k], &probs[r * k..(r + 1) * k]);
             let j = if dp.temperature > 0.0 {
                 // `dream_sample`'s inverse CDF on the kept entries: the zeros between them add
                 // nothing to the running sum.
-                let Some(j) = host::inverse_cdf_row(p, u[r], &mut cum) else { return Ok(None) };
+                let Some(j) = host::inverse_cdf_row(p, u[r], &mut cum) else {
+                    return Ok(None);
+                };
                 j
             } else {
                 // The first maximum.
@@ -936,7 +1200,10 @@ impl Ctx<'_> {
             confidence.push(match dp.alg {
                 DreamAlg::TopkMargin => {
                     // `probs.topk(2)`: the second value is 0 (off the support) when k = 1.
-                    let (mut first, mut second) = (f32::NEG_INFINITY, if k == 1 { 0.0 } else { f32::NEG_INFINITY });
+                    let (mut first, mut second) = (
+                        f32::NEG_INFINITY,
+                        if k == 1 { 0.0 } else { f32::NEG_INFINITY },
+                    );
                     for &q in p {
                         if q > first {
                             second = first;
@@ -951,7 +1218,11 @@ impl Ctx<'_> {
                 _ => p[j],
             });
         }
-        Ok(Some(HostPicks { x0, prob, confidence }))
+        Ok(Some(HostPicks {
+            x0,
+            prob,
+            confidence,
+        }))
     }
 
     /// The `[B, G]` host grids of the choices `picks` at the flat positions `pick`: tokens (the
@@ -979,14 +1250,16 @@ impl Ctx<'_> {
     fn transfer_by_rank(&self, confidence: &[f32], ks: &[i64]) -> Result<Vec<bool>, ProbeError> {
         let g = self.g as usize;
         let mut transfer = vec![false; confidence.len()];
-        let unique = ks.iter().enumerate().all(|(r, &k)| match unique_top_k(&confidence[r * g..(r + 1) * g], k.max(0) as usize) {
-            Some(top) => {
-                for j in top {
-                    transfer[r * g + j] = true;
+        let unique = ks.iter().enumerate().all(|(r, &k)| {
+            match unique_top_k(&confidence[r * g..(r + 1) * g], k.max(0) as usize) {
+                Some(top) => {
+                    for j in top {
+                        transfer[r * g + j] = true;
+                    }
+                    true
                 }
-                true
+                None => false,
             }
-            None => false,
         });
         if unique {
             return Ok(transfer);
@@ -1004,27 +1277,51 @@ impl Ctx<'_> {
         }
         let (_, idx) = scores.f_topk(kmax, 1, true, true)?;
         let ranks = Tensor::f_arange(kmax, (Kind::Int64, self.dev))?.f_unsqueeze(0)?;
-        let keep = ranks.f_lt_tensor(&Tensor::f_from_slice(ks)?.f_to_device(self.dev)?.f_unsqueeze(1)?)?;
+        let keep = ranks.f_lt_tensor(
+            &Tensor::f_from_slice(ks)?
+                .f_to_device(self.dev)?
+                .f_unsqueeze(1)?,
+        )?;
         Ok(none.f_scatter(1, &idx, &keep)?)
     }
 
     /// A `[B, G]` float32 tensor on the model's device from host scores.
     fn host_scores(&self, scores: &[f32]) -> Result<Tensor, ProbeError> {
-        Ok(Tensor::f_from_slice(scores)?.f_view([self.b, self.g])?.f_to_device(self.dev)?)
+        Ok(Tensor::f_from_slice(scores)?
+            .f_view([self.b, self.g])?
+            .f_to_device(self.dev)?)
     }
 
     /// A step that commits, per row `r`, the `ks[r]` most confident of the host choices `picks`
     /// at the flat positions `pick`.
-    fn ranked_host_step(&self, pick: &[i64], picks: &HostPicks, ks: &[i64]) -> Result<StepChoice, ProbeError> {
+    fn ranked_host_step(
+        &self,
+        pick: &[i64],
+        picks: &HostPicks,
+        ks: &[i64],
+    ) -> Result<StepChoice, ProbeError> {
         let (x0, prob, confidence) = self.host_grids(pick, picks);
         let transfer = self.transfer_by_rank(&confidence, ks)?;
-        Ok(StepChoice { values: StepValues::Host { x0, transfer, prob, confidence }, dist: None })
+        Ok(StepChoice {
+            values: StepValues::Host {
+                x0,
+                transfer,
+                prob,
+                confidence,
+            },
+            dist: None,
+        })
     }
 
     /// `multinomial(softmax(confidence / alg_temp), k)` without replacement over the whole
     /// sequence (prompt positions at -inf), as upstream; one call for the batch when every row
     /// wants the same number of positions, as upstream's shared count does.
-    fn dream_draw_positions(&self, scores: &Tensor, alg_temp: f64, ks: &[i64]) -> Result<Tensor, ProbeError> {
+    fn dream_draw_positions(
+        &self,
+        scores: &Tensor,
+        alg_temp: f64,
+        ks: &[i64],
+    ) -> Result<Tensor, ProbeError> {
         let prompt = Tensor::f_full([self.b, self.p], f64::NEG_INFINITY, (Kind::Float, self.dev))?;
         let full = Tensor::f_cat(&[&prompt, &scores.f_to_kind(Kind::Float)?], 1)?;
         let weights = full.f_div_scalar(alg_temp)?.f_softmax(-1, Kind::Float)?;
@@ -1035,7 +1332,11 @@ impl Ctx<'_> {
             let mut rows = Vec::with_capacity(ks.len());
             for (r, &k) in ks.iter().enumerate() {
                 let row = none.f_get(r as i64)?;
-                rows.push(if k == 0 { row } else { row.f_scatter_value(0, &weights.f_get(r as i64)?.f_multinomial(k, false)?, 1)? });
+                rows.push(if k == 0 {
+                    row
+                } else {
+                    row.f_scatter_value(0, &weights.f_get(r as i64)?.f_multinomial(k, false)?, 1)?
+                });
             }
             Tensor::f_stack(&rows, 0)?
         };
@@ -1045,7 +1346,9 @@ impl Ctx<'_> {
 
 /// The flags of a `[B, G]` bool tensor, row-major on the host.
 fn host_flags(x: &Tensor) -> Result<Vec<bool>, ProbeError> {
-    Ok(Vec::<bool>::try_from(&x.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?)
+    Ok(Vec::<bool>::try_from(
+        &x.f_flatten(0, -1)?.f_to_device(Device::Cpu)?,
+    )?)
 }
 
 /// Fast-dLLM's commit rule on the host (see `Ctx::threshold_transfer_t`) for `[B, G]` scores
@@ -1105,8 +1408,15 @@ fn neg_entropy(probs: &Tensor, support: Option<&Tensor>) -> Result<Tensor, Probe
             match host::cpu_f32(probs) {
                 // The same tensor, written in one pass.
                 Some(_) => {
-                    let (n, k, v) = (idx.size()[0] as usize, idx.size()[1] as usize, probs.size()[1] as usize);
-                    let (at, t) = (Vec::<i64>::try_from(&idx.f_flatten(0, -1)?)?, Vec::<f32>::try_from(&t.f_flatten(0, -1)?)?);
+                    let (n, k, v) = (
+                        idx.size()[0] as usize,
+                        idx.size()[1] as usize,
+                        probs.size()[1] as usize,
+                    );
+                    let (at, t) = (
+                        Vec::<i64>::try_from(&idx.f_flatten(0, -1)?)?,
+                        Vec::<f32>::try_from(&t.f_flatten(0, -1)?)?,
+                    );
                     host::build_rows(n, v, |r, row| {
                         row.fill(-0.0);
                         for j in r * k..(r + 1) * k {
@@ -1165,11 +1475,17 @@ fn top_k_filter(logits: &Tensor, k: i64) -> Result<TopK, ProbeError> {
     let (vals, idx) = match &on_host {
         Some((vals, idx)) => {
             let n = vals.len() as i64 / m;
-            (Tensor::f_from_slice(vals)?.f_view([n, m])?, Tensor::f_from_slice(idx)?.f_view([n, m])?)
+            (
+                Tensor::f_from_slice(vals)?.f_view([n, m])?,
+                Tensor::f_from_slice(idx)?.f_view([n, m])?,
+            )
         }
         None => logits.f_topk(m, -1, true, true)?,
     };
-    let (vals, idx) = (vals.f_to_device(logits.device())?, idx.f_to_device(logits.device())?);
+    let (vals, idx) = (
+        vals.f_to_device(logits.device())?,
+        idx.f_to_device(logits.device())?,
+    );
     let kth = vals.f_narrow(-1, k - 1, 1)?;
     if k < v {
         // `next < kth` is false for ties and NaNs: those rows take upstream's path.
@@ -1188,20 +1504,38 @@ fn top_k_filter(logits: &Tensor, k: i64) -> Result<TopK, ProbeError> {
                         }
                     })?
                 }
-                None => logits.f_full_like(f32::MIN as f64)?.f_scatter(-1, &idx, &vals)?,
+                None => logits
+                    .f_full_like(f32::MIN as f64)?
+                    .f_scatter(-1, &idx, &vals)?,
             };
             let top = vals.f_narrow(-1, 0, 1)?;
             if !bool::try_from(&top.f_gt(f32::MIN as f64)?.f_all()?)? {
-                return Ok(TopK { kept, support: None, first: None });
+                return Ok(TopK {
+                    kept,
+                    support: None,
+                    first: None,
+                });
             }
             let decisive = k == 1
-                || bool::try_from(&top.f_sub(&vals.f_narrow(-1, 1, 1)?)?.f_ge(2f64.powi(-20))?.f_all()?)?;
+                || bool::try_from(
+                    &top.f_sub(&vals.f_narrow(-1, 1, 1)?)?
+                        .f_ge(2f64.powi(-20))?
+                        .f_all()?,
+                )?;
             let first = decisive.then(|| idx.f_select(-1, 0)).transpose()?;
-            return Ok(TopK { kept, support: Some(idx), first });
+            return Ok(TopK {
+                kept,
+                support: Some(idx),
+                first,
+            });
         }
     }
     let kept = logits.f_masked_fill(&logits.f_lt_tensor(&kth)?, f32::MIN as f64)?;
-    Ok(TopK { kept, support: None, first: None })
+    Ok(TopK {
+        kept,
+        support: None,
+        first: None,
+    })
 }
 
 /// Dream's `top_p_logits`: keep the smallest prefix of the sorted distribution whose mass
@@ -1222,12 +1556,17 @@ fn top_p_filter(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeError> {
 /// Upstream's `top_p_logits` as written: sort, cumulative softmax, shifted removal mask.
 fn top_p_filter_by_sort(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeError> {
     let (sorted, order) = logits.f_sort(-1, true)?;
-    let cum = sorted.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
+    let cum = sorted
+        .f_softmax(-1, Kind::Float)?
+        .f_cumsum(-1, Kind::Float)?;
     let remove = cum.f_gt(top_p)?;
     let last = remove.size().last().copied().unwrap_or(0);
     // Shift right by one so that the token crossing the threshold is kept.
     let shifted = Tensor::f_cat(
-        &[&remove.f_narrow(-1, 0, 1)?.f_zeros_like()?, &remove.f_narrow(-1, 0, last - 1)?],
+        &[
+            &remove.f_narrow(-1, 0, 1)?.f_zeros_like()?,
+            &remove.f_narrow(-1, 0, last - 1)?,
+        ],
         -1,
     )?;
     let drop = shifted.f_zeros_like()?.f_scatter(-1, &order, &shifted)?;
@@ -1251,7 +1590,9 @@ fn top_p_filter_by_sort(logits: &Tensor, top_p: f64) -> Result<Tensor, ProbeErro
 fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Vec<f32>>, ProbeError> {
     const LANES: usize = 16;
     let v = logits.size()[1] as usize;
-    let Some(rows) = host::cpu_f32(logits) else { return Ok(None) };
+    let Some(rows) = host::cpu_f32(logits) else {
+        return Ok(None);
+    };
     if v < LANES || rows.iter().any(|x| x.is_nan()) {
         return Ok(None);
     }
@@ -1287,7 +1628,13 @@ fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Vec<f32>>
             host::sort_descending(&mut head, &mut keys, &mut scratch);
             heads.push(head);
         }
-        let width = heads.iter().map(Vec::len).max().unwrap_or(0).div_ceil(LANES) * LANES;
+        let width = heads
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .div_ceil(LANES)
+            * LANES;
         let mut padded = vec![f32::MIN; n * width];
         for (r, head) in heads.iter().enumerate() {
             padded[r * width..r * width + head.len()].copy_from_slice(head);
@@ -1331,11 +1678,16 @@ fn host_top_p_thresholds(logits: &Tensor, top_p: f64) -> Result<Option<Vec<f32>>
 /// `amax` is vectorised and `argmax` is not.
 fn argmax_rows(x: &Tensor) -> Result<Tensor, ProbeError> {
     let (n, v) = (x.size()[0], x.size()[1]);
-    let Some(c) = [64, 32, 16, 8].into_iter().find(|&c| v % c == 0 && v / c >= 2) else {
+    let Some(c) = [64, 32, 16, 8]
+        .into_iter()
+        .find(|&c| v % c == 0 && v / c >= 2)
+    else {
         return Ok(x.f_argmax(-1, false)?);
     };
     let chunks = x.f_reshape([n, v / c, c])?;
-    let best = chunks.f_amax([-1i64].as_slice(), false)?.f_argmax(-1, true)?;
+    let best = chunks
+        .f_amax([-1i64].as_slice(), false)?
+        .f_argmax(-1, true)?;
     let within = chunks
         .f_gather(1, &best.f_unsqueeze(-1)?.f_expand([n, 1, c], false)?, false)?
         .f_squeeze_dim(1)?
@@ -1345,7 +1697,8 @@ fn argmax_rows(x: &Tensor) -> Result<Tensor, ProbeError> {
 
 /// `x[i, idx[i]]` for a `[n, V]` tensor and `[n]` indices.
 fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor, ProbeError> {
-    Ok(x.f_gather(-1, &idx.f_unsqueeze(-1)?, false)?.f_squeeze_dim(-1)?)
+    Ok(x.f_gather(-1, &idx.f_unsqueeze(-1)?, false)?
+        .f_squeeze_dim(-1)?)
 }
 
 #[cfg(test)]
@@ -1369,17 +1722,28 @@ mod tests {
         let ninf = f32::NEG_INFINITY;
         // Row 0: two above tau; row 1: none above, the first of two equal maxima; row 2: nothing
         // eligible.
-        let scores = [0.95, 0.2, 0.91, ninf, 0.4, 0.1, 0.4, 0.3, ninf, ninf, ninf, ninf];
-        let eligible = [true, true, true, false, true, true, true, true, false, false, false, false];
+        let scores = [
+            0.95, 0.2, 0.91, ninf, 0.4, 0.1, 0.4, 0.3, ninf, ninf, ninf, ninf,
+        ];
+        let eligible = [
+            true, true, true, false, true, true, true, true, false, false, false, false,
+        ];
         let got = threshold_transfer(&scores, &eligible, 4, 0.9).unwrap();
-        let want = [true, false, true, false, true, false, false, false, false, false, false, false];
+        let want = [
+            true, false, true, false, true, false, false, false, false, false, false, false,
+        ];
         assert_eq!(got, want);
         // The same as the tensor rule.
         let t = Tensor::from_slice(&scores).view([3, 4]);
         let best = t.argmax(1, true);
         let has_any = Tensor::from_slice(&eligible).view([3, 4]).any_dim(1, true);
-        let top1 = Tensor::zeros([3, 4], (Kind::Bool, Device::Cpu)).scatter_value(1, &best, 1).logical_and(&has_any);
-        let rule = t.ge(0.9).logical_and(&Tensor::from_slice(&eligible).view([3, 4])).logical_or(&top1);
+        let top1 = Tensor::zeros([3, 4], (Kind::Bool, Device::Cpu))
+            .scatter_value(1, &best, 1)
+            .logical_and(&has_any);
+        let rule = t
+            .ge(0.9)
+            .logical_and(&Tensor::from_slice(&eligible).view([3, 4]))
+            .logical_or(&top1);
         assert_eq!(Vec::<bool>::try_from(&rule.flatten(0, -1)).unwrap(), want);
         // A NaN, or a score that float32 and float64 place on different sides of tau: None.
         assert!(threshold_transfer(&[f32::NAN, 0.5], &[true, true], 2, 0.9).is_none());
@@ -1390,12 +1754,18 @@ mod tests {
     fn unique_top_k_is_topks_set_or_none() {
         tch::manual_seed(11);
         for (g, k) in [(64usize, 10usize), (64, 64), (7, 1), (100, 0)] {
-            let mut x = Vec::<f32>::try_from(&Tensor::randn([g as i64], (Kind::Float, Device::Cpu))).unwrap();
+            let mut x =
+                Vec::<f32>::try_from(&Tensor::randn([g as i64], (Kind::Float, Device::Cpu)))
+                    .unwrap();
             x[g / 2] = f32::NEG_INFINITY;
             let mut got = unique_top_k(&x, k).unwrap();
             got.sort_unstable();
             let (_, idx) = Tensor::from_slice(&x).topk(k as i64, -1, true, true);
-            let mut want: Vec<usize> = Vec::<i64>::try_from(&idx).unwrap().into_iter().map(|i| i as usize).collect();
+            let mut want: Vec<usize> = Vec::<i64>::try_from(&idx)
+                .unwrap()
+                .into_iter()
+                .map(|i| i as usize)
+                .collect();
             want.sort_unstable();
             assert_eq!(got, want, "{g} top {k}");
         }
@@ -1420,18 +1790,30 @@ mod tests {
         for top_p in [0.05, 0.3, 0.9, 0.999] {
             for x in [&scaled, &tied, &forbidden, &peaked] {
                 let fast = top_p_filter(x, top_p).unwrap();
-                assert!(fast.equal(&top_p_filter_by_sort(x, top_p).unwrap()), "top_p = {top_p}");
+                assert!(
+                    fast.equal(&top_p_filter_by_sort(x, top_p).unwrap()),
+                    "top_p = {top_p}"
+                );
             }
         }
         // The host path is taken for untied rows.
         assert!(host_top_p_thresholds(&scaled, 0.9).unwrap().is_some());
         // Wide rows, whose sorted heads are short (the rest cannot move a bit), flat rows (the
         // head is the whole row), and a vocabulary that is no multiple of 16.
-        for (v, scale) in [(2048, 8.0), (2048, 20.0), (2051, 40.0), (1000, 0.3), (4096, 3.0)] {
+        for (v, scale) in [
+            (2048, 8.0),
+            (2048, 20.0),
+            (2051, 40.0),
+            (1000, 0.3),
+            (4096, 3.0),
+        ] {
             let x = Tensor::randn([24, v], (Kind::Float, Device::Cpu)) * scale;
             for top_p in [0.5, 0.9, 0.95, 0.9999] {
                 let host = top_p_filter(&x, top_p).unwrap();
-                assert!(host.equal(&top_p_filter_by_sort(&x, top_p).unwrap()), "v = {v}, scale {scale}, top_p = {top_p}");
+                assert!(
+                    host.equal(&top_p_filter_by_sort(&x, top_p).unwrap()),
+                    "v = {v}, scale {scale}, top_p = {top_p}"
+                );
             }
         }
         // No rows at all: a Dream `origin` step in which no position is sampled.
@@ -1450,27 +1832,44 @@ mod tests {
             // Distinct values (scatter path), many ties (masked_fill path), and -inf entries.
             let distinct = Tensor::randn([6, 64], (Kind::Float, Device::Cpu));
             let tied = Tensor::randint(4, [6, 64], (Kind::Float, Device::Cpu));
-            let forbidden = distinct.index_fill(1, &Tensor::from_slice(&[0i64, 5, 9]), f64::NEG_INFINITY);
+            let forbidden =
+                distinct.index_fill(1, &Tensor::from_slice(&[0i64, 5, 9]), f64::NEG_INFINITY);
             for x in [distinct, tied, forbidden] {
                 let TopK { kept, first, .. } = top_k_filter(&x, k).unwrap();
                 assert!(kept.equal(&upstream(&x, k)), "k = {k}");
                 if let Some(first) = first {
-                    assert_eq!(first, upstream(&x, k).softmax(-1, Kind::Float).argmax(-1, false), "k = {k}");
+                    assert_eq!(
+                        first,
+                        upstream(&x, k).softmax(-1, Kind::Float).argmax(-1, false),
+                        "k = {k}"
+                    );
                 }
             }
         }
         let long = Tensor::randn([3, 8192], (Kind::Float, Device::Cpu));
         for k in [1, 50, 500] {
-            let TopK { kept, support, first } = top_k_filter(&long, k).unwrap();
+            let TopK {
+                kept,
+                support,
+                first,
+            } = top_k_filter(&long, k).unwrap();
             assert!(kept.equal(&upstream(&long, k)), "k = {k}");
-            let argmax = upstream(&long, k).softmax(-1, Kind::Float).argmax(-1, false);
+            let argmax = upstream(&long, k)
+                .softmax(-1, Kind::Float)
+                .argmax(-1, false);
             assert_eq!(first.unwrap(), argmax, "k = {k}");
             // Outside the support, the softmax is exactly 0.
             let probs = kept.softmax(-1, Kind::Float);
             let zeros = probs.scatter_value(-1, support.as_ref().unwrap(), 0.0);
             assert!(zeros.eq(0.0).all().int64_value(&[]) == 1, "k = {k}");
-            let upstream_entropy = (&probs * (&probs + 1e-10).log()).sum_dim_intlist(-1, false, Kind::Float);
-            assert!(neg_entropy(&probs, support.as_ref()).unwrap().equal(&upstream_entropy), "k = {k}");
+            let upstream_entropy =
+                (&probs * (&probs + 1e-10).log()).sum_dim_intlist(-1, false, Kind::Float);
+            assert!(
+                neg_entropy(&probs, support.as_ref())
+                    .unwrap()
+                    .equal(&upstream_entropy),
+                "k = {k}"
+            );
         }
     }
 }

@@ -62,7 +62,9 @@ pub(super) fn select_rows(
     forbidden: &[i64],
     want_argmax: bool,
 ) -> Result<Option<SelectedRows>, ProbeError> {
-    let Some(all) = cpu_f32(flat) else { return Ok(None) };
+    let Some(all) = cpu_f32(flat) else {
+        return Ok(None);
+    };
     let v = flat.size()[1] as usize;
     let mut argmax = want_argmax.then(|| Vec::with_capacity(rows.len()));
     let out = build_rows(rows.len(), v, |i, out| {
@@ -96,7 +98,9 @@ fn first_argmax(row: &[f32]) -> Option<usize> {
     let lanes = row.chunks_exact(16);
     let tail = lanes.remainder();
     let mut nan = tail.iter().any(|x| x.is_nan());
-    let mut max = tail.iter().fold(f32::NEG_INFINITY, |a, &x| if x > a { x } else { a });
+    let mut max = tail
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &x| if x > a { x } else { a });
     let (block, has_nan) = block_max(&row[..row.len() - tail.len()]);
     nan |= has_nan;
     if nan {
@@ -107,7 +111,10 @@ fn first_argmax(row: &[f32]) -> Option<usize> {
     }
     // `==` also finds a -0.0 that comes before a maximum of 0.0, as `argmax` does. Groups of 16
     // are tested whole (vectorised), then the first matching one element by element.
-    let (g, group) = row.chunks(16).enumerate().find(|(_, c)| c.iter().fold(0u32, |a, &x| a | u32::from(x == max)) != 0)?;
+    let (g, group) = row
+        .chunks(16)
+        .enumerate()
+        .find(|(_, c)| c.iter().fold(0u32, |a, &x| a | u32::from(x == max)) != 0)?;
     Some(g * 16 + group.iter().position(|&x| x == max)?)
 }
 
@@ -175,7 +182,12 @@ impl TopSelect {
             return None;
         }
         self.found.clear();
-        self.found.extend(self.keys.iter().zip(&self.hits).map(|(&k, &i)| (k as u64) << 32 | i as u64));
+        self.found.extend(
+            self.keys
+                .iter()
+                .zip(&self.hits)
+                .map(|(&k, &i)| (k as u64) << 32 | i as u64),
+        );
         self.found.select_nth_unstable(m - 1);
         Some(&mut self.found[..m])
     }
@@ -190,11 +202,18 @@ impl TopSelect {
     /// value with at least k + 1 elements at or above it is one, and a good guess (such as the
     /// same position's (k + 1)-th largest logit at the previous decoding step, a little lowered)
     /// saves the pass that computes it. A guess that leaves fewer falls back to that pass.
-    pub(super) fn top_in_order(&mut self, row: &[f32], k: usize, banned: &[bool], floor_hint: f32) -> Option<TopInOrder<'_>> {
+    pub(super) fn top_in_order(
+        &mut self,
+        row: &[f32],
+        k: usize,
+        banned: &[bool],
+        floor_hint: f32,
+    ) -> Option<TopInOrder<'_>> {
         if k == 0 {
             return None;
         }
-        let hinted = floor_hint.is_finite() && self.collect(row, k + 1, banned, floor_hint, true)?;
+        let hinted =
+            floor_hint.is_finite() && self.collect(row, k + 1, banned, floor_hint, true)?;
         if !hinted && !self.candidates(row, k + 1, banned)? {
             return None;
         }
@@ -214,7 +233,12 @@ impl TopSelect {
         if self.ordered.len() != k {
             return None;
         }
-        Some(TopInOrder { idx: &self.ordered, top: from_desc_key(top), kth: from_desc_key(kth), next: from_desc_key(next) })
+        Some(TopInOrder {
+            idx: &self.ordered,
+            top: from_desc_key(top),
+            kth: from_desc_key(kth),
+            next: from_desc_key(next),
+        })
     }
 
     /// Collects the candidates of `row` for its `m` largest elements (see [`TopSelect::select`]);
@@ -261,7 +285,14 @@ impl TopSelect {
     /// (cut back to the `m` largest whenever `4m` are buffered, which raises the floor);
     /// whether at least `m` were found. `None` when the row holds a NaN; the vectorised scan
     /// looks for NaNs only when `check_nan` (`set_floor`'s pass does otherwise).
-    fn collect(&mut self, row: &[f32], m: usize, banned: &[bool], floor: f32, check_nan: bool) -> Option<bool> {
+    fn collect(
+        &mut self,
+        row: &[f32],
+        m: usize,
+        banned: &[bool],
+        floor: f32,
+        check_nan: bool,
+    ) -> Option<bool> {
         let cap = 4 * m.max(GROUP);
         let mut floor = floor;
         self.hits.clear();
@@ -288,7 +319,8 @@ impl TopSelect {
                     return None;
                 }
                 self.hits.extend_from_slice(&block[..count]);
-                self.keys.extend(block[..count].iter().map(|&i| desc_key(row[i as usize])));
+                self.keys
+                    .extend(block[..count].iter().map(|&i| desc_key(row[i as usize])));
                 if self.hits.len() >= cap {
                     floor = self.cut_back(m);
                 }
@@ -358,14 +390,16 @@ mod simd {
 
     /// Tests clear it to run the portable loops on an AVX-512 machine too.
     #[cfg(test)]
-    pub(super) static ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    pub(super) static ALLOWED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(true);
 
     pub(super) fn avx512() -> bool {
         #[cfg(test)]
         if !ALLOWED.load(std::sync::atomic::Ordering::Relaxed) {
             return false;
         }
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl")
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
     }
 
     /// Appends to `maxima` the [`desc_key`](super::desc_key)s of the set maxima of `row` (a
@@ -381,12 +415,18 @@ mod simd {
     pub(super) unsafe fn set_maxima(row: &[f32], maxima: &mut Vec<u32>) -> bool {
         let mut nan = _mm256_setzero_ps();
         for block in row.chunks(GROUP * GROUP) {
-            let (mut lo, mut hi) = (_mm256_set1_ps(f32::NEG_INFINITY), _mm256_set1_ps(f32::NEG_INFINITY));
+            let (mut lo, mut hi) = (
+                _mm256_set1_ps(f32::NEG_INFINITY),
+                _mm256_set1_ps(f32::NEG_INFINITY),
+            );
             for g in block.chunks_exact(GROUP) {
                 // SAFETY: `g` holds 16 floats. `max_ps` returns its second operand when one is
                 // NaN, so NaNs are skipped by the maxima and flagged separately.
                 unsafe {
-                    let (a, b) = (_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(g.as_ptr().add(8)));
+                    let (a, b) = (
+                        _mm256_loadu_ps(g.as_ptr()),
+                        _mm256_loadu_ps(g.as_ptr().add(8)),
+                    );
                     lo = _mm256_max_ps(a, lo);
                     hi = _mm256_max_ps(b, hi);
                     nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(a, b));
@@ -408,7 +448,10 @@ mod simd {
         // Flip the magnitude bits of non-negative values.
         let bits = _mm256_castps_si256(x);
         let sign = _mm256_srai_epi32::<31>(bits);
-        _mm256_xor_si256(bits, _mm256_andnot_si256(sign, _mm256_set1_epi32(0x7fff_ffff)))
+        _mm256_xor_si256(
+            bits,
+            _mm256_andnot_si256(sign, _mm256_set1_epi32(0x7fff_ffff)),
+        )
     }
 
     /// Writes to the front of `hits` the indices (`base` + offset) of the elements of `block`
@@ -418,7 +461,12 @@ mod simd {
     /// # Safety
     /// The CPU must have AVX-512F, and `hits` must have room for `block.len() + 16` indices.
     #[target_feature(enable = "avx512f,popcnt")]
-    pub(super) unsafe fn collect_ge<const NAN: bool>(block: &[f32], base: u32, floor: f32, hits: &mut [u32]) -> (usize, bool) {
+    pub(super) unsafe fn collect_ge<const NAN: bool>(
+        block: &[f32],
+        base: u32,
+        floor: f32,
+        hits: &mut [u32],
+    ) -> (usize, bool) {
         debug_assert!(hits.len() >= block.len() + GROUP);
         let f = _mm512_set1_ps(floor);
         let step = _mm512_set1_epi32(GROUP as i32);
@@ -438,7 +486,10 @@ mod simd {
                 let k = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, f);
                 // Compressing into a register and storing the whole vector is much faster than
                 // the compress-to-memory form on Intel cores.
-                _mm512_storeu_si512(hits.as_mut_ptr().add(at).cast(), _mm512_maskz_compress_epi32(k, idx));
+                _mm512_storeu_si512(
+                    hits.as_mut_ptr().add(at).cast(),
+                    _mm512_maskz_compress_epi32(k, idx),
+                );
                 at += k.count_ones() as usize;
             }
             idx = _mm512_add_epi32(idx, step);
@@ -485,8 +536,14 @@ pub(super) fn sort_descending(row: &mut [f32], keys: &mut Vec<u32>, scratch: &mu
 
 /// `masked_fill(x < threshold[row], fill)` of a `[n, V]` float32 CPU tensor, in one pass;
 /// `None` off CPU/float32.
-pub(super) fn fill_below(x: &Tensor, thresholds: &[f32], fill: f32) -> Result<Option<Tensor>, ProbeError> {
-    let Some(all) = cpu_f32(x) else { return Ok(None) };
+pub(super) fn fill_below(
+    x: &Tensor,
+    thresholds: &[f32],
+    fill: f32,
+) -> Result<Option<Tensor>, ProbeError> {
+    let Some(all) = cpu_f32(x) else {
+        return Ok(None);
+    };
     let v = x.size()[1] as usize;
     let out = build_rows(thresholds.len(), v, move |r, out| {
         // Locals, so that the compiler keeps them in registers and emits a vector select
@@ -552,7 +609,10 @@ pub(super) fn inverse_cdf(probs: &Tensor, u: &[f64]) -> Option<Vec<i64>> {
         return None;
     }
     let mut cum = Vec::with_capacity(v);
-    rows.chunks(v).zip(u).map(|(row, &u)| inverse_cdf_row(row, u, &mut cum).map(|j| j as i64)).collect()
+    rows.chunks(v)
+        .zip(u)
+        .map(|(row, &u)| inverse_cdf_row(row, u, &mut cum).map(|j| j as i64))
+        .collect()
 }
 
 /// [`inverse_cdf`] of one row of probabilities (non-empty): the count of its float64 cumulative
@@ -620,7 +680,14 @@ mod tests {
 
     fn top_m_is_topk_on_this_path() {
         tch::manual_seed(7);
-        for (n, v, m) in [(4, 100, 1), (3, 8192, 51), (5, 64, 64), (2, 17, 5), (3, 2048, 51), (2, 20000, 51)] {
+        for (n, v, m) in [
+            (4, 100, 1),
+            (3, 8192, 51),
+            (5, 64, 64),
+            (2, 17, 5),
+            (3, 2048, 51),
+            (2, 20000, 51),
+        ] {
             let x = Tensor::randn([n, v], (Kind::Float, Device::Cpu));
             let (vals, idx) = top_m(&x, m as usize).unwrap();
             let (tv, ti) = x.topk(m, -1, true, true);
@@ -666,26 +733,46 @@ mod tests {
     fn top_in_order_on_this_path() {
         tch::manual_seed(9);
         let mut select = TopSelect::default();
-        for (n, v, k) in [(3usize, 2048usize, 50usize), (2, 300, 7), (2, 17, 1), (3, 4100, 50), (2, 40000, 50), (4, 64, 40)] {
+        for (n, v, k) in [
+            (3usize, 2048usize, 50usize),
+            (2, 300, 7),
+            (2, 17, 1),
+            (3, 4100, 50),
+            (2, 40000, 50),
+            (4, 64, 40),
+        ] {
             let x = Tensor::randn([n as i64, v as i64], (Kind::Float, Device::Cpu)) * 3.0;
             let (tv, ti) = x.topk(k as i64 + 1, -1, true, true);
-            let (tv, ti) = (Vec::<f32>::try_from(&tv.flatten(0, -1)).unwrap(), Vec::<i64>::try_from(&ti.flatten(0, -1)).unwrap());
+            let (tv, ti) = (
+                Vec::<f32>::try_from(&tv.flatten(0, -1)).unwrap(),
+                Vec::<i64>::try_from(&ti.flatten(0, -1)).unwrap(),
+            );
             let rows = Vec::<f32>::try_from(&x.flatten(0, -1)).unwrap();
             for r in 0..n {
                 let at = |j: usize| tv[r * (k + 1) + j];
-                let mut want: Vec<u32> = ti[r * (k + 1)..r * (k + 1) + k].iter().map(|&i| i as u32).collect();
+                let mut want: Vec<u32> = ti[r * (k + 1)..r * (k + 1) + k]
+                    .iter()
+                    .map(|&i| i as u32)
+                    .collect();
                 want.sort_unstable();
                 // No floor hint, an exact one, one too high (fewer than k + 1 above it: the
                 // computed floor is used), and one far too low (the candidates are cut back).
                 for hint in [f32::NAN, at(k), at(k - 1), at(0) + 1.0, at(k) - 100.0] {
-                    let top = select.top_in_order(&rows[r * v..(r + 1) * v], k, &[], hint).expect("untied random rows");
+                    let top = select
+                        .top_in_order(&rows[r * v..(r + 1) * v], k, &[], hint)
+                        .expect("untied random rows");
                     assert_eq!(top.idx, want, "{v} top {k}, hint {hint}");
-                    assert_eq!((top.top, top.kth, top.next), (at(0), at(k - 1), at(k)), "{v} top {k}, hint {hint}");
+                    assert_eq!(
+                        (top.top, top.kth, top.next),
+                        (at(0), at(k - 1), at(k)),
+                        "{v} top {k}, hint {hint}"
+                    );
                 }
             }
         }
         // A banned element is never kept; a tie with the (k + 1)-th or a NaN gives None.
-        let x = Vec::<f32>::try_from(&(Tensor::randn([3000], (Kind::Float, Device::Cpu)) * 2.0)).unwrap();
+        let x = Vec::<f32>::try_from(&(Tensor::randn([3000], (Kind::Float, Device::Cpu)) * 2.0))
+            .unwrap();
         let best = (0..x.len()).max_by(|&a, &b| x[a].total_cmp(&x[b])).unwrap();
         let mut banned = vec![false; x.len()];
         banned[best] = true;
@@ -712,15 +799,24 @@ mod tests {
         let forbidden = [4i64, 300];
         let fill = |x: Tensor| x.index_fill(1, &Tensor::from_slice(&forbidden), f64::NEG_INFINITY);
         for scale in [2.0, 1.7, 0.3] {
-            let (host, argmax) = select_rows(&flat, &rows, Some((6, scale)), &forbidden, true).unwrap().unwrap();
+            let (host, argmax) = select_rows(&flat, &rows, Some((6, scale)), &forbidden, true)
+                .unwrap()
+                .unwrap();
             let cond = flat.index_select(0, &idx);
             let un = flat.index_select(0, &(&idx + 6));
             let expected = fill((cond - &un) * scale + un);
             assert!(host.equal(&expected), "scale {scale}");
-            assert_eq!(Tensor::from_slice(&argmax.unwrap()), expected.argmax(-1, false));
+            assert_eq!(
+                Tensor::from_slice(&argmax.unwrap()),
+                expected.argmax(-1, false)
+            );
         }
         // Ties, a row of -inf, and a 0.0 maximum after a -0.0: the first maximum, as argmax.
-        let tied = Tensor::randint(3, [6, 333], (Kind::Float, Device::Cpu)).index_fill(0, &Tensor::from_slice(&[1i64]), f64::NEG_INFINITY);
+        let tied = Tensor::randint(3, [6, 333], (Kind::Float, Device::Cpu)).index_fill(
+            0,
+            &Tensor::from_slice(&[1i64]),
+            f64::NEG_INFINITY,
+        );
         let signed = Tensor::from_slice(&[-1.0f32, -0.0, 0.0, -2.0]).view([1, 4]);
         for x in [&tied, &signed] {
             let all: Vec<i64> = (0..x.size()[0]).collect();
@@ -729,18 +825,36 @@ mod tests {
             assert_eq!(Tensor::from_slice(&argmax.unwrap()), x.argmax(-1, false));
         }
         let nan = flat.index_fill(1, &Tensor::from_slice(&[7i64]), f64::NAN);
-        assert!(select_rows(&nan, &rows, None, &[], true).unwrap().unwrap().1.is_none());
+        assert!(select_rows(&nan, &rows, None, &[], true)
+            .unwrap()
+            .unwrap()
+            .1
+            .is_none());
     }
 
     #[test]
     fn radix_sort_sorts_descending() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let mut row = vec![1.5f32, -0.0, 0.0, f32::NEG_INFINITY, -3.25, 7.0, f32::INFINITY, 1e-30, -1e-30, 1.5, f32::MIN];
+        let mut row = vec![
+            1.5f32,
+            -0.0,
+            0.0,
+            f32::NEG_INFINITY,
+            -3.25,
+            7.0,
+            f32::INFINITY,
+            1e-30,
+            -1e-30,
+            1.5,
+            f32::MIN,
+        ];
         let mut expected = row.clone();
         expected.sort_by(|a, b| b.total_cmp(a));
         sort_descending(&mut row, &mut Vec::new(), &mut Vec::new());
         assert_eq!(bits(&row), bits(&expected));
-        let mut big = Vec::<f32>::try_from(&(Tensor::randn([5000], (Kind::Float, Device::Cpu)) * 100.0)).unwrap();
+        let mut big =
+            Vec::<f32>::try_from(&(Tensor::randn([5000], (Kind::Float, Device::Cpu)) * 100.0))
+                .unwrap();
         let mut expected = big.clone();
         expected.sort_by(|a, b| b.total_cmp(a));
         sort_descending(&mut big, &mut Vec::new(), &mut Vec::new());
@@ -759,8 +873,12 @@ mod tests {
             let u = Tensor::rand([30, 1], (Kind::Double, Device::Cpu));
             let cum = probs.cumsum(-1, Kind::Double);
             let target = u.neg().f_add_scalar(1.0).unwrap() * cum.narrow(-1, 499, 1);
-            let want = cum.lt_tensor(&target).sum_dim_intlist(-1, false, Kind::Int64).clamp_max(499);
-            let got = inverse_cdf(&probs, &Vec::<f64>::try_from(&u.flatten(0, -1)).unwrap()).unwrap();
+            let want = cum
+                .lt_tensor(&target)
+                .sum_dim_intlist(-1, false, Kind::Int64)
+                .clamp_max(499);
+            let got =
+                inverse_cdf(&probs, &Vec::<f64>::try_from(&u.flatten(0, -1)).unwrap()).unwrap();
             assert_eq!(got, Vec::<i64>::try_from(&want).unwrap());
         }
         // Draws at the ends of [0, 1): the first and the last token of nonzero mass.

@@ -14,15 +14,16 @@
 
 mod engine;
 mod host;
-mod sparse;
 mod schedule;
+mod sparse;
 
 use std::sync::Mutex;
 
 use cp_records::{Generation, StepDistribution, StepRecord};
 
 pub use self::schedule::{
-    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule, ThresholdParams, TokensPerStep,
+    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule,
+    ThresholdParams, TokensPerStep,
 };
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
@@ -43,7 +44,13 @@ pub struct DecodeOptions<'a> {
 
 impl Default for DecodeOptions<'_> {
     fn default() -> Self {
-        DecodeOptions { seed: 0, batch_size: 1, eot_ids: Vec::new(), save_step_distributions: None, progress: None }
+        DecodeOptions {
+            seed: 0,
+            batch_size: 1,
+            eot_ids: Vec::new(),
+            save_step_distributions: None,
+            progress: None,
+        }
     }
 }
 
@@ -155,7 +162,11 @@ impl DecodeOutput {
     }
 
     /// One row per prompt; `prompt_ids[i]` names prompt `i`, `text` decodes generated ids.
-    pub fn generations(&self, prompt_ids: &[String], text: &dyn Fn(&[u32]) -> String) -> Vec<Generation> {
+    pub fn generations(
+        &self,
+        prompt_ids: &[String],
+        text: &dyn Fn(&[u32]) -> String,
+    ) -> Vec<Generation> {
         self.trajectories
             .iter()
             .enumerate()
@@ -209,11 +220,16 @@ pub fn decode(
 ) -> Result<DecodeOutput, ProbeError> {
     check_inputs(model, prompts, schedule, opts)?;
     let _no_grad = tch::no_grad_guard();
-    let _rng = TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _rng = TORCH_RNG
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
 
     let mut trajectories: Vec<Option<Trajectory>> = vec![None; prompts.len()];
     let mut done = 0;
-    for (bi, batch) in batches(prompts, opts.batch_size, model.supports_padding()).into_iter().enumerate() {
+    for (bi, batch) in batches(prompts, opts.batch_size, model.supports_padding())
+        .into_iter()
+        .enumerate()
+    {
         tch::manual_seed(opts.seed.wrapping_add(bi as u64) as i64);
         let run = engine::Batch {
             model,
@@ -228,7 +244,12 @@ pub fn decode(
         }
         done += batch.len();
     }
-    Ok(DecodeOutput { trajectories: trajectories.into_iter().map(|t| t.expect("every prompt is in one batch")).collect() })
+    Ok(DecodeOutput {
+        trajectories: trajectories
+            .into_iter()
+            .map(|t| t.expect("every prompt is in one batch"))
+            .collect(),
+    })
 }
 
 fn check_inputs(
@@ -292,7 +313,10 @@ fn batches(prompts: &[Vec<i64>], batch_size: usize, padding: bool) -> Vec<Vec<us
         }
         groups.into_iter().map(|(_, g)| g).collect()
     };
-    groups.iter().flat_map(|g| g.chunks(batch_size).map(<[usize]>::to_vec)).collect()
+    groups
+        .iter()
+        .flat_map(|g| g.chunks(batch_size).map(<[usize]>::to_vec))
+        .collect()
 }
 
 #[cfg(test)]
@@ -302,7 +326,13 @@ mod tests {
     #[test]
     fn batches_group_equal_lengths_without_padding() {
         let prompts = vec![vec![1; 3], vec![1; 2], vec![1; 3], vec![1; 3], vec![1; 2]];
-        assert_eq!(batches(&prompts, 2, true), vec![vec![0, 1], vec![2, 3], vec![4]]);
-        assert_eq!(batches(&prompts, 2, false), vec![vec![0, 2], vec![3], vec![1, 4]]);
+        assert_eq!(
+            batches(&prompts, 2, true),
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
+        assert_eq!(
+            batches(&prompts, 2, false),
+            vec![vec![0, 2], vec![3], vec![1, 4]]
+        );
     }
 }

@@ -171,18 +171,26 @@ impl Schedule {
         let mut pairs = Vec::new();
         for item in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (k, v) = item.split_once('=').ok_or_else(|| {
-                ProbeError::Input(format!("schedule `{spec}`: expected key=value, found `{item}`"))
+                ProbeError::Input(format!(
+                    "schedule `{spec}`: expected key=value, found `{item}`"
+                ))
             })?;
             pairs.push((k.trim().to_owned(), v.trim().to_owned()));
         }
-        Schedule::build(name, &pairs).map_err(|m| ProbeError::Input(format!("schedule `{spec}`: {m}")))
+        Schedule::build(name, &pairs)
+            .map_err(|m| ProbeError::Input(format!("schedule `{spec}`: {m}")))
     }
 
     /// Reads a TOML file holding `schedule = "name"` and the schedule's keys.
     pub fn from_toml_file(path: &Path) -> Result<Schedule, ProbeError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ProbeError::Io { path: path.to_owned(), source })?;
-        Schedule::from_toml_str(&text).map_err(|message| ProbeError::Config { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ProbeError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Schedule::from_toml_str(&text).map_err(|message| ProbeError::Config {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parses a spec that is either a path to a `.toml` file or a spec string.
@@ -195,7 +203,8 @@ impl Schedule {
     }
 
     fn from_toml_str(text: &str) -> Result<Schedule, String> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let name = match table.get("schedule") {
             Some(toml::Value::String(s)) => s.clone(),
             Some(_) => return Err("key `schedule` must be a string".into()),
@@ -230,7 +239,13 @@ impl Schedule {
                     temperature: opts.f64("temperature")?.unwrap_or(0.0),
                     cfg_scale: opts.f64("cfg_scale")?.unwrap_or(0.0),
                     remasking: opts
-                        .choice("remasking", &[("low_confidence", Remasking::LowConfidence), ("random", Remasking::Random)])?
+                        .choice(
+                            "remasking",
+                            &[
+                                ("low_confidence", Remasking::LowConfidence),
+                                ("random", Remasking::Random),
+                            ],
+                        )?
                         .unwrap_or(Remasking::LowConfidence),
                     forbid_eot: opts.bool("forbid_eot")?.unwrap_or(false),
                 })
@@ -275,16 +290,27 @@ impl Schedule {
                     None => TokensPerStep::Count(1),
                     Some(v) if v == "all" => TokensPerStep::All,
                     Some(v) => TokensPerStep::Count(
-                        Options::parse_usize(&v).map_err(|m| format!("option `k`: {m} or `all`"))?,
+                        Options::parse_usize(&v)
+                            .map_err(|m| format!("option `k`: {m} or `all`"))?,
                     ),
                 },
                 order: opts
-                    .choice("order", &[("confidence", FixedOrder::Confidence), ("random", FixedOrder::Random)])?
+                    .choice(
+                        "order",
+                        &[
+                            ("confidence", FixedOrder::Confidence),
+                            ("random", FixedOrder::Random),
+                        ],
+                    )?
                     .unwrap_or(FixedOrder::Confidence),
                 temperature: opts.f64("temperature")?.unwrap_or(0.0),
                 forbid_eot: opts.bool("forbid_eot")?.unwrap_or(false),
             }),
-            other => return Err(format!("unknown schedule `{other}`; expected one of {SCHEDULES}")),
+            other => {
+                return Err(format!(
+                    "unknown schedule `{other}`; expected one of {SCHEDULES}"
+                ))
+            }
         };
         opts.finish()?;
         schedule.validate()?;
@@ -304,7 +330,9 @@ impl Schedule {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(format!("option `{name}` must be a finite number >= 0, found {v}"))
+                Err(format!(
+                    "option `{name}` must be a finite number >= 0, found {v}"
+                ))
             }
         };
         match self {
@@ -418,7 +446,9 @@ impl Schedule {
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let value = serde_json::to_value(self).map_err(|_| fmt::Error)?;
-        let serde_json::Value::Object(map) = value else { return Err(fmt::Error) };
+        let serde_json::Value::Object(map) = value else {
+            return Err(fmt::Error);
+        };
         write!(f, "{}", self.name())?;
         let mut sep = ':';
         for (k, v) in map.iter().filter(|(k, v)| *k != "schedule" && !v.is_null()) {
@@ -441,7 +471,10 @@ struct Options<'a> {
 
 impl<'a> Options<'a> {
     fn new(name: &'a str, pairs: &[(String, String)]) -> Self {
-        Options { name, pairs: pairs.to_vec() }
+        Options {
+            name,
+            pairs: pairs.to_vec(),
+        }
     }
 
     fn take(&mut self, key: &str) -> Option<String> {
@@ -450,19 +483,25 @@ impl<'a> Options<'a> {
     }
 
     fn parse_usize(v: &str) -> Result<usize, String> {
-        v.parse().map_err(|_| format!("expected a non-negative integer, found `{v}`"))
+        v.parse()
+            .map_err(|_| format!("expected a non-negative integer, found `{v}`"))
     }
 
     fn parse_f64(v: &str) -> Result<f64, String> {
-        v.parse().map_err(|_| format!("expected a number, found `{v}`"))
+        v.parse()
+            .map_err(|_| format!("expected a number, found `{v}`"))
     }
 
     fn usize(&mut self, key: &str) -> Result<Option<usize>, String> {
-        self.take(key).map(|v| Self::parse_usize(&v).map_err(|m| format!("option `{key}`: {m}"))).transpose()
+        self.take(key)
+            .map(|v| Self::parse_usize(&v).map_err(|m| format!("option `{key}`: {m}")))
+            .transpose()
     }
 
     fn f64(&mut self, key: &str) -> Result<Option<f64>, String> {
-        self.take(key).map(|v| Self::parse_f64(&v).map_err(|m| format!("option `{key}`: {m}"))).transpose()
+        self.take(key)
+            .map(|v| Self::parse_f64(&v).map_err(|m| format!("option `{key}`: {m}")))
+            .transpose()
     }
 
     fn bool(&mut self, key: &str) -> Result<Option<bool>, String> {
@@ -470,27 +509,40 @@ impl<'a> Options<'a> {
             .map(|v| match v.as_str() {
                 "true" => Ok(true),
                 "false" => Ok(false),
-                _ => Err(format!("option `{key}`: expected true or false, found `{v}`")),
+                _ => Err(format!(
+                    "option `{key}`: expected true or false, found `{v}`"
+                )),
             })
             .transpose()
     }
 
     /// A value that may be `none` (upstream's `None`).
-    fn optional<T>(&mut self, key: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
+    fn optional<T>(
+        &mut self,
+        key: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
         match self.take(key) {
             None => Ok(None),
             Some(v) if v == "none" => Ok(None),
-            Some(v) => parse(&v).map(Some).map_err(|m| format!("option `{key}`: {m} or `none`")),
+            Some(v) => parse(&v)
+                .map(Some)
+                .map_err(|m| format!("option `{key}`: {m} or `none`")),
         }
     }
 
     fn choice<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<Option<T>, String> {
-        let Some(v) = self.take(key) else { return Ok(None) };
+        let Some(v) = self.take(key) else {
+            return Ok(None);
+        };
         match choices.iter().find(|(n, _)| *n == v) {
             Some((_, c)) => Ok(Some(*c)),
             None => {
                 let names: Vec<_> = choices.iter().map(|(n, _)| *n).collect();
-                Err(format!("option `{key}`: unknown value `{v}`; expected one of {}", names.join(", ")))
+                Err(format!(
+                    "option `{key}`: unknown value `{v}`; expected one of {}",
+                    names.join(", ")
+                ))
             }
         }
     }
@@ -514,7 +566,9 @@ mod tests {
 
     #[test]
     fn llada_spec_parses_with_upstream_defaults() {
-        let s = Schedule::parse("llada:steps=8,gen_length=16,block_length=4,remasking=low_confidence").unwrap();
+        let s =
+            Schedule::parse("llada:steps=8,gen_length=16,block_length=4,remasking=low_confidence")
+                .unwrap();
         assert_eq!(
             s,
             Schedule::Llada(LladaParams {
@@ -528,7 +582,9 @@ mod tests {
             })
         );
         // steps and block_length default to gen_length, as upstream's all-128 defaults do.
-        let Schedule::Llada(p) = Schedule::parse("llada:gen_length=32").unwrap() else { panic!() };
+        let Schedule::Llada(p) = Schedule::parse("llada:gen_length=32").unwrap() else {
+            panic!()
+        };
         assert_eq!((p.steps, p.block_length), (32, 32));
     }
 
@@ -565,11 +621,14 @@ mod tests {
     fn toml_keys_match_spec_options() {
         let toml = "schedule = \"dream\"\nsteps = 8\nmax_new_tokens = 16\nalg = \"entropy\"\ntop_k = 50\neps = 0.001\n";
         let from_toml = Schedule::from_toml_str(toml).unwrap();
-        let from_spec = Schedule::parse("dream:steps=8,max_new_tokens=16,alg=entropy,top_k=50").unwrap();
+        let from_spec =
+            Schedule::parse("dream:steps=8,max_new_tokens=16,alg=entropy,top_k=50").unwrap();
         assert_eq!(from_toml, from_spec);
         let e = Schedule::from_toml_str("schedule = \"fixed\"\nkk = 2\n").unwrap_err();
         assert!(e.contains("unknown option `kk`"), "{e}");
-        assert!(Schedule::from_toml_str("steps = 2\n").unwrap_err().contains("missing key `schedule`"));
+        assert!(Schedule::from_toml_str("steps = 2\n")
+            .unwrap_err()
+            .contains("missing key `schedule`"));
     }
 
     #[test]

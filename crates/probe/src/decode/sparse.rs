@@ -72,7 +72,10 @@ pub(super) fn top_k_support(
     for &f in forbidden {
         *banned.get_mut(f as usize)? = true;
     }
-    let (mut idx, mut vals) = (Vec::with_capacity(rows.len() * k), Vec::with_capacity(rows.len() * k));
+    let (mut idx, mut vals) = (
+        Vec::with_capacity(rows.len() * k),
+        Vec::with_capacity(rows.len() * k),
+    );
     let mut select = TopSelect::default();
     for &r in rows {
         let row = flat.get(r as usize * v..(r as usize + 1) * v)?;
@@ -127,7 +130,10 @@ fn compact(support: &Support, w: usize) -> Result<(Tensor, Vec<u32>), ProbeError
     let rows = host::build_rows(n, c, |r, out| {
         out.fill(f32::MIN);
         let mut count = [0usize; MAX_LANES];
-        for (&i, &x) in support.idx[r * k..(r + 1) * k].iter().zip(&support.vals[r * k..(r + 1) * k]) {
+        for (&i, &x) in support.idx[r * k..(r + 1) * k]
+            .iter()
+            .zip(&support.vals[r * k..(r + 1) * k])
+        {
             let l = i as usize & lane;
             let at = count[l] * w + l;
             count[l] += 1;
@@ -144,16 +150,27 @@ pub(super) type Probabilities = (Vec<f32>, Vec<f32>);
 /// Per kept entry of `support`, its softmax probability in the filtered row; and when
 /// `entropy`, per row Dream's `(p * log(p + 1e-10)).sum(-1)`: the bits upstream's full-row
 /// computation gives. `None` when the calibration found no layout that reproduces them.
-pub(super) fn probabilities(support: &Support, v: usize, entropy: bool) -> Result<Option<Probabilities>, ProbeError> {
+pub(super) fn probabilities(
+    support: &Support,
+    v: usize,
+    entropy: bool,
+) -> Result<Option<Probabilities>, ProbeError> {
     // Shorter rows take other paths in libtorch's softmax and sum.
     if v < 16 {
         return Ok(None);
     }
-    let Some(w) = lanes(v, support.k)? else { return Ok(None) };
+    let Some(w) = lanes(v, support.k)? else {
+        return Ok(None);
+    };
     Ok(Some(compact_softmax(support, v, w, entropy)?))
 }
 
-fn compact_softmax(support: &Support, v: usize, w: usize, entropy: bool) -> Result<Probabilities, ProbeError> {
+fn compact_softmax(
+    support: &Support,
+    v: usize,
+    w: usize,
+    entropy: bool,
+) -> Result<Probabilities, ProbeError> {
     let k = support.k;
     let n = support.idx.len() / k;
     if n == 0 {
@@ -173,7 +190,13 @@ fn compact_softmax(support: &Support, v: usize, w: usize, entropy: bool) -> Resu
         for (t, &p) in terms.iter_mut().zip(&probs) {
             *t *= p;
         }
-        sums.extend((0..n).map(|r| cascade_sum(v, &support.idx[r * k..(r + 1) * k], &terms[r * k..(r + 1) * k])));
+        sums.extend((0..n).map(|r| {
+            cascade_sum(
+                v,
+                &support.idx[r * k..(r + 1) * k],
+                &terms[r * k..(r + 1) * k],
+            )
+        }));
     }
     Ok((probs, sums))
 }
@@ -192,7 +215,9 @@ fn vector_log(x: &mut [f32]) -> Result<(), ProbeError> {
         buf.extend_from_slice(piece);
         buf.resize(piece.len().div_ceil(64) * 64, 1.0);
         let t = Tensor::f_from_slice(&buf)?.f_log()?;
-        piece.copy_from_slice(&host::cpu_f32(&t).expect("log of a CPU float32 tensor")[..piece.len()]);
+        piece.copy_from_slice(
+            &host::cpu_f32(&t).expect("log of a CPU float32 tensor")[..piece.len()],
+        );
     }
     Ok(())
 }
@@ -238,7 +263,7 @@ pub(super) fn cascade_sum(v: usize, idx: &[u32], vals: &[f32]) -> f32 {
     };
     let full_chunks = rows >> level_power;
     let mut done = 0; // chunks whose cascade has run
-    // Leftover vectors (after the last whole row of 4) and the scalar tail, in index order.
+                      // Leftover vectors (after the last whole row of 4) and the scalar tail, in index order.
     let mut tail_vecs = Vec::new();
     let mut scalar_tail = Vec::new();
     for (&i, &x) in idx.iter().zip(vals) {
@@ -257,7 +282,10 @@ pub(super) fn cascade_sum(v: usize, idx: &[u32], vals: &[f32]) -> f32 {
         // Run the cascades of the chunks before this one. A cascade only moves values, so
         // while nothing is buffered below level 3 the remaining ones are skipped.
         while done < chunk.min(full_chunks) {
-            if acc[..3].iter().all(|a| a.iter().all(|r| r.iter().all(|&x| x == 0.0))) {
+            if acc[..3]
+                .iter()
+                .all(|a| a.iter().all(|r| r.iter().all(|&x| x == 0.0)))
+            {
                 done = chunk.min(full_chunks);
                 break;
             }
@@ -325,7 +353,9 @@ fn calibrate(v: usize, k: usize) -> Result<Option<usize>, ProbeError> {
     let n = 24;
     let logits = gaussians(0x5eed_u64 ^ (v as u64) << 20 ^ k as u64, n * v, 3.0);
     let rows: Vec<i64> = (0..n as i64).collect();
-    let Some(support) = top_k_support(&logits, v, &rows, k, 0.0, &[], &mut []) else { return Ok(None) };
+    let Some(support) = top_k_support(&logits, v, &rows, k, 0.0, &[], &mut []) else {
+        return Ok(None);
+    };
     let (want_p, want_h) = full_path(&logits, n, v, k, &support)?;
     for w in [16, 8] {
         let (p, h) = compact_softmax(&support, v, w, true)?;
@@ -339,7 +369,13 @@ fn calibrate(v: usize, k: usize) -> Result<Option<usize>, ProbeError> {
 
 /// Upstream's computation on full rows: `masked_fill(logits < kth, lowest)`, softmax, and
 /// `(p * log(p + 1e-10)).sum(-1)`; returns the probabilities at the support and the sums.
-fn full_path(logits: &[f32], n: usize, v: usize, k: usize, support: &Support) -> Result<Probabilities, ProbeError> {
+fn full_path(
+    logits: &[f32],
+    n: usize,
+    v: usize,
+    k: usize,
+    support: &Support,
+) -> Result<Probabilities, ProbeError> {
     let x = Tensor::f_from_slice(logits)?.f_view([n as i64, v as i64])?;
     let (top, _) = x.f_topk(k as i64, -1, true, true)?;
     let kth = top.f_narrow(-1, k as i64 - 1, 1)?;
@@ -347,7 +383,12 @@ fn full_path(logits: &[f32], n: usize, v: usize, k: usize, support: &Support) ->
     let p = filtered.f_softmax(-1, Kind::Float)?;
     let h = (&p * p.f_add_scalar(1e-10)?.f_log()?).f_sum_dim_intlist(-1, false, Kind::Float)?;
     let p_host = Vec::<f32>::try_from(&p.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-    let at: Vec<f32> = support.idx.iter().enumerate().map(|(j, &i)| p_host[(j / k) * v + i as usize]).collect();
+    let at: Vec<f32> = support
+        .idx
+        .iter()
+        .enumerate()
+        .map(|(j, &i)| p_host[(j / k) * v + i as usize])
+        .collect();
     Ok((at, Vec::<f32>::try_from(&h)?))
 }
 
@@ -355,7 +396,11 @@ fn full_path(logits: &[f32], n: usize, v: usize, k: usize, support: &Support) ->
 fn gaussians(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     let u = uniforms(seed, 2 * n);
     u.chunks(2)
-        .map(|p| ((-2.0 * p[0].max(f64::MIN_POSITIVE).ln()).sqrt() * (std::f64::consts::TAU * p[1]).cos()) as f32 * scale)
+        .map(|p| {
+            ((-2.0 * p[0].max(f64::MIN_POSITIVE).ln()).sqrt()
+                * (std::f64::consts::TAU * p[1]).cos()) as f32
+                * scale
+        })
         .collect()
 }
 
@@ -371,7 +416,9 @@ mod tests {
     fn cascade_sum_is_libtorchs_row_sum() {
         // Sparse rows of terms (the rest -0.0), of lengths around every boundary of the
         // cascade: vectors, rows of 4, chunks of 16 rows, 16 chunks, and a scalar tail.
-        for v in [16usize, 31, 33, 100, 320, 2048, 2051, 4100, 32000, 70001, 152064] {
+        for v in [
+            16usize, 31, 33, 100, 320, 2048, 2051, 4100, 32000, 70001, 152064,
+        ] {
             for fill in [3usize, 50, 400] {
                 // About `fill` entries, at random places, with random negative values.
                 let u = uniforms((v * 1000 + fill) as u64, 2 * v);
@@ -387,47 +434,86 @@ mod tests {
                 // Two rows: a single output longer than libtorch's grain is summed in parallel
                 // pieces (see `cascade_sum`).
                 let two = Tensor::from_slice(&row).view([1, v as i64]).repeat([2, 1]);
-                let want = f32::try_from(&two.sum_dim_intlist(-1, false, Kind::Float).get(0)).unwrap();
-                assert_eq!(cascade_sum(v, &idx, &vals).to_bits(), want.to_bits(), "v = {v}, {} entries", idx.len());
+                let want =
+                    f32::try_from(&two.sum_dim_intlist(-1, false, Kind::Float).get(0)).unwrap();
+                assert_eq!(
+                    cascade_sum(v, &idx, &vals).to_bits(),
+                    want.to_bits(),
+                    "v = {v}, {} entries",
+                    idx.len()
+                );
             }
         }
     }
 
     #[test]
     fn support_probabilities_and_entropy_are_the_full_rows_bits() {
-        for (v, n, k, t) in [(2048usize, 40usize, 50usize, 0.0f64), (320, 9, 50, 0.5), (1000, 5, 7, 1.3), (40000, 3, 50, 0.0), (33, 6, 5, 0.0), (4100, 7, 1, 0.7)] {
+        for (v, n, k, t) in [
+            (2048usize, 40usize, 50usize, 0.0f64),
+            (320, 9, 50, 0.5),
+            (1000, 5, 7, 1.3),
+            (40000, 3, 50, 0.0),
+            (33, 6, 5, 0.0),
+            (4100, 7, 1, 0.7),
+        ] {
             let logits = random_rows(n, v, v as u64 * 31 + k as u64, 3.0);
             let rows: Vec<i64> = (0..n as i64).rev().collect();
-            let s = top_k_support(&logits, v, &rows, k, t, &[], &mut []).expect("untied random rows");
-            let (p, h) = probabilities(&s, v, true).unwrap().expect("a lane width reproduces libtorch here");
+            let s =
+                top_k_support(&logits, v, &rows, k, t, &[], &mut []).expect("untied random rows");
+            let (p, h) = probabilities(&s, v, true)
+                .unwrap()
+                .expect("a lane width reproduces libtorch here");
             // Upstream on the same rows: temperature, top-k fill, softmax, entropy terms, sum.
-            let mut x = Tensor::from_slice(&logits).view([n as i64, v as i64]).index_select(0, &Tensor::from_slice(&rows));
+            let mut x = Tensor::from_slice(&logits)
+                .view([n as i64, v as i64])
+                .index_select(0, &Tensor::from_slice(&rows));
             if t > 0.0 {
                 x /= t;
             }
             let (top, _) = x.topk(k as i64, -1, true, true);
-            let filtered = x.masked_fill(&x.lt_tensor(&top.narrow(-1, k as i64 - 1, 1)), f32::MIN as f64);
+            let filtered = x.masked_fill(
+                &x.lt_tensor(&top.narrow(-1, k as i64 - 1, 1)),
+                f32::MIN as f64,
+            );
             let probs = filtered.softmax(-1, Kind::Float);
             let ent = (&probs * (&probs + 1e-10).log()).sum_dim_intlist(-1, false, Kind::Float);
             let probs = Vec::<f32>::try_from(&probs.flatten(0, -1)).unwrap();
             for (j, &i) in s.idx.iter().enumerate() {
-                assert_eq!(p[j].to_bits(), probs[(j / k) * v + i as usize].to_bits(), "v {v} k {k} t {t} entry {j}");
+                assert_eq!(
+                    p[j].to_bits(),
+                    probs[(j / k) * v + i as usize].to_bits(),
+                    "v {v} k {k} t {t} entry {j}"
+                );
             }
-            let mass: f32 = (0..v).filter(|&i| !s.idx[..k].contains(&(i as u32))).map(|i| probs[i]).sum();
+            let mass: f32 = (0..v)
+                .filter(|&i| !s.idx[..k].contains(&(i as u32)))
+                .map(|i| probs[i])
+                .sum();
             assert_eq!(mass, 0.0, "nothing off the support");
             let ent = Vec::<f32>::try_from(&ent).unwrap();
-            assert_eq!(h.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ent.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "v {v} k {k} t {t}");
+            assert_eq!(
+                h.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                ent.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "v {v} k {k} t {t}"
+            );
         }
     }
 
     #[test]
     fn vector_log_is_libtorchs_log() {
         // Longer than one piece, and not a multiple of the vector width.
-        let x: Vec<f32> = uniforms(3, 70_007).iter().map(|&u| (u * 0.9) as f32 + 1e-10).collect();
+        let x: Vec<f32> = uniforms(3, 70_007)
+            .iter()
+            .map(|&u| (u * 0.9) as f32 + 1e-10)
+            .collect();
         let mut got = x.clone();
         vector_log(&mut got).unwrap();
-        let want = Vec::<f32>::try_from(&Tensor::from_slice(&x).view([7, -1]).log().flatten(0, -1)).unwrap();
-        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let want = Vec::<f32>::try_from(&Tensor::from_slice(&x).view([7, -1]).log().flatten(0, -1))
+            .unwrap();
+        assert!(got
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]
@@ -436,18 +522,34 @@ mod tests {
         let logits = random_rows(n, v, 5, 2.0);
         let rows: Vec<i64> = (0..n as i64).collect();
         let s = top_k_support(&logits, v, &rows, k, 0.0, &[], &mut []).unwrap();
-        let (_, want) = Tensor::from_slice(&logits).view([n as i64, v as i64]).topk(k as i64, -1, true, true);
+        let (_, want) = Tensor::from_slice(&logits)
+            .view([n as i64, v as i64])
+            .topk(k as i64, -1, true, true);
         let want = Vec::<i64>::try_from(&want.sort(-1, false).0.flatten(0, -1)).unwrap();
         assert_eq!(s.idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), want);
-        assert_eq!(s.vals, s.idx.iter().enumerate().map(|(j, &i)| logits[(j / k) * v + i as usize]).collect::<Vec<_>>());
+        assert_eq!(
+            s.vals,
+            s.idx
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| logits[(j / k) * v + i as usize])
+                .collect::<Vec<_>>()
+        );
         // A forbidden id is never kept, even the largest.
-        let top = s.idx[..k].iter().copied().max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize])).unwrap();
+        let top = s.idx[..k]
+            .iter()
+            .copied()
+            .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
+            .unwrap();
         let f = top_k_support(&logits, v, &rows[..1], k, 0.0, &[top as i64], &mut []).unwrap();
         assert!(!f.idx.contains(&top));
         assert_eq!(f.idx.len(), k);
         // A tie at the k-th value, a NaN, or a row at the fill value: the full path.
         let mut tied = logits.clone();
-        let kth = s.idx[..k].iter().map(|&i| logits[i as usize]).fold(f32::INFINITY, f32::min);
+        let kth = s.idx[..k]
+            .iter()
+            .map(|&i| logits[i as usize])
+            .fold(f32::INFINITY, f32::min);
         tied[if s.idx[0] == 0 { 1 } else { 0 }] = kth;
         assert!(top_k_support(&tied, v, &rows[..1], k, 0.0, &[], &mut []).is_none());
         let mut nan = logits.clone();
@@ -458,4 +560,3 @@ mod tests {
         assert!(top_k_support(&logits, v, &rows, v, 0.0, &[], &mut []).is_none());
     }
 }
-

@@ -123,43 +123,71 @@ impl DreamConfig {
         if self.hidden_size % self.num_attention_heads != 0 {
             return fail(
                 "num_attention_heads",
-                format!("{} does not divide hidden_size {}", self.num_attention_heads, self.hidden_size),
+                format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
             );
         }
         if self.head_dim() % 2 != 0 {
             return fail(
                 "num_attention_heads",
-                format!("head size hidden_size/num_attention_heads = {} is odd; RoPE needs it even", self.head_dim()),
+                format!(
+                    "head size hidden_size/num_attention_heads = {} is odd; RoPE needs it even",
+                    self.head_dim()
+                ),
             );
         }
         if self.num_attention_heads % self.kv_heads() != 0 {
             return fail(
                 "num_key_value_heads",
-                format!("{} does not divide num_attention_heads {}", self.kv_heads(), self.num_attention_heads),
+                format!(
+                    "{} does not divide num_attention_heads {}",
+                    self.kv_heads(),
+                    self.num_attention_heads
+                ),
             );
         }
         if !(0..self.vocab_size).contains(&self.mask_token_id) {
             return fail(
                 "mask_token_id",
-                format!("{} is outside the vocabulary of {}", self.mask_token_id, self.vocab_size),
+                format!(
+                    "{} is outside the vocabulary of {}",
+                    self.mask_token_id, self.vocab_size
+                ),
             );
         }
         if !(self.rope_theta > 0.0) {
-            return fail("rope_theta", format!("must be positive, is {}", self.rope_theta));
+            return fail(
+                "rope_theta",
+                format!("must be positive, is {}", self.rope_theta),
+            );
         }
         if !(self.rms_norm_eps >= 0.0) {
-            return fail("rms_norm_eps", format!("must not be negative, is {}", self.rms_norm_eps));
+            return fail(
+                "rms_norm_eps",
+                format!("must not be negative, is {}", self.rms_norm_eps),
+            );
         }
         if self.hidden_act != "silu" {
-            return fail("hidden_act", format!("`{}` is not supported (supported: silu)", self.hidden_act));
+            return fail(
+                "hidden_act",
+                format!("`{}` is not supported (supported: silu)", self.hidden_act),
+            );
         }
         if let Some(scaling) = &self.rope_scaling {
             if !scaling.is_null() {
-                return fail("rope_scaling", format!("{scaling} is not supported (supported: null)"));
+                return fail(
+                    "rope_scaling",
+                    format!("{scaling} is not supported (supported: null)"),
+                );
             }
         }
         if self.use_sliding_window {
-            return fail("use_sliding_window", "true is not supported (supported: false)".into());
+            return fail(
+                "use_sliding_window",
+                "true is not supported (supported: false)".into(),
+            );
         }
         Ok(())
     }
@@ -183,10 +211,22 @@ impl Attention {
         let kv = cfg.kv_heads() * cfg.head_dim();
         // As in Qwen2, q/k/v always carry a bias and o_proj never does.
         Ok(Attention {
-            q_proj: Linear::load(src, &format!("{p}.q_proj"), d, cfg.num_attention_heads * cfg.head_dim(), true)?,
+            q_proj: Linear::load(
+                src,
+                &format!("{p}.q_proj"),
+                d,
+                cfg.num_attention_heads * cfg.head_dim(),
+                true,
+            )?,
             k_proj: Linear::load(src, &format!("{p}.k_proj"), d, kv, true)?,
             v_proj: Linear::load(src, &format!("{p}.v_proj"), d, kv, true)?,
-            o_proj: Linear::load(src, &format!("{p}.o_proj"), cfg.num_attention_heads * cfg.head_dim(), d, false)?,
+            o_proj: Linear::load(
+                src,
+                &format!("{p}.o_proj"),
+                cfg.num_attention_heads * cfg.head_dim(),
+                d,
+                false,
+            )?,
             n_heads: cfg.num_attention_heads,
             n_kv_heads: cfg.kv_heads(),
             head_dim: cfg.head_dim(),
@@ -200,8 +240,10 @@ impl Attention {
         let k = heads(self.k_proj.forward(x), self.n_kv_heads);
         let v = heads(self.v_proj.forward(x), self.n_kv_heads);
         let att = ctx.attention(&ctx.rope(&q), &ctx.rope(&k), &v);
-        self.o_proj
-            .forward(&att.transpose(1, 2).reshape([b, l, self.n_heads * self.head_dim]))
+        self.o_proj.forward(
+            &att.transpose(1, 2)
+                .reshape([b, l, self.n_heads * self.head_dim]),
+        )
     }
 }
 
@@ -243,15 +285,31 @@ impl DecoderLayer {
         let p = format!("model.layers.{i}");
         let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(DecoderLayer {
-            input_layernorm: RmsNorm::load(src, &format!("{p}.input_layernorm"), d, eps, true, false)?,
+            input_layernorm: RmsNorm::load(
+                src,
+                &format!("{p}.input_layernorm"),
+                d,
+                eps,
+                true,
+                false,
+            )?,
             self_attn: Attention::load(src, cfg, &format!("{p}.self_attn"))?,
-            post_attention_layernorm: RmsNorm::load(src, &format!("{p}.post_attention_layernorm"), d, eps, true, false)?,
+            post_attention_layernorm: RmsNorm::load(
+                src,
+                &format!("{p}.post_attention_layernorm"),
+                d,
+                eps,
+                true,
+                false,
+            )?,
             mlp: Mlp::load(src, cfg, &format!("{p}.mlp"))?,
         })
     }
 
     fn forward(&self, x: &Tensor, ctx: &Context) -> Tensor {
-        let x = x + self.self_attn.forward(&self.input_layernorm.forward(x), ctx);
+        let x = x + self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x), ctx);
         let mlp = self.mlp.forward(&self.post_attention_layernorm.forward(&x));
         x + mlp
     }
@@ -275,7 +333,11 @@ pub struct DreamModel {
 impl DreamModel {
     /// Builds the model from `src`, asking it for every tensor by its checkpoint name.
     /// `device` is where the tensors from `src` live (RoPE tables are made there).
-    pub fn new(cfg: &DreamConfig, src: &mut dyn WeightSource, device: Device) -> Result<Self, ProbeError> {
+    pub fn new(
+        cfg: &DreamConfig,
+        src: &mut dyn WeightSource,
+        device: Device,
+    ) -> Result<Self, ProbeError> {
         cfg.validate(Path::new("config.json"))?;
         let d = cfg.hidden_size;
         let embed_tokens = src.tensor("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
@@ -288,7 +350,12 @@ impl DreamModel {
         } else {
             Linear::load(src, "lm_head", d, cfg.vocab_size, false)?
         };
-        let rope = Rope::new(cfg.head_dim(), cfg.rope_theta, cfg.max_position_embeddings, device);
+        let rope = Rope::new(
+            cfg.head_dim(),
+            cfg.rope_theta,
+            cfg.max_position_embeddings,
+            device,
+        );
         Ok(DreamModel {
             cfg: cfg.clone(),
             embed_tokens,
@@ -349,7 +416,12 @@ impl MaskedDenoiser for DreamModel {
         true
     }
 
-    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+    fn logits(
+        &self,
+        ids: &Tensor,
+        valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
         let (b, l) = check_inputs(ids, valid, from, self.device, self.cfg.vocab_size)?;
         Ok(tch::no_grad(|| {
             let valid = normalise_valid(valid);

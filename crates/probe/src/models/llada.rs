@@ -159,7 +159,8 @@ impl LladaConfig {
     }
 
     pub fn mlp_size(&self) -> i64 {
-        self.mlp_hidden_size.unwrap_or(self.mlp_ratio * self.d_model)
+        self.mlp_hidden_size
+            .unwrap_or(self.mlp_ratio * self.d_model)
     }
 
     /// Logits per position: `embedding_size` when set, else `vocab_size`.
@@ -193,34 +194,76 @@ impl LladaConfig {
             }
         }
         if self.d_model % self.n_heads != 0 {
-            return fail("n_heads", format!("{} does not divide d_model {}", self.n_heads, self.d_model));
+            return fail(
+                "n_heads",
+                format!("{} does not divide d_model {}", self.n_heads, self.d_model),
+            );
         }
         if self.head_dim() % 2 != 0 {
-            return fail("n_heads", format!("head size d_model/n_heads = {} is odd; RoPE needs it even", self.head_dim()));
+            return fail(
+                "n_heads",
+                format!(
+                    "head size d_model/n_heads = {} is odd; RoPE needs it even",
+                    self.head_dim()
+                ),
+            );
         }
         if let (Some(n), Some(mqa)) = (self.n_kv_heads, self.multi_query_attention) {
             let expected = if mqa { 1 } else { self.n_heads };
             if n != expected {
-                return fail("n_kv_heads", format!("{n} contradicts multi_query_attention {mqa}"));
+                return fail(
+                    "n_kv_heads",
+                    format!("{n} contradicts multi_query_attention {mqa}"),
+                );
             }
         }
         if self.n_heads % self.kv_heads() != 0 {
-            return fail("n_kv_heads", format!("{} does not divide n_heads {}", self.kv_heads(), self.n_heads));
+            return fail(
+                "n_kv_heads",
+                format!(
+                    "{} does not divide n_heads {}",
+                    self.kv_heads(),
+                    self.n_heads
+                ),
+            );
         }
         if self.logit_count() < self.vocab_size {
-            return fail("embedding_size", format!("{} is smaller than vocab_size {}", self.logit_count(), self.vocab_size));
+            return fail(
+                "embedding_size",
+                format!(
+                    "{} is smaller than vocab_size {}",
+                    self.logit_count(),
+                    self.vocab_size
+                ),
+            );
         }
         if !(0..self.logit_count()).contains(&self.mask_token_id) {
-            return fail("mask_token_id", format!("{} is outside the {} embeddings", self.mask_token_id, self.logit_count()));
+            return fail(
+                "mask_token_id",
+                format!(
+                    "{} is outside the {} embeddings",
+                    self.mask_token_id,
+                    self.logit_count()
+                ),
+            );
         }
         if !(self.rope_theta > 0.0) {
-            return fail("rope_theta", format!("must be positive, is {}", self.rope_theta));
+            return fail(
+                "rope_theta",
+                format!("must be positive, is {}", self.rope_theta),
+            );
         }
         if !(self.rms_norm_eps >= 0.0) {
-            return fail("rms_norm_eps", format!("must not be negative, is {}", self.rms_norm_eps));
+            return fail(
+                "rms_norm_eps",
+                format!("must not be negative, is {}", self.rms_norm_eps),
+            );
         }
         let unsupported = |key: &str, value: &str, supported: &str| {
-            fail(key, format!("`{value}` is not supported (supported: {supported})"))
+            fail(
+                key,
+                format!("`{value}` is not supported (supported: {supported})"),
+            )
         };
         if self.block_type != "llama" {
             return unsupported("block_type", &self.block_type, "llama");
@@ -287,12 +330,26 @@ impl Block {
         let affine = cfg.layer_norm_with_affine;
         let eps = cfg.rms_norm_eps;
         Ok(Block {
-            attn_norm: RmsNorm::load(src, &format!("{p}.attn_norm"), d, eps, affine, cfg.norm_bias())?,
+            attn_norm: RmsNorm::load(
+                src,
+                &format!("{p}.attn_norm"),
+                d,
+                eps,
+                affine,
+                cfg.norm_bias(),
+            )?,
             q_proj: Linear::load(src, &format!("{p}.q_proj"), d, d, qkv_bias)?,
             k_proj: Linear::load(src, &format!("{p}.k_proj"), d, kv, qkv_bias)?,
             v_proj: Linear::load(src, &format!("{p}.v_proj"), d, kv, qkv_bias)?,
             attn_out: Linear::load(src, &format!("{p}.attn_out"), d, d, bias)?,
-            ff_norm: RmsNorm::load(src, &format!("{p}.ff_norm"), d, eps, affine, cfg.norm_bias())?,
+            ff_norm: RmsNorm::load(
+                src,
+                &format!("{p}.ff_norm"),
+                d,
+                eps,
+                affine,
+                cfg.norm_bias(),
+            )?,
             ff_proj: Linear::load(src, &format!("{p}.ff_proj"), d, mlp, bias)?,
             up_proj: Linear::load(src, &format!("{p}.up_proj"), d, mlp, bias)?,
             ff_out: Linear::load(src, &format!("{p}.ff_out"), mlp, d, bias)?,
@@ -315,7 +372,9 @@ impl Block {
         let k = heads(self.k_proj.forward(&x_normed), self.n_kv_heads);
         let v = heads(self.v_proj.forward(&x_normed), self.n_kv_heads);
         let att = ctx.attention(&ctx.rope(&q), &ctx.rope(&k), &v);
-        let att = att.transpose(1, 2).reshape([b, l, self.n_heads * self.head_dim]);
+        let att = att
+            .transpose(1, 2)
+            .reshape([b, l, self.n_heads * self.head_dim]);
         let x = x + self.attn_out.forward(&att);
 
         let h = self.ff_norm.forward(&x);
@@ -346,7 +405,11 @@ pub struct LladaModel {
 impl LladaModel {
     /// Builds the model from `src`, asking it for every tensor by its checkpoint name.
     /// `device` is where the tensors from `src` live (RoPE tables are made there).
-    pub fn new(cfg: &LladaConfig, src: &mut dyn WeightSource, device: Device) -> Result<Self, ProbeError> {
+    pub fn new(
+        cfg: &LladaConfig,
+        src: &mut dyn WeightSource,
+        device: Device,
+    ) -> Result<Self, ProbeError> {
         cfg.validate(Path::new("config.json"))?;
         let d = cfg.d_model;
         let wte = src.tensor("model.transformer.wte.weight", &[cfg.logit_count(), d])?;
@@ -366,9 +429,20 @@ impl LladaModel {
         let ff_out = if cfg.weight_tying {
             Linear::tied(&wte)
         } else {
-            Linear::load(src, "model.transformer.ff_out", d, cfg.logit_count(), cfg.include_bias)?
+            Linear::load(
+                src,
+                "model.transformer.ff_out",
+                d,
+                cfg.logit_count(),
+                cfg.include_bias,
+            )?
         };
-        let rope = Rope::new(cfg.head_dim(), cfg.rope_theta, cfg.max_sequence_length, device);
+        let rope = Rope::new(
+            cfg.head_dim(),
+            cfg.rope_theta,
+            cfg.max_sequence_length,
+            device,
+        );
         Ok(LladaModel {
             cfg: cfg.clone(),
             wte,
@@ -400,7 +474,11 @@ impl LladaModel {
         if self.cfg.input_emb_norm {
             x = x * (self.cfg.d_model as f64).sqrt();
         }
-        let rope_kind = if self.cfg.rope_full_precision { Kind::Float } else { x.kind() };
+        let rope_kind = if self.cfg.rope_full_precision {
+            Kind::Float
+        } else {
+            x.kind()
+        };
         let ctx = Context::new(&self.rope, valid, l, rope_kind);
         for block in &self.blocks {
             x = block.forward(&x, &ctx);
@@ -439,14 +517,20 @@ impl MaskedDenoiser for LladaModel {
         true
     }
 
-    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+    fn logits(
+        &self,
+        ids: &Tensor,
+        valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
         let (_, l) = check_inputs(ids, valid, from, self.device, self.cfg.logit_count())?;
         Ok(tch::no_grad(|| {
             let valid = normalise_valid(valid);
             let hidden = self.hidden(ids, valid.as_ref());
             // Every position takes part in attention, but only the requested rows go
             // through the final norm and the (vocabulary-sized) LM head.
-            self.head(&hidden.narrow(1, from, l - from)).to_kind(Kind::Float)
+            self.head(&hidden.narrow(1, from, l - from))
+                .to_kind(Kind::Float)
         }))
     }
 }

@@ -280,11 +280,15 @@ pub(crate) fn read_config_json(path: &std::path::Path) -> Result<serde_json::Val
     parse_config_json(path, &bytes)
 }
 
-pub(crate) fn parse_config_json(path: &std::path::Path, bytes: &[u8]) -> Result<serde_json::Value, ProbeError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ProbeError::Config {
-        path: path.to_path_buf(),
-        message: format!("invalid JSON: {e}"),
-    })?;
+pub(crate) fn parse_config_json(
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<serde_json::Value, ProbeError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ProbeError::Config {
+            path: path.to_path_buf(),
+            message: format!("invalid JSON: {e}"),
+        })?;
     if !value.is_object() {
         return Err(ProbeError::Config {
             path: path.to_path_buf(),

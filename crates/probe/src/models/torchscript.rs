@@ -24,12 +24,24 @@ impl TorchScriptModel {
     /// Wraps `module` (already on `device`, in eval mode). Without `vocab`, the logit count is
     /// read from one forward pass on a single mask token; give it for modules traced at a
     /// fixed input shape, which cannot run on `[1, 1]`.
-    pub(crate) fn new(module: CModule, mask_id: i64, vocab: Option<i64>, device: Device) -> Result<Self, ProbeError> {
-        let mut model = TorchScriptModel { module, mask_id, vocab: 0, device };
+    pub(crate) fn new(
+        module: CModule,
+        mask_id: i64,
+        vocab: Option<i64>,
+        device: Device,
+    ) -> Result<Self, ProbeError> {
+        let mut model = TorchScriptModel {
+            module,
+            mask_id,
+            vocab: 0,
+            device,
+        };
         model.vocab = match vocab {
             Some(v) => v,
             None => {
-                let ids = Tensor::from_slice(&[mask_id]).view([1, 1]).to_device(device);
+                let ids = Tensor::from_slice(&[mask_id])
+                    .view([1, 1])
+                    .to_device(device);
                 let out = tch::no_grad(|| model.run(&ids))?;
                 let size = out.size();
                 if size.len() != 3 || size[..2] != [1, 1] {
@@ -50,7 +62,9 @@ impl TorchScriptModel {
     }
 
     fn run(&self, ids: &Tensor) -> Result<Tensor, ProbeError> {
-        let out = self.module.forward_is(&[IValue::Tensor(ids.shallow_clone())])?;
+        let out = self
+            .module
+            .forward_is(&[IValue::Tensor(ids.shallow_clone())])?;
         match out {
             IValue::Tensor(t) => Ok(t),
             IValue::Tuple(mut items) | IValue::GenericList(mut items) if !items.is_empty() => {
@@ -89,7 +103,12 @@ impl MaskedDenoiser for TorchScriptModel {
         false
     }
 
-    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+    fn logits(
+        &self,
+        ids: &Tensor,
+        valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
         let (b, l) = check_inputs(ids, valid, from, self.device, self.vocab)?;
         if let Some(valid) = valid {
             if valid.numel() > 0 && valid.all().int64_value(&[]) == 0 {
@@ -106,6 +125,9 @@ impl MaskedDenoiser for TorchScriptModel {
                 self.vocab
             )));
         }
-        Ok(logits.narrow(1, from, l - from).to_kind(Kind::Float).contiguous())
+        Ok(logits
+            .narrow(1, from, l - from)
+            .to_kind(Kind::Float)
+            .contiguous())
     }
 }

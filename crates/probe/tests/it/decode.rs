@@ -3,14 +3,19 @@
 
 use std::path::{Path, PathBuf};
 
-use cp_probe::{decode, load_model, DecodeOptions, DecodeOutput, LoadOptions, MaskedDenoiser, ProbeError, Schedule};
+use cp_probe::{
+    decode, load_model, DecodeOptions, DecodeOutput, LoadOptions, MaskedDenoiser, ProbeError,
+    Schedule,
+};
 use serde_json::Value;
 
 use crate::fakes::Constant;
 use tch::{Device, Tensor};
 
 fn parity_dir(model: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity").join(model)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/parity")
+        .join(model)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -28,14 +33,24 @@ impl Replay {
         let path = parity_dir(model).join("decode_step_logits.safetensors");
         let tensors = Tensor::read_safetensors(&path).expect("read decode_step_logits.safetensors");
         let mut calls = Vec::new();
-        for (name, ids) in tensors.iter().filter(|(n, _)| n.ends_with("_step_input_ids")) {
+        for (name, ids) in tensors
+            .iter()
+            .filter(|(n, _)| n.ends_with("_step_input_ids"))
+        {
             let stem = name.trim_end_matches("_step_input_ids");
-            let logits = &tensors.iter().find(|(n, _)| *n == format!("{stem}_step_logits")).expect("logits").1;
+            let logits = &tensors
+                .iter()
+                .find(|(n, _)| *n == format!("{stem}_step_logits"))
+                .expect("logits")
+                .1;
             for s in 0..ids.size()[0] {
                 calls.push((Vec::<i64>::try_from(&ids.get(s)).unwrap(), logits.get(s)));
             }
         }
-        Replay { calls, dream_shift: model.starts_with("dream") }
+        Replay {
+            calls,
+            dream_shift: model.starts_with("dream"),
+        }
     }
 }
 
@@ -55,7 +70,12 @@ impl MaskedDenoiser for Replay {
     fn supports_padding(&self) -> bool {
         false
     }
-    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+    fn logits(
+        &self,
+        ids: &Tensor,
+        valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
         assert!(valid.is_none(), "the replay serves unpadded rows only");
         let len = ids.size()[1];
         let mut rows = Vec::new();
@@ -91,7 +111,11 @@ struct Trace {
 }
 
 fn ids(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
 }
 
 /// The trace's parameters as a spec string: LLaDA's `generate()` arguments, or the
@@ -150,15 +174,26 @@ fn traces(model_dir: &str) -> Vec<Trace> {
 /// Decodes `trace` on `model` and compares every history row, the output, and the positions
 /// each step changed with the upstream record. Returns a description of the first difference.
 fn check_trace(model: &dyn MaskedDenoiser, trace: &Trace) -> Result<(), String> {
-    let opts = DecodeOptions { seed: trace.seed, ..Default::default() };
-    let out = decode(model, &[trace.prompt.clone()], &trace.schedule, &opts).map_err(|e| e.to_string())?;
+    let opts = DecodeOptions {
+        seed: trace.seed,
+        ..Default::default()
+    };
+    let out = decode(model, &[trace.prompt.clone()], &trace.schedule, &opts)
+        .map_err(|e| e.to_string())?;
     let t = &out.trajectories[0];
     if t.steps() + 1 != trace.history.len() {
-        return Err(format!("{} history rows, upstream {}", t.steps() + 1, trace.history.len()));
+        return Err(format!(
+            "{} history rows, upstream {}",
+            t.steps() + 1,
+            trace.history.len()
+        ));
     }
     for (k, row) in trace.history.iter().enumerate() {
         if t.sequence_at(k) != *row {
-            return Err(format!("history row {k}: {:?}\n upstream: {row:?}", t.sequence_at(k)));
+            return Err(format!(
+                "history row {k}: {:?}\n upstream: {row:?}",
+                t.sequence_at(k)
+            ));
         }
     }
     if t.sequence_at(t.steps()) != trace.output {
@@ -166,15 +201,25 @@ fn check_trace(model: &dyn MaskedDenoiser, trace: &Trace) -> Result<(), String> 
     }
     for d in &trace.diagnostics {
         let step = d["step"].as_u64().unwrap() as u32;
-        let changed: Vec<u64> =
-            t.commits.iter().filter(|c| c.step == step).map(|c| (trace.prompt.len() as u32 + c.gen_index) as u64).collect();
+        let changed: Vec<u64> = t
+            .commits
+            .iter()
+            .filter(|c| c.step == step)
+            .map(|c| (trace.prompt.len() as u32 + c.gen_index) as u64)
+            .collect();
         if changed.len() as u64 != d["n_changed"].as_u64().unwrap() {
-            return Err(format!("step {step}: {} commits, upstream changed {}", changed.len(), d["n_changed"]));
+            return Err(format!(
+                "step {step}: {} commits, upstream changed {}",
+                changed.len(),
+                d["n_changed"]
+            ));
         }
         if let Some(selected) = d["selected_positions"].as_array() {
             let selected: Vec<u64> = selected.iter().map(|x| x.as_u64().unwrap()).collect();
             if !changed.iter().all(|p| selected.contains(p)) {
-                return Err(format!("step {step}: committed {changed:?}, upstream selected {selected:?}"));
+                return Err(format!(
+                    "step {step}: committed {changed:?}, upstream selected {selected:?}"
+                ));
             }
         }
     }
@@ -185,7 +230,10 @@ fn check_all(model: &dyn MaskedDenoiser, dir: &str, names: &[&str]) {
     let all = traces(dir);
     let mut failures = Vec::new();
     for name in names {
-        let trace = all.iter().find(|t| t.name == *name).unwrap_or_else(|| panic!("no trace {name}"));
+        let trace = all
+            .iter()
+            .find(|t| t.name == *name)
+            .unwrap_or_else(|| panic!("no trace {name}"));
         if let Err(e) = check_trace(model, trace) {
             failures.push(format!("{dir}/{name} ({}): {e}", trace.schedule));
         }
@@ -202,13 +250,28 @@ fn llada_traces_replay_exactly() {
 fn dream_traces_replay_exactly() {
     // entropy_default_topk50 makes the same calls as entropy (top-50 filtering does not change
     // its order here), so its logits are on record too; the other top-50 runs diverge.
-    check_all(&Replay::load("dream-tiny"), "dream-tiny", &["maskgit_plus", "topk_margin", "entropy", "entropy_default_topk50"]);
+    check_all(
+        &Replay::load("dream-tiny"),
+        "dream-tiny",
+        &[
+            "maskgit_plus",
+            "topk_margin",
+            "entropy",
+            "entropy_default_topk50",
+        ],
+    );
 }
 
 /// Every trace of a folder, through the tiny model loaded from its checkpoint.
 fn check_real_model(dir: &str) {
-    let loaded = load_model(&parity_dir(dir), &LoadOptions { device: cp_probe::DeviceChoice::Cpu, ..Default::default() })
-        .expect("load the tiny checkpoint");
+    let loaded = load_model(
+        &parity_dir(dir),
+        &LoadOptions {
+            device: cp_probe::DeviceChoice::Cpu,
+            ..Default::default()
+        },
+    )
+    .expect("load the tiny checkpoint");
     let names: Vec<String> = traces(dir).into_iter().map(|t| t.name).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     check_all(&*loaded.denoiser, dir, &names);
@@ -228,7 +291,10 @@ fn all_dream_traces_reproduce_on_the_real_tiny_model() {
 fn replay_detects_a_wrong_schedule() {
     // The same trace with block_length 8 instead of 4 must not match: the comparison can fail.
     let replay = Replay::load("llada-tiny");
-    let mut trace = traces("llada-tiny").into_iter().find(|t| t.name == "ii").unwrap();
+    let mut trace = traces("llada-tiny")
+        .into_iter()
+        .find(|t| t.name == "ii")
+        .unwrap();
     trace.schedule = Schedule::parse("llada:steps=8,gen_length=16,block_length=8").unwrap();
     assert!(check_trace(&replay, &trace).is_err());
 }
@@ -248,7 +314,11 @@ struct Peaked {
 
 impl Peaked {
     fn new() -> Self {
-        Peaked { vocab: 32, mask: 31, mask_peaks: Vec::new() }
+        Peaked {
+            vocab: 32,
+            mask: 31,
+            mask_peaks: Vec::new(),
+        }
     }
 }
 
@@ -268,13 +338,22 @@ impl MaskedDenoiser for Peaked {
     fn supports_padding(&self) -> bool {
         true
     }
-    fn logits(&self, ids: &Tensor, _valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+    fn logits(
+        &self,
+        ids: &Tensor,
+        _valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
         let (b, l) = (ids.size()[0], ids.size()[1]);
         let g = l - from;
         let mut host = vec![0f32; (b * g * self.vocab) as usize];
         for r in 0..b {
             for j in 0..g {
-                let tok = if self.mask_peaks.contains(&j) { self.mask } else { j + 1 };
+                let tok = if self.mask_peaks.contains(&j) {
+                    self.mask
+                } else {
+                    j + 1
+                };
                 host[((r * g + j) * self.vocab + tok) as usize] = (g - j) as f32;
             }
         }
@@ -282,7 +361,12 @@ impl MaskedDenoiser for Peaked {
     }
 }
 
-fn run(model: &dyn MaskedDenoiser, prompts: &[Vec<i64>], spec: &str, opts: &DecodeOptions) -> DecodeOutput {
+fn run(
+    model: &dyn MaskedDenoiser,
+    prompts: &[Vec<i64>],
+    spec: &str,
+    opts: &DecodeOptions,
+) -> DecodeOutput {
     decode(model, prompts, &Schedule::parse(spec).unwrap(), opts).unwrap()
 }
 
@@ -301,9 +385,18 @@ fn schedules_commit_in_the_order_computed_by_hand() {
     // 6 positions over 4 steps: 2, 2, 1, 1.
     check_commit_steps(&m, "llada:gen_length=6,steps=4", &[0, 0, 1, 1, 2, 3]);
     // Blocks of 2, one step each: the block decides, not the confidence.
-    check_commit_steps(&m, "llada:gen_length=6,block_length=2,steps=3", &[0, 0, 1, 1, 2, 2]);
+    check_commit_steps(
+        &m,
+        "llada:gen_length=6,block_length=2,steps=3",
+        &[0, 0, 1, 1, 2, 2],
+    );
     // Random order with a fixed seed still commits one position per step.
-    let out = run(&m, &[vec![1]], "fixed:gen_length=6,k=1,order=random", &DecodeOptions::default());
+    let out = run(
+        &m,
+        &[vec![1]],
+        "fixed:gen_length=6,k=1,order=random",
+        &DecodeOptions::default(),
+    );
     let mut steps = out.trajectories[0].commit_steps();
     steps.sort();
     assert_eq!(steps, [0, 1, 2, 3, 4, 5]);
@@ -318,57 +411,122 @@ fn threshold_commits_everything_above_tau_and_always_one() {
     // Logits are recomputed per step with `g` = 6 fixed, so the ranks do not shift.
     check_commit_steps(&m, "threshold:gen_length=6,tau=0.05", &[0, 0, 0, 0, 0, 0]);
     // Blocks of 3: the second block starts only when the first is full.
-    check_commit_steps(&m, "threshold:gen_length=6,block_length=3,tau=0.5", &[0, 0, 0, 1, 2, 3]);
+    check_commit_steps(
+        &m,
+        "threshold:gen_length=6,block_length=3,tau=0.5",
+        &[0, 0, 0, 1, 2, 3],
+    );
 }
 
 #[test]
 fn threshold_rows_are_independent_of_their_batch() {
     let m = Peaked::new();
     let prompts = vec![vec![1, 2, 3], vec![4]];
-    let batched = run(&m, &prompts, "threshold:gen_length=6,tau=0.5", &DecodeOptions { batch_size: 2, ..Default::default() });
-    let single = run(&m, &prompts, "threshold:gen_length=6,tau=0.5", &DecodeOptions::default());
+    let batched = run(
+        &m,
+        &prompts,
+        "threshold:gen_length=6,tau=0.5",
+        &DecodeOptions {
+            batch_size: 2,
+            ..Default::default()
+        },
+    );
+    let single = run(
+        &m,
+        &prompts,
+        "threshold:gen_length=6,tau=0.5",
+        &DecodeOptions::default(),
+    );
     assert_eq!(batched, single);
     assert_eq!(single.trajectories[0].steps(), 4);
 }
 
 #[test]
 fn mask_id_argmax_leaves_the_position_masked_in_llada() {
-    let m = Peaked { mask_peaks: vec![1], ..Peaked::new() };
+    let m = Peaked {
+        mask_peaks: vec![1],
+        ..Peaked::new()
+    };
     // Upstream LLaDA writes the argmax even when it is the mask id: position 1 stays masked,
     // is picked again in step 1 (it is still the most confident), and crowds out position 3.
-    let out = run(&m, &[vec![1]], "llada:gen_length=4,steps=2", &DecodeOptions::default());
+    let out = run(
+        &m,
+        &[vec![1]],
+        "llada:gen_length=4,steps=2",
+        &DecodeOptions::default(),
+    );
     let t = &out.trajectories[0];
     assert_eq!(t.commit_steps(), [0, -1, 1, -1]);
     assert_eq!(t.gen_ids(), [1, 31, 3, 31]);
     // Threshold and fixed never commit the mask id.
-    let out = run(&m, &[vec![1]], "fixed:gen_length=4,k=2", &DecodeOptions::default());
+    let out = run(
+        &m,
+        &[vec![1]],
+        "fixed:gen_length=4,k=2",
+        &DecodeOptions::default(),
+    );
     assert!(!out.trajectories[0].gen_ids().contains(&31));
 }
 
 #[test]
 fn forbid_eot_removes_the_caller_ids() {
     let m = Peaked::new();
-    let opts = DecodeOptions { eot_ids: vec![1, 2], ..Default::default() };
-    let out = run(&m, &[vec![5]], "fixed:gen_length=3,k=all,forbid_eot=true", &opts);
+    let opts = DecodeOptions {
+        eot_ids: vec![1, 2],
+        ..Default::default()
+    };
+    let out = run(
+        &m,
+        &[vec![5]],
+        "fixed:gen_length=3,k=all,forbid_eot=true",
+        &opts,
+    );
     // Positions 0 and 1 lose their peaks (tokens 1 and 2); every other logit is 0 and the
     // argmax takes the first, token 0.
     assert_eq!(out.trajectories[0].gen_ids(), [0, 0, 3]);
-    let e = decode(&m, &[vec![5]], &Schedule::parse("llada:gen_length=2,forbid_eot=true").unwrap(), &DecodeOptions::default());
+    let e = decode(
+        &m,
+        &[vec![5]],
+        &Schedule::parse("llada:gen_length=2,forbid_eot=true").unwrap(),
+        &DecodeOptions::default(),
+    );
     assert!(e.unwrap_err().to_string().contains("forbid_eot"));
 }
 
 #[test]
 fn records_follow_the_commits() {
     let m = Peaked::new();
-    let opts = DecodeOptions { save_step_distributions: Some(3), ..Default::default() };
-    let out = run(&m, &[vec![7, 8], vec![9]], "llada:gen_length=4,steps=2", &opts);
+    let opts = DecodeOptions {
+        save_step_distributions: Some(3),
+        ..Default::default()
+    };
+    let out = run(
+        &m,
+        &[vec![7, 8], vec![9]],
+        "llada:gen_length=4,steps=2",
+        &opts,
+    );
     let steps = out.step_records(&|id| format!("<{id}>"));
     assert_eq!(steps.len(), 8);
     let first = &steps[0];
-    assert_eq!((first.prompt_index, first.step, first.position, first.distance), (0, 0, 2, 1));
-    assert_eq!((first.token_id, first.token.as_str(), first.masked_after), (1, "<1>", 2));
+    assert_eq!(
+        (
+            first.prompt_index,
+            first.step,
+            first.position,
+            first.distance
+        ),
+        (0, 0, 2, 1)
+    );
+    assert_eq!(
+        (first.token_id, first.token.as_str(), first.masked_after),
+        (1, "<1>", 2)
+    );
     let expected_prob = 4f32.exp() / (4f32.exp() + 31.0);
-    assert!((first.prob - expected_prob).abs() < 1e-6 && (first.confidence - expected_prob).abs() < 1e-6);
+    assert!(
+        (first.prob - expected_prob).abs() < 1e-6
+            && (first.confidence - expected_prob).abs() < 1e-6
+    );
     let gens = out.generations(&["a".into(), "b".into()], &|ids| format!("{ids:?}"));
     assert_eq!(gens[1].prompt_id, "b");
     assert_eq!(gens[1].gen_ids, [1, 2, 3, 4]);
@@ -386,7 +544,14 @@ fn records_follow_the_commits() {
 fn bad_requests_are_errors_naming_the_problem() {
     let m = Peaked::new();
     let err = |prompts: &[Vec<i64>], spec: &str| {
-        decode(&m, prompts, &Schedule::parse(spec).unwrap(), &DecodeOptions::default()).unwrap_err().to_string()
+        decode(
+            &m,
+            prompts,
+            &Schedule::parse(spec).unwrap(),
+            &DecodeOptions::default(),
+        )
+        .unwrap_err()
+        .to_string()
     };
     assert!(err(&[vec![1; 60]], "fixed:gen_length=8").contains("maximum length 64"));
     assert!(err(&[vec![1], vec![]], "fixed:gen_length=8").contains("prompt 1 is empty"));
@@ -409,7 +574,12 @@ impl Toy {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let vocab = 24;
-        Toy { table: (0..(3 * 64 * vocab)).map(|_| rng.gen_range(-2.0f32..2.0)).collect(), vocab }
+        Toy {
+            table: (0..(3 * 64 * vocab))
+                .map(|_| rng.gen_range(-2.0f32..2.0))
+                .collect(),
+            vocab,
+        }
     }
 }
 
@@ -429,7 +599,12 @@ impl MaskedDenoiser for Toy {
     fn supports_padding(&self) -> bool {
         true
     }
-    fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+    fn logits(
+        &self,
+        ids: &Tensor,
+        valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
         let (b, l) = (ids.size()[0], ids.size()[1]);
         let v = self.vocab as usize;
         let ids: Vec<i64> = Vec::try_from(&ids.flatten(0, -1)).unwrap();
@@ -443,13 +618,20 @@ impl MaskedDenoiser for Toy {
             let ok = &valid[r * l as usize..(r + 1) * l as usize];
             let start = ok.iter().position(|&x| x).unwrap();
             for j in from as usize..l as usize {
-                let vec = |k: usize, id: usize| &self.table[(k * 64 + id) * v..(k * 64 + id + 1) * v];
+                let vec =
+                    |k: usize, id: usize| &self.table[(k * 64 + id) * v..(k * 64 + id + 1) * v];
                 let mut logit: Vec<f32> = vec(2, j - start).to_vec();
                 if j > start {
-                    logit.iter_mut().zip(vec(0, row[j - 1] as usize)).for_each(|(a, b)| *a += b);
+                    logit
+                        .iter_mut()
+                        .zip(vec(0, row[j - 1] as usize))
+                        .for_each(|(a, b)| *a += b);
                 }
                 if j + 1 < l as usize {
-                    logit.iter_mut().zip(vec(1, row[j + 1] as usize)).for_each(|(a, b)| *a += b);
+                    logit
+                        .iter_mut()
+                        .zip(vec(1, row[j + 1] as usize))
+                        .for_each(|(a, b)| *a += b);
                 }
                 out.extend(logit);
             }
@@ -472,12 +654,20 @@ fn same_seed_same_output_different_seed_different_output() {
     let m = Toy::new();
     let prompts = vec![vec![1, 2, 3], vec![4, 5], vec![6]];
     for spec in RANDOM_SPECS {
-        let opts = |seed| DecodeOptions { seed, batch_size: 2, save_step_distributions: Some(2), ..Default::default() };
+        let opts = |seed| DecodeOptions {
+            seed,
+            batch_size: 2,
+            save_step_distributions: Some(2),
+            ..Default::default()
+        };
         let a = run(&m, &prompts, spec, &opts(11));
         let b = run(&m, &prompts, spec, &opts(11));
         assert_eq!(a, b, "{spec}");
         let c = run(&m, &prompts, spec, &opts(12));
-        assert_ne!(a.trajectories, c.trajectories, "{spec}: seeds 11 and 12 gave the same trajectories");
+        assert_ne!(
+            a.trajectories, c.trajectories,
+            "{spec}: seeds 11 and 12 gave the same trajectories"
+        );
     }
 }
 
@@ -487,15 +677,22 @@ fn saving_distributions_does_not_change_the_draws() {
     let m = Toy::new();
     let prompts = vec![vec![1, 2, 3], vec![4, 5], vec![6]];
     for spec in RANDOM_SPECS {
-        let opts = |save| DecodeOptions { seed: 3, batch_size: 2, save_step_distributions: save, ..Default::default() };
+        let opts = |save| DecodeOptions {
+            seed: 3,
+            batch_size: 2,
+            save_step_distributions: save,
+            ..Default::default()
+        };
         let plain = run(&m, &prompts, spec, &opts(None));
         let saved = run(&m, &prompts, spec, &opts(Some(3)));
         for (a, b) in plain.trajectories.iter().zip(&saved.trajectories) {
             assert_eq!((&a.history, &a.commits), (&b.history, &b.commits), "{spec}");
             assert!(a.distributions.is_empty());
             // One distribution per still-masked position per step.
-            let masked: usize =
-                a.history[..a.steps()].iter().map(|h| h.iter().filter(|&&t| t == m.mask_id()).count()).sum();
+            let masked: usize = a.history[..a.steps()]
+                .iter()
+                .map(|h| h.iter().filter(|&&t| t == m.mask_id()).count())
+                .sum();
             assert_eq!(b.distributions.len(), masked, "{spec}");
         }
     }
@@ -506,18 +703,46 @@ fn saving_distributions_does_not_change_the_draws() {
 /// the same probability and confidence bits.
 fn decides_as_with_saved_distributions(specs: &[&str], eot_ids: Vec<i64>, seed: u64) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
-    let loaded = load_model(&dir, &LoadOptions { device: cp_probe::DeviceChoice::Cpu, ..Default::default() }).unwrap();
+    let loaded = load_model(
+        &dir,
+        &LoadOptions {
+            device: cp_probe::DeviceChoice::Cpu,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let m = &*loaded.denoiser;
-    let prompts = vec![vec![5, 17, 300, 41], vec![9, 1200], vec![77, 78, 79, 80, 81, 82]];
+    let prompts = vec![
+        vec![5, 17, 300, 41],
+        vec![9, 1200],
+        vec![77, 78, 79, 80, 81, 82],
+    ];
     for spec in specs {
-        let opts = |save| DecodeOptions { seed, batch_size: 2, eot_ids: eot_ids.clone(), save_step_distributions: save, ..Default::default() };
+        let opts = |save| DecodeOptions {
+            seed,
+            batch_size: 2,
+            eot_ids: eot_ids.clone(),
+            save_step_distributions: save,
+            ..Default::default()
+        };
         let fast = run(m, &prompts, spec, &opts(None));
         let full = run(m, &prompts, spec, &opts(Some(2)));
         for (a, b) in fast.trajectories.iter().zip(&full.trajectories) {
             assert_eq!(a.history, b.history, "{spec}");
             // Probabilities and confidences bit for bit (`Commit` compares floats by value).
             let bits = |t: &cp_probe::Trajectory| {
-                t.commits.iter().map(|c| (c.step, c.gen_index, c.token_id, c.prob.to_bits(), c.confidence.to_bits())).collect::<Vec<_>>()
+                t.commits
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.step,
+                            c.gen_index,
+                            c.token_id,
+                            c.prob.to_bits(),
+                            c.confidence.to_bits(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
             };
             assert_eq!(bits(a), bits(b), "{spec}");
         }
@@ -569,7 +794,15 @@ fn greedy_rows_are_independent_of_batching_and_padding() {
         "fixed:gen_length=8,k=3",
     ] {
         let one = run(&m, &prompts, spec, &DecodeOptions::default());
-        let four = run(&m, &prompts, spec, &DecodeOptions { batch_size: 4, ..Default::default() });
+        let four = run(
+            &m,
+            &prompts,
+            spec,
+            &DecodeOptions {
+                batch_size: 4,
+                ..Default::default()
+            },
+        );
         assert_eq!(one, four, "{spec}");
     }
 }
@@ -594,7 +827,16 @@ fn sampled_tokens_follow_the_sampling_distribution() {
             format!("fixed:gen_length=48,k=all,temperature={temperature}"),
             format!("dream:max_new_tokens=48,steps=1,temperature={temperature},alg=maskgit_plus"),
         ] {
-            let out = run(&m, &prompts, &spec, &DecodeOptions { seed: 5, batch_size: 8, ..Default::default() });
+            let out = run(
+                &m,
+                &prompts,
+                &spec,
+                &DecodeOptions {
+                    seed: 5,
+                    batch_size: 8,
+                    ..Default::default()
+                },
+            );
             let mut counts = vec![0usize; weights.len() + 1];
             for t in &out.trajectories {
                 for c in &t.commits {
@@ -606,7 +848,10 @@ fn sampled_tokens_follow_the_sampling_distribution() {
             for (tok, &w) in powered.iter().enumerate() {
                 let (p, freq) = (w / total, counts[tok] as f64 / n as f64);
                 let se = (p * (1.0 - p) / n as f64).sqrt();
-                assert!((freq - p).abs() <= 5.0 * se + 1e-12, "{spec}: token {tok} drawn {freq:.4}, expected {p:.4}");
+                assert!(
+                    (freq - p).abs() <= 5.0 * se + 1e-12,
+                    "{spec}: token {tok} drawn {freq:.4}, expected {p:.4}"
+                );
             }
             assert_eq!(counts[weights.len()], 0, "{spec}: the mask id was drawn");
         }

@@ -25,8 +25,16 @@ impl MaskedDenoiser for Constant {
     fn supports_padding(&self) -> bool {
         true
     }
-    fn logits(&self, ids: &Tensor, _valid: Option<&Tensor>, from: i64) -> Result<Tensor, ProbeError> {
+    fn logits(
+        &self,
+        ids: &Tensor,
+        _valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
         let (b, l) = ids.size2()?;
-        Ok(Tensor::from_slice(&self.logits).view([1, 1, -1]).expand([b, l - from, -1], false).contiguous())
+        Ok(Tensor::from_slice(&self.logits)
+            .view([1, 1, -1])
+            .expand([b, l - from, -1], false)
+            .contiguous())
     }
 }

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cp_probe::{
-    load_model, load_torchscript, save_safetensors, DTypeChoice, DeviceChoice, DreamConfig, DreamModel,
-    LladaConfig, LladaModel, LoadOptions, MaskedDenoiser, ProbeError, SafetensorsSource, WeightSource,
+    load_model, load_torchscript, save_safetensors, DTypeChoice, DeviceChoice, DreamConfig,
+    DreamModel, LladaConfig, LladaModel, LoadOptions, MaskedDenoiser, ProbeError,
+    SafetensorsSource, WeightSource,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -18,11 +19,16 @@ use tch::{Device, Kind, Tensor};
 const PARITY_TOL: f64 = 1e-4;
 
 fn parity(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/parity")
+        .join(name)
 }
 
 fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+    Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 fn reference(name: &str) -> HashMap<String, Tensor> {
@@ -38,7 +44,10 @@ fn cpu() -> LoadOptions {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.size(), b.size(), "shapes differ");
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
 }
 
 /// Dream's sampler shift applied to raw reference rows: position j takes row j-1, position 0 row 0.
@@ -75,7 +84,10 @@ fn dream_aligned_logits_are_the_shifted_reference() {
         println!("dream aligned {case}: max abs diff {diff:.3e}");
         assert!(diff <= PARITY_TOL, "dream {case}: max abs diff {diff:e}");
         // Without the shift the rows would be off by one: the unshifted reference is far away.
-        assert!(max_abs_diff(&got, raw) > 0.1, "dream {case}: aligned logits equal the raw rows");
+        assert!(
+            max_abs_diff(&got, raw) > 0.1,
+            "dream {case}: aligned logits equal the raw rows"
+        );
     }
 }
 
@@ -90,7 +102,10 @@ fn dream_raw_forward_matches_the_unshifted_reference() {
         let got = tch::no_grad(|| model.forward(&refs[&format!("{case}_input")], None));
         let diff = max_abs_diff(&got, &refs[&format!("{case}_logits")]);
         println!("dream raw {case}: max abs diff {diff:.3e}");
-        assert!(diff <= PARITY_TOL, "dream raw {case}: max abs diff {diff:e}");
+        assert!(
+            diff <= PARITY_TOL,
+            "dream raw {case}: max abs diff {diff:e}"
+        );
     }
 }
 
@@ -112,7 +127,10 @@ impl WeightSource for Trainable {
 fn llada_forward_is_differentiable_and_equals_the_denoiser_logits() {
     let dir = parity("llada-tiny");
     let cfg = LladaConfig::from_file(&dir.join("config.json")).unwrap();
-    let mut src = Trainable { inner: SafetensorsSource::open(&dir).unwrap(), params: Vec::new() };
+    let mut src = Trainable {
+        inner: SafetensorsSource::open(&dir).unwrap(),
+        params: Vec::new(),
+    };
     let model = LladaModel::new(&cfg, &mut src, Device::Cpu).unwrap();
     // 1 embedding + 9 tensors per block + ln_f + LM head.
     assert_eq!(src.params.len(), 1 + 9 * 2 + 2);
@@ -121,10 +139,15 @@ fn llada_forward_is_differentiable_and_equals_the_denoiser_logits() {
     assert!(raw.requires_grad());
     let diff = max_abs_diff(&raw.detach(), &model.logits(ids, None, 0).unwrap());
     assert!(diff < 1e-6, "{diff:e}");
-    raw.logsumexp(&[-1i64][..], false).sum(Kind::Float).backward();
+    raw.logsumexp(&[-1i64][..], false)
+        .sum(Kind::Float)
+        .backward();
     for (name, p) in &src.params {
         let g = p.grad();
-        assert!(g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "no gradient for {name}");
+        assert!(
+            g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+            "no gradient for {name}"
+        );
     }
 }
 
@@ -149,15 +172,26 @@ fn check_padding(name: &str) {
     let long = &refs["case_c_input"]; // [1, 64]
     let (padded, valid_short) = left_pad(short, 64, 5);
     let ids = Tensor::cat(&[&padded, long], 0);
-    let valid = Tensor::cat(&[valid_short, Tensor::ones([1, 64], (Kind::Bool, Device::Cpu))], 0);
+    let valid = Tensor::cat(
+        &[
+            valid_short,
+            Tensor::ones([1, 64], (Kind::Bool, Device::Cpu)),
+        ],
+        0,
+    );
     for from in [32, 40] {
         let batched = model.logits(&ids, Some(&valid), from).unwrap();
         let alone_short = model.logits(short, None, from - 32).unwrap();
         let alone_long = model.logits(long, None, from).unwrap();
         let d_short = max_abs_diff(&batched.narrow(0, 0, 1), &alone_short);
         let d_long = max_abs_diff(&batched.narrow(0, 1, 1), &alone_long);
-        println!("{name} padded batch, from {from}: padded row {d_short:.3e}, full row {d_long:.3e}");
-        assert!(d_short <= 2e-5 && d_long <= 2e-5, "{name}: {d_short:e} {d_long:e}");
+        println!(
+            "{name} padded batch, from {from}: padded row {d_short:.3e}, full row {d_long:.3e}"
+        );
+        assert!(
+            d_short <= 2e-5 && d_long <= 2e-5,
+            "{name}: {d_short:e} {d_long:e}"
+        );
     }
     // The pad id must not matter: padded keys are masked out of attention.
     let (padded9, _) = left_pad(short, 64, 9);
@@ -260,7 +294,11 @@ fn weights(name: &str) -> Vec<(String, Tensor)> {
 }
 
 fn write_config(dir: &Path, config: &serde_json::Value) {
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(config).unwrap(),
+    )
+    .unwrap();
 }
 
 fn read_config(name: &str) -> serde_json::Value {
@@ -283,8 +321,10 @@ fn reduced_precision_checkpoints_load() {
         let mut config = read_config(name);
         config["torch_dtype"] = torch_dtype.into();
         write_config(dir.path(), &config);
-        let converted: Vec<(String, Tensor)> =
-            weights(name).into_iter().map(|(n, t)| (n, t.to_kind(kind))).collect();
+        let converted: Vec<(String, Tensor)> = weights(name)
+            .into_iter()
+            .map(|(n, t)| (n, t.to_kind(kind)))
+            .collect();
         save_safetensors(&dir.path().join("model.safetensors"), &converted).unwrap();
 
         let refs = reference(name);
@@ -300,8 +340,15 @@ fn reduced_precision_checkpoints_load() {
         println!("{name} stored {torch_dtype}, computed f32: max abs diff {diff:.3e}");
         assert!(diff <= tol, "{name} {torch_dtype}: {diff:e}");
         // Computing in the stored dtype on the CPU works too, less precisely.
-        let dtype = if kind == Kind::Half { DTypeChoice::F16 } else { DTypeChoice::Bf16 };
-        let opts = LoadOptions { dtype, device: DeviceChoice::Cpu };
+        let dtype = if kind == Kind::Half {
+            DTypeChoice::F16
+        } else {
+            DTypeChoice::Bf16
+        };
+        let opts = LoadOptions {
+            dtype,
+            device: DeviceChoice::Cpu,
+        };
         let model = load_model(dir.path(), &opts).unwrap();
         let got = model.logits(ids, None, 0).unwrap();
         assert_eq!(got.kind(), Kind::Float, "logits are always float32");
@@ -324,23 +371,37 @@ fn sharded_checkpoint_equals_the_single_file() {
         ];
         let mut weight_map = serde_json::Map::new();
         for (file, tensors) in shards {
-            let tensors: Vec<(String, Tensor)> =
-                tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+            let tensors: Vec<(String, Tensor)> = tensors
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect();
             save_safetensors(&dir.path().join(file), &tensors).unwrap();
             for (n, _) in &tensors {
                 weight_map.insert(n.clone(), file.into());
             }
         }
-        let index = serde_json::json!({ "metadata": { "total_size": 0 }, "weight_map": weight_map });
-        std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+        let index =
+            serde_json::json!({ "metadata": { "total_size": 0 }, "weight_map": weight_map });
+        std::fs::write(
+            dir.path().join("model.safetensors.index.json"),
+            index.to_string(),
+        )
+        .unwrap();
 
         let sharded = load_model(dir.path(), &cpu()).unwrap();
         let single = load_model(&parity(name), &cpu()).unwrap();
         let ids = &reference(name)["case_b_input"];
-        let diff = max_abs_diff(&sharded.logits(ids, None, 0).unwrap(), &single.logits(ids, None, 0).unwrap());
+        let diff = max_abs_diff(
+            &sharded.logits(ids, None, 0).unwrap(),
+            &single.logits(ids, None, 0).unwrap(),
+        );
         assert_eq!(diff, 0.0, "{name}");
-        let index_sha = cp_records::sha256_file(&dir.path().join("model.safetensors.index.json")).unwrap();
-        assert_eq!(sharded.info.weights_sha256.as_deref(), Some(index_sha.as_str()));
+        let index_sha =
+            cp_records::sha256_file(&dir.path().join("model.safetensors.index.json")).unwrap();
+        assert_eq!(
+            sharded.info.weights_sha256.as_deref(),
+            Some(index_sha.as_str())
+        );
     }
 }
 
@@ -359,7 +420,9 @@ fn llada_gqa_repeats_kv_heads_in_order() {
         .iter()
         .map(|(name, t)| {
             let t = if name.ends_with("k_proj.weight") || name.ends_with("v_proj.weight") {
-                t.view([2, 1, head_dim, 64]).expand([2, 2, head_dim, 64], false).reshape([4 * head_dim, 64])
+                t.view([2, 1, head_dim, 64])
+                    .expand([2, 2, head_dim, 64], false)
+                    .reshape([4 * head_dim, 64])
             } else {
                 t.shallow_clone()
             };
@@ -375,8 +438,14 @@ fn llada_gqa_repeats_kv_heads_in_order() {
     save_safetensors(&dir_full.path().join("model.safetensors"), &expanded).unwrap();
 
     let ids = &reference("llada-tiny")["case_b_input"];
-    let a = load_model(dir_gqa.path(), &cpu()).unwrap().logits(ids, None, 0).unwrap();
-    let b = load_model(dir_full.path(), &cpu()).unwrap().logits(ids, None, 0).unwrap();
+    let a = load_model(dir_gqa.path(), &cpu())
+        .unwrap()
+        .logits(ids, None, 0)
+        .unwrap();
+    let b = load_model(dir_full.path(), &cpu())
+        .unwrap()
+        .logits(ids, None, 0)
+        .unwrap();
     let diff = max_abs_diff(&a, &b);
     assert!(diff < 1e-5, "{diff:e}");
 }
@@ -391,10 +460,21 @@ fn llada_weight_tying_and_padded_embeddings() {
         .collect();
     for (name, t) in tensors.iter_mut() {
         if name == "model.transformer.wte.weight" {
-            *t = Tensor::cat(&[t.shallow_clone(), Tensor::zeros([64, 64], (Kind::Float, Device::Cpu))], 0);
+            *t = Tensor::cat(
+                &[
+                    t.shallow_clone(),
+                    Tensor::zeros([64, 64], (Kind::Float, Device::Cpu)),
+                ],
+                0,
+            );
         }
     }
-    let wte = tensors.iter().find(|(n, _)| n == "model.transformer.wte.weight").unwrap().1.shallow_clone();
+    let wte = tensors
+        .iter()
+        .find(|(n, _)| n == "model.transformer.wte.weight")
+        .unwrap()
+        .1
+        .shallow_clone();
     let dir = tempfile::tempdir().unwrap();
     let mut config = read_config("llada-tiny");
     config["weight_tying"] = true.into();
@@ -426,7 +506,11 @@ fn load_err(dir: &Path) -> String {
 }
 
 /// A copy of a parity checkpoint with `edit` applied to its config and `tensors` as weights.
-fn variant(name: &str, edit: impl FnOnce(&mut serde_json::Value), tensors: Vec<(String, Tensor)>) -> tempfile::TempDir {
+fn variant(
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+    tensors: Vec<(String, Tensor)>,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut config = read_config(name);
     edit(&mut config);
@@ -452,13 +536,27 @@ fn missing_weights_are_named() {
 #[test]
 fn malformed_config_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.json"), "{\"model_type\": \"llada\", ").unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        "{\"model_type\": \"llada\", ",
+    )
+    .unwrap();
     let err = load_err(dir.path());
-    assert!(err.contains("config.json") && err.contains("invalid JSON"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("invalid JSON"),
+        "{err}"
+    );
 
-    let wrong_type = variant("llada-tiny", |c| c["n_heads"] = "four".into(), weights("llada-tiny"));
+    let wrong_type = variant(
+        "llada-tiny",
+        |c| c["n_heads"] = "four".into(),
+        weights("llada-tiny"),
+    );
     let err = load_err(wrong_type.path());
-    assert!(err.contains("config.json") && err.contains("`n_heads`"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("`n_heads`"),
+        "{err}"
+    );
 
     let missing = variant(
         "dream-tiny",
@@ -468,11 +566,21 @@ fn malformed_config_names_the_file_and_the_key() {
         weights("dream-tiny"),
     );
     let err = load_err(missing.path());
-    assert!(err.contains("config.json") && err.contains("hidden_size"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("hidden_size"),
+        "{err}"
+    );
 
-    let indivisible = variant("llada-tiny", |c| c["n_heads"] = 3.into(), weights("llada-tiny"));
+    let indivisible = variant(
+        "llada-tiny",
+        |c| c["n_heads"] = 3.into(),
+        weights("llada-tiny"),
+    );
     let err = load_err(indivisible.path());
-    assert!(err.contains("`n_heads`") && err.contains("does not divide"), "{err}");
+    assert!(
+        err.contains("`n_heads`") && err.contains("does not divide"),
+        "{err}"
+    );
 
     let no_type = variant(
         "llada-tiny",
@@ -487,11 +595,21 @@ fn malformed_config_names_the_file_and_the_key() {
 
 #[test]
 fn unknown_model_type_lists_the_supported_ones() {
-    let dir = variant("llada-tiny", |c| c["model_type"] = "llama".into(), weights("llada-tiny"));
+    let dir = variant(
+        "llada-tiny",
+        |c| c["model_type"] = "llama".into(),
+        weights("llada-tiny"),
+    );
     let err = load_model(dir.path(), &cpu()).unwrap_err();
     assert!(matches!(err, ProbeError::UnknownArchitecture { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("`llama`") && msg.contains("llada") && msg.contains("Dream") && msg.contains("TorchScript"), "{msg}");
+    assert!(
+        msg.contains("`llama`")
+            && msg.contains("llada")
+            && msg.contains("Dream")
+            && msg.contains("TorchScript"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -504,7 +622,10 @@ fn missing_tensor_is_named() {
     let err = load_model(dir.path(), &cpu()).unwrap_err();
     assert!(matches!(err, ProbeError::MissingTensor { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("model.layers.1.self_attn.k_proj.bias") && msg.contains("model.safetensors"), "{msg}");
+    assert!(
+        msg.contains("model.layers.1.self_attn.k_proj.bias") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -512,20 +633,33 @@ fn misshaped_tensor_names_both_shapes() {
     let tensors: Vec<(String, Tensor)> = weights("llada-tiny")
         .into_iter()
         .map(|(n, t)| {
-            let t = if n == "model.transformer.blocks.1.up_proj.weight" { t.narrow(0, 0, 128).copy() } else { t };
+            let t = if n == "model.transformer.blocks.1.up_proj.weight" {
+                t.narrow(0, 0, 128).copy()
+            } else {
+                t
+            };
             (n, t)
         })
         .collect();
     let dir = variant("llada-tiny", |_| {}, tensors);
     let msg = load_err(dir.path());
     assert!(
-        msg.contains("model.transformer.blocks.1.up_proj.weight") && msg.contains("[128, 64]") && msg.contains("[192, 64]"),
+        msg.contains("model.transformer.blocks.1.up_proj.weight")
+            && msg.contains("[128, 64]")
+            && msg.contains("[192, 64]"),
         "{msg}"
     );
     // A config whose dimensions disagree with the file is caught the same way.
-    let dir = variant("llada-tiny", |c| c["mlp_hidden_size"] = 256.into(), weights("llada-tiny"));
+    let dir = variant(
+        "llada-tiny",
+        |c| c["mlp_hidden_size"] = 256.into(),
+        weights("llada-tiny"),
+    );
     let msg = load_err(dir.path());
-    assert!(msg.contains("ff_proj.weight") && msg.contains("[256, 64]") && msg.contains("[192, 64]"), "{msg}");
+    assert!(
+        msg.contains("ff_proj.weight") && msg.contains("[256, 64]") && msg.contains("[192, 64]"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -537,9 +671,12 @@ fn torchscript_trace_of_llada_matches_the_native_model() {
     let ids = reference("llada-tiny")["case_a_input"].shallow_clone();
     // Shapes are recorded as constants by the tracer, so the module serves [1, 32] inputs.
     let module = tch::no_grad(|| {
-        tch::CModule::create_by_tracing("LladaTiny", "forward", &[ids.shallow_clone()], &mut |inputs| {
-            vec![model.forward(&inputs[0], None)]
-        })
+        tch::CModule::create_by_tracing(
+            "LladaTiny",
+            "forward",
+            &[ids.shallow_clone()],
+            &mut |inputs| vec![model.forward(&inputs[0], None)],
+        )
     })
     .unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -556,15 +693,32 @@ fn torchscript_trace_of_llada_matches_the_native_model() {
     println!("torchscript vs native: max abs diff {diff:.3e}");
     assert!(diff < 1e-5, "{diff:e}");
     let valid = Tensor::cat(
-        &[Tensor::zeros([1, 1], (Kind::Bool, Device::Cpu)), Tensor::ones([1, 31], (Kind::Bool, Device::Cpu))],
+        &[
+            Tensor::zeros([1, 1], (Kind::Bool, Device::Cpu)),
+            Tensor::ones([1, 31], (Kind::Bool, Device::Cpu)),
+        ],
         1,
     );
-    assert!(traced.logits(&ids, Some(&valid), 12).unwrap_err().to_string().contains("padded"));
+    assert!(traced
+        .logits(&ids, Some(&valid), 12)
+        .unwrap_err()
+        .to_string()
+        .contains("padded"));
 
     // The probe reads both the same way: case_a's 12 prompt ids + 20 masks fill the traced [1, 32].
     let prompt: Vec<i64> = Vec::try_from(ids.get(0).narrow(0, 0, 12)).unwrap();
-    let input = [cp_probe::ProbeInput { prompt_index: 0, prompt_id: "a".into(), ids: prompt }];
-    let settings = cp_probe::ProbeSettings { masks: 20, top_k: 5, batch_size: 1, eot_ids: vec![318], unigram: None };
+    let input = [cp_probe::ProbeInput {
+        prompt_index: 0,
+        prompt_id: "a".into(),
+        ids: prompt,
+    }];
+    let settings = cp_probe::ProbeSettings {
+        masks: 20,
+        top_k: 5,
+        batch_size: 1,
+        eot_ids: vec![318],
+        unigram: None,
+    };
     let native = load_model(&dir, &cpu()).unwrap();
     let text = |id: u32| id.to_string();
     let a = cp_probe::probe(native.as_ref(), &input, &settings, &text, &mut |_, _| {}).unwrap();

@@ -6,15 +6,27 @@
 
 #![allow(dead_code)]
 
-use cp_records::{Better, CurvePoint, Generation, Metric, MetricsFile, ProbeRecord, PromptMetric, StepRecord};
+use cp_records::{
+    Better, CurvePoint, Generation, Metric, MetricsFile, ProbeRecord, PromptMetric, StepRecord,
+};
 use cp_report::{DecodeData, ProbeData, RankSource, ReportInputs, RunData, SweepData, TokenRanks};
 
 /// Frequent tokens: id i has corpus rank i + 1.
 pub const FREQUENT: [&str; 8] = [" the", ",", ".", " of", " and", "<|endoftext|>", " a", "\n"];
 /// Content words: ids 1000.. (ranks in the thousands).
 pub const CONTENT: [&str; 12] = [
-    " tennis", " quantum", " river", " <script>", " Paris", " &amp;", " \"quoted\"", " brain", " likes", " violin",
-    " it's", " a<b",
+    " tennis",
+    " quantum",
+    " river",
+    " <script>",
+    " Paris",
+    " &amp;",
+    " \"quoted\"",
+    " brain",
+    " likes",
+    " violin",
+    " it's",
+    " a<b",
 ];
 
 /// A small deterministic generator (64-bit LCG), so fixtures need no rand dependency.
@@ -22,10 +34,15 @@ pub struct Lcg(u64);
 
 impl Lcg {
     pub fn new(seed: u64) -> Self {
-        Lcg(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+        Lcg(seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407))
     }
     pub fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
     pub fn below(&mut self, n: usize) -> usize {
@@ -62,13 +79,19 @@ pub fn probe_records(prompts: u32, masks: u32, k: usize, seed: u64) -> Vec<Probe
                     ids.push(id);
                 }
             }
-            let mut probs: Vec<f32> = (0..k).map(|i| 0.5f32 / (i as f32 + 1.0).powf(1.2)).collect();
+            let mut probs: Vec<f32> = (0..k)
+                .map(|i| 0.5f32 / (i as f32 + 1.0).powf(1.2))
+                .collect();
             let z: f32 = probs.iter().sum::<f32>() * 1.3;
             probs.iter_mut().for_each(|p| *p /= z);
             let entropy = (1.0 + 4.0 * collapse + 0.4 * rng.next_f64()) as f32;
             rows.push(ProbeRecord {
                 prompt_index: p,
-                prompt_id: if p == 1 { "p<1>&\"x\"".into() } else { format!("p{p}") },
+                prompt_id: if p == 1 {
+                    "p<1>&\"x\"".into()
+                } else {
+                    format!("p{p}")
+                },
                 prompt_len,
                 position: prompt_len + d - 1,
                 distance: d,
@@ -81,17 +104,35 @@ pub fn probe_records(prompts: u32, masks: u32, k: usize, seed: u64) -> Vec<Probe
                 eot_mass: 0.01,
                 kl_unigram: Some((3.0 * (1.0 - collapse) + 0.2 * rng.next_f64()) as f32),
                 xent_unigram: None,
-                js_prev: if d == 1 { None } else { Some((0.3 * (1.0 - collapse) + 0.02 * rng.next_f64()) as f32) },
+                js_prev: if d == 1 {
+                    None
+                } else {
+                    Some((0.3 * (1.0 - collapse) + 0.02 * rng.next_f64()) as f32)
+                },
             });
         }
     }
     rows
 }
 
-fn quartile_curve(curve: &str, series: &str, xs: impl Iterator<Item = f64>, f: impl Fn(f64) -> f64) -> Vec<CurvePoint> {
+fn quartile_curve(
+    curve: &str,
+    series: &str,
+    xs: impl Iterator<Item = f64>,
+    f: impl Fn(f64) -> f64,
+) -> Vec<CurvePoint> {
     xs.map(|x| {
         let m = f(x);
-        CurvePoint { curve: curve.into(), series: series.into(), x, mean: m, median: m, q25: m * 0.85, q75: m * 1.12, n: 32 }
+        CurvePoint {
+            curve: curve.into(),
+            series: series.into(),
+            x,
+            mean: m,
+            median: m,
+            q25: m * 0.85,
+            q75: m * 1.12,
+            n: 32,
+        }
     })
     .collect()
 }
@@ -101,14 +142,25 @@ pub fn run(label: &str, masks: u32, shift: f64) -> RunData {
     let ds = || (1..=masks).map(f64::from);
     let m = f64::from(masks);
     let mut curves = Vec::new();
-    curves.extend(quartile_curve("entropy", "all", ds(), |d| 1.0 + 4.0 * (d / m * (2.5 + shift)).min(1.0)));
-    curves.extend(quartile_curve("frequent_share", "all", ds(), |d| (d / m * (2.0 + shift)).min(0.97)));
-    curves.extend(quartile_curve("kl_unigram", "all", ds(), |d| 3.0 * (1.0 - (d / m * (2.0 + shift)).min(0.95))));
-    curves.extend(quartile_curve("js_adjacent", "all", ds().skip(1), |d| 0.3 * (1.0 - (d / m * 2.0).min(0.9))));
+    curves.extend(quartile_curve("entropy", "all", ds(), |d| {
+        1.0 + 4.0 * (d / m * (2.5 + shift)).min(1.0)
+    }));
+    curves.extend(quartile_curve("frequent_share", "all", ds(), |d| {
+        (d / m * (2.0 + shift)).min(0.97)
+    }));
+    curves.extend(quartile_curve("kl_unigram", "all", ds(), |d| {
+        3.0 * (1.0 - (d / m * (2.0 + shift)).min(0.95))
+    }));
+    curves.extend(quartile_curve("js_adjacent", "all", ds().skip(1), |d| {
+        0.3 * (1.0 - (d / m * 2.0).min(0.9))
+    }));
     for n in 2..=4 {
-        curves.extend(quartile_curve("unseen_rate", &format!("n={n}"), [1.0, 2.0, 4.0, 8.0, 16.0].into_iter(), |k| {
-            (0.02 * f64::from(n) + 0.03 * k.log2() * f64::from(n - 1) + 0.01 * shift).min(1.0)
-        }));
+        curves.extend(quartile_curve(
+            "unseen_rate",
+            &format!("n={n}"),
+            [1.0, 2.0, 4.0, 8.0, 16.0].into_iter(),
+            |k| (0.02 * f64::from(n) + 0.03 * k.log2() * f64::from(n - 1) + 0.01 * shift).min(1.0),
+        ));
     }
     let metric = |name: &str, value: f64, unit: &str, better: Better, stderr: Option<f64>| Metric {
         name: name.into(),
@@ -126,25 +178,100 @@ pub fn run(label: &str, masks: u32, shift: f64) -> RunData {
             schema_version: 1,
             sources: vec![],
             metrics: vec![
-                metric("collapse.frequent_share.far", 0.8 + 0.05 * shift, "fraction", Better::Lower, Some(0.02)),
-                metric("collapse.entropy.far", 4.6, "nats", Better::Neither, Some(0.1)),
-                metric("collapse.onset", m / (2.0 + shift) * 0.5, "tokens", Better::Higher, None),
-                metric("trap.same_step_unseen_bigram_rate", 0.21 + 0.02 * shift, "fraction", Better::Lower, Some(0.015)),
-                metric("trap.diff_step_unseen_bigram_rate", 0.08, "fraction", Better::Lower, Some(0.01)),
+                metric(
+                    "collapse.frequent_share.far",
+                    0.8 + 0.05 * shift,
+                    "fraction",
+                    Better::Lower,
+                    Some(0.02),
+                ),
+                metric(
+                    "collapse.entropy.far",
+                    4.6,
+                    "nats",
+                    Better::Neither,
+                    Some(0.1),
+                ),
+                metric(
+                    "collapse.onset",
+                    m / (2.0 + shift) * 0.5,
+                    "tokens",
+                    Better::Higher,
+                    None,
+                ),
+                metric(
+                    "trap.same_step_unseen_bigram_rate",
+                    0.21 + 0.02 * shift,
+                    "fraction",
+                    Better::Lower,
+                    Some(0.015),
+                ),
+                metric(
+                    "trap.diff_step_unseen_bigram_rate",
+                    0.08,
+                    "fraction",
+                    Better::Lower,
+                    Some(0.01),
+                ),
                 // Two decode folders in one analysis, one and eight tokens per step.
-                metric("trap.tokens_per_step@k1", 1.0, "tokens", Better::Neither, Some(0.0)),
-                metric("trap.unseen_2gram_rate@k1", 0.04 + 0.01 * shift, "fraction", Better::Lower, Some(0.01)),
-                metric("trap.unseen_3gram_rate@k1", 0.09 + 0.01 * shift, "fraction", Better::Lower, Some(0.01)),
-                metric("trap.tokens_per_step@k8", 8.0, "tokens", Better::Neither, Some(0.0)),
-                metric("trap.unseen_2gram_rate@k8", 0.3 + 0.01 * shift, "fraction", Better::Lower, Some(0.03)),
-                metric("trap.unseen_3gram_rate@k8", 0.6 + 0.01 * shift, "fraction", Better::Lower, Some(0.03)),
+                metric(
+                    "trap.tokens_per_step@k1",
+                    1.0,
+                    "tokens",
+                    Better::Neither,
+                    Some(0.0),
+                ),
+                metric(
+                    "trap.unseen_2gram_rate@k1",
+                    0.04 + 0.01 * shift,
+                    "fraction",
+                    Better::Lower,
+                    Some(0.01),
+                ),
+                metric(
+                    "trap.unseen_3gram_rate@k1",
+                    0.09 + 0.01 * shift,
+                    "fraction",
+                    Better::Lower,
+                    Some(0.01),
+                ),
+                metric(
+                    "trap.tokens_per_step@k8",
+                    8.0,
+                    "tokens",
+                    Better::Neither,
+                    Some(0.0),
+                ),
+                metric(
+                    "trap.unseen_2gram_rate@k8",
+                    0.3 + 0.01 * shift,
+                    "fraction",
+                    Better::Lower,
+                    Some(0.03),
+                ),
+                metric(
+                    "trap.unseen_3gram_rate@k8",
+                    0.6 + 0.01 * shift,
+                    "fraction",
+                    Better::Lower,
+                    Some(0.03),
+                ),
             ],
         }),
         curves,
         per_prompt: (0..32u32)
             .flat_map(|p| {
-                let row = |metric: &str, value: f64| PromptMetric { source: "probe".into(), prompt_index: p, metric: metric.into(), value, n: 16 };
-                [row("collapse.onset", f64::from(1 + p % 7)), row("collapse.entropy.far", 4.0 + f64::from(p % 5) * 0.1)]
+                let row = |metric: &str, value: f64| PromptMetric {
+                    source: "probe".into(),
+                    prompt_index: p,
+                    metric: metric.into(),
+                    value,
+                    n: 16,
+                };
+                [
+                    row("collapse.onset", f64::from(1 + p % 7)),
+                    row("collapse.entropy.far", 4.0 + f64::from(p % 5) * 0.1),
+                ]
             })
             .collect(),
     }
@@ -165,11 +292,23 @@ pub fn sweep(values: &[f64]) -> SweepData {
             })
         };
         push("trap.tokens_per_step", k, 0.0);
-        push("trap.unseen_2gram_rate", (0.03 * k.log2() + 0.02).min(1.0), 0.01);
-        push("trap.unseen_3gram_rate", (0.08 * k.log2() + 0.05).min(1.0), 0.02);
+        push(
+            "trap.unseen_2gram_rate",
+            (0.03 * k.log2() + 0.02).min(1.0),
+            0.01,
+        );
+        push(
+            "trap.unseen_3gram_rate",
+            (0.08 * k.log2() + 0.05).min(1.0),
+            0.02,
+        );
         push("trap.adjacent_duplicate_rate", 0.02 * k.log2(), 0.005);
     }
-    SweepData { dir: None, param: "tokens_per_step".into(), metrics }
+    SweepData {
+        dir: None,
+        param: "tokens_per_step".into(),
+        metrics,
+    }
 }
 
 /// Decode records: `prompts` generations of `len` tokens, `per_step` tokens committed per step.
@@ -183,7 +322,11 @@ pub fn decode(prompts: u32, len: u32, per_step: u32, seed: u64) -> DecodeData {
         // Left to right in blocks of `per_step`, the last position never committed.
         for i in 0..len.saturating_sub(1) {
             let step = i / per_step;
-            let id = if rng.next_f64() < 0.5 { rng.below(FREQUENT.len()) as u32 } else { 1000 + rng.below(CONTENT.len()) as u32 };
+            let id = if rng.next_f64() < 0.5 {
+                rng.below(FREQUENT.len()) as u32
+            } else {
+                1000 + rng.below(CONTENT.len()) as u32
+            };
             commit_step[i as usize] = step as i32;
             gen_ids[i as usize] = id;
             steps.push(StepRecord {
@@ -208,7 +351,12 @@ pub fn decode(prompts: u32, len: u32, per_step: u32, seed: u64) -> DecodeData {
             steps: len.div_ceil(per_step),
         });
     }
-    DecodeData { dir: None, manifest: None, steps, generations }
+    DecodeData {
+        dir: None,
+        manifest: None,
+        steps,
+        generations,
+    }
 }
 
 /// Corpus ranks of the fixture vocabulary: frequent ids rank 1..8, content words 2000+.
@@ -222,8 +370,15 @@ pub fn corpus_ranks() -> TokenRanks {
 /// A demo-sized report: two runs, 32 prompts × 64 masks × top-10, 32 generations of 64 tokens.
 pub fn demo_inputs() -> ReportInputs {
     ReportInputs {
-        runs: vec![run("llada-low-confidence", 64, 0.0), run("llada-random", 64, 1.0)],
-        probe: Some(ProbeData { dir: None, manifest: None, records: probe_records(32, 64, 10, 7) }),
+        runs: vec![
+            run("llada-low-confidence", 64, 0.0),
+            run("llada-random", 64, 1.0),
+        ],
+        probe: Some(ProbeData {
+            dir: None,
+            manifest: None,
+            records: probe_records(32, 64, 10, 7),
+        }),
         decode: Some(decode(32, 64, 4, 11)),
         token_ranks: Some(corpus_ranks()),
         sweep: Some(sweep(&[1.0, 2.0, 4.0, 8.0, 16.0])),
