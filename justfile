@@ -45,7 +45,7 @@ gate: build
     done
     exit $status
 
-# Benchmarks (figures are printed; see README "Performance").
+# Benchmarks (figures are printed; see docs/performance.md).
 bench: setup
     cargo bench --workspace
 

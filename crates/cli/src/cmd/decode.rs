@@ -17,7 +17,7 @@ pub struct Args {
     #[command(flatten)]
     pub prompts: PromptArgs,
     /// The schedule: a spec such as `llada:steps=64,gen_length=64,block_length=32` or
-    /// `fixed:k=1`, or a TOML file (probes/schedules/*.toml). See the README for every option.
+    /// `fixed:k=1`, or a TOML file (probes/schedules/*.toml). docs/schedules.md lists every option.
     #[arg(long, value_name = "SPEC|FILE")]
     pub schedule: String,
     /// Seed of every random choice (Gumbel noise, random remasking, sampling).
