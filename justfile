@@ -1,5 +1,5 @@
 # collapse-probe tasks. Every recipe that builds Rust first makes sure libtorch is set up.
-# `just test` is exactly what CI runs (.ci/run).
+# `just test` is exactly what CI runs (.ci/run): a green local run means a green CI.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -23,9 +23,15 @@ setup:
 build: setup
     cargo build -p collapse-probe
 
-# Run every test (what CI runs).
+# Every check CI runs (.ci/run calls this): formatting, clippy, the tests with the browser
+# test required (Chromium is installed when missing, or the command to install it is printed),
+# and the fixture specs against their baselines.
 test: setup
-    cargo test --workspace --no-fail-fast
+    scripts/require-chromium.sh
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --quiet -- -D warnings
+    COLLAPSE_PROBE_REQUIRE_CHROMIUM=1 cargo test --workspace --no-fail-fast
+    just gate
 
 # Probe -> decode -> analyze -> report on the bundled checkpoint, under reports/demo/.
 demo: build
@@ -38,7 +44,7 @@ gate: build
     set -euo pipefail
     bin="${CARGO_TARGET_DIR:-target}/debug/collapse-probe"
     status=0
-    for name in toy-trap text-llada; do
+    for name in toy-trap text-llada text-llada-chat; do
         "$bin" run "probes/$name.toml" --out "runs/$name" --quiet
         "$bin" check --run "runs/$name" --baseline "probes/baselines/$name.toml" \
             --junit "runs/$name.junit.xml" || status=$?
@@ -47,7 +53,7 @@ gate: build
 
 # Benchmarks (figures are printed; see docs/performance.md).
 bench: setup
-    cargo bench --workspace
+    cargo bench --workspace --profile dev
 
 # Print a shell snippet that sets up the same environment for plain cargo: eval "$(just env)".
 env:

@@ -659,7 +659,7 @@ pub(crate) fn distance_curves(distance: &[u32], inputs: &[CurveInput<'_>]) -> Ve
     // same distances, rows ordered by prompt then distance): the groups are the columns of a
     // row-major matrix, gathered a cache line of groups at a time (see `summarize_strided`).
     let regular = ng > 0
-        && groups.gid.len() % ng == 0
+        && groups.gid.len().is_multiple_of(ng)
         && groups
             .gid
             .iter()

@@ -151,15 +151,12 @@ pub fn probe(
 ) -> Result<Vec<ProbeRecord>, ProbeError> {
     settings.validate(model, prompts)?;
     let device = model.device();
-    let unigram = match &settings.unigram {
-        Some(u) => Some(
-            Tensor::from_slice(u)
-                .to_device(device)
-                .clamp_min(1e-30)
-                .log(),
-        ),
-        None => None,
-    };
+    let unigram = settings.unigram.as_ref().map(|u| {
+        Tensor::from_slice(u)
+            .to_device(device)
+            .clamp_min(1e-30)
+            .log()
+    });
     let eot = if settings.eot_ids.is_empty() {
         None
     } else {

@@ -744,7 +744,7 @@ mod tests {
             max_prob: 0.5,
             margin: 0.25,
             eot_mass: 0.01,
-            kl_unigram: if i % 2 == 0 { Some(0.3) } else { None },
+            kl_unigram: if i.is_multiple_of(2) { Some(0.3) } else { None },
             xent_unigram: None,
             js_prev: Some(0.1),
         }

@@ -157,13 +157,14 @@ impl DreamConfig {
                 ),
             );
         }
-        if !(self.rope_theta > 0.0) {
+        // NaN fails too.
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return fail(
                 "rope_theta",
                 format!("must be positive, is {}", self.rope_theta),
             );
         }
-        if !(self.rms_norm_eps >= 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps < 0.0 {
             return fail(
                 "rms_norm_eps",
                 format!("must not be negative, is {}", self.rms_norm_eps),

@@ -247,13 +247,14 @@ impl LladaConfig {
                 ),
             );
         }
-        if !(self.rope_theta > 0.0) {
+        // NaN fails too.
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return fail(
                 "rope_theta",
                 format!("must be positive, is {}", self.rope_theta),
             );
         }
-        if !(self.rms_norm_eps >= 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps < 0.0 {
             return fail(
                 "rms_norm_eps",
                 format!("must not be negative, is {}", self.rms_norm_eps),
@@ -472,7 +473,7 @@ impl LladaModel {
         let l = ids.size()[1];
         let mut x = Tensor::embedding(&self.wte, ids, -1, false, false);
         if self.cfg.input_emb_norm {
-            x = x * (self.cfg.d_model as f64).sqrt();
+            x *= (self.cfg.d_model as f64).sqrt();
         }
         let rope_kind = if self.cfg.rope_full_precision {
             Kind::Float

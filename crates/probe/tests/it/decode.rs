@@ -178,8 +178,13 @@ fn check_trace(model: &dyn MaskedDenoiser, trace: &Trace) -> Result<(), String> 
         seed: trace.seed,
         ..Default::default()
     };
-    let out = decode(model, &[trace.prompt.clone()], &trace.schedule, &opts)
-        .map_err(|e| e.to_string())?;
+    let out = decode(
+        model,
+        std::slice::from_ref(&trace.prompt),
+        &trace.schedule,
+        &opts,
+    )
+    .map_err(|e| e.to_string())?;
     let t = &out.trajectories[0];
     if t.steps() + 1 != trace.history.len() {
         return Err(format!(
