@@ -30,6 +30,19 @@ pub struct RecordsFolder {
     pub path: PathBuf,
     pub kinds: Vec<RecordsKind>,
     pub label: String,
+    /// The model's end ids as the folder's manifest records them (absent without a manifest
+    /// or in one that predates them).
+    pub end_ids: Option<Vec<u32>>,
+}
+
+/// The end ids recorded in `dir/manifest.json`, if it has one that records them.
+pub fn recorded_end_ids(dir: &Path) -> Result<Option<Vec<u32>>> {
+    let path = dir.join(files::MANIFEST_JSON);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let manifest: Manifest = cp_records::read_json(&path)?;
+    Ok(manifest.recorded_end_ids())
 }
 
 /// Detects what `dir` holds from its files; `manifest.json`, when present, must agree.
@@ -90,6 +103,7 @@ pub fn detect_all(dirs: &[PathBuf]) -> Result<Vec<RecordsFolder>> {
             path: dir.clone(),
             kinds,
             label,
+            end_ids: recorded_end_ids(dir)?,
         });
     }
     Ok(out)
@@ -98,8 +112,21 @@ pub fn detect_all(dirs: &[PathBuf]) -> Result<Vec<RecordsFolder>> {
 /// Settings of a whole analysis.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AnalyzeSettings {
+    /// Their `end_ids` / `eos_ids` are ignored: each folder's come from [`Self::end_ids`].
     pub collapse: CollapseSettings,
     pub trap: TrapSettings,
+    /// End ids for every folder (`analyze --eos-id`); `None`: each folder's recorded ones.
+    pub end_ids: Option<Vec<u32>>,
+}
+
+/// Which end ids the analysis of one folder used, and where they came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EndIdsUsed {
+    pub label: String,
+    pub ids: Vec<u32>,
+    /// `option` (`--eos-id`), `manifest` (recorded by the stage that wrote the folder) or
+    /// `none` (no manifest records them: nothing is cut, no end-token metric is computed).
+    pub source: &'static str,
 }
 
 /// The result of [`analyze_folders`].
@@ -111,6 +138,8 @@ pub struct AnalysisOutput {
     pub per_prompt: Vec<PromptMetric>,
     /// Metric groups that were skipped, and why (recorded in the manifest).
     pub skipped: Vec<String>,
+    /// The end ids each folder was analysed with.
+    pub end_ids: Vec<EndIdsUsed>,
 }
 
 /// Reads the probe records of a folder, skipping the `top_tokens` column.
@@ -157,13 +186,32 @@ pub fn analyze_folders(
     let mut curves = Vec::new();
     let mut per_prompt = Vec::new();
     let mut skipped = Vec::new();
+    let mut end_ids = Vec::new();
     if n_probe > 0 && unigram.is_none() {
-        skipped.push("collapse.frequent_share, collapse.frequent_mass, collapse.top1_rank, collapse.onset: no --index given".into());
+        skipped.push("collapse.frequent_share, collapse.frequent_mass, collapse.generic_share, collapse.top1_rank, collapse.onset, collapse.frequent_onset: no --index given".into());
     }
     if n_decode > 0 && index.is_none() {
         skipped.push("trap.unseen_*gram_rate, trap.*_unseen_bigram_rate, trap.same_vs_diff_ratio: no --index given".into());
     }
     for folder in folders {
+        let (ids, source) = match (&settings.end_ids, &folder.end_ids) {
+            (Some(ids), _) => (ids.clone(), "option"),
+            (None, Some(ids)) => (ids.clone(), "manifest"),
+            (None, None) => (Vec::new(), "none"),
+        };
+        let collapse = CollapseSettings {
+            end_ids: ids.clone(),
+            ..settings.collapse.clone()
+        };
+        let trap = TrapSettings {
+            eos_ids: ids.clone(),
+            ..settings.trap.clone()
+        };
+        end_ids.push(EndIdsUsed {
+            label: folder.label.clone(),
+            ids,
+            source,
+        });
         for &kind in &folder.kinds {
             let several = if kind == RecordsKind::Probe {
                 n_probe > 1
@@ -179,17 +227,25 @@ pub fn analyze_folders(
                 metrics: m,
                 curves: c,
                 per_prompt: p,
+                skipped: s,
             } = match kind {
                 RecordsKind::Probe => {
                     let cols = read_probe_columns(&folder.path)?;
-                    analyze_probe(&cols, unigram, &settings.collapse, &series)?
+                    analyze_probe(&cols, unigram, &collapse, &series)?
                 }
                 RecordsKind::Decode => {
                     let path = Format::find(&folder.path, files::DECODE_GENERATIONS)?;
                     let gens: Vec<Generation> = read_table(&path)?;
-                    analyze_decode(&gens, index, &settings.trap, &series)?
+                    analyze_decode(&gens, index, &trap, &series)?
                 }
             };
+            skipped.extend(s.into_iter().map(|s| {
+                if several {
+                    format!("{s} (in {})", folder.label)
+                } else {
+                    s
+                }
+            }));
             metrics.extend(m.into_iter().map(|mut m| {
                 if several {
                     m.name = format!("{}@{}", m.name, folder.label);
@@ -215,6 +271,7 @@ pub fn analyze_folders(
         curves,
         per_prompt,
         skipped,
+        end_ids,
     })
 }
 

@@ -158,8 +158,11 @@ fn flatten<T>(s: &Series, values: impl Fn(&Series) -> Vec<T>) -> (Vec<usize>, Ve
 pub struct CollapseSettings {
     /// `F`: how many of the corpus's most frequent tokens count as "frequent".
     pub top_frequent: usize,
-    /// The frequent-token share from which collapse is declared.
+    /// The generic-token share from which collapse is declared.
     pub onset_threshold: f64,
+    /// The model's end-of-text, end-of-turn and padding ids: top-k entries holding one are
+    /// end tokens (`eot_share`) and count as generic (`generic_share`). Sorted or not.
+    pub end_ids: Vec<u32>,
     pub bootstrap: Bootstrap,
 }
 
@@ -168,6 +171,7 @@ impl Default for CollapseSettings {
         CollapseSettings {
             top_frequent: 20,
             onset_threshold: 0.5,
+            end_ids: Vec::new(),
             bootstrap: Bootstrap {
                 replicates: 1000,
                 seed: 0,
@@ -184,6 +188,8 @@ pub struct Analysis {
     /// The per-prompt (per-generation) values behind the metrics; `source` is left empty for
     /// the caller to fill.
     pub per_prompt: Vec<PromptMetric>,
+    /// Metric groups left out, and why (the caller warns and records them).
+    pub skipped: Vec<String>,
 }
 
 /// The near and far bands of distances `1..=max_distance`: the first and the last
@@ -212,6 +218,8 @@ pub fn onset(share: &[f64], threshold: f64) -> u32 {
 struct Frequency {
     share: Vec<f64>,
     mass: Vec<f64>,
+    /// Share of top-k entries that are frequent or end tokens.
+    generic: Vec<f64>,
     /// Ranks are whole numbers: as `f32` (exact, half the bytes) where every rank is at most
     /// 2^24, else as `f64`.
     rank: Ranks,
@@ -222,25 +230,33 @@ enum Ranks {
     F64(Vec<f64>),
 }
 
-fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
+/// A token's class bits in [`frequency_pass`]' lookup table.
+const FREQUENT: u8 = 1;
+const END: u8 = 2;
+
+fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize, end_ids: &[u32]) -> Frequency {
     let frequent = unigram.most_frequent(f);
-    let mut is_frequent = vec![false; unigram.len()];
-    frequent
+    let table_len = end_ids
         .iter()
-        .for_each(|&t| is_frequent[t as usize] = true);
+        .map(|&t| t as usize + 1)
+        .max()
+        .unwrap_or(0)
+        .max(unigram.len());
+    let mut class = vec![0u8; table_len];
+    frequent.iter().for_each(|&t| class[t as usize] |= FREQUENT);
+    end_ids.iter().for_each(|&t| class[t as usize] |= END);
     let ranks = unigram.ranks();
     let n = cols.len();
-    let (mut share, mut mass) = (vec![0.0; n], vec![0.0; n]);
+    let (mut share, mut mass, mut generic) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     // One pass over the top-k lists gives all three quantities (the ranks used to take a pass
     // of their own, which read every row's offsets and ids a second time).
     let rank = if unigram.len() < 1 << 24 {
         let mut rank = vec![0.0f32; n];
         frequency_pass(
             cols,
-            &is_frequent,
+            &class,
             &ranks,
-            &mut share,
-            &mut mass,
+            [&mut share, &mut mass, &mut generic],
             &mut rank,
             |r| r.map_or(f32::NAN, |r| r as f32),
         );
@@ -249,27 +265,30 @@ fn frequency(cols: &ProbeColumns, unigram: &Unigram, f: usize) -> Frequency {
         let mut rank = vec![0.0f64; n];
         frequency_pass(
             cols,
-            &is_frequent,
+            &class,
             &ranks,
-            &mut share,
-            &mut mass,
+            [&mut share, &mut mass, &mut generic],
             &mut rank,
             |r| r.map_or(f64::NAN, |r| r as f64),
         );
         Ranks::F64(rank)
     };
-    Frequency { share, mass, rank }
+    Frequency {
+        share,
+        mass,
+        generic,
+        rank,
+    }
 }
 
-/// Each row's frequent-token share and mass, and its top-1 prediction's rank (`None` for an
-/// empty top-k list) as `to_rank` writes it.
-#[allow(clippy::too_many_arguments)]
+/// Each row's frequent-token share and mass, its generic-token share (frequent or end
+/// tokens, by `class` bits), and its top-1 prediction's rank (`None` for an empty top-k list)
+/// as `to_rank` writes it.
 fn frequency_pass<R: Send>(
     cols: &ProbeColumns,
-    is_frequent: &[bool],
+    class: &[u8],
     ranks: &crate::unigram::FrequencyRanks,
-    share: &mut [f64],
-    mass: &mut [f64],
+    [share, mass, generic]: [&mut [f64]; 3],
     rank: &mut [R],
     to_rank: impl Fn(Option<u32>) -> R + Sync,
 ) {
@@ -277,9 +296,10 @@ fn frequency_pass<R: Send>(
     share
         .par_chunks_mut(CHUNK)
         .zip(mass.par_chunks_mut(CHUNK))
+        .zip(generic.par_chunks_mut(CHUNK))
         .zip(rank.par_chunks_mut(CHUNK))
         .enumerate()
-        .for_each(|(c, ((share, mass), rank))| {
+        .for_each(|(c, (((share, mass), generic), rank))| {
             let base = c * CHUNK;
             for j in 0..share.len() {
                 let i = base + j;
@@ -287,23 +307,47 @@ fn frequency_pass<R: Send>(
                 let ids = &cols.top_ids[a..b];
                 let probs = &cols.top_probs[a..b];
                 rank[j] = to_rank(ids.first().map(|&t| ranks.rank(t)));
-                let mut hits = 0usize;
+                let (mut hits, mut generic_hits) = (0usize, 0usize);
                 let mut m = 0.0f64;
                 for (&t, &p) in ids.iter().zip(probs) {
                     // Branch-free (whether a token is frequent is unpredictable): other tokens
                     // add +0.0, which leaves `m` bit-identical as `m` is never -0.0 (it starts
                     // at +0.0, and a sum is -0.0 only when both terms are).
-                    let f = is_frequent.get(t as usize).copied().unwrap_or(false);
+                    let c = class.get(t as usize).copied().unwrap_or(0);
+                    let f = c & FREQUENT != 0;
                     hits += f as usize;
+                    generic_hits += (c != 0) as usize;
                     m += f64::from_bits((p as f64).to_bits() & (f as u64).wrapping_neg());
                 }
                 if ids.is_empty() {
-                    (share[j], mass[j]) = (f64::NAN, f64::NAN);
+                    (share[j], mass[j], generic[j]) = (f64::NAN, f64::NAN, f64::NAN);
                 } else {
-                    (share[j], mass[j]) = (hits as f64 / ids.len() as f64, m);
+                    let k = ids.len() as f64;
+                    (share[j], mass[j], generic[j]) = (hits as f64 / k, m, generic_hits as f64 / k);
                 }
             }
         });
+}
+
+/// Each row's share of top-k entries that are end tokens (NaN for an empty top-k list).
+fn end_share(cols: &ProbeColumns, end_ids: &[u32]) -> Vec<f64> {
+    let mut sorted = end_ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    (0..cols.len())
+        .into_par_iter()
+        .map(|i| {
+            let ids = &cols.top_ids[cols.top_offsets[i]..cols.top_offsets[i + 1]];
+            if ids.is_empty() {
+                return f64::NAN;
+            }
+            let hits = ids
+                .iter()
+                .filter(|t| sorted.binary_search(t).is_ok())
+                .count();
+            hits as f64 / ids.len() as f64
+        })
+        .collect()
 }
 
 /// A per-row quantity of decode output, aggregated by distance into a curve.
@@ -423,14 +467,16 @@ fn band_summaries<C: Col + ?Sized>(
 }
 
 /// Computes the collapse metrics and curves of one probe folder. Without a unigram table
-/// the frequency metrics (`frequent_share`, `frequent_mass`, `top1_rank`, onset) are skipped.
+/// the frequency metrics (`frequent_share`, `frequent_mass`, `generic_share`, `top1_rank`,
+/// the onsets but `eot_onset`) are skipped; without end ids, `eot_share` and `eot_onset`.
 pub fn analyze_probe(
     cols: &ProbeColumns,
     unigram: Option<&Unigram>,
     settings: &CollapseSettings,
     series: &str,
 ) -> Result<Analysis> {
-    let freq = unigram.map(|u| frequency(cols, u, settings.top_frequent));
+    let freq = unigram.map(|u| frequency(cols, u, settings.top_frequent, &settings.end_ids));
+    let eot_share = (!settings.end_ids.is_empty()).then(|| end_share(cols, &settings.end_ids));
     let pq = |curve, values, unit, better, median| ProbeQuantity {
         curve,
         values,
@@ -489,10 +535,26 @@ pub fn analyze_probe(
             false,
         ),
     ];
+    if let Some(share) = &eot_share {
+        qs.push(pq(
+            "eot_share",
+            Values::F64(share),
+            "fraction",
+            Better::Neither,
+            false,
+        ));
+    }
     if let Some(fr) = &freq {
         qs.push(pq(
             "frequent_share",
             Values::F64(&fr.share),
+            "fraction",
+            Better::Lower,
+            false,
+        ));
+        qs.push(pq(
+            "generic_share",
+            Values::F64(&fr.generic),
             "fraction",
             Better::Lower,
             false,
@@ -522,12 +584,13 @@ pub fn analyze_probe(
     // of the per-prompt side overlap the curves.
     let (curves, (metrics, per_prompt)) = rayon::join(
         || crate::agg::distance_curves(&cols.distance, &inputs),
-        || prompt_metrics(cols, &qs, freq.as_ref(), settings),
+        || prompt_metrics(cols, &qs, freq.as_ref(), eot_share.as_deref(), settings),
     );
     Ok(Analysis {
         metrics,
         curves,
         per_prompt,
+        skipped: Vec::new(),
     })
 }
 
@@ -537,6 +600,7 @@ fn prompt_metrics(
     cols: &ProbeColumns,
     qs: &[ProbeQuantity],
     freq: Option<&Frequency>,
+    eot_share: Option<&[f64]>,
     settings: &CollapseSettings,
 ) -> (Vec<Metric>, Vec<PromptMetric>) {
     // Prompts become dense units 0..P, in order of first appearance.
@@ -611,7 +675,9 @@ fn prompt_metrics(
     let mut metrics = Vec::new();
     // Sized up front: growing a table of some 300k rows copies it over and over.
     let rows = tables.iter().map(Vec::len).sum::<usize>();
-    let mut per_prompt = Vec::with_capacity(rows + if freq.is_some() { prompts } else { 0 });
+    // One per-prompt row per onset and prompt.
+    let onsets = 2 * freq.is_some() as usize + eot_share.is_some() as usize;
+    let mut per_prompt = Vec::with_capacity(rows + onsets * prompts);
     let all: Vec<usize> = (0..prompts).collect();
     for (&(q, band, summary), table) in bands_of.iter().zip(tables) {
         per_prompt.extend(table);
@@ -639,17 +705,27 @@ fn prompt_metrics(
         });
     }
 
+    // Onsets: from the mean-over-prompts share curve, recomputed on every bootstrap resample.
+    // `collapse.onset` reads the generic share (collapse to frequent words or to end tokens);
+    // the other two tell which of the two it was.
+    let mut onset_shares: Vec<(&str, &[f64])> = Vec::new();
     if let Some(fr) = freq {
-        // Onset: from the mean-over-prompts share curve, recomputed on every bootstrap resample.
+        onset_shares.push(("collapse.onset", &fr.generic));
+        onset_shares.push(("collapse.frequent_onset", &fr.share));
+    }
+    if let Some(share) = eot_share {
+        onset_shares.push(("collapse.eot_onset", share));
+    }
+    for (name, share) in onset_shares {
         let onset_of = onset_statistic(
-            &fr.share,
+            share,
             &cols.distance,
             &unit,
             prompts,
             max_d as usize,
             settings.onset_threshold,
         );
-        let name = "collapse.onset".to_string();
+        let name = name.to_string();
         let stderr = settings.bootstrap.stderr(&name, prompts, &onset_of);
         for (u, &p) in prompt_of_unit.iter().enumerate() {
             per_prompt.push(PromptMetric {

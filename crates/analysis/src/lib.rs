@@ -32,8 +32,8 @@ mod trap;
 mod unigram;
 
 pub use crate::analyze::{
-    analyze_folders, detect, detect_all, read_probe_columns, write_analysis, AnalysisOutput,
-    AnalyzeSettings, RecordsFolder, RecordsKind,
+    analyze_folders, detect, detect_all, read_probe_columns, recorded_end_ids, write_analysis,
+    AnalysisOutput, AnalyzeSettings, EndIdsUsed, RecordsFolder, RecordsKind,
 };
 pub use crate::collapse::{analyze_probe, bands, onset, Analysis, CollapseSettings, ProbeColumns};
 pub use crate::corpus::{build_index, read_documents, BuildProgress, BuildSettings, DocSplit};

@@ -23,8 +23,12 @@ pub struct TrapSettings {
     pub rep_ns: Vec<usize>,
     /// Orders of distinct-n.
     pub distinct_ns: Vec<usize>,
-    /// End-of-text ids: a generation is cut before the first of them.
+    /// End ids (end-of-text, end-of-turn, padding): a generation's answer is what comes
+    /// before the first of them.
     pub eos_ids: Vec<u32>,
+    /// Whether the n-gram and repetition metrics read answers only (the default) or whole
+    /// generations, end tokens included (`analyze --keep-eos`).
+    pub cut_at_end: bool,
     pub bootstrap: Bootstrap,
 }
 
@@ -35,6 +39,7 @@ impl Default for TrapSettings {
             rep_ns: vec![2, 3, 4],
             distinct_ns: vec![1, 2, 3, 4],
             eos_ids: Vec::new(),
+            cut_at_end: true,
             bootstrap: Bootstrap {
                 replicates: 1000,
                 seed: 0,
@@ -68,10 +73,54 @@ pub fn ngram_counts(tokens: &[u32], n: usize, simctg: bool) -> (usize, usize) {
     (unique, total)
 }
 
+/// The tokens the n-gram metrics read: the answer (see [`analysed_tokens`]), or with
+/// `cut_at_end` off everything up to the first never-committed position.
+fn metric_tokens<'a>(g: &'a Generation, s: &TrapSettings) -> (&'a [u32], &'a [i32]) {
+    analysed_tokens(g, if s.cut_at_end { &s.eos_ids } else { &[] })
+}
+
+/// How a generation's end tokens sit beside its answer.
+#[derive(Debug, Default, Clone)]
+struct EndStats {
+    /// Generated positions (`min(gen_ids, commit_step)` long).
+    positions: usize,
+    /// Of those, positions holding an end id.
+    end_tokens: usize,
+    /// Whether the answer (tokens before the first end id) is empty.
+    empty: bool,
+    /// (mean commit step of the committed end tokens − mean commit step of the answer's
+    /// tokens) / steps; NaN unless the generation has both.
+    early_eos: f64,
+}
+
+fn end_stats(g: &Generation, end_ids: &[u32]) -> EndStats {
+    let n = g.gen_ids.len().min(g.commit_step.len());
+    let (answer, answer_steps) = analysed_tokens(g, end_ids);
+    let is_end = |t: &u32| end_ids.contains(t);
+    let end_steps: Vec<f64> = (0..n)
+        .filter(|&i| is_end(&g.gen_ids[i]) && g.commit_step[i] >= 0)
+        .map(|i| g.commit_step[i] as f64)
+        .collect();
+    let early_eos = if end_steps.is_empty() || answer.is_empty() || g.steps == 0 {
+        f64::NAN
+    } else {
+        let content = answer_steps.iter().map(|&s| s as f64).sum::<f64>() / answer.len() as f64;
+        let end = end_steps.iter().sum::<f64>() / end_steps.len() as f64;
+        (end - content) / g.steps as f64
+    };
+    EndStats {
+        positions: n,
+        end_tokens: g.gen_ids[..n].iter().filter(|t| is_end(t)).count(),
+        empty: answer.is_empty(),
+        early_eos,
+    }
+}
+
 /// Per-generation counts; each field is a numerator or denominator of a pooled rate.
 #[derive(Debug, Default, Clone)]
 struct GenStats {
     len: usize,
+    end: EndStats,
     /// By position in `unseen_ns`: (unseen n-grams, n-grams).
     unseen: Vec<(usize, usize)>,
     /// Per position `i`: 1 if the n-gram starting at `i` is unseen, else 0; by order.
@@ -91,12 +140,13 @@ struct GenStats {
 }
 
 fn gen_stats(g: &Generation, index: Option<&NgramIndex>, s: &TrapSettings) -> GenStats {
-    let (tokens, steps) = analysed_tokens(g, &s.eos_ids);
+    let (tokens, steps) = metric_tokens(g, s);
     let len = tokens.len();
     let max_n = s.unseen_ns.iter().copied().max().unwrap_or(0).max(2);
     let matched = index.map(|idx| idx.match_lengths(tokens, max_n));
     let mut st = GenStats {
         len,
+        end: end_stats(g, &s.eos_ids),
         ..Default::default()
     };
     if let Some(m) = &matched {
@@ -343,7 +393,7 @@ pub fn analyze_decode(
         let mut set: HashSet<&[u32]> = HashSet::new();
         let mut total = 0usize;
         for g in gens {
-            let (tokens, _) = analysed_tokens(g, &settings.eos_ids);
+            let (tokens, _) = metric_tokens(g, settings);
             if tokens.len() >= n {
                 total += tokens.len() - n + 1;
                 set.extend(tokens.windows(n));
@@ -382,6 +432,38 @@ pub fn analyze_decode(
             });
         }
     }
+    if !settings.eos_ids.is_empty() {
+        push_rate(
+            &mut metrics,
+            "trap.empty_rate".into(),
+            col(&|s| s.end.empty as u8 as f64),
+            vec![1.0; units],
+            "fraction",
+            Better::Lower,
+        );
+        push_rate(
+            &mut metrics,
+            "trap.eos_fraction".into(),
+            col(&|s| s.end.end_tokens as f64),
+            col(&|s| s.end.positions as f64),
+            "fraction",
+            Better::Neither,
+        );
+        let early = col(&|s| s.end.early_eos);
+        let value = mean_of(&early, &all);
+        if !value.is_nan() {
+            let name = "trap.early_eos_step".to_string();
+            let stderr = bs.stderr(&name, units, |idx| mean_of(&early, idx));
+            metrics.push(Metric {
+                name,
+                value,
+                unit: "fraction of steps".into(),
+                better: Better::Neither,
+                stderr,
+                n: early.iter().filter(|x| !x.is_nan()).count() as u64,
+            });
+        }
+    }
     metrics.push(Metric {
         name: "trap.generations".into(),
         value: units as f64,
@@ -394,10 +476,18 @@ pub fn analyze_decode(
     let mut curves = position_curves(&stats, settings, series)?;
     curves.extend(step_curve(gens, series));
     let per_prompt = per_generation(gens, &stats, index.is_some(), settings);
+    let mut skipped = Vec::new();
+    if units > 0 && stats.iter().all(|s| s.len == 0) {
+        skipped.push(format!(
+            "trap n-gram, repetition and entropy metrics: none of the {units} generations has an answer (each is empty before its first end token {:?}); they are not computed over padding",
+            settings.eos_ids
+        ));
+    }
     Ok(Analysis {
         metrics,
         curves,
         per_prompt,
+        skipped,
     })
 }
 
@@ -458,6 +548,15 @@ fn per_generation(
         push("trap.sample_entropy".into(), s.entropy, 1);
         push("trap.tokens_per_step".into(), s.tokens_per_step, 1);
         push("trap.gen_length".into(), s.len as f64, 1);
+        if !settings.eos_ids.is_empty() {
+            push("trap.empty_rate".into(), s.end.empty as u8 as f64, 1);
+            push(
+                "trap.eos_fraction".into(),
+                s.end.end_tokens as f64,
+                s.end.positions,
+            );
+            push("trap.early_eos_step".into(), s.end.early_eos, 1);
+        }
     }
     out
 }

@@ -14,6 +14,10 @@ pub struct ModelInfo {
     /// SHA-256 of `model.safetensors.index.json`, or of the single weights file's header.
     pub weights_sha256: Option<String>,
     pub dtype: String,
+    /// Why `dtype` is not what `--dtype` would normally give (a CPU load that keeps the
+    /// checkpoint's dtype because float32 would not fit in memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype_note: Option<String>,
     pub device: String,
     pub mask_id: u32,
     pub vocab_size: u32,
@@ -29,6 +33,10 @@ pub struct PromptsInfo {
     pub count: usize,
     /// The chat template used (`none`, `auto:tokenizer_config.json`, or a file).
     pub chat_template: String,
+    /// Whether plain-text prompts were encoded with the tokenizer's special tokens (as
+    /// transformers' `tokenizer(text)`); absent in manifests older than the choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special_tokens: Option<bool>,
 }
 
 /// `manifest.json` of every run folder.
@@ -49,8 +57,27 @@ pub struct Manifest {
     pub prompts: Option<PromptsInfo>,
     /// libtorch version (`2.13.0`), absent for stages that do not link it.
     pub libtorch_version: Option<String>,
+    /// The model's end-of-text, end-of-turn and padding ids (`probe` and `decode`; sorted):
+    /// where `analyze` cuts generations and which predictions count as end tokens, unless
+    /// told otherwise. Absent where the stage has no model, and in manifests older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ids: Option<Vec<u32>>,
     /// Every other setting of the stage, as given.
     pub params: serde_json::Value,
     /// Files in the folder that this manifest describes.
     pub files: Vec<String>,
+}
+
+impl Manifest {
+    /// The end ids this manifest records: `end_ids`, else the `eot_ids` that `probe` and
+    /// `decode` manifests kept among their params before `end_ids` existed.
+    pub fn recorded_end_ids(&self) -> Option<Vec<u32>> {
+        if let Some(ids) = &self.end_ids {
+            return Some(ids.clone());
+        }
+        let ids = self.params.get("eot_ids")?.as_array()?;
+        ids.iter()
+            .map(|v| v.as_u64().and_then(|id| u32::try_from(id).ok()))
+            .collect()
+    }
 }

@@ -14,14 +14,16 @@ use crate::error::ReportError;
 use crate::inputs::{split_metric_name, RankSource, ReportInputs, RunData, TokenRanks};
 use crate::render::{set_size_in_points, UNITS_PER_PT};
 use crate::style::{
-    display_token, rank_bin_labels, rank_colours, series_colour, ColumnWidth, LABEL_PT, RANK_RAMP,
-    TICK_PT, TITLE_PT,
+    display_token, rank_bin_labels, rank_colours, series_colour, ColumnWidth, END_TOKEN_FILL,
+    LABEL_PT, RANK_RAMP, TICK_PT, TITLE_PT,
 };
 
 /// Curve names the analysis writes (see crates/analysis METRICS.md).
 pub mod curves {
     pub const ENTROPY: &str = "entropy";
     pub const FREQUENT_SHARE: &str = "frequent_share";
+    pub const EOT_SHARE: &str = "eot_share";
+    pub const GENERIC_SHARE: &str = "generic_share";
     pub const KL_UNIGRAM: &str = "kl_unigram";
     pub const XENT_UNIGRAM: &str = "xent_unigram";
     pub const JS_ADJACENT: &str = "js_adjacent";
@@ -543,19 +545,22 @@ fn legend_for(lines: &[Line]) -> Vec<LegendItem> {
         .collect()
 }
 
-/// The collapse onset of a run: an `onset` metric of the analysis if it has one, else the first distance
-/// where the mean frequent share reaches [`ONSET_SHARE`].
+/// The collapse onset of a run: the analysis's `collapse.onset` if it has one, else the first distance
+/// where the mean generic (else frequent) share reaches [`ONSET_SHARE`].
 pub fn collapse_onset(run: &RunData) -> Option<(f64, &'static str)> {
-    if let Some(m) = run
-        .metrics
-        .as_ref()
-        .and_then(|m| m.metrics.iter().find(|m| m.name.contains("onset")))
-    {
+    if let Some(m) = run.metrics.as_ref().and_then(|m| {
+        m.metrics
+            .iter()
+            .find(|m| split_metric_name(&m.name).0 == "collapse.onset")
+    }) {
         if m.value.is_finite() {
             return Some((m.value, "analysis"));
         }
     }
-    let series = run.curve(curves::FREQUENT_SHARE);
+    let mut series = run.curve(curves::GENERIC_SHARE);
+    if series.is_empty() {
+        series = run.curve(curves::FREQUENT_SHARE);
+    }
     let (_, points) = series.iter().find(|(s, _)| s == "all").or(series.first())?;
     points
         .iter()
@@ -600,7 +605,33 @@ fn frequent_share_figure(
     inputs: &ReportInputs,
     width: ColumnWidth,
 ) -> Result<Option<Figure>, ReportError> {
-    let lines = run_lines(&inputs.runs, curves::FREQUENT_SHARE, false);
+    // One run: its two faces of collapse (frequent words, end tokens) and their union. Several
+    // runs: the union (the share the onset is defined on), one line per run.
+    let has = |curve| inputs.runs.iter().any(|r| !r.curve(curve).is_empty());
+    let faces = [
+        (curves::FREQUENT_SHARE, "frequent words"),
+        (curves::EOT_SHARE, "end tokens"),
+        (curves::GENERIC_SHARE, "either (generic share)"),
+    ];
+    let lines = if inputs.runs.len() == 1 && has(curves::GENERIC_SHARE) && has(curves::EOT_SHARE) {
+        let mut lines = Vec::new();
+        for (curve, label) in faces {
+            for mut line in run_lines(&inputs.runs, curve, false) {
+                line.label = if line.label == inputs.runs[0].label {
+                    label.to_string()
+                } else {
+                    format!("{label} {}", line.label)
+                };
+                line.colour = series_colour(lines.len());
+                lines.push(line);
+            }
+        }
+        lines
+    } else if has(curves::GENERIC_SHARE) {
+        run_lines(&inputs.runs, curves::GENERIC_SHARE, false)
+    } else {
+        run_lines(&inputs.runs, curves::FREQUENT_SHARE, false)
+    };
     if lines.is_empty() {
         return Ok(None);
     }
@@ -623,7 +654,7 @@ fn frequent_share_figure(
     let panel = Panel {
         title: None,
         x_label: DISTANCE_LABEL.into(),
-        y_label: "frequent-token share (fraction)".into(),
+        y_label: "share of top-k that is generic (fraction)".into(),
         lines,
         y_range: Some((0.0, 1.0)),
         markers,
@@ -649,9 +680,10 @@ fn frequent_share_figure(
         width,
         svg,
         caption: format!(
-            "Share of mask positions whose top-1 prediction is one of the corpus's most frequent tokens, by distance \
-             from the prompt. The dashed line marks the collapse onset (the analysis's onset metric, or else the first \
-             distance where the share reaches {ONSET_SHARE})."
+            "Share of each mask position's top-k predictions that are generic, by distance from the prompt: one of \
+             the corpus's most frequent tokens, an end-of-text / end-of-turn / padding token, or either (the \
+             generic share, on which the onset is defined). The dashed line marks the collapse onset (the analysis's \
+             onset metric, or else the first distance where the share reaches {ONSET_SHARE})."
         ),
     }))
 }
@@ -788,10 +820,13 @@ fn unseen_order(base: &str) -> Option<u32> {
 
 const TOKENS_PER_STEP_METRIC: &str = "trap.tokens_per_step";
 
+/// A plotted point: x, y and y's standard error when it has one.
+type Point = (f64, f64, Option<f64>);
+
 /// Unseen n-gram rate against the mean number of tokens committed per step, one line per n (and per
 /// run or swept schedule). Points come from the sweep when there is one, else from every decode
 /// folder of every analysis (one point per decode folder).
-fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<(f64, f64, Option<f64>)>> {
+fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<Point>> {
     // (series, group) -> metrics of one decode run
     let mut groups: BTreeMap<(String, String), Vec<&Metric>> = BTreeMap::new();
     match &inputs.sweep {
@@ -821,7 +856,7 @@ fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<(f64, f
             }
         }
     }
-    let mut out: BTreeMap<(String, u32), Vec<(f64, f64, Option<f64>)>> = BTreeMap::new();
+    let mut out: BTreeMap<(String, u32), Vec<Point>> = BTreeMap::new();
     for ((series, _), metrics) in &groups {
         let Some(tps) = metrics
             .iter()
@@ -964,7 +999,7 @@ fn sweep_figure(inputs: &ReportInputs, width: ColumnWidth) -> Result<Option<Figu
     let mut legend_labels: Vec<String> = Vec::new();
     for (y_label, wanted) in sweep_panels() {
         // (metric, schedule) -> points
-        let mut series: BTreeMap<(usize, String), Vec<(f64, f64, Option<f64>)>> = BTreeMap::new();
+        let mut series: BTreeMap<(usize, String), Vec<Point>> = BTreeMap::new();
         for m in &sweep.metrics {
             let Some((base, schedule, value)) = sweep.value_of(&m.name) else {
                 continue;
@@ -1292,6 +1327,13 @@ fn top_tokens_figure(
     let legend_h = 22.0;
     let height = top_pt + grid_h + TICK_PT + 4.0 + LABEL_PT + 6.0 + legend_h;
     let by_distance: BTreeMap<u32, &ProbeRecord> = rows.iter().map(|r| (r.distance, *r)).collect();
+    let end_ids = inputs.end_ids().unwrap_or_default();
+    let is_end = |id: Option<u32>| id.is_some_and(|id| end_ids.contains(&id));
+    let shows_end = cols.iter().any(|d| {
+        by_distance
+            .get(d)
+            .is_some_and(|rec| rec.top_ids.iter().take(k).any(|&id| is_end(Some(id))))
+    });
     let source_label = match ranks.map(|r| &r.source) {
         Some(RankSource::Corpus(_)) => "corpus frequency rank",
         Some(RankSource::Predictions) => "frequency rank among predictions",
@@ -1330,7 +1372,11 @@ fn top_tokens_figure(
                     _ => ("", None),
                 };
                 let rank = id.and_then(|id| ranks.and_then(|t| t.rank(id)));
-                let (fill, ink) = rank_colours(rank);
+                let (fill, ink) = if is_end(id) {
+                    (END_TOKEN_FILL, WHITE)
+                } else {
+                    rank_colours(rank)
+                };
                 root.draw(&Rectangle::new(
                     [
                         (u(x + 0.4), u(y0 + 0.4)),
@@ -1383,14 +1429,20 @@ fn top_tokens_figure(
             .map_err(draw_err(name))?
             .0 as f64
             / UNITS_PER_PT;
-        let bins = rank_bin_labels();
+        let mut swatches: Vec<(RGBColor, String)> = rank_bin_labels()
+            .into_iter()
+            .map(|(bin, label)| (RANK_RAMP[bin], label))
+            .collect();
+        if shows_end {
+            swatches.push((END_TOKEN_FILL, "end token".into()));
+        }
         let avail = width.width_pt() - 6.0 - title_w - 10.0;
-        let sw = (avail / bins.len() as f64).min(40.0);
+        let sw = (avail / swatches.len() as f64).min(40.0);
         let mut lx = 6.0 + title_w + 6.0;
-        for (bin, label) in bins {
+        for (fill, label) in swatches {
             root.draw(&Rectangle::new(
                 [(u(lx), u(ly)), (u(lx + sw - 1.0), u(ly + 8.0))],
-                RANK_RAMP[bin].filled(),
+                fill.filled(),
             ))
             .map_err(draw_err(name))?;
             root.draw(&Rectangle::new(
@@ -1408,6 +1460,11 @@ fn top_tokens_figure(
         }
         Ok(())
     })?;
+    let end_note = if shows_end {
+        "; blue cells are end-of-text, end-of-turn or padding tokens"
+    } else {
+        ""
+    };
     let rank_note = match ranks.map(|r| &r.source) {
         Some(RankSource::Corpus(src)) => format!("their frequency rank in the reference corpus ({src})"),
         _ => "how often they appear among all the probe's top-k predictions (no corpus unigram table was given)".into(),
@@ -1418,9 +1475,9 @@ fn top_tokens_figure(
         svg,
         caption: format!(
             "Top-{k} predicted tokens at each mask position of prompt `{prompt_id}`, shaded by {rank_note}; darker \
-             = more frequent. Columns after the first few are log-spaced distances (a dot marks skipped ones). \
-             Frequency collapse shows as the drift from content words near the prompt to dark, frequent tokens far \
-             from it."
+             = more frequent{end_note}. Columns after the first few are log-spaced distances (a dot marks skipped \
+             ones). Frequency collapse shows as the drift from content words near the prompt to dark, frequent tokens \
+             (or to end tokens) far from it."
         ),
     }))
 }
@@ -1566,18 +1623,26 @@ mod tests {
             ..RunData::default()
         };
         assert_eq!(collapse_onset(&run), Some((3.0, "threshold")));
+        let onset = |name: &str, value: f64| Metric {
+            name: name.into(),
+            value,
+            unit: "distance".into(),
+            better: cp_records::Better::Higher,
+            stderr: None,
+            n: 3,
+        };
+        // The frequent-words onset is not the onset: collapse.onset (on the generic share) is.
         run.metrics = Some(cp_records::MetricsFile {
             schema_version: 1,
             sources: vec![],
-            metrics: vec![Metric {
-                name: "collapse.onset_distance".into(),
-                value: 7.0,
-                unit: "tokens".into(),
-                better: cp_records::Better::Higher,
-                stderr: None,
-                n: 3,
-            }],
+            metrics: vec![onset("collapse.frequent_onset", 9.0)],
         });
+        assert_eq!(collapse_onset(&run), Some((3.0, "threshold")));
+        run.metrics
+            .as_mut()
+            .unwrap()
+            .metrics
+            .push(onset("collapse.onset", 7.0));
         assert_eq!(collapse_onset(&run), Some((7.0, "analysis")));
     }
 

@@ -30,6 +30,7 @@
 
 mod error;
 mod figures;
+mod findings;
 mod html;
 mod inputs;
 mod markdown;
@@ -269,6 +270,7 @@ pub fn render_report(
             .iter()
             .find_map(|r| r.manifest.as_ref().and_then(|m| m.prompts.clone())),
         libtorch_version: None,
+        end_ids: inputs.end_ids(),
         params: serde_json::json!({
             "options": opts,
             "analysis": inputs.runs.iter().map(|r| serde_json::json!({

@@ -40,6 +40,10 @@ pub const RANK_RAMP: [RGBColor; 9] = [
     RGBColor(0x66, 0x25, 0x06),
 ];
 
+/// Fill of a token cell that holds an end-of-text, end-of-turn or padding token: blue, off the
+/// frequency ramp, so collapse to end-of-text reads apart from collapse to frequent words.
+pub const END_TOKEN_FILL: RGBColor = RGBColor(0x21, 0x4F, 0x8C);
+
 /// Rank bins of the ramp, on a log scale: rank 1–3 is darkest, then ≤10, ≤30, ≤100, …, >30000 lightest.
 pub const RANK_BIN_UPPER: [u32; 8] = [3, 10, 30, 100, 300, 1000, 3000, 30000];
 
@@ -124,7 +128,7 @@ pub const TITLE_PT: f64 = 8.5;
 /// A token as a figure or a page shows it: BPE space markers and whitespace made visible,
 /// control characters escaped (they are not allowed in XML), long tokens cut.
 pub fn display_token(token: &str, max_chars: usize) -> String {
-    let token = token.replace('Ġ', " ").replace('▁', " ").replace('Ċ', "\n");
+    let token = token.replace(['Ġ', '▁'], " ").replace('Ċ', "\n");
     let trimmed = token.trim_matches(' ');
     let shown: String = if trimmed.is_empty() {
         if token.is_empty() {

@@ -10,7 +10,7 @@ use crate::{TextError, Tokenizer};
 /// `config.json` nor `tokenizer_config.json` gives the mask: LLaDA, Dream, BERT-style, RoBERTa-style.
 pub const MASK_TOKEN_NAMES: [&str; 4] = ["<|mdm_mask|>", "<|mask|>", "[MASK]", "<mask>"];
 
-/// Tokens that end a text or a turn, counted as end-of-text when the tokenizer has them.
+/// Tokens that end a text or a turn, counted as end ids when the tokenizer has them.
 pub const EOT_TOKEN_NAMES: [&str; 6] = [
     "<|endoftext|>",
     "<|eot_id|>",
@@ -28,6 +28,8 @@ pub struct ModelText {
     eot_ids: Vec<u32>,
     template: Option<ChatTemplate>,
     template_description: String,
+    /// Whether plain-text prompts get the tokenizer's special tokens (see [`Self::encode_plain`]).
+    plain_special_tokens: bool,
 }
 
 impl ModelText {
@@ -40,9 +42,12 @@ impl ModelText {
     /// - Mask id: `mask_token_id` of `config.json`, else of `generation_config.json`, else
     ///   the `mask_token` of `tokenizer_config.json`, else the first of
     ///   [`MASK_TOKEN_NAMES`] the tokenizer knows; none of them is an error.
-    /// - End-of-text ids: `eos_token_id` (a number or a list) of `config.json` and
-    ///   `generation_config.json`, the `eos_token` of `tokenizer_config.json`, and every
-    ///   token of [`EOT_TOKEN_NAMES`] the tokenizer knows; sorted, without duplicates.
+    /// - End ids (end-of-text, end-of-turn and padding): `eos_token_id` and `pad_token_id`
+    ///   (a number or a list) of `config.json` and `generation_config.json`, the `eos_token`
+    ///   and `pad_token` of `tokenizer_config.json`, and every token of [`EOT_TOKEN_NAMES`]
+    ///   the tokenizer knows; sorted, without duplicates, never the mask id. Padding counts
+    ///   because instruct models are fine-tuned on answers padded with it: it is what they
+    ///   put after an answer.
     /// - Template: see [`TemplateChoice`].
     ///
     /// `model_dir` may also be a file (a TorchScript model); then only the tokenizer
@@ -98,10 +103,13 @@ impl ModelText {
         let mut eot_ids = Vec::new();
         for (path, map) in [config.as_ref(), generation.as_ref()].into_iter().flatten() {
             eot_ids.extend(read_ids(map, "eos_token_id", path)?);
+            eot_ids.extend(read_ids(map, "pad_token_id", path)?);
         }
         if let Some(c) = &tok_config {
-            if let Some(eos) = c.tokens.get("eos_token") {
-                eot_ids.extend(tokenizer.token_to_id(eos));
+            for key in ["eos_token", "pad_token"] {
+                if let Some(token) = c.tokens.get(key) {
+                    eot_ids.extend(tokenizer.token_to_id(token));
+                }
             }
         }
         eot_ids.extend(
@@ -109,6 +117,8 @@ impl ModelText {
                 .iter()
                 .filter_map(|t| tokenizer.token_to_id(t)),
         );
+        // Some tokenizers pad with the mask token; a mask is never an end.
+        eot_ids.retain(|&id| id != mask_id);
         eot_ids.sort_unstable();
         eot_ids.dedup();
 
@@ -143,6 +153,7 @@ impl ModelText {
             eot_ids,
             template,
             template_description,
+            plain_special_tokens: true,
         })
     }
 
@@ -165,6 +176,33 @@ impl ModelText {
             eot_ids,
             template,
             template_description,
+            plain_special_tokens: true,
+        }
+    }
+
+    /// Whether plain-text prompts (no chat template) are encoded with the tokenizer's special
+    /// tokens, as the official pipelines' `tokenizer(prompt)` does (the default), or exactly as
+    /// written (`false`).
+    pub fn with_plain_special_tokens(mut self, on: bool) -> Self {
+        self.plain_special_tokens = on;
+        self
+    }
+
+    /// Whether plain-text prompts get the tokenizer's special tokens.
+    pub fn plain_special_tokens(&self) -> bool {
+        self.plain_special_tokens
+    }
+
+    /// Encodes a plain-text prompt (one without a chat template): as transformers'
+    /// `tokenizer(text)` by default, so a base model sees the BOS its tokenizer adds; exactly
+    /// as written after `with_plain_special_tokens(false)`. Templated prompts never go through
+    /// here: a rendered template carries its own special tokens, and transformers encodes it
+    /// without adding any.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        if self.plain_special_tokens {
+            self.tokenizer.encode_with_special_tokens(text)
+        } else {
+            self.tokenizer.encode(text)
         }
     }
 

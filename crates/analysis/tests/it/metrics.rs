@@ -198,6 +198,7 @@ fn frequency_metrics_and_onset() {
         top_frequent: 1,
         onset_threshold: t,
         bootstrap: no_bootstrap(),
+        ..Default::default()
     };
     check(
         Input::Probe {
@@ -427,6 +428,7 @@ fn per_prompt_values_are_each_prompts_own() {
         top_frequent: 1,
         onset_threshold: 0.5,
         bootstrap: no_bootstrap(),
+        ..Default::default()
     };
     let a = run(&Input::Probe {
         rows,
@@ -462,4 +464,181 @@ fn per_prompt_values_are_each_prompts_own() {
         .unwrap()
         .value;
     assert!((pooled - 1.0 / 3.0).abs() < 1e-12);
+}
+
+#[test]
+fn collapse_to_end_tokens_counts_as_generic_collapse() {
+    // Token 0 is the one frequent token (F = 1), 9 an end token. Top-2 by distance 1..4:
+    //   prompt 0: [5 6] [9 6] [9 8] [9 8]   end shares 0 ½ ½ ½, frequent 0 0 0 0
+    //   prompt 1: [7 6] [7 6] [9 6] [9 0]   end shares 0 0 ½ ½, frequent 0 0 0 ½
+    // Mean curves: end 0 ¼ ½ ½, frequent 0 0 0 ¼, generic (either) 0 ¼ ½ ¾.
+    let tops: [[[u32; 2]; 4]; 2] = [
+        [[5, 6], [9, 6], [9, 8], [9, 8]],
+        [[7, 6], [7, 6], [9, 6], [9, 0]],
+    ];
+    let mut rows = Vec::new();
+    for (p, prompt) in tops.iter().enumerate() {
+        for (d, top) in prompt.iter().enumerate() {
+            rows.push(row(p as u32, d as u32 + 1, top, &[0.5, 0.25], 1.0));
+        }
+    }
+    let unigram = Some(vec![100, 1, 1, 1, 1, 50, 40, 30, 20, 0]);
+    let settings = |end_ids: Vec<u32>| CollapseSettings {
+        top_frequent: 1,
+        onset_threshold: 0.5,
+        end_ids,
+        bootstrap: no_bootstrap(),
+    };
+    check(
+        Input::Probe {
+            rows: rows.clone(),
+            unigram: unigram.clone(),
+            settings: settings(vec![9]),
+        },
+        &[
+            ("collapse.onset", Some(3.0)),
+            ("collapse.eot_onset", Some(3.0)),
+            // The frequent share never reaches ½: no collapse to frequent words in the window.
+            ("collapse.frequent_onset", Some(5.0)),
+            ("collapse.eot_share.near", Some(0.0)),
+            ("collapse.eot_share.far", Some(0.5)),
+            ("collapse.generic_share.far", Some(0.75)),
+            ("collapse.frequent_share.far", Some(0.25)),
+        ],
+    );
+    // Without end ids the generic share is the frequent share.
+    check(
+        Input::Probe {
+            rows: rows.clone(),
+            unigram: unigram.clone(),
+            settings: settings(Vec::new()),
+        },
+        &[
+            ("collapse.onset", Some(5.0)),
+            ("collapse.frequent_onset", Some(5.0)),
+            ("collapse.eot_onset", None),
+            ("collapse.eot_share.far", None),
+            ("collapse.generic_share.far", Some(0.25)),
+        ],
+    );
+    // Without an index only the end-token side is known.
+    check(
+        Input::Probe {
+            rows,
+            unigram: None,
+            settings: settings(vec![9]),
+        },
+        &[
+            ("collapse.onset", None),
+            ("collapse.frequent_onset", None),
+            ("collapse.eot_onset", Some(3.0)),
+            ("collapse.eot_share.far", Some(0.5)),
+        ],
+    );
+}
+
+/// Three generations with end token 9: an answer whose padding was committed first, an empty
+/// answer (all padding), and an answer without end tokens. Steps are 0-based; each
+/// generation ran max(step) + 1 steps.
+fn padded_answers() -> Vec<(Vec<u32>, Vec<i32>)> {
+    vec![
+        (vec![1, 2, 9, 9, 9], vec![2, 3, 0, 0, 1]),
+        (vec![9, 9, 9, 9], vec![0, 0, 1, 1]),
+        (vec![3, 3, 4, 4], vec![0, 0, 1, 2]),
+    ]
+}
+
+fn with_end_ids(keep_eos: bool) -> TrapSettings {
+    TrapSettings {
+        eos_ids: vec![9],
+        cut_at_end: !keep_eos,
+        unseen_ns: vec![2],
+        bootstrap: no_bootstrap(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn ngram_rates_read_answers_not_padding() {
+    // Answers: [1 2], [], [3 3 4 4]. Corpus bigrams: 1-2, 2-3, 3-4.
+    // Pairs: (1,2) seen; (3,3) unseen dup, (3,4) seen, (4,4) unseen dup → 2 of 4 unseen,
+    // 2 of 4 duplicates. Lengths 2, 0, 4.
+    let corpus = Some(vec![vec![1, 2, 3, 4]]);
+    let answers = Input::Decode {
+        gens: padded_answers(),
+        corpus: corpus.clone(),
+        settings: with_end_ids(false),
+    };
+    check(
+        answers,
+        &[
+            ("trap.unseen_2gram_rate", Some(0.5)),
+            ("trap.adjacent_duplicate_rate", Some(0.5)),
+            ("trap.gen_length", Some(2.0)),
+            // One empty answer of three.
+            ("trap.empty_rate", Some(1.0 / 3.0)),
+            // End tokens: 3 + 4 + 0 of 5 + 4 + 4 positions.
+            ("trap.eos_fraction", Some(7.0 / 13.0)),
+            // Only the first has both: end tokens at steps 0 0 1 (mean ⅓), its answer at 2 3
+            // (mean 2.5), over 4 steps: (⅓ − 2.5) / 4 = −13/24. Padding first → negative.
+            ("trap.early_eos_step", Some(-13.0 / 24.0)),
+        ],
+    );
+    // --keep-eos: whole generations. Pairs 4 + 3 + 3 = 10; duplicates 2 + 3 + 2 = 7;
+    // unseen: (2,9) (9,9) (9,9), three (9,9), (3,3) (4,4) = 8. The end-token metrics stay.
+    check(
+        Input::Decode {
+            gens: padded_answers(),
+            corpus,
+            settings: with_end_ids(true),
+        },
+        &[
+            ("trap.unseen_2gram_rate", Some(0.8)),
+            ("trap.adjacent_duplicate_rate", Some(0.7)),
+            ("trap.gen_length", Some(13.0 / 3.0)),
+            ("trap.empty_rate", Some(1.0 / 3.0)),
+            ("trap.eos_fraction", Some(7.0 / 13.0)),
+        ],
+    );
+    // Without end ids nothing is cut and the end-token metrics are absent.
+    check(
+        decode(padded_answers(), None),
+        &[
+            ("trap.gen_length", Some(13.0 / 3.0)),
+            ("trap.empty_rate", None),
+            ("trap.eos_fraction", None),
+            ("trap.early_eos_step", None),
+        ],
+    );
+}
+
+#[test]
+fn generations_without_answers_give_no_ngram_rates() {
+    // Every generation is padding: the n-gram rates would be about padding alone, so they are
+    // absent, and the analysis says why.
+    let input = Input::Decode {
+        gens: vec![(vec![9, 9], vec![0, 0]), (vec![9, 9, 9], vec![0, 1, 1])],
+        corpus: Some(vec![vec![1, 2, 3]]),
+        settings: with_end_ids(false),
+    };
+    let got = run(&input);
+    assert!(
+        got.skipped
+            .iter()
+            .any(|s| s.contains("none of the 2 generations has an answer")),
+        "{:?}",
+        got.skipped
+    );
+    check(
+        input,
+        &[
+            ("trap.unseen_2gram_rate", None),
+            ("trap.adjacent_duplicate_rate", None),
+            ("trap.rep_2", None),
+            ("trap.distinct_1", None),
+            ("trap.empty_rate", Some(1.0)),
+            ("trap.eos_fraction", Some(1.0)),
+            ("trap.early_eos_step", None),
+        ],
+    );
 }

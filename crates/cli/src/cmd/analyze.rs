@@ -41,9 +41,12 @@ pub struct Args {
         default_value = "2,3,4,5"
     )]
     pub unseen_n: Vec<usize>,
-    /// End-of-text token ids: generations are cut before the first one; repeatable or comma-separated.
+    /// End ids (end-of-text, end-of-turn, padding) instead of those each folder's manifest records: a generation's answer ends before the first one, and predictions of them are end tokens; repeatable or comma-separated.
     #[arg(long, value_name = "ID", value_delimiter = ',')]
     pub eos_id: Vec<u32>,
+    /// Compute the n-gram and repetition metrics over whole generations, end tokens and padding included, instead of over the answers.
+    #[arg(long)]
+    pub keep_eos: bool,
     /// Seed of the bootstrap.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -79,13 +82,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             top_frequent: args.top_frequent,
             onset_threshold: args.onset_threshold,
             bootstrap,
+            ..Default::default()
         },
         trap: TrapSettings {
             unseen_ns: args.unseen_n.clone(),
-            eos_ids: args.eos_id.clone(),
+            cut_at_end: !args.keep_eos,
             bootstrap,
             ..Default::default()
         },
+        end_ids: (!args.eos_id.is_empty()).then(|| args.eos_id.clone()),
     };
     let folders = detect_all(&args.records)?;
     let sha = args
@@ -105,6 +110,22 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         &settings,
     )?;
     if !global.quiet {
+        for used in &output.end_ids {
+            let what = match used.source {
+                "option" => "--eos-id",
+                "manifest" => "its manifest",
+                _ => "nowhere: its manifest records none (give --eos-id)",
+            };
+            let action = if args.keep_eos {
+                "kept in the n-gram metrics (--keep-eos)"
+            } else {
+                "answers end before the first"
+            };
+            eprintln!(
+                "analyze: {}: end ids {:?} from {what}; {action}",
+                used.label, used.ids
+            );
+        }
         for s in &output.skipped {
             eprintln!("warning: skipped {s}");
         }
@@ -121,6 +142,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         tokenizer: args.tokenizer.as_ref().map(|p| p.display().to_string()),
         prompts: None,
         libtorch_version: None,
+        end_ids: None,
         params: serde_json::json!({
             "records": folders.iter().map(|f| serde_json::json!({"path": f.path.display().to_string(), "label": f.label, "kinds": f.kinds.iter().map(|k| format!("{k:?}").to_lowercase()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
             "index": args.index.as_ref().map(|p| p.display().to_string()),
@@ -131,6 +153,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             "rep_n": settings.trap.rep_ns,
             "distinct_n": settings.trap.distinct_ns,
             "eos_ids": args.eos_id,
+            "keep_eos": args.keep_eos,
+            "end_ids": output.end_ids,
             "bootstrap": args.bootstrap,
             "skipped": output.skipped,
         }),

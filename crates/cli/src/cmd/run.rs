@@ -180,6 +180,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .chat_template
             .clone()
             .unwrap_or_else(|| "auto".into()),
+        no_special_tokens: !spec.prompts.special_tokens.unwrap_or(true),
     };
     let mut session = Session::open(&model_args, &prompt_args, global)
         .context("loading the model and prompts")?;
@@ -232,7 +233,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     records.extend(decode_dirs.iter().cloned());
     run_analysis(
         &spec,
-        &session,
         records,
         index.as_deref(),
         &model_tokenizer,
@@ -283,7 +283,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             };
             run_analysis(
                 &spec,
-                &session,
                 records,
                 index.as_deref(),
                 &model_tokenizer,
@@ -363,6 +362,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             .map(|t| t.tokenizer().path().display().to_string()),
         prompts: Some(session.prompts_info.clone()),
         libtorch_version: Some(crate::common::LIBTORCH_VERSION.into()),
+        end_ids: Some(session.eot_ids()),
         params: serde_json::json!({
             "spec_path": args.spec.display().to_string(),
             "spec_sha256": spec_sha256,
@@ -426,7 +426,6 @@ fn run_decode(
 /// The analysis stage, through `collapse-probe analyze`'s own argument conversion.
 fn run_analysis(
     spec: &Spec,
-    session: &Session,
     records: Vec<PathBuf>,
     index: Option<&Path>,
     model_tokenizer: &Path,
@@ -454,7 +453,9 @@ fn run_analysis(
                 .iter()
                 .map(|&n| n as usize)
                 .collect(),
-            eos_id: session.eot_ids(),
+            // The probe and decode manifests record the model's end ids; analyze reads them.
+            eos_id: Vec::new(),
+            keep_eos: false,
             seed: spec.seed,
             bootstrap: BOOTSTRAP,
         },

@@ -138,8 +138,9 @@ fn generation_config_mask_and_tokenizer_config_mask() {
     )]);
     let text = load(dir.path()).unwrap();
     assert_eq!(text.mask_id(), 4);
-    // eos_token "hello" (id 6) joins the named end tokens.
-    assert_eq!(text.eot_ids(), &[1, 4, 6]);
+    // eos_token "hello" (id 6) joins the named end tokens; <|eot_id|> is the mask here, and a
+    // mask is never an end id.
+    assert_eq!(text.eot_ids(), &[1, 6]);
 }
 
 #[test]
@@ -280,6 +281,36 @@ fn dream_like(class: &str) -> tempfile::TempDir {
     });
     write(dir.path(), "tokenizer_config.json", &cfg.to_string());
     dir
+}
+
+#[test]
+fn padding_ids_count_as_end_ids_but_never_the_mask() {
+    // LLaDA-style: config.json pads with <|end_header_id|> (3) and lists two eos ids;
+    // tokenizer_config.json pads with the mask token, which must not become an end id.
+    let dir = folder(&[
+        (
+            "config.json",
+            r#"{"mask_token_id": 5, "eos_token_id": [1, 4], "pad_token_id": 3}"#,
+        ),
+        ("tokenizer_config.json", r#"{"pad_token": "<|mdm_mask|>"}"#),
+    ]);
+    let text = load(dir.path()).unwrap();
+    assert_eq!(text.mask_id(), 5);
+    assert_eq!(text.eot_ids(), &[1, 3, 4]);
+    assert!(!text.is_eot(5));
+}
+
+#[test]
+fn dream_style_end_ids_are_im_end_endoftext_and_padding() {
+    // Dream: <|endoftext|> (6) is eos and pad, <|im_end|> (8) ends a chat turn.
+    let dir = dream_like("Qwen2Tokenizer");
+    write(
+        dir.path(),
+        "generation_config.json",
+        r#"{"eos_token_id": [6, 8], "pad_token_id": 6, "mask_token_id": 7}"#,
+    );
+    let text = load(dir.path()).unwrap();
+    assert_eq!(text.eot_ids(), &[6, 8]);
 }
 
 #[test]
