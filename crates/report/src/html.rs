@@ -11,6 +11,7 @@ use cp_records::{Generation, Manifest, StepRecord};
 use serde::Serialize;
 
 use crate::figures::Figure;
+use crate::findings::{findings, Verdict};
 use crate::inputs::{RankSource, ReportInputs, TokenRanks};
 use crate::markdown::{better_symbol, format_number, format_value, metric_tables};
 use crate::style::{hex, rank_bin_labels, ColumnWidth, RANK_BIN_UPPER, RANK_RAMP};
@@ -173,12 +174,15 @@ pub(crate) fn report_html(inputs: &ReportInputs, parts: &PageParts) -> String {
         escape(parts.tool_version)
     );
     h.push_str(
-        "<nav><a href=\"#runs\">Runs</a> <a href=\"#metrics\">Headline metrics</a> <a href=\"#figures\">Figures</a> \
-         <a href=\"#prompts\">Per prompt</a> <a href=\"#browser\">Predictions by position</a> <a href=\"#samples\">Generated samples</a></nav></header>\n<main>\n",
+        "<nav><a href=\"#findings\">Findings</a> <a href=\"#figures\">Figures</a> <a href=\"#metrics\">Headline metrics</a> \
+         <a href=\"#runs\">Runs</a> <a href=\"#prompts\">Per prompt</a> <a href=\"#browser\">Predictions by position</a> \
+         <a href=\"#samples\">Generated samples</a></nav></header>\n<main>\n",
     );
-    runs_section(&mut h, inputs);
-    metrics_section(&mut h, inputs);
+    // The verdicts first, then the figures they cite, then the full tables.
+    findings_section(&mut h, inputs, parts);
     figures_section(&mut h, parts);
+    metrics_section(&mut h, inputs);
+    runs_section(&mut h, inputs);
     per_prompt_section(&mut h, inputs, parts.max_prompts);
     browser_section(&mut h, inputs);
     samples_section(&mut h, inputs, parts.max_samples);
@@ -401,6 +405,44 @@ fn per_prompt_section(h: &mut String, inputs: &ReportInputs, max_prompts: usize)
     h.push_str("</tbody></table></section>\n");
 }
 
+fn findings_section(h: &mut String, inputs: &ReportInputs, parts: &PageParts) {
+    h.push_str("<section id=\"findings\"><h2>Findings</h2>\n");
+    let found = findings(inputs);
+    if found.is_empty() {
+        h.push_str("<p class=\"muted\">No finding: the analyses hold neither collapse nor trap metrics.</p>\n");
+    }
+    for f in &found {
+        let _ = write!(
+            h,
+            "<div class=\"finding {}\"><h3>{}: {}</h3><p>{}</p>",
+            match f.verdict {
+                Verdict::Present => "present",
+                Verdict::Absent => "absent",
+                Verdict::NotMeasured => "unmeasured",
+            },
+            escape(&f.title),
+            f.verdict.as_str(),
+            escape(&f.text)
+        );
+        let shown: Vec<&str> = f
+            .figures
+            .iter()
+            .copied()
+            .filter(|name| parts.figures.iter().any(|fig| fig.name == *name))
+            .collect();
+        if !shown.is_empty() {
+            h.push_str("<p class=\"muted\">Shown in: ");
+            for (i, name) in shown.iter().enumerate() {
+                let sep = if i > 0 { ", " } else { "" };
+                let _ = write!(h, "{sep}<a href=\"#fig-{0}\">{0}</a>", escape(name));
+            }
+            h.push_str("</p>");
+        }
+        h.push_str("</div>\n");
+    }
+    h.push_str("</section>\n");
+}
+
 fn figures_section(h: &mut String, parts: &PageParts) {
     h.push_str("<section id=\"figures\"><h2>Figures</h2>\n");
     // The page shows each figure once, at double width when it was drawn at both.
@@ -603,6 +645,11 @@ figcaption{font-size:.9rem;max-width:7in;margin-top:.3rem}
 .same.g0{text-decoration-color:#D55E00;background:#fbe3d2}
 .same.g1{text-decoration-color:#0072B2;background:#d5e8f4}
 .masked{color:#999}
+.finding{margin:.8rem 0;padding:.4rem .9rem;border-left:4px solid var(--line)}
+.finding h3{margin:.2rem 0;font-size:1rem}
+.finding p{margin:.3rem 0;max-width:60rem}
+.finding.present{border-left-color:#D55E00}
+.finding.absent{border-left-color:#009E73}
 "##;
 
 const JS: &str = r##"
@@ -749,8 +796,8 @@ mod tests {
         };
         check(&[0, 0, 1, 2, 2, 2, 3], &[0..2, 3..6]);
         check(&[0, 1, 2], &[]);
-        check(&[-1, -1, 4, 4], &[2..4]);
+        check(&[-1, -1, 4, 4], std::slice::from_ref(&(2..4)));
         check(&[], &[]);
-        check(&[5, 5], &[0..2]);
+        check(&[5, 5], std::slice::from_ref(&(0..2)));
     }
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use cp_records::{Better, Metric};
 
+use crate::findings::findings;
 use crate::inputs::{ReportInputs, SweepData};
 
 /// The headline metrics laid out as tables: one with a column per run for metrics without an
@@ -125,6 +126,24 @@ fn md_cell(s: &str) -> String {
 pub fn summary_markdown(inputs: &ReportInputs, title: &str, figures: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {}\n", md_cell(title));
+    let found = findings(inputs);
+    if !found.is_empty() {
+        out.push_str("## Findings\n\n");
+        for f in &found {
+            let shown: Vec<&str> = f
+                .figures
+                .iter()
+                .copied()
+                .filter(|name| figures.iter().any(|file| figure_stem(file) == *name))
+                .collect();
+            let _ = write!(out, "- **{}: {}.** {}", f.title, f.verdict.as_str(), f.text);
+            if !shown.is_empty() {
+                let _ = write!(out, " (figures: {})", shown.join(", "));
+            }
+            out.push('\n');
+        }
+        out.push_str("\n## Headline metrics\n\n");
+    }
     let tables = metric_tables(inputs);
     if tables.is_empty() {
         out.push_str("No headline metrics: the analysis folders have no `metrics.json`.\n");
@@ -164,6 +183,15 @@ pub fn summary_markdown(inputs: &ReportInputs, title: &str, figures: &[String]) 
         }
     }
     out
+}
+
+/// The figure name of a figure file (`figures/top_tokens_double.svg` → `top_tokens`).
+fn figure_stem(file: &str) -> &str {
+    let name = file.rsplit('/').next().unwrap_or(file);
+    let name = name.split('.').next().unwrap_or(name);
+    name.strip_suffix("_double")
+        .or_else(|| name.strip_suffix("_single"))
+        .unwrap_or(name)
 }
 
 /// Whether a sweep metric is one of the headline ones the summary's sweep table shows.
@@ -319,7 +347,7 @@ mod tests {
         for (v, s) in [
             (0.0, "0"),
             (3.0, "3"),
-            (2.71828, "2.718"),
+            (2.71838, "2.718"),
             (0.123456, "0.1235"),
             (0.00001234, "1.23e-5"),
             (12345.6, "12346"),
