@@ -110,6 +110,9 @@ pub struct PromptArgs {
     /// Chat template: auto (tokenizer_config.json or chat_template.jinja), none, or a Jinja file.
     #[arg(long, default_value = "auto", value_name = "auto|none|FILE")]
     pub chat_template: String,
+    /// Encode plain-text prompts exactly as written, without the special tokens (such as BOS) that the tokenizer adds by default, as transformers' tokenizer(text) does.
+    #[arg(long)]
+    pub no_special_tokens: bool,
 }
 
 /// A loaded model, its tokenizer side and the prompts as ids: what `probe` and `decode` share.
@@ -145,6 +148,7 @@ impl Session {
         let opts = LoadOptions {
             dtype: model.dtype.parse::<DTypeChoice>().context("--dtype")?,
             device: model.device.parse::<DeviceChoice>().context("--device")?,
+            ..Default::default()
         };
         // Read the prompts first: a bad prompt file should fail before a large model loads.
         let file = read_prompts(
@@ -160,11 +164,17 @@ impl Session {
                 let has_tokenizer =
                     model.tokenizer.is_some() || dir.join("tokenizer.json").is_file();
                 let text = if has_tokenizer || !all_ids {
-                    Some(ModelText::load(dir, model.tokenizer.as_deref(), template)?)
+                    Some(
+                        ModelText::load(dir, model.tokenizer.as_deref(), template)?
+                            .with_plain_special_tokens(!prompts.no_special_tokens),
+                    )
                 } else {
                     None
                 };
                 let loaded = load_model(dir, &opts)?;
+                if let Some(note) = &loaded.info.dtype_note {
+                    eprintln!("warning: {note}");
+                }
                 (loaded, text)
             }
             (None, Some(ts)) => {
@@ -173,7 +183,10 @@ impl Session {
                     .expect("clap requires --mask-id with --torchscript")
                     as i64;
                 let text = match &model.tokenizer {
-                    Some(t) => Some(ModelText::load(ts, Some(t), template)?),
+                    Some(t) => Some(
+                        ModelText::load(ts, Some(t), template)?
+                            .with_plain_special_tokens(!prompts.no_special_tokens),
+                    ),
                     None if all_ids => None,
                     None => bail!("--torchscript needs --tokenizer unless the prompts are pre-tokenized (input_ids)"),
                 };
@@ -227,6 +240,7 @@ impl Session {
             chat_template: text
                 .as_ref()
                 .map_or_else(|| "none".to_string(), |t| t.describe_template().to_string()),
+            special_tokens: text.as_ref().map(|t| t.plain_special_tokens()),
         };
         Ok(Session {
             model: loaded,
@@ -301,6 +315,7 @@ impl Session {
                 .map(|t| t.tokenizer().path().display().to_string()),
             prompts: Some(self.prompts_info.clone()),
             libtorch_version: Some(LIBTORCH_VERSION.to_string()),
+            end_ids: Some(self.eot_ids()),
             params,
             files,
         }

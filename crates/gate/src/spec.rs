@@ -91,6 +91,9 @@ pub struct PromptsSpec {
     pub format: Option<String>,
     /// `auto` (the tokenizer's template), `none`, or a template file (resolved against the spec).
     pub chat_template: Option<String>,
+    /// Whether plain-text prompts get the tokenizer's special tokens, as transformers'
+    /// `tokenizer(text)` adds them (default `true`; `false` encodes them as written).
+    pub special_tokens: Option<bool>,
     /// Use only the first N prompts.
     pub limit: Option<usize>,
 }

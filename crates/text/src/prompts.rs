@@ -145,7 +145,7 @@ impl Prompt {
             PromptContent::Ids(ids) => Ok(ids.clone()),
             PromptContent::Text(s) => match text.template() {
                 Some(_) => text.encode_messages(&[Message::user(s.as_str())]),
-                None => text.tokenizer().encode(s),
+                None => text.encode_plain(s),
             },
             PromptContent::Messages(m) => text.encode_messages(m),
         }

@@ -144,6 +144,17 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Encodes text as transformers' `tokenizer(text)` does (`add_special_tokens=True`): the
+    /// tokenizer's own post-processor adds what it adds (BOS for LLaDA-style tokenizers,
+    /// nothing for Qwen2's).
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        let enc = self
+            .inner
+            .encode_fast(text, true)
+            .map_err(|e| self.tokenize_error(format!("cannot encode text: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Decodes ids to text; `skip_special` drops special tokens (BOS, EOS, mask...).
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TextError> {
         self.inner

@@ -452,3 +452,64 @@ fn to_ids_with_and_without_template() {
     assert_eq!(p(text("a")).plain_text().as_deref(), Some("a"));
     assert_eq!(p(PromptContent::Ids(vec![1])).messages(), None);
 }
+
+#[test]
+fn plain_text_gets_the_tokenizers_own_special_tokens() {
+    // A LLaDA-style tokenizer.json whose post-processor puts <|startoftext|> (0) first, as
+    // transformers' tokenizer(text) applies it; a Qwen2-style one (no post-processor) adds
+    // nothing. hello 6, world 7, user 8, assistant 9.
+    let dir = tempfile::tempdir().unwrap();
+    let specials = [
+        "<|startoftext|>",
+        "<|endoftext|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+        "<|mdm_mask|>",
+    ];
+    let mut json: serde_json::Value = serde_json::from_str(&crate::word_level_tokenizer(
+        &specials,
+        &["hello", "world", "user", "assistant", "system"],
+    ))
+    .unwrap();
+    json["post_processor"] = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<|startoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": "<|startoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 0}}],
+        "special_tokens": {"<|startoftext|>": {"id": "<|startoftext|>", "ids": [0], "tokens": ["<|startoftext|>"]}}
+    });
+    let path = write(dir.path(), "tokenizer.json", &json.to_string());
+    let tok = Tokenizer::from_file(&path).unwrap();
+    let p = |content| Prompt {
+        id: "0".into(),
+        line: 1,
+        content,
+    };
+    let llada = ModelText::new(tok.clone(), 5, vec![1, 4], None);
+    assert!(llada.plain_special_tokens());
+    assert_eq!(
+        p(text("hello world")).to_ids(&llada).unwrap(),
+        vec![0, 6, 7]
+    );
+    let as_written = llada.with_plain_special_tokens(false);
+    assert_eq!(
+        p(text("hello world")).to_ids(&as_written).unwrap(),
+        vec![6, 7]
+    );
+    // A rendered chat template carries its own BOS: nothing is added to it.
+    let template = ChatTemplate::from_tokenizer_config(&crate::data(
+        "llada-8b-instruct/tokenizer_config.json",
+    ))
+    .unwrap()
+    .unwrap();
+    let chat = ModelText::new(tok, 5, vec![1, 4], Some(template));
+    assert_eq!(
+        p(text("hello world")).to_ids(&chat).unwrap(),
+        vec![0, 2, 8, 3, 6, 7, 4, 2, 9, 3]
+    );
+    // No post-processor (Qwen2-style): the default adds nothing.
+    assert_eq!(
+        p(text("hello world")).to_ids(&model_text(false)).unwrap(),
+        vec![6, 7]
+    );
+}
