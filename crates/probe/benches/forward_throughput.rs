@@ -30,6 +30,7 @@ fn main() {
     let opts = LoadOptions {
         dtype: DTypeChoice::F32,
         device: DeviceChoice::Cpu,
+        ..Default::default()
     };
     let model = load_model(dir.path(), &opts).unwrap();
     let mask = model.mask_id();

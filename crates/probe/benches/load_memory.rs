@@ -55,6 +55,7 @@ fn main() {
     let opts = LoadOptions {
         dtype: DTypeChoice::Auto,
         device: DeviceChoice::Cpu,
+        ..Default::default()
     };
     let t = Instant::now();
     let model = load_model(dir.path(), &opts).unwrap();

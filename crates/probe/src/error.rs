@@ -31,6 +31,18 @@ pub enum ProbeError {
         expected: Vec<i64>,
         found: Vec<i64>,
     },
+    /// The model would not fit in the memory available.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// A weight tensor is stored in a dtype that is not floating point.
+    #[error(
+        "{file}: tensor `{name}` has dtype {dtype}; model weights must be F32, BF16, F16 or F64"
+    )]
+    TensorDtype {
+        file: PathBuf,
+        name: String,
+        dtype: &'static str,
+    },
     /// A safetensors file is malformed.
     #[error("{path}: {message}")]
     Safetensors { path: PathBuf, message: String },

@@ -16,6 +16,7 @@ mod decode;
 mod denoiser;
 mod error;
 mod load;
+mod memory;
 mod models;
 mod weights;
 
@@ -30,6 +31,7 @@ pub use crate::load::{
     load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel,
     SUPPORTED_MODEL_TYPES,
 };
+pub use crate::memory::{MemoryBudget, AVAILABLE_MEMORY_ENV, OVERHEAD_BYTES};
 pub use crate::models::dream::{DreamConfig, DreamModel};
 pub use crate::models::llada::{LladaConfig, LladaModel};
 pub use crate::weights::{save_safetensors, SafetensorsSource, WeightSource};

@@ -9,6 +9,7 @@ use tch::{Device, Kind};
 
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
+use crate::memory::{size, MemoryBudget, OVERHEAD_BYTES};
 use crate::models::dream::{DreamConfig, DreamModel};
 use crate::models::llada::{LladaConfig, LladaModel};
 use crate::models::torchscript::TorchScriptModel;
@@ -48,6 +49,8 @@ pub enum DeviceChoice {
 pub struct LoadOptions {
     pub dtype: DTypeChoice,
     pub device: DeviceChoice,
+    /// Memory a CPU load may use, in bytes (`None`: [`MemoryBudget::detect`]).
+    pub available_memory: Option<u64>,
 }
 
 impl FromStr for DTypeChoice {
@@ -267,6 +270,7 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ProbeEr
     let mut source = SafetensorsSource::open(dir)?;
     let checkpoint_kind = torch_dtype(&config).or_else(|| source.stored_kind());
     let kind = opts.dtype.resolve(device, checkpoint_kind);
+    let (kind, dtype_note) = fit_in_memory(dir, &source, opts, device, kind)?;
     source.set_target(kind, device);
 
     let denoiser: Box<dyn MaskedDenoiser> = match model_type.as_str() {
@@ -307,6 +311,7 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ProbeEr
         config_sha256: Some(sha256_hex(&config_bytes)),
         weights_sha256: Some(source.weights_sha256().to_string()),
         dtype: kind_name(kind).into(),
+        dtype_note,
         device: device_name(device),
         mask_id: u32::try_from(denoiser.mask_id()).unwrap_or(u32::MAX),
         vocab_size: u32::try_from(denoiser.vocab_size()).unwrap_or(u32::MAX),
@@ -316,6 +321,69 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ProbeEr
         info,
         eos_ids,
     })
+}
+
+/// Checks, from the headers alone, that the weights at `kind` plus libtorch fit in the memory
+/// a CPU load may use. On `--dtype auto`, a checkpoint that fits only in its stored dtype
+/// keeps it (the returned note says so, for stderr and the manifest); otherwise the error
+/// gives the numbers and the `--dtype` that would fit. CUDA loads are not checked here.
+fn fit_in_memory(
+    dir: &Path,
+    source: &SafetensorsSource,
+    opts: &LoadOptions,
+    device: Device,
+    kind: Kind,
+) -> Result<(Kind, Option<String>), ProbeError> {
+    if device != Device::Cpu {
+        return Ok((kind, None));
+    }
+    let budget = match opts.available_memory {
+        Some(bytes) => MemoryBudget {
+            bytes,
+            source: "the given limit".into(),
+        },
+        None => match MemoryBudget::detect() {
+            Some(b) => b,
+            None => return Ok((kind, None)),
+        },
+    };
+    let need = |k: Kind| source.bytes_at(k) + OVERHEAD_BYTES;
+    if need(kind) <= budget.bytes {
+        return Ok((kind, None));
+    }
+    let stored = source.stored_kind();
+    if opts.dtype == DTypeChoice::Auto {
+        if let Some(k) = stored.filter(|&k| k != kind && need(k) <= budget.bytes) {
+            let note = format!(
+                "{} as {} would need about {} but {} is available ({}); keeping the checkpoint's {} (about {})",
+                dir.display(),
+                kind_name(kind),
+                size(need(kind)),
+                size(budget.bytes),
+                budget.source,
+                kind_name(k),
+                size(need(k)),
+            );
+            return Ok((k, Some(note)));
+        }
+    }
+    let smaller = [Kind::BFloat16, Kind::Half]
+        .into_iter()
+        .find(|&k| k != kind && need(k) <= budget.bytes);
+    let advice = match smaller {
+        Some(k) => format!("use --dtype {} (about {})", kind_name(k), size(need(k))),
+        None => "no dtype fits: use a machine with more memory or --device cuda".into(),
+    };
+    Err(ProbeError::OutOfMemory(format!(
+        "{}: loading as {} needs about {} (weights {} + libtorch {}) but {} is available ({}); {advice}",
+        dir.display(),
+        kind_name(kind),
+        size(need(kind)),
+        size(source.bytes_at(kind)),
+        size(OVERHEAD_BYTES),
+        size(budget.bytes),
+        budget.source,
+    )))
 }
 
 /// Loads a TorchScript module whose `forward` maps int64 ids `[B, L]` to aligned logits
@@ -356,6 +424,7 @@ pub fn load_torchscript(
         config_sha256: None,
         weights_sha256: Some(sha256_file(path)?),
         dtype: kind.map(kind_name).unwrap_or("module").into(),
+        dtype_note: None,
         device: device_name(device),
         mask_id: u32::try_from(mask_id).unwrap_or(u32::MAX),
         vocab_size: u32::try_from(model.vocab_size()).unwrap_or(u32::MAX),

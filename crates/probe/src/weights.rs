@@ -222,6 +222,21 @@ impl SafetensorsSource {
         bytes.into_iter().max_by_key(|(_, n)| *n).map(|(k, _)| k)
     }
 
+    /// Bytes the weights take once loaded as `kind` (floating tensors converted, others as
+    /// stored): what [`crate::memory`] checks against the memory available.
+    pub fn bytes_at(&self, kind: Kind) -> u64 {
+        self.entries
+            .values()
+            .map(|e| {
+                if is_float(e.kind) {
+                    e.len / crate::memory::element_size(e.kind) * crate::memory::element_size(kind)
+                } else {
+                    e.len
+                }
+            })
+            .sum()
+    }
+
     /// SHA-256 of `model.safetensors.index.json`, or of the single file's header
     /// (length prefix and JSON): it identifies the tensor layout without hashing gigabytes.
     pub fn weights_sha256(&self) -> &str {
@@ -277,11 +292,19 @@ impl WeightSource for SafetensorsSource {
                 found: entry.shape.clone(),
             });
         }
+        if !is_float(entry.kind) {
+            // An integer weight would panic inside the first matmul; name it here instead.
+            return Err(ProbeError::TensorDtype {
+                file: self.files[entry.file].0.clone(),
+                name: name.to_string(),
+                dtype: dtype_of(entry.kind).unwrap_or("non-float"),
+            });
+        }
         let stored = self.read(name, entry)?;
         // Moving first and converting on the device keeps host-to-device copies at the stored
         // (usually smaller) width; on the CPU `to_device` is a no-op.
         let moved = stored.f_to_device(self.device)?;
-        let converted = if moved.kind() != self.kind && is_float(moved.kind()) {
+        let converted = if moved.kind() != self.kind {
             moved.f_to_kind(self.kind)?
         } else {
             moved
@@ -415,7 +438,7 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(),
     let mut header = serde_json::to_vec(&serde_json::Value::Object(header))
         .expect("a JSON map of strings and numbers serialises");
     // Readers that map the file expect the data to start 8-byte aligned; pad with spaces.
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
 
@@ -477,8 +500,12 @@ mod tests {
         let b2 = source.tensor("b", &[2]).unwrap();
         assert_eq!(b2.kind(), Kind::Float);
         assert_eq!(Vec::<f32>::try_from(&b2).unwrap(), [1.5, -2.0]);
-        // Integer tensors keep their dtype.
-        assert!(source.tensor("c", &[3]).unwrap().equal(&c));
+        // Integer tensors are no weights: the error names the tensor and its dtype.
+        let err = source.tensor("c", &[3]).unwrap_err().to_string();
+        assert!(
+            err.ends_with("tensor `c` has dtype I64; model weights must be F32, BF16, F16 or F64"),
+            "{err}"
+        );
     }
 
     #[test]

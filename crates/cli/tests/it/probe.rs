@@ -250,6 +250,42 @@ fn bad_inputs_exit_2_with_a_named_culprit() {
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"input_ids\":[1,2]}\n{\"input_ids\":[1,\n").unwrap();
     check_bad(&llada_tiny(), &bad, &[], &["bad.jsonl", "2"]);
+    // Integer weights (same byte width as f32, so the file is otherwise valid): named, no panic.
+    for (dir, dtype) in [("e", "I32"), ("f", "U32")] {
+        let m = model_copy(&tmp.path().join(dir));
+        retype_tensor(
+            &m,
+            "model.transformer.blocks.0.up_proj.weight",
+            "F32",
+            dtype,
+        );
+        check_bad(
+            &m,
+            &prompts,
+            &[],
+            &[
+                "model.safetensors",
+                "model.transformer.blocks.0.up_proj.weight",
+                dtype,
+            ],
+        );
+    }
+}
+
+/// Rewrites the dtype of tensor `name` in `model/model.safetensors`'s header from `from` to
+/// `to` (both the same length, so every offset stays valid).
+fn retype_tensor(model: &Path, name: &str, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let path = model.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+    let entry = header
+        .find(&format!("\"{name}\""))
+        .expect("tensor in header");
+    let at = 8 + entry + header[entry..].find(&format!("\"{from}\"")).unwrap() + 1;
+    bytes[at..at + from.len()].copy_from_slice(to.as_bytes());
+    std::fs::write(&path, bytes).unwrap();
 }
 
 #[test]
@@ -270,4 +306,27 @@ fn tokenizer_without_mask_token_is_refused() {
     let prompts = tmp.path().join("p.txt");
     std::fs::write(&prompts, "a b a\n").unwrap();
     check_bad(&m, &prompts, &["--chat-template", "none"], &["mask"]);
+}
+
+#[test]
+fn a_model_that_cannot_fit_is_refused_before_loading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prompts = ids_prompts(tmp.path());
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["probe", "--model"])
+        .arg(llada_tiny())
+        .arg("--prompts")
+        .arg(&prompts)
+        .arg("--out")
+        .arg(&out)
+        .args(["--dtype", "f32", "--quiet"])
+        .env("COLLAPSE_PROBE_AVAILABLE_MEMORY", "1000")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("loading as f32 needs about"), "{err}");
+    assert!(err.contains("COLLAPSE_PROBE_AVAILABLE_MEMORY"), "{err}");
+    assert!(!out.exists());
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use cp_probe::{
     load_model, load_torchscript, save_safetensors, DTypeChoice, DeviceChoice, DreamConfig,
     DreamModel, LladaConfig, LladaModel, LoadOptions, MaskedDenoiser, ProbeError,
-    SafetensorsSource, WeightSource,
+    SafetensorsSource, WeightSource, OVERHEAD_BYTES,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -39,6 +39,7 @@ fn cpu() -> LoadOptions {
     LoadOptions {
         dtype: DTypeChoice::Auto,
         device: DeviceChoice::Cpu,
+        ..Default::default()
     }
 }
 
@@ -306,6 +307,50 @@ fn read_config(name: &str) -> serde_json::Value {
 }
 
 #[test]
+fn memory_is_checked_before_the_weights_are_read() {
+    // llada-tiny stored as bf16: ~295 kB of weights, ~590 kB as float32.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = read_config("llada-tiny");
+    config["torch_dtype"] = "bfloat16".into();
+    write_config(dir.path(), &config);
+    let converted: Vec<(String, Tensor)> = weights("llada-tiny")
+        .into_iter()
+        .map(|(n, t)| (n, t.to_kind(Kind::BFloat16)))
+        .collect();
+    let bf16_bytes: u64 = converted.iter().map(|(_, t)| t.numel() as u64 * 2).sum();
+    save_safetensors(&dir.path().join("model.safetensors"), &converted).unwrap();
+    let with = |dtype, bytes| LoadOptions {
+        dtype,
+        device: DeviceChoice::Cpu,
+        available_memory: Some(bytes),
+    };
+    // Room for bf16 but not float32: auto keeps bf16 and says why.
+    let room = OVERHEAD_BYTES + bf16_bytes + bf16_bytes / 2;
+    let model = load_model(dir.path(), &with(DTypeChoice::Auto, room)).unwrap();
+    assert_eq!(model.info.dtype, "bf16");
+    let note = model.info.dtype_note.clone().unwrap();
+    assert!(note.contains("as f32 would need about"), "{note}");
+    assert!(note.contains("keeping the checkpoint's bf16"), "{note}");
+    // Asked for float32 explicitly: refused, with the numbers and the flag that fits.
+    let err = load_model(dir.path(), &with(DTypeChoice::F32, room))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("loading as f32 needs about"), "{err}");
+    assert!(err.contains("use --dtype bf16"), "{err}");
+    // Room for nothing.
+    let err = load_model(dir.path(), &with(DTypeChoice::Auto, OVERHEAD_BYTES))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no dtype fits"), "{err}");
+    // Room enough: float32 as usual, no note.
+    let model = load_model(dir.path(), &with(DTypeChoice::Auto, OVERHEAD_BYTES * 4)).unwrap();
+    assert_eq!(model.info.dtype, "f32");
+    assert!(model.info.dtype_note.is_none());
+}
+
+#[test]
 fn reduced_precision_checkpoints_load() {
     // Rounding the weights to 16 bits moves logits of magnitude ~7 by up to a few tenths for
     // bfloat16 (8 mantissa bits; 0.157 measured on llada-tiny) and a few hundredths for float16
@@ -348,6 +393,7 @@ fn reduced_precision_checkpoints_load() {
         let opts = LoadOptions {
             dtype,
             device: DeviceChoice::Cpu,
+            ..Default::default()
         };
         let model = load_model(dir.path(), &opts).unwrap();
         let got = model.logits(ids, None, 0).unwrap();
