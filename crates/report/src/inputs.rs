@@ -234,8 +234,8 @@ pub struct InputPaths {
 }
 
 impl ReportInputs {
-    /// Reads every folder. Each analysis folder needs `metrics.json` or `curves.{parquet,jsonl}` (or both);
-    /// its `manifest.json` is optional. Probe and decode folders not named are looked for among the
+    /// Reads every folder. Each analysis folder needs `metrics.json` (`curves.{parquet,jsonl}` and
+    /// `manifest.json` are optional). Probe and decode folders not named are looked for among the
     /// `sources` of the analyses' `metrics.json`, resolved as written, then relative to the analysis folder,
     /// then relative to its parent.
     pub fn load(paths: &InputPaths) -> Result<Self, ReportError> {
@@ -301,6 +301,16 @@ impl ReportInputs {
         })
     }
 
+    /// The model's end ids (end-of-text, end-of-turn, padding), as the probe folder's manifest
+    /// records them, else the decode folder's.
+    pub fn end_ids(&self) -> Option<Vec<u32>> {
+        let probe = self.probe.as_ref().and_then(|p| p.manifest.as_ref());
+        let decode = self.decode.as_ref().and_then(|d| d.manifest.as_ref());
+        probe
+            .and_then(Manifest::recorded_end_ids)
+            .or_else(|| decode.and_then(Manifest::recorded_end_ids))
+    }
+
     /// The ranks the figures and the page use: the corpus table if given, else ranks among predictions.
     pub fn effective_ranks(&self) -> Option<TokenRanks> {
         self.token_ranks.clone().or_else(|| {
@@ -336,25 +346,33 @@ fn load_run(dir: &Path, label: String) -> Result<RunData, ReportError> {
         });
     }
     let metrics_path = dir.join(files::METRICS_JSON);
-    let metrics: Option<MetricsFile> = if metrics_path.is_file() {
-        Some(read_json(&metrics_path)?)
-    } else {
-        None
-    };
+    if !metrics_path.is_file() {
+        // Say what the folder is when its manifest tells, and where its analysis would be.
+        let hint = match read_manifest(dir).ok().flatten().map(|m| m.kind) {
+            Some(kind) if kind == "run" => format!(
+                "; it is a `run` folder, whose analysis is {}",
+                dir.join("analysis").display()
+            ),
+            Some(kind) if kind != "analysis" => {
+                format!(
+                    "; it is a `{kind}` folder: run `collapse-probe analyze --records` on it first"
+                )
+            }
+            _ => String::new(),
+        };
+        return Err(ReportError::Input {
+            path: dir.to_owned(),
+            message: format!(
+                "not an analysis folder: {} is missing{hint}",
+                files::METRICS_JSON
+            ),
+        });
+    }
+    let metrics: Option<MetricsFile> = Some(read_json(&metrics_path)?);
     let curves = match Format::find(dir, files::CURVES) {
         Ok(path) => read_table(&path)?,
         Err(_) => Vec::new(),
     };
-    if metrics.is_none() && curves.is_empty() {
-        return Err(ReportError::Input {
-            path: dir.to_owned(),
-            message: format!(
-                "not an analysis folder: no {} and no {}.parquet/.jsonl",
-                files::METRICS_JSON,
-                files::CURVES
-            ),
-        });
-    }
     let per_prompt = match Format::find(dir, files::PER_PROMPT) {
         Ok(path) => read_table(&path)?,
         Err(_) => Vec::new(),

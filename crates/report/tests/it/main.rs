@@ -269,6 +269,40 @@ fn folders_are_found_through_the_analysis_sources() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("not an analysis folder"), "{err}");
+
+    // An analysis folder that lost its metrics.json, and a run folder given instead of its
+    // analysis: refused, naming the missing file (and where the analysis is).
+    std::fs::remove_file(analysis.join("metrics.json")).unwrap();
+    let err = ReportInputs::load(&InputPaths {
+        analysis: vec![analysis.clone()],
+        ..InputPaths::default()
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("not an analysis folder: metrics.json is missing"),
+        "{err}"
+    );
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(
+        run.join("manifest.json"),
+        serde_json::json!({"schema_version": 1, "kind": "run", "tool_version": "0", "command": [],
+            "started_unix": 0, "wall_time_s": 0.0, "seed": 0, "model": null, "tokenizer": null,
+            "prompts": null, "libtorch_version": null, "params": {}, "files": []})
+        .to_string(),
+    )
+    .unwrap();
+    let err = ReportInputs::load(&InputPaths {
+        analysis: vec![run.clone()],
+        ..InputPaths::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("metrics.json is missing; it is a `run` folder, whose analysis is"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -381,10 +415,13 @@ fn chromium(binary: &Path, args: &[String], limit: Duration) -> (String, String)
 #[test]
 fn html_report_loads_in_headless_chromium_without_errors() {
     let Some(binary) = find_chromium() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium is required under CI (apt-get install chromium) but was not found on PATH");
+        // `just test` (and so CI) requires it; a plain `cargo test` may skip it.
+        if std::env::var_os("CI").is_some()
+            || std::env::var_os("COLLAPSE_PROBE_REQUIRE_CHROMIUM").is_some()
+        {
+            panic!("chromium is required by `just test` and CI (apt-get install chromium) but was not found on PATH");
         }
-        eprintln!("SKIPPED html_report_loads_in_headless_chromium_without_errors: no chromium on PATH (set CI to make this fail)");
+        eprintln!("SKIPPED html_report_loads_in_headless_chromium_without_errors: no chromium on PATH (`just test` makes this fail)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
