@@ -14,32 +14,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+pub use cp_records::DocSplit;
+
 use crate::error::{AnalysisError, Result};
 use crate::index::{index_files, IndexBuilder, IndexHeader, INDEX_FORMAT_VERSION};
-
-/// How a plain-text corpus file is cut into documents. N-grams never cross documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DocSplit {
-    /// Blocks separated by one or more blank lines; single newlines stay inside the document,
-    /// so the index sees the newline tokens a model generates.
-    #[default]
-    Paragraph,
-    /// Every non-empty line is a document (its newline is not part of it).
-    Line,
-    /// The whole file is one document.
-    File,
-}
-
-impl DocSplit {
-    /// The name used on the command line and in `index.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DocSplit::Paragraph => "paragraph",
-            DocSplit::Line => "line",
-            DocSplit::File => "file",
-        }
-    }
-}
 
 /// How to build an index.
 #[derive(Debug, Clone)]

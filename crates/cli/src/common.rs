@@ -90,9 +90,9 @@ pub struct ModelArgs {
     /// tokenizer.json (or a folder holding one), when it is not in the model folder.
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<PathBuf>,
-    /// Weight and compute dtype: auto, f32, bf16 or f16 (auto: f32 on CPU, the checkpoint's dtype on CUDA).
-    #[arg(long, default_value = "auto", value_name = "DTYPE")]
-    pub dtype: String,
+    /// Weight and compute dtype (auto: f32 on CPU unless it would not fit in memory, the checkpoint's dtype on CUDA).
+    #[arg(long, value_enum, default_value_t = DTypeChoice::Auto)]
+    pub dtype: DTypeChoice,
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
     pub device: String,
@@ -146,7 +146,7 @@ impl Session {
             .parse()
             .with_context(|| "--chat-template")?;
         let opts = LoadOptions {
-            dtype: model.dtype.parse::<DTypeChoice>().context("--dtype")?,
+            dtype: model.dtype,
             device: model.device.parse::<DeviceChoice>().context("--device")?,
             ..Default::default()
         };

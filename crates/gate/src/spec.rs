@@ -3,9 +3,9 @@
 //! Relative paths in a spec resolve against the folder of the spec file, so a spec and its prompt
 //! files can be moved together. See `probes/toy-trap.toml` for a commented example.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use cp_records::{DTypeChoice, DocSplit, FigureFormat};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{read_text, toml_error, GateError};
@@ -49,37 +49,9 @@ pub struct ModelSpec {
     /// A model folder (`config.json` + safetensors + tokenizer) or a TorchScript file.
     pub path: PathBuf,
     /// Weight and activation dtype; `auto` when absent.
-    pub dtype: Option<Dtype>,
+    pub dtype: Option<DTypeChoice>,
     /// `cpu`, `cuda`, `cuda:N` or `auto`; the loader's default when absent.
     pub device: Option<String>,
-}
-
-/// Floating-point types a model can run in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dtype {
-    /// The loader's choice: the checkpoint's own dtype on CUDA, float32 on the CPU.
-    Auto,
-    /// 32-bit float.
-    #[serde(alias = "float32")]
-    F32,
-    /// bfloat16, the released LLaDA/Dream weights' own type.
-    #[serde(alias = "bfloat16")]
-    Bf16,
-    /// IEEE half precision.
-    #[serde(alias = "float16")]
-    F16,
-}
-
-impl fmt::Display for Dtype {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Dtype::Auto => "auto",
-            Dtype::F32 => "f32",
-            Dtype::Bf16 => "bf16",
-            Dtype::F16 => "f16",
-        })
-    }
 }
 
 /// `[prompts]`: the prompt file.
@@ -166,19 +138,6 @@ pub struct ReferenceSpec {
     pub split: DocSplit,
 }
 
-/// How a plain-text corpus is cut into documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DocSplit {
-    /// Blocks separated by blank lines.
-    #[default]
-    Paragraph,
-    /// Every non-empty line.
-    Line,
-    /// The whole file.
-    File,
-}
-
 /// `[metrics]`: options of the analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,18 +186,6 @@ impl Default for ReportSpec {
             max_samples: 50,
         }
     }
-}
-
-/// A figure file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FigureFormat {
-    /// Scalable vector graphics.
-    Svg,
-    /// Raster at 300 dpi.
-    Png,
-    /// Vector PDF.
-    Pdf,
 }
 
 /// Parameters a sweep can vary.
@@ -595,7 +542,7 @@ values = [1, 2, 4]
         assert_eq!(s.name, "toy");
         assert_eq!(s.seed, 7);
         assert_eq!(s.model.path, Path::new("probes/../fixtures/toy-trap"));
-        assert_eq!(s.model.dtype, Some(Dtype::Bf16));
+        assert_eq!(s.model.dtype, Some(DTypeChoice::Bf16));
         assert_eq!(s.prompts.path, Path::new("probes/prompts/toy.jsonl"));
         assert_eq!(
             s.prompts.chat_template.as_deref(),

@@ -28,13 +28,14 @@ pub use crate::decode::{
 pub use crate::denoiser::MaskedDenoiser;
 pub use crate::error::ProbeError;
 pub use crate::load::{
-    load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel,
+    load_model, load_torchscript, resolve_dtype, DeviceChoice, LoadOptions, LoadedModel,
     SUPPORTED_MODEL_TYPES,
 };
 pub use crate::memory::{MemoryBudget, AVAILABLE_MEMORY_ENV, OVERHEAD_BYTES};
 pub use crate::models::dream::{DreamConfig, DreamModel};
 pub use crate::models::llada::{LladaConfig, LladaModel};
 pub use crate::weights::{save_safetensors, SafetensorsSource, WeightSource};
+pub use cp_records::DTypeChoice;
 mod probe;
 
 pub use crate::probe::{plan_batches, probe, ProbeInput, ProbeSettings};

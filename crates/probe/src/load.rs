@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use cp_records::ModelInfo;
+use cp_records::{DTypeChoice, ModelInfo};
 use tch::{Device, Kind};
 
 use crate::denoiser::MaskedDenoiser;
@@ -18,20 +18,6 @@ use crate::weights::{sha256_hex, SafetensorsSource, WeightSource};
 
 /// The `model_type`s [`load_model`] understands, as written in `config.json`.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llada", "Dream"];
-
-/// The dtype the weights are held and computed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DTypeChoice {
-    /// On CUDA, the checkpoint's own dtype (`torch_dtype` in `config.json`, else the dtype
-    /// holding most of the stored bytes). On the CPU, always float32: reduced-precision
-    /// matrix products are slow or unsupported on most CPUs, and float32 is what the
-    /// parity references were computed in.
-    #[default]
-    Auto,
-    F32,
-    Bf16,
-    F16,
-}
 
 /// Where the weights live and the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,34 +37,6 @@ pub struct LoadOptions {
     pub device: DeviceChoice,
     /// Memory a CPU load may use, in bytes (`None`: [`MemoryBudget::detect`]).
     pub available_memory: Option<u64>,
-}
-
-impl FromStr for DTypeChoice {
-    type Err = ProbeError;
-
-    /// `auto`, `f32`, `bf16` or `f16` (also `float32`, `bfloat16`, `float16`).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(DTypeChoice::Auto),
-            "f32" | "float32" => Ok(DTypeChoice::F32),
-            "bf16" | "bfloat16" => Ok(DTypeChoice::Bf16),
-            "f16" | "float16" => Ok(DTypeChoice::F16),
-            _ => Err(ProbeError::Input(format!(
-                "unknown dtype `{s}`; expected auto, f32, bf16 or f16"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for DTypeChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DTypeChoice::Auto => "auto",
-            DTypeChoice::F32 => "f32",
-            DTypeChoice::Bf16 => "bf16",
-            DTypeChoice::F16 => "f16",
-        })
-    }
 }
 
 impl FromStr for DeviceChoice {
@@ -133,18 +91,16 @@ impl DeviceChoice {
     }
 }
 
-impl DTypeChoice {
-    /// The dtype for a model on `device` whose checkpoint declares or stores `checkpoint`.
-    pub fn resolve(self, device: Device, checkpoint: Option<Kind>) -> Kind {
-        match self {
-            DTypeChoice::F32 => Kind::Float,
-            DTypeChoice::Bf16 => Kind::BFloat16,
-            DTypeChoice::F16 => Kind::Half,
-            DTypeChoice::Auto => match (device, checkpoint) {
-                (Device::Cuda(_), Some(k @ (Kind::BFloat16 | Kind::Half | Kind::Float))) => k,
-                _ => Kind::Float,
-            },
-        }
+/// The dtype for a model on `device` whose checkpoint declares or stores `checkpoint`.
+pub fn resolve_dtype(choice: DTypeChoice, device: Device, checkpoint: Option<Kind>) -> Kind {
+    match choice {
+        DTypeChoice::F32 => Kind::Float,
+        DTypeChoice::Bf16 => Kind::BFloat16,
+        DTypeChoice::F16 => Kind::Half,
+        DTypeChoice::Auto => match (device, checkpoint) {
+            (Device::Cuda(_), Some(k @ (Kind::BFloat16 | Kind::Half | Kind::Float))) => k,
+            _ => Kind::Float,
+        },
     }
 }
 
@@ -269,7 +225,7 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ProbeEr
     let device = opts.device.resolve()?;
     let mut source = SafetensorsSource::open(dir)?;
     let checkpoint_kind = torch_dtype(&config).or_else(|| source.stored_kind());
-    let kind = opts.dtype.resolve(device, checkpoint_kind);
+    let kind = resolve_dtype(opts.dtype, device, checkpoint_kind);
     let (kind, dtype_note) = fit_in_memory(dir, &source, opts, device, kind)?;
     source.set_target(kind, device);
 
@@ -412,7 +368,7 @@ pub fn load_torchscript(
     module.set_eval();
     let kind = match opts.dtype {
         DTypeChoice::Auto => None,
-        other => Some(other.resolve(device, None)),
+        other => Some(resolve_dtype(other, device, None)),
     };
     if let Some(kind) = kind {
         module.to(device, kind, false);
@@ -445,15 +401,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn options_parse_the_cli_strings() {
-        assert_eq!("auto".parse::<DTypeChoice>().unwrap(), DTypeChoice::Auto);
-        assert_eq!("bf16".parse::<DTypeChoice>().unwrap(), DTypeChoice::Bf16);
-        assert_eq!("float16".parse::<DTypeChoice>().unwrap(), DTypeChoice::F16);
-        assert!("fp8"
-            .parse::<DTypeChoice>()
-            .unwrap_err()
-            .to_string()
-            .contains("fp8"));
+    fn devices_parse_the_cli_strings() {
         assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
         assert_eq!(
             "cuda".parse::<DeviceChoice>().unwrap(),
@@ -473,14 +421,17 @@ mod tests {
     #[test]
     fn auto_dtype_is_f32_on_cpu_and_the_checkpoints_on_cuda() {
         let auto = DTypeChoice::Auto;
-        assert_eq!(auto.resolve(Device::Cpu, Some(Kind::BFloat16)), Kind::Float);
         assert_eq!(
-            auto.resolve(Device::Cuda(0), Some(Kind::BFloat16)),
+            resolve_dtype(auto, Device::Cpu, Some(Kind::BFloat16)),
+            Kind::Float
+        );
+        assert_eq!(
+            resolve_dtype(auto, Device::Cuda(0), Some(Kind::BFloat16)),
             Kind::BFloat16
         );
-        assert_eq!(auto.resolve(Device::Cuda(0), None), Kind::Float);
+        assert_eq!(resolve_dtype(auto, Device::Cuda(0), None), Kind::Float);
         assert_eq!(
-            DTypeChoice::F16.resolve(Device::Cpu, Some(Kind::Float)),
+            resolve_dtype(DTypeChoice::F16, Device::Cpu, Some(Kind::Float)),
             Kind::Half
         );
     }

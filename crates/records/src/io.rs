@@ -15,6 +15,7 @@ use crate::schema::{Generation, ProbeRecord, StepDistribution, StepRecord};
 
 /// On-disk format of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// Apache Parquet (zstd), list columns for top-k.
     #[default]

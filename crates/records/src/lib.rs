@@ -17,12 +17,14 @@
 //! # Ok::<(), cp_records::Error>(())
 //! ```
 
+mod choices;
 mod error;
 mod io;
 mod manifest;
 mod metrics;
 mod schema;
 
+pub use crate::choices::{DTypeChoice, DocSplit, FigureFormat};
 pub use crate::error::Error;
 pub use crate::io::{
     atomic_write, read_json, read_table, sha256_file, write_json, write_table, Format, OutputDir,

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cp_records::{write_json, Manifest, OutputDir, SCHEMA_VERSION};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use crate::error::ReportError;
 pub use crate::figures::{
@@ -56,27 +56,7 @@ pub use crate::inputs::{
 pub use crate::markdown::summary_markdown;
 pub use crate::style::{display_token, ColumnWidth, PALETTE};
 
-/// File formats a figure is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FigureFormat {
-    /// Scalable vector graphics; text references the `sans-serif` family (DejaVu Sans in PNG/PDF).
-    Svg,
-    /// Raster at [`ReportOptions::png_dpi`], white background.
-    Png,
-    /// Vector, one page the size of the figure, font subset embedded.
-    Pdf,
-}
-
-impl FigureFormat {
-    pub fn extension(self) -> &'static str {
-        match self {
-            FigureFormat::Svg => "svg",
-            FigureFormat::Png => "png",
-            FigureFormat::Pdf => "pdf",
-        }
-    }
-}
+pub use cp_records::FigureFormat;
 
 /// How to render a report.
 #[derive(Debug, Clone, Serialize)]

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cp_probe::Schedule;
+use cp_records::Format;
 
-use crate::cmd::probe::TableFormat;
 use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
 use crate::stages::{run_decode, DecodeStage};
 
@@ -33,8 +33,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Record format.
-    #[arg(long, value_enum, default_value_t = TableFormat::Parquet)]
-    pub format: TableFormat,
+    #[arg(long, value_enum, default_value_t = Format::Parquet)]
+    pub format: Format,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -48,7 +48,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         batch_size: args.batch_size,
         save_step_distributions: args.save_step_distributions,
-        format: args.format.into(),
+        format: args.format,
     };
     let done = run_decode(&session, &schedule, &stage, &args.out, global)?;
     if !global.quiet {

@@ -20,17 +20,6 @@ pub enum Command {
     Query(QueryArgs),
 }
 
-/// How plain-text corpus files are cut into documents (n-grams never cross documents).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Split {
-    /// Blocks separated by blank lines; newlines inside a block are kept.
-    Paragraph,
-    /// Every non-empty line.
-    Line,
-    /// The whole file.
-    File,
-}
-
 /// Arguments of `index build`.
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
@@ -48,7 +37,7 @@ pub struct BuildArgs {
     pub text_field: String,
     /// How plain-text files are split into documents.
     #[arg(long, value_enum, default_value = "paragraph")]
-    pub split: Split,
+    pub split: DocSplit,
 }
 
 /// Arguments of `index query`.
@@ -91,11 +80,7 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let sha = cp_records::sha256_file(&args.tokenizer)?;
     let settings = BuildSettings {
         text_field: args.text_field,
-        split: match args.split {
-            Split::Paragraph => DocSplit::Paragraph,
-            Split::Line => DocSplit::Line,
-            Split::File => DocSplit::File,
-        },
+        split: args.split,
         vocab_size: tokenizer.vocab_size() as u32,
         tokenizer_sha256: Some(sha),
         tokenizer: Some(args.tokenizer.display().to_string()),

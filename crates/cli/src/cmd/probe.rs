@@ -34,26 +34,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Record format.
-    #[arg(long, value_enum, default_value_t = TableFormat::Parquet)]
-    pub format: TableFormat,
-}
-
-/// On-disk format of record tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TableFormat {
-    /// Apache Parquet (zstd), list columns for top-k.
-    Parquet,
-    /// JSON Lines, one object per row.
-    Jsonl,
-}
-
-impl From<TableFormat> for Format {
-    fn from(f: TableFormat) -> Format {
-        match f {
-            TableFormat::Parquet => Format::Parquet,
-            TableFormat::Jsonl => Format::Jsonl,
-        }
-    }
+    #[arg(long, value_enum, default_value_t = Format::Parquet)]
+    pub format: Format,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -75,7 +57,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         &session,
         &settings,
         args.unigram.as_deref(),
-        args.format.into(),
+        args.format,
         &args.out,
         global,
     )?;

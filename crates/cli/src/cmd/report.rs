@@ -21,17 +21,6 @@ pub enum WidthArg {
     Both,
 }
 
-/// A figure file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FormatArg {
-    /// Scalable vector graphics.
-    Svg,
-    /// 300-dpi raster (see --dpi).
-    Png,
-    /// Vector PDF with the font embedded.
-    Pdf,
-}
-
 /// Arguments of `collapse-probe report`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -63,8 +52,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Figure file formats, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
-    pub formats: Vec<FormatArg>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "svg,png,pdf")]
+    pub formats: Vec<FigureFormat>,
     /// Column width(s) to draw figures at.
     #[arg(long, value_enum, default_value = "both")]
     pub width: WidthArg,
@@ -106,15 +95,7 @@ pub fn render(args: Args, global: &GlobalArgs) -> anyhow::Result<cp_report::Repo
             unigram.counts(),
         ));
     }
-    let mut formats: Vec<FigureFormat> = args
-        .formats
-        .iter()
-        .map(|f| match f {
-            FormatArg::Svg => FigureFormat::Svg,
-            FormatArg::Png => FigureFormat::Png,
-            FormatArg::Pdf => FigureFormat::Pdf,
-        })
-        .collect();
+    let mut formats = args.formats.clone();
     formats.dedup();
     let widths = match args.width {
         WidthArg::Single => vec![ColumnWidth::Single],

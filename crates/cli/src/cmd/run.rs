@@ -140,11 +140,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     corpus: vec![r.corpus.clone().expect("matched")],
                     out: dir.clone(),
                     text_field: "text".into(),
-                    split: match r.split {
-                        cp_gate::DocSplit::Paragraph => cmd::index::Split::Paragraph,
-                        cp_gate::DocSplit::Line => cmd::index::Split::Line,
-                        cp_gate::DocSplit::File => cmd::index::Split::File,
-                    },
+                    split: r.split,
                 }),
                 global,
             )?;
@@ -166,10 +162,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         torchscript: None,
         mask_id: None,
         tokenizer: None,
-        dtype: spec
-            .model
-            .dtype
-            .map_or_else(|| "auto".to_string(), |d| d.to_string()),
+        dtype: spec.model.dtype.unwrap_or_default(),
         device: spec.model.device.clone().unwrap_or_else(|| "auto".into()),
     };
     let prompt_args = PromptArgs {
@@ -325,16 +318,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 sweep: spec.sweep.as_ref().map(|_| out.join("sweep")),
                 prompt: None,
                 out: out.join("report"),
-                formats: spec
-                    .report
-                    .formats
-                    .iter()
-                    .map(|f| match f {
-                        cp_gate::FigureFormat::Svg => cmd::report::FormatArg::Svg,
-                        cp_gate::FigureFormat::Png => cmd::report::FormatArg::Png,
-                        cp_gate::FigureFormat::Pdf => cmd::report::FormatArg::Pdf,
-                    })
-                    .collect(),
+                formats: spec.report.formats.clone(),
                 width: cmd::report::WidthArg::Both,
                 dpi: 300.0,
                 title,

@@ -388,8 +388,10 @@ fn missing_file_names_it() {
     assert!(err.starts_with("/nonexistent/prompts.txt: "), "{err}");
 }
 
-/// A model text with the tiny word-level tokenizer and, optionally, the LLaDA template.
-fn model_text(with_template: bool) -> ModelText {
+/// The tiny word-level tokenizer with LLaDA's special tokens (ids 0–5) and hello 6, world 7,
+/// user 8, assistant 9, system 10; `bos_post_processor` adds a post-processor that puts
+/// `<|startoftext|>` first, as LLaDA's tokenizer.json does.
+fn llada_word_tokenizer(bos_post_processor: bool) -> Tokenizer {
     let dir = tempfile::tempdir().unwrap();
     let specials = [
         "<|startoftext|>",
@@ -399,21 +401,34 @@ fn model_text(with_template: bool) -> ModelText {
         "<|eot_id|>",
         "<|mdm_mask|>",
     ];
-    let path = write(
-        dir.path(),
-        "tokenizer.json",
-        &crate::word_level_tokenizer(
-            &specials,
-            &["hello", "world", "user", "assistant", "system"],
-        ),
-    );
-    let tok = Tokenizer::from_file(&path).unwrap();
-    let template = with_template.then(|| {
-        ChatTemplate::from_tokenizer_config(&crate::data("llada-8b-instruct/tokenizer_config.json"))
-            .unwrap()
-            .unwrap()
-    });
-    ModelText::new(tok, 5, vec![4, 1, 4], template)
+    let mut json: serde_json::Value = serde_json::from_str(&crate::word_level_tokenizer(
+        &specials,
+        &["hello", "world", "user", "assistant", "system"],
+    ))
+    .unwrap();
+    if bos_post_processor {
+        json["post_processor"] = serde_json::json!({
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<|startoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "<|startoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 0}}],
+            "special_tokens": {"<|startoftext|>": {"id": "<|startoftext|>", "ids": [0], "tokens": ["<|startoftext|>"]}}
+        });
+    }
+    let path = write(dir.path(), "tokenizer.json", &json.to_string());
+    Tokenizer::from_file(&path).unwrap()
+}
+
+fn llada_template() -> ChatTemplate {
+    ChatTemplate::from_tokenizer_config(&crate::data("llada-8b-instruct/tokenizer_config.json"))
+        .unwrap()
+        .unwrap()
+}
+
+/// A model text with the tiny word-level tokenizer (no post-processor) and, optionally, the
+/// LLaDA template.
+fn model_text(with_template: bool) -> ModelText {
+    let template = with_template.then(llada_template);
+    ModelText::new(llada_word_tokenizer(false), 5, vec![4, 1, 4], template)
 }
 
 #[test]
@@ -455,37 +470,15 @@ fn to_ids_with_and_without_template() {
 
 #[test]
 fn plain_text_gets_the_tokenizers_own_special_tokens() {
-    // A LLaDA-style tokenizer.json whose post-processor puts <|startoftext|> (0) first, as
+    // A LLaDA-style tokenizer whose post-processor puts <|startoftext|> (0) first, as
     // transformers' tokenizer(text) applies it; a Qwen2-style one (no post-processor) adds
-    // nothing. hello 6, world 7, user 8, assistant 9.
-    let dir = tempfile::tempdir().unwrap();
-    let specials = [
-        "<|startoftext|>",
-        "<|endoftext|>",
-        "<|start_header_id|>",
-        "<|end_header_id|>",
-        "<|eot_id|>",
-        "<|mdm_mask|>",
-    ];
-    let mut json: serde_json::Value = serde_json::from_str(&crate::word_level_tokenizer(
-        &specials,
-        &["hello", "world", "user", "assistant", "system"],
-    ))
-    .unwrap();
-    json["post_processor"] = serde_json::json!({
-        "type": "TemplateProcessing",
-        "single": [{"SpecialToken": {"id": "<|startoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-        "pair": [{"SpecialToken": {"id": "<|startoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 0}}],
-        "special_tokens": {"<|startoftext|>": {"id": "<|startoftext|>", "ids": [0], "tokens": ["<|startoftext|>"]}}
-    });
-    let path = write(dir.path(), "tokenizer.json", &json.to_string());
-    let tok = Tokenizer::from_file(&path).unwrap();
+    // nothing.
     let p = |content| Prompt {
         id: "0".into(),
         line: 1,
         content,
     };
-    let llada = ModelText::new(tok.clone(), 5, vec![1, 4], None);
+    let llada = ModelText::new(llada_word_tokenizer(true), 5, vec![1, 4], None);
     assert!(llada.plain_special_tokens());
     assert_eq!(
         p(text("hello world")).to_ids(&llada).unwrap(),
@@ -497,12 +490,12 @@ fn plain_text_gets_the_tokenizers_own_special_tokens() {
         vec![6, 7]
     );
     // A rendered chat template carries its own BOS: nothing is added to it.
-    let template = ChatTemplate::from_tokenizer_config(&crate::data(
-        "llada-8b-instruct/tokenizer_config.json",
-    ))
-    .unwrap()
-    .unwrap();
-    let chat = ModelText::new(tok, 5, vec![1, 4], Some(template));
+    let chat = ModelText::new(
+        llada_word_tokenizer(true),
+        5,
+        vec![1, 4],
+        Some(llada_template()),
+    );
     assert_eq!(
         p(text("hello world")).to_ids(&chat).unwrap(),
         vec![0, 2, 8, 3, 6, 7, 4, 2, 9, 3]
