@@ -613,7 +613,14 @@ fn frequent_share_figure(
         (curves::EOT_SHARE, "end tokens"),
         (curves::GENERIC_SHARE, "either (generic share)"),
     ];
-    let lines = if inputs.runs.len() == 1 && has(curves::GENERIC_SHARE) && has(curves::EOT_SHARE) {
+    // Without a single end token among the predictions the three lines would be two, one hiding
+    // the other: then the frequent share alone is drawn.
+    let end_tokens_predicted = inputs.runs.iter().any(|r| {
+        r.curve(curves::EOT_SHARE)
+            .iter()
+            .any(|(_, points)| points.iter().any(|p| p.mean > 0.0))
+    });
+    let lines = if inputs.runs.len() == 1 && has(curves::GENERIC_SHARE) && end_tokens_predicted {
         let mut lines = Vec::new();
         for (curve, label) in faces {
             for mut line in run_lines(&inputs.runs, curve, false) {
@@ -627,7 +634,7 @@ fn frequent_share_figure(
             }
         }
         lines
-    } else if has(curves::GENERIC_SHARE) {
+    } else if has(curves::GENERIC_SHARE) && end_tokens_predicted {
         run_lines(&inputs.runs, curves::GENERIC_SHARE, false)
     } else {
         run_lines(&inputs.runs, curves::FREQUENT_SHARE, false)
@@ -1604,6 +1611,45 @@ mod tests {
         );
         assert_eq!((pts[1].x, pts[1].mean, pts[1].q25), (2.0, 7.0, 7.0));
         assert!(probe_curve(&rows, "kl", |r| r.kl_unigram).is_empty());
+    }
+
+    #[test]
+    fn share_figure_shows_end_tokens_only_when_they_are_predicted() {
+        let point = |curve: &str, x: f64, mean: f64| CurvePoint {
+            curve: curve.into(),
+            series: "all".into(),
+            x,
+            mean,
+            median: mean,
+            q25: mean,
+            q75: mean,
+            n: 1,
+        };
+        let inputs = |eot: f64| ReportInputs {
+            runs: vec![RunData {
+                label: "run".into(),
+                curves: [1.0, 2.0]
+                    .iter()
+                    .flat_map(|&x| {
+                        [
+                            point(curves::FREQUENT_SHARE, x, 0.4),
+                            point(curves::EOT_SHARE, x, eot),
+                            point(curves::GENERIC_SHARE, x, 0.4 + eot),
+                        ]
+                    })
+                    .collect(),
+                ..RunData::default()
+            }],
+            ..ReportInputs::default()
+        };
+        let with = frequent_share_figure(&inputs(0.3), ColumnWidth::Single)
+            .unwrap()
+            .unwrap();
+        assert!(with.svg.contains("end tokens") && with.svg.contains("frequent words"));
+        let without = frequent_share_figure(&inputs(0.0), ColumnWidth::Single)
+            .unwrap()
+            .unwrap();
+        assert!(!without.svg.contains("end tokens"), "{}", without.svg);
     }
 
     #[test]
