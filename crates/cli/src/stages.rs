@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use cp_probe::{decode, probe, DecodeOptions, DecodeProgress, ProbeInput, ProbeSettings, Schedule};
+use cp_probe::{
+    decode, probe, DecodeOptions, DecodeProgress, ProbeInput, ProbeSettings, ScheduleSpec,
+};
 use cp_records::{files, write_json, write_table, Format, OutputDir};
 
 use crate::common::{list_files, GlobalArgs, Session};
@@ -129,7 +131,7 @@ pub struct DecodeDone {
 /// with a manifest.
 pub fn run_decode(
     session: &Session,
-    schedule: &Schedule,
+    schedule: &ScheduleSpec,
     stage: &DecodeStage,
     out: &Path,
     global: &GlobalArgs,
@@ -155,6 +157,21 @@ pub fn run_decode(
         save_step_distributions: stage.save_step_distributions,
         progress: Some(&progress),
     };
+    let mut schedule = schedule.clone();
+    if let Some(background) = schedule.index_background() {
+        let dir = background
+            .index_to_read()
+            .expect("an index to read")
+            .to_owned();
+        let table = cp_analysis::Unigram::load(&dir).with_context(|| {
+            format!(
+                "option `background`: the unigram table of index {}",
+                dir.display()
+            )
+        })?;
+        background.set_counts(table.counts().to_vec());
+    }
+    let schedule = &schedule;
     let t0 = Instant::now();
     let output = decode(session.model.as_ref(), &session.ids, schedule, &opts)?;
     bar.finish_and_clear();

@@ -28,7 +28,7 @@ pub struct Spec {
     pub probe: ProbeSpec,
     /// Decoding schedules to run, each in `DIR/decode/<name>`; none runs the probe only.
     #[serde(default, rename = "schedule")]
-    pub schedules: Vec<ScheduleSpec>,
+    pub schedules: Vec<ScheduleSection>,
     /// Reference corpus statistics (unigram frequencies, n-grams) for the metrics; optional.
     pub reference: Option<ReferenceSpec>,
     #[serde(default)]
@@ -96,7 +96,7 @@ impl Default for ProbeSpec {
 /// One `[[schedule]]`: a named decoding schedule, given inline or as a file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScheduleSpec {
+pub struct ScheduleSection {
     /// Folder name under `decode/`; letters, digits, `.`, `_` and `-`.
     pub name: String,
     /// A schedule spec string as `collapse-probe decode --schedule` takes it.
@@ -112,7 +112,7 @@ pub enum ScheduleSource<'a> {
     File(&'a Path),
 }
 
-impl ScheduleSpec {
+impl ScheduleSection {
     /// The inline spec string or the schedule file (validated by [`Spec::load`] to be exactly one).
     pub fn source(&self) -> ScheduleSource<'_> {
         match (&self.spec, &self.file) {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use cp_probe::{
     decode, load_model, save_safetensors, DecodeOptions, DeviceChoice, LoadOptions, MaskedDenoiser,
-    ProbeError, Schedule,
+    ProbeError, ScheduleSpec,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -211,7 +211,7 @@ fn main() {
         Err(_) => defaults.to_vec(),
     };
     for spec in specs {
-        let schedule = Schedule::parse(&spec).unwrap();
+        let schedule = ScheduleSpec::parse(&spec).unwrap();
         let timed = Timed {
             inner: model,
             forward: Cell::new(Duration::ZERO),

@@ -20,9 +20,11 @@ mod memory;
 mod models;
 mod weights;
 
+pub use crate::decode::parts;
 pub use crate::decode::{
-    decode, Commit, DecodeOptions, DecodeOutput, DecodeProgress, DreamAlg, DreamParams, FixedOrder,
-    FixedParams, LladaParams, Remasking, Schedule, StepTopK, ThresholdParams, TokensPerStep,
+    decode, decode_with, Call, Commit, Composed, DecodeOptions, DecodeOutput, DecodeProgress,
+    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Pick, Remasking, RowDecoder,
+    Schedule, ScheduleSpec, Sequence, StepTopK, StepView, ThresholdParams, TokensPerStep,
     Trajectory,
 };
 pub use crate::denoiser::MaskedDenoiser;

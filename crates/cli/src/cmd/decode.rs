@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cp_probe::Schedule;
+use cp_probe::ScheduleSpec;
 use cp_records::Format;
 
 use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
@@ -39,7 +39,7 @@ pub struct Args {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // Parse the schedule before loading anything: a typo should not wait for a model.
-    let schedule = Schedule::from_spec_or_file(&args.schedule)?;
+    let schedule = ScheduleSpec::from_spec_or_file(&args.schedule)?;
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }

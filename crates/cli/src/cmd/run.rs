@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use cp_gate::{ScheduleSource, Spec, SweepParam};
-use cp_probe::{ProbeSettings, Schedule, TokensPerStep};
+use cp_probe::{ProbeSettings, ScheduleSpec, TokensPerStep};
 use cp_records::{
     files, write_json, write_table, CurvePoint, Format, Manifest, Metric, MetricsFile,
 };
@@ -55,13 +55,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(0);
     let spec = Spec::load(&args.spec)?;
     // Parse every schedule before any work, so a typo fails in a second rather than after the probe.
-    let schedules: Vec<(String, Schedule)> = spec
+    let schedules: Vec<(String, ScheduleSpec)> = spec
         .schedules
         .iter()
         .map(|s| {
             let schedule = match s.source() {
-                ScheduleSource::Inline(text) => Schedule::parse(text),
-                ScheduleSource::File(path) => Schedule::from_toml_file(path),
+                ScheduleSource::Inline(text) => ScheduleSpec::parse(text),
+                ScheduleSource::File(path) => ScheduleSpec::from_toml_file(path),
             }
             .with_context(|| format!("{}: schedule `{}`", args.spec.display(), s.name))?;
             Ok((s.name.clone(), schedule))
@@ -393,7 +393,7 @@ fn run_probe(
 fn run_decode(
     session: &Session,
     spec: &Spec,
-    schedule: &Schedule,
+    schedule: &ScheduleSpec,
     dir: &Path,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
@@ -449,20 +449,26 @@ fn run_analysis(
 }
 
 /// `schedule` with the swept parameter set to `value`; fails for schedules the parameter does not apply to.
-fn swept_schedule(schedule: &Schedule, param: SweepParam, value: f64) -> anyhow::Result<Schedule> {
+fn swept_schedule(
+    schedule: &ScheduleSpec,
+    param: SweepParam,
+    value: f64,
+) -> anyhow::Result<ScheduleSpec> {
     let mut s = schedule.clone();
     let n = value as usize;
     match (param, &mut s) {
         (SweepParam::Masks, _) => {}
-        (SweepParam::TokensPerStep, Schedule::Fixed(p)) => p.k = TokensPerStep::Count(n),
-        (SweepParam::TokensPerStep, Schedule::Llada(p)) => p.steps = p.gen_length.div_ceil(n),
-        (SweepParam::TokensPerStep, Schedule::Dream(p)) => p.steps = p.max_new_tokens.div_ceil(n),
-        (SweepParam::Steps, Schedule::Llada(p)) => p.steps = n,
-        (SweepParam::Steps, Schedule::Dream(p)) => p.steps = n,
-        (SweepParam::Steps, Schedule::Fixed(p)) => {
+        (SweepParam::TokensPerStep, ScheduleSpec::Fixed(p)) => p.k = TokensPerStep::Count(n),
+        (SweepParam::TokensPerStep, ScheduleSpec::Llada(p)) => p.steps = p.gen_length.div_ceil(n),
+        (SweepParam::TokensPerStep, ScheduleSpec::Dream(p)) => {
+            p.steps = p.max_new_tokens.div_ceil(n)
+        }
+        (SweepParam::Steps, ScheduleSpec::Llada(p)) => p.steps = n,
+        (SweepParam::Steps, ScheduleSpec::Dream(p)) => p.steps = n,
+        (SweepParam::Steps, ScheduleSpec::Fixed(p)) => {
             p.k = TokensPerStep::Count(p.gen_length.div_ceil(n))
         }
-        (SweepParam::Threshold, Schedule::Threshold(p)) => p.tau = value,
+        (SweepParam::Threshold, ScheduleSpec::Threshold(p)) => p.tau = value,
         (param, s) => bail!(
             "a `{}` schedule has no `{}` to sweep",
             s.name(),
@@ -470,7 +476,7 @@ fn swept_schedule(schedule: &Schedule, param: SweepParam, value: f64) -> anyhow:
         ),
     }
     // Round-trip through the spec string so that the schedule's own checks (block divisibility, ...) run.
-    Ok(Schedule::parse(&s.to_string())?)
+    Ok(ScheduleSpec::parse(&s.to_string())?)
 }
 
 /// Writes `sweep/metrics.json` (every metric of every value, suffixed `@param=value`) and

@@ -3,3 +3,4 @@
 mod analysis;
 mod gate;
 mod probe;
+mod traces;

@@ -20,11 +20,11 @@ use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
 
 use super::host;
-use super::schedule::{
-    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule,
+use super::sparse;
+use super::spec::{
+    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, ScheduleSpec,
     ThresholdParams, TokensPerStep,
 };
-use super::sparse;
 use super::{Commit, DecodeOptions, DecodeProgress, StepTopK, Trajectory};
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
@@ -32,7 +32,7 @@ use crate::error::ProbeError;
 /// One batch: rows left-padded to a common prompt length `p`, then `g` generated positions.
 pub(super) struct Batch<'a> {
     pub model: &'a dyn MaskedDenoiser,
-    pub schedule: &'a Schedule,
+    pub schedule: &'a ScheduleSpec,
     pub opts: &'a DecodeOptions<'a>,
     pub prompts: Vec<&'a [i64]>,
     /// Prompts finished before this batch, and in all, for progress reports.
@@ -190,7 +190,7 @@ impl<'a> Batch<'a> {
             floor_hints: RefCell::new(Vec::new()),
         };
         let dream_timesteps = match self.schedule {
-            Schedule::Dream(d) => {
+            ScheduleSpec::Dream(d) => {
                 // Upstream computes the timesteps on the model's device; so do we, so that
                 // `1 - s / t` sees the same float32 values there.
                 let ts = Tensor::f_linspace(1.0, d.eps, d.steps as i64 + 1, (Kind::Float, dev))?;
@@ -212,12 +212,13 @@ impl<'a> Batch<'a> {
                 _ => {}
             }
             let choice = match self.schedule {
-                Schedule::Llada(lp) => ctx.llada_step(lp, step, &gen, &gen_host)?,
-                Schedule::Dream(dp) => {
+                ScheduleSpec::Llada(lp) => ctx.llada_step(lp, step, &gen, &gen_host)?,
+                ScheduleSpec::Dream(dp) => {
                     ctx.dream_step(dp, step, &dream_timesteps, &gen, &gen_host, &masked_now)?
                 }
-                Schedule::Threshold(tp) => ctx.threshold_step(tp, &gen, &gen_host)?,
-                Schedule::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &gen_host)?,
+                ScheduleSpec::Threshold(tp) => ctx.threshold_step(tp, &gen, &gen_host)?,
+                ScheduleSpec::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &gen_host)?,
+                ScheduleSpec::Parts(_) => unreachable!("compositions run in parts::runner"),
             };
             let (new_host, prob, conf) = match choice.values {
                 StepValues::Tensors {
@@ -346,7 +347,10 @@ impl<'a> Batch<'a> {
         if self.schedule.forbids_eot() {
             ids.extend_from_slice(&self.opts.eot_ids);
         }
-        if matches!(self.schedule, Schedule::Threshold(_) | Schedule::Fixed(_)) {
+        if matches!(
+            self.schedule,
+            ScheduleSpec::Threshold(_) | ScheduleSpec::Fixed(_)
+        ) {
             ids.push(self.model.mask_id());
         }
         if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= v) {

@@ -1,6 +1,6 @@
 //! Decoding schedules run on any [`MaskedDenoiser`], with their full trajectories.
 //!
-//! [`decode`] appends `gen_length` masks to each prompt and runs a [`Schedule`] until every
+//! [`decode`] appends `gen_length` masks to each prompt and runs a [`ScheduleSpec`] until every
 //! position is filled (or its steps are spent), recording after every step the generated ids,
 //! which positions were committed, with what probability and confidence, and optionally the
 //! top-K distributions of the positions that were still masked. The `llada` and `dream`
@@ -14,15 +14,18 @@
 
 mod engine;
 mod host;
-mod schedule;
+mod options;
+pub mod parts;
 mod sparse;
+mod spec;
 
 use std::sync::Mutex;
 
 use cp_records::{Generation, StepDistribution, StepRecord};
 
-pub use self::schedule::{
-    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, Schedule,
+pub use self::parts::{Call, Composed, Pick, RowDecoder, Schedule, Sequence, StepView};
+pub use self::spec::{
+    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, ScheduleSpec,
     ThresholdParams, TokensPerStep,
 };
 use crate::denoiser::MaskedDenoiser;
@@ -215,22 +218,20 @@ static TORCH_RNG: Mutex<()> = Mutex::new(());
 pub fn decode(
     model: &dyn MaskedDenoiser,
     prompts: &[Vec<i64>],
-    schedule: &Schedule,
+    schedule: &ScheduleSpec,
     opts: &DecodeOptions,
 ) -> Result<DecodeOutput, ProbeError> {
-    check_inputs(model, prompts, schedule, opts)?;
-    let _no_grad = tch::no_grad_guard();
-    let _rng = TORCH_RNG
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-
-    let mut trajectories: Vec<Option<Trajectory>> = vec![None; prompts.len()];
-    let mut done = 0;
-    for (bi, batch) in batches(prompts, opts.batch_size, model.supports_padding())
-        .into_iter()
-        .enumerate()
-    {
-        tch::manual_seed(opts.seed.wrapping_add(bi as u64) as i64);
+    if let ScheduleSpec::Parts(composed) = schedule {
+        return decode_with(model, prompts, composed, opts);
+    }
+    check_inputs(model, prompts, schedule.gen_length(), opts)?;
+    if schedule.forbids_eot() && opts.eot_ids.is_empty() {
+        return Err(ProbeError::Input(format!(
+            "schedule `{}` sets forbid_eot but no end-of-text ids were given",
+            schedule.name()
+        )));
+    }
+    in_batches(prompts, opts, model.supports_padding(), |_, batch, done| {
         let run = engine::Batch {
             model,
             schedule,
@@ -239,7 +240,62 @@ pub fn decode(
             prompts_done: done,
             prompts_total: prompts.len(),
         };
-        for (i, t) in batch.iter().zip(run.run()?) {
+        run.run()
+    })
+}
+
+/// Runs any [`Schedule`] (a composition of parts, or one of your own) on every prompt and
+/// returns the trajectories in prompt order.
+///
+/// Prompts are batched `opts.batch_size` at a time among prompts of equal length. Fails like
+/// [`decode`], and when the schedule's [`Schedule::check`] rejects the model.
+pub fn decode_with(
+    model: &dyn MaskedDenoiser,
+    prompts: &[Vec<i64>],
+    schedule: &dyn Schedule,
+    opts: &DecodeOptions,
+) -> Result<DecodeOutput, ProbeError> {
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    check_inputs(
+        model,
+        prompts,
+        schedule.canvas_len(longest).saturating_sub(longest),
+        opts,
+    )?;
+    schedule.check(model)?;
+    in_batches(prompts, opts, false, |_, batch, done| {
+        parts::runner::Batch {
+            model,
+            schedule,
+            opts,
+            prompts: batch.iter().map(|&i| prompts[i].as_slice()).collect(),
+            prompts_done: done,
+            prompts_total: prompts.len(),
+        }
+        .run()
+    })
+}
+
+/// Splits the prompts into batches, seeds libtorch's generator before each, and puts the
+/// trajectories back in prompt order. `run(batch index, prompt indices, prompts done)`.
+fn in_batches(
+    prompts: &[Vec<i64>],
+    opts: &DecodeOptions,
+    padding: bool,
+    mut run: impl FnMut(usize, &[usize], usize) -> Result<Vec<Trajectory>, ProbeError>,
+) -> Result<DecodeOutput, ProbeError> {
+    let _no_grad = tch::no_grad_guard();
+    let _rng = TORCH_RNG
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut trajectories: Vec<Option<Trajectory>> = vec![None; prompts.len()];
+    let mut done = 0;
+    for (bi, batch) in batches(prompts, opts.batch_size, padding)
+        .into_iter()
+        .enumerate()
+    {
+        tch::manual_seed(opts.seed.wrapping_add(bi as u64) as i64);
+        for (i, t) in batch.iter().zip(run(bi, &batch, done)?) {
             trajectories[*i] = Some(t);
         }
         done += batch.len();
@@ -255,13 +311,12 @@ pub fn decode(
 fn check_inputs(
     model: &dyn MaskedDenoiser,
     prompts: &[Vec<i64>],
-    schedule: &Schedule,
+    gen: usize,
     opts: &DecodeOptions,
 ) -> Result<(), ProbeError> {
     if opts.batch_size == 0 {
         return Err(ProbeError::Input("batch size must be at least 1".into()));
     }
-    let gen = schedule.gen_length();
     for (i, p) in prompts.iter().enumerate() {
         if p.is_empty() {
             return Err(ProbeError::Input(format!("prompt {i} is empty")));
@@ -280,12 +335,6 @@ fn check_inputs(
                 )));
             }
         }
-    }
-    if schedule.forbids_eot() && opts.eot_ids.is_empty() {
-        return Err(ProbeError::Input(format!(
-            "schedule `{}` sets forbid_eot but no end-of-text ids were given",
-            schedule.name()
-        )));
     }
     if let Some(k) = opts.save_step_distributions {
         if k == 0 || k as i64 > model.vocab_size() {

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use cp_probe::{
     decode, load_model, DecodeOptions, DecodeOutput, LoadOptions, MaskedDenoiser, ProbeError,
-    Schedule,
+    ScheduleSpec,
 };
 use serde_json::Value;
 
 use crate::fakes::Constant;
+use crate::trace_specs::{preset_spec_of, spec_of};
 use tch::{Device, Tensor};
 
 fn parity_dir(model: &str) -> PathBuf {
@@ -102,7 +103,7 @@ impl MaskedDenoiser for Replay {
 
 struct Trace {
     name: String,
-    schedule: Schedule,
+    schedule: ScheduleSpec,
     seed: u64,
     prompt: Vec<i64>,
     output: Vec<i64>,
@@ -118,39 +119,6 @@ fn ids(v: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// The trace's parameters as a spec string: LLaDA's `generate()` arguments, or the
-/// generation config Dream's `diffusion_generate()` resolved.
-fn spec_of(model: &str, params: &Value) -> String {
-    let num = |v: &Value| match v {
-        Value::Null => "none".to_owned(),
-        other => other.to_string(),
-    };
-    if model == "llada" {
-        format!(
-            "llada:steps={},gen_length={},block_length={},temperature={},cfg_scale={},remasking={}",
-            params["steps"],
-            params["gen_length"],
-            params["block_length"],
-            params["temperature"],
-            params["cfg_scale"],
-            params["remasking"].as_str().unwrap()
-        )
-    } else {
-        let c = &params["resolved_generation_config"];
-        format!(
-            "dream:steps={},max_new_tokens={},eps={},temperature={},top_p={},top_k={},alg={},alg_temp={}",
-            c["steps"],
-            c["max_new_tokens"],
-            c["eps"],
-            c["temperature"],
-            num(&c["top_p"]),
-            num(&c["top_k"]),
-            c["alg"].as_str().unwrap(),
-            c["alg_temp"]
-        )
-    }
-}
-
 fn traces(model_dir: &str) -> Vec<Trace> {
     let text = std::fs::read_to_string(parity_dir(model_dir).join("decode_traces.json")).unwrap();
     let json: Value = serde_json::from_str(&text).unwrap();
@@ -161,7 +129,7 @@ fn traces(model_dir: &str) -> Vec<Trace> {
         .iter()
         .map(|t| Trace {
             name: t["name"].as_str().unwrap().to_owned(),
-            schedule: Schedule::parse(&spec_of(model, &t["params"])).unwrap(),
+            schedule: ScheduleSpec::parse(&spec_of(model, &t["params"])).unwrap(),
             seed: t["params"]["rng_seed"].as_u64().unwrap_or(0),
             prompt: ids(&t["prompt_ids"]),
             output: ids(&t["output_ids"]),
@@ -292,6 +260,81 @@ fn all_dream_traces_reproduce_on_the_real_tiny_model() {
     check_real_model("dream-tiny");
 }
 
+// ---------------------------------------------------------------------------------------------
+// The published 2025 samplers (`schedule_traces.json`, rules in `fixtures/parity/SCHEDULES.md`).
+
+/// The traces of `schedule_traces.json`, with PC-Sampler's frequencies written to `dir`.
+fn schedule_traces(dir: &Path) -> Vec<Trace> {
+    let text =
+        std::fs::read_to_string(parity_dir("llada-tiny").join("schedule_traces.json")).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let background = dir.join("pc_background.json");
+    std::fs::write(&background, json["pc_sampler_bg_freq"].to_string()).unwrap();
+    json["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Trace {
+            name: t["name"].as_str().unwrap().to_owned(),
+            schedule: ScheduleSpec::parse(&preset_spec_of(&t["params"], &background))
+                .unwrap_or_else(|e| panic!("{}: {e}", t["name"])),
+            seed: 0,
+            prompt: ids(&t["prompt_ids"]),
+            output: ids(&t["output_ids"]),
+            history: t["history"].as_array().unwrap().iter().map(ids).collect(),
+            diagnostics: t["steps_diagnostics"].as_array().unwrap().clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn all_schedule_traces_reproduce_on_the_real_tiny_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let loaded = load_model(
+        &parity_dir("llada-tiny"),
+        &LoadOptions {
+            device: cp_probe::DeviceChoice::Cpu,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let traces = schedule_traces(tmp.path());
+    assert_eq!(traces.len(), 10);
+    let failures: Vec<String> = traces
+        .iter()
+        .filter_map(|t| {
+            check_trace(&*loaded.denoiser, t)
+                .err()
+                .map(|e| format!("{} ({}): {e}", t.name, t.schedule))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_changed_preset_option_breaks_its_trace() {
+    // The comparison can fail: KLASS with another KL threshold, Fast-dLLM with another factor.
+    let tmp = tempfile::tempdir().unwrap();
+    let loaded = load_model(&parity_dir("llada-tiny"), &LoadOptions::default()).unwrap();
+    for (name, from, to) in [
+        ("klass", "kl_threshold=0.5", "kl_threshold=0.05"),
+        ("fastdllm_factor", "factor=2.7", "factor=1.5"),
+        ("eb_gamma", "gamma=9.5", "gamma=2"),
+    ] {
+        let mut t = schedule_traces(tmp.path())
+            .into_iter()
+            .find(|t| t.name == name)
+            .unwrap();
+        let spec = t.schedule.to_string().replace(from, to);
+        assert_ne!(spec, t.schedule.to_string());
+        t.schedule = ScheduleSpec::parse(&spec).unwrap();
+        assert!(
+            check_trace(&*loaded.denoiser, &t).is_err(),
+            "{name} with {to}"
+        );
+    }
+}
+
 #[test]
 fn replay_detects_a_wrong_schedule() {
     // The same trace with block_length 8 instead of 4 must not match: the comparison can fail.
@@ -300,7 +343,7 @@ fn replay_detects_a_wrong_schedule() {
         .into_iter()
         .find(|t| t.name == "ii")
         .unwrap();
-    trace.schedule = Schedule::parse("llada:steps=8,gen_length=16,block_length=8").unwrap();
+    trace.schedule = ScheduleSpec::parse("llada:steps=8,gen_length=16,block_length=8").unwrap();
     assert!(check_trace(&replay, &trace).is_err());
 }
 
@@ -372,7 +415,7 @@ fn run(
     spec: &str,
     opts: &DecodeOptions,
 ) -> DecodeOutput {
-    decode(model, prompts, &Schedule::parse(spec).unwrap(), opts).unwrap()
+    decode(model, prompts, &ScheduleSpec::parse(spec).unwrap(), opts).unwrap()
 }
 
 /// Decodes one prompt and compares the step that committed each position.
@@ -492,7 +535,7 @@ fn forbid_eot_removes_the_caller_ids() {
     let e = decode(
         &m,
         &[vec![5]],
-        &Schedule::parse("llada:gen_length=2,forbid_eot=true").unwrap(),
+        &ScheduleSpec::parse("llada:gen_length=2,forbid_eot=true").unwrap(),
         &DecodeOptions::default(),
     );
     assert!(e.unwrap_err().to_string().contains("forbid_eot"));
@@ -552,7 +595,7 @@ fn bad_requests_are_errors_naming_the_problem() {
         decode(
             &m,
             prompts,
-            &Schedule::parse(spec).unwrap(),
+            &ScheduleSpec::parse(spec).unwrap(),
             &DecodeOptions::default(),
         )
         .unwrap_err()

@@ -2,3 +2,4 @@ mod decode;
 mod fakes;
 mod models;
 mod probe;
+mod trace_specs;

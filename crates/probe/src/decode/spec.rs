@@ -1,6 +1,6 @@
 //! Decoding schedules: what they are, how they are written down, how they are checked.
 //!
-//! One [`Schedule`] type covers the official LLaDA and Dream samplers and two schedules
+//! One [`ScheduleSpec`] type covers the official LLaDA and Dream samplers and two schedules
 //! used to study the marginal trap (confidence-threshold parallel decoding as in Fast-dLLM,
 //! and a fixed number of tokens per step). A schedule is written either as a spec string,
 //! `name:key=value,key=value`, or as a TOML file with a `schedule = "name"` key and the
@@ -11,12 +11,16 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::options::Options;
+use super::parts::{
+    build_preset, parse_composition, Background, Composed, Schedule, Score, COMPOSE, PRESETS,
+};
 use crate::error::ProbeError;
 
 /// A decoding schedule and its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "schedule", rename_all = "snake_case")]
-pub enum Schedule {
+pub enum ScheduleSpec {
     /// LLaDA's `generate()` (ML-GSAI/LLaDA `generate.py`): semi-autoregressive blocks,
     /// a fixed number of tokens per step, low-confidence or random remasking.
     Llada(LladaParams),
@@ -28,6 +32,10 @@ pub enum Schedule {
     Threshold(ThresholdParams),
     /// A fixed number of tokens per step: `k = 1` is one-at-a-time, `k = all` fully parallel.
     Fixed(FixedParams),
+    /// A composition of parts: the 2025 presets (`fastdllm`, `eb`, `pc`, `klass`, `llada2`)
+    /// and `compose:` strings (`parts/`).
+    #[serde(rename = "composed")]
+    Parts(Composed),
 }
 
 /// How LLaDA ranks masked positions.
@@ -40,7 +48,7 @@ pub enum Remasking {
     Random,
 }
 
-/// Parameters of [`Schedule::Llada`]; names and defaults follow `generate()`.
+/// Parameters of [`ScheduleSpec::Llada`]; names and defaults follow `generate()`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LladaParams {
     /// Number of model calls (without CFG); divided evenly over the blocks.
@@ -72,7 +80,7 @@ pub enum DreamAlg {
     Entropy,
 }
 
-/// Parameters of [`Schedule::Dream`]; names and defaults follow `DreamGenerationConfig`.
+/// Parameters of [`ScheduleSpec::Dream`]; names and defaults follow `DreamGenerationConfig`.
 ///
 /// `top_k` defaults to none here, as `DreamGenerationConfig` documents. Beware that upstream's
 /// *effective* default is 50: with transformers 4.46 `diffusion_generate` builds its config from
@@ -100,7 +108,7 @@ pub struct DreamParams {
     pub forbid_eot: bool,
 }
 
-/// Parameters of [`Schedule::Threshold`].
+/// Parameters of [`ScheduleSpec::Threshold`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ThresholdParams {
     /// Number of generated positions.
@@ -115,7 +123,7 @@ pub struct ThresholdParams {
     pub forbid_eot: bool,
 }
 
-/// How many tokens [`Schedule::Fixed`] commits per step.
+/// How many tokens [`ScheduleSpec::Fixed`] commits per step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokensPerStep {
     /// This many (the last step may commit fewer).
@@ -124,7 +132,7 @@ pub enum TokensPerStep {
     All,
 }
 
-/// Which positions [`Schedule::Fixed`] commits first.
+/// Which positions [`ScheduleSpec::Fixed`] commits first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FixedOrder {
@@ -134,7 +142,7 @@ pub enum FixedOrder {
     Random,
 }
 
-/// Parameters of [`Schedule::Fixed`].
+/// Parameters of [`ScheduleSpec::Fixed`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FixedParams {
     /// Number of generated positions.
@@ -160,10 +168,10 @@ impl Serialize for TokensPerStep {
 /// Names accepted before the colon, for error messages.
 const SCHEDULES: &str = "llada, dream, threshold, fixed";
 
-impl Schedule {
+impl ScheduleSpec {
     /// Parses `name` or `name:key=value,key=value,...`, e.g.
     /// `llada:steps=8,gen_length=16,block_length=4,remasking=low_confidence`.
-    pub fn parse(spec: &str) -> Result<Schedule, ProbeError> {
+    pub fn parse(spec: &str) -> Result<ScheduleSpec, ProbeError> {
         let (name, rest) = match spec.split_once(':') {
             Some((n, r)) => (n.trim(), r),
             None => (spec.trim(), ""),
@@ -177,32 +185,32 @@ impl Schedule {
             })?;
             pairs.push((k.trim().to_owned(), v.trim().to_owned()));
         }
-        Schedule::build(name, &pairs)
+        ScheduleSpec::build(name, &pairs)
             .map_err(|m| ProbeError::Input(format!("schedule `{spec}`: {m}")))
     }
 
     /// Reads a TOML file holding `schedule = "name"` and the schedule's keys.
-    pub fn from_toml_file(path: &Path) -> Result<Schedule, ProbeError> {
+    pub fn from_toml_file(path: &Path) -> Result<ScheduleSpec, ProbeError> {
         let text = std::fs::read_to_string(path).map_err(|source| ProbeError::Io {
             path: path.to_owned(),
             source,
         })?;
-        Schedule::from_toml_str(&text).map_err(|message| ProbeError::Config {
+        ScheduleSpec::from_toml_str(&text).map_err(|message| ProbeError::Config {
             path: path.to_owned(),
             message,
         })
     }
 
     /// Parses a spec that is either a path to a `.toml` file or a spec string.
-    pub fn from_spec_or_file(spec: &str) -> Result<Schedule, ProbeError> {
+    pub fn from_spec_or_file(spec: &str) -> Result<ScheduleSpec, ProbeError> {
         if spec.ends_with(".toml") {
-            Schedule::from_toml_file(Path::new(spec))
+            ScheduleSpec::from_toml_file(Path::new(spec))
         } else {
-            Schedule::parse(spec)
+            ScheduleSpec::parse(spec)
         }
     }
 
-    fn from_toml_str(text: &str) -> Result<Schedule, String> {
+    fn from_toml_str(text: &str) -> Result<ScheduleSpec, String> {
         let table: toml::Table =
             toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let name = match table.get("schedule") {
@@ -224,15 +232,15 @@ impl Schedule {
             };
             pairs.push((key.clone(), v));
         }
-        Schedule::build(&name, &pairs)
+        ScheduleSpec::build(&name, &pairs)
     }
 
-    fn build(name: &str, pairs: &[(String, String)]) -> Result<Schedule, String> {
+    fn build(name: &str, pairs: &[(String, String)]) -> Result<ScheduleSpec, String> {
         let mut opts = Options::new(name, pairs);
         let schedule = match name {
             "llada" => {
                 let gen_length = opts.usize("gen_length")?.unwrap_or(128);
-                Schedule::Llada(LladaParams {
+                ScheduleSpec::Llada(LladaParams {
                     steps: opts.usize("steps")?.unwrap_or(gen_length),
                     block_length: opts.usize("block_length")?.unwrap_or(gen_length),
                     gen_length,
@@ -252,7 +260,7 @@ impl Schedule {
             }
             "dream" => {
                 let max_new_tokens = opts.usize("max_new_tokens")?.unwrap_or(128);
-                Schedule::Dream(DreamParams {
+                ScheduleSpec::Dream(DreamParams {
                     steps: opts.usize("steps")?.unwrap_or(max_new_tokens),
                     max_new_tokens,
                     eps: opts.f64("eps")?.unwrap_or(1e-3),
@@ -276,7 +284,7 @@ impl Schedule {
             }
             "threshold" => {
                 let gen_length = opts.usize("gen_length")?.unwrap_or(128);
-                Schedule::Threshold(ThresholdParams {
+                ScheduleSpec::Threshold(ThresholdParams {
                     block_length: opts.usize("block_length")?.unwrap_or(gen_length),
                     gen_length,
                     tau: opts.f64("tau")?.unwrap_or(0.9),
@@ -284,7 +292,7 @@ impl Schedule {
                     forbid_eot: opts.bool("forbid_eot")?.unwrap_or(false),
                 })
             }
-            "fixed" => Schedule::Fixed(FixedParams {
+            "fixed" => ScheduleSpec::Fixed(FixedParams {
                 gen_length: opts.usize("gen_length")?.unwrap_or(128),
                 k: match opts.take("k") {
                     None => TokensPerStep::Count(1),
@@ -306,11 +314,15 @@ impl Schedule {
                 temperature: opts.f64("temperature")?.unwrap_or(0.0),
                 forbid_eot: opts.bool("forbid_eot")?.unwrap_or(false),
             }),
-            other => {
-                return Err(format!(
-                    "unknown schedule `{other}`; expected one of {SCHEDULES}"
+            COMPOSE => ScheduleSpec::Parts(parse_composition(&mut opts)?),
+            other => match build_preset(other, &mut opts)? {
+                Some(c) => ScheduleSpec::Parts(c),
+                None => {
+                    return Err(format!(
+                    "unknown schedule `{other}`; expected one of {SCHEDULES}, {PRESETS}, {COMPOSE}"
                 ))
-            }
+                }
+            },
         };
         opts.finish()?;
         schedule.validate()?;
@@ -336,7 +348,7 @@ impl Schedule {
             }
         };
         match self {
-            Schedule::Llada(p) => {
+            ScheduleSpec::Llada(p) => {
                 positive("gen_length", p.gen_length)?;
                 positive("steps", p.steps)?;
                 positive("block_length", p.block_length)?;
@@ -356,7 +368,7 @@ impl Schedule {
                 non_negative("temperature", p.temperature)?;
                 non_negative("cfg_scale", p.cfg_scale)?;
             }
-            Schedule::Dream(p) => {
+            ScheduleSpec::Dream(p) => {
                 positive("max_new_tokens", p.max_new_tokens)?;
                 positive("steps", p.steps)?;
                 if !(p.eps > 0.0 && p.eps < 1.0) {
@@ -373,7 +385,7 @@ impl Schedule {
                     positive("top_k", top_k)?;
                 }
             }
-            Schedule::Threshold(p) => {
+            ScheduleSpec::Threshold(p) => {
                 positive("gen_length", p.gen_length)?;
                 positive("block_length", p.block_length)?;
                 if p.gen_length % p.block_length != 0 {
@@ -387,13 +399,15 @@ impl Schedule {
                 }
                 non_negative("temperature", p.temperature)?;
             }
-            Schedule::Fixed(p) => {
+            ScheduleSpec::Fixed(p) => {
                 positive("gen_length", p.gen_length)?;
                 if let TokensPerStep::Count(k) = p.k {
                     positive("k", k)?;
                 }
                 non_negative("temperature", p.temperature)?;
             }
+            // Checked option by option as they are read.
+            ScheduleSpec::Parts(_) => {}
         }
         Ok(())
     }
@@ -401,50 +415,69 @@ impl Schedule {
     /// The schedule's name as written before the colon.
     pub fn name(&self) -> &'static str {
         match self {
-            Schedule::Llada(_) => "llada",
-            Schedule::Dream(_) => "dream",
-            Schedule::Threshold(_) => "threshold",
-            Schedule::Fixed(_) => "fixed",
+            ScheduleSpec::Llada(_) => "llada",
+            ScheduleSpec::Dream(_) => "dream",
+            ScheduleSpec::Threshold(_) => "threshold",
+            ScheduleSpec::Fixed(_) => "fixed",
+            ScheduleSpec::Parts(c) => c.name,
         }
     }
 
     /// Number of generated positions appended to each prompt.
     pub fn gen_length(&self) -> usize {
         match self {
-            Schedule::Llada(p) => p.gen_length,
-            Schedule::Dream(p) => p.max_new_tokens,
-            Schedule::Threshold(p) => p.gen_length,
-            Schedule::Fixed(p) => p.gen_length,
+            ScheduleSpec::Llada(p) => p.gen_length,
+            ScheduleSpec::Dream(p) => p.max_new_tokens,
+            ScheduleSpec::Threshold(p) => p.gen_length,
+            ScheduleSpec::Fixed(p) => p.gen_length,
+            ScheduleSpec::Parts(c) => c.gen_length,
         }
     }
 
     /// Number of steps, when the schedule fixes it in advance (threshold decoding does not).
     pub fn steps(&self) -> Option<usize> {
         match self {
-            Schedule::Llada(p) => Some(p.steps),
-            Schedule::Dream(p) => Some(p.steps),
-            Schedule::Threshold(_) => None,
-            Schedule::Fixed(p) => Some(match p.k {
+            ScheduleSpec::Llada(p) => Some(p.steps),
+            ScheduleSpec::Dream(p) => Some(p.steps),
+            ScheduleSpec::Threshold(_) => None,
+            ScheduleSpec::Fixed(p) => Some(match p.k {
                 TokensPerStep::Count(k) => p.gen_length.div_ceil(k),
                 TokensPerStep::All => 1,
             }),
+            ScheduleSpec::Parts(c) => c.steps(),
+        }
+    }
+
+    /// PC-Sampler's background when it is an index folder whose unigram counts are still to
+    /// be read (the caller reads them and passes them to [`Background::set_counts`]).
+    pub fn index_background(&mut self) -> Option<&mut Background> {
+        match self {
+            ScheduleSpec::Parts(Composed {
+                score: Score::Pc { background, .. },
+                ..
+            }) if background.index_to_read().is_some() => Some(background),
+            _ => None,
         }
     }
 
     /// Whether the schedule sets end-of-text logits to -inf (and so needs the caller's eot ids).
     pub fn forbids_eot(&self) -> bool {
         match self {
-            Schedule::Llada(p) => p.forbid_eot,
-            Schedule::Dream(p) => p.forbid_eot,
-            Schedule::Threshold(p) => p.forbid_eot,
-            Schedule::Fixed(p) => p.forbid_eot,
+            ScheduleSpec::Llada(p) => p.forbid_eot,
+            ScheduleSpec::Dream(p) => p.forbid_eot,
+            ScheduleSpec::Threshold(p) => p.forbid_eot,
+            ScheduleSpec::Fixed(p) => p.forbid_eot,
+            ScheduleSpec::Parts(_) => false,
         }
     }
 }
 
-/// The canonical spec string, which [`Schedule::parse`] reads back to the same schedule.
-impl fmt::Display for Schedule {
+/// The canonical spec string, which [`ScheduleSpec::parse`] reads back to the same schedule.
+impl fmt::Display for ScheduleSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let ScheduleSpec::Parts(c) = self {
+            return write!(f, "{}", c.spec);
+        }
         let value = serde_json::to_value(self).map_err(|_| fmt::Error)?;
         let serde_json::Value::Object(map) = value else {
             return Err(fmt::Error);
@@ -463,115 +496,23 @@ impl fmt::Display for Schedule {
     }
 }
 
-/// The key=value pairs of one schedule, consumed option by option so that leftovers are unknown.
-struct Options<'a> {
-    name: &'a str,
-    pairs: Vec<(String, String)>,
-}
-
-impl<'a> Options<'a> {
-    fn new(name: &'a str, pairs: &[(String, String)]) -> Self {
-        Options {
-            name,
-            pairs: pairs.to_vec(),
-        }
-    }
-
-    fn take(&mut self, key: &str) -> Option<String> {
-        let i = self.pairs.iter().position(|(k, _)| k == key)?;
-        Some(self.pairs.remove(i).1)
-    }
-
-    fn parse_usize(v: &str) -> Result<usize, String> {
-        v.parse()
-            .map_err(|_| format!("expected a non-negative integer, found `{v}`"))
-    }
-
-    fn parse_f64(v: &str) -> Result<f64, String> {
-        v.parse()
-            .map_err(|_| format!("expected a number, found `{v}`"))
-    }
-
-    fn usize(&mut self, key: &str) -> Result<Option<usize>, String> {
-        self.take(key)
-            .map(|v| Self::parse_usize(&v).map_err(|m| format!("option `{key}`: {m}")))
-            .transpose()
-    }
-
-    fn f64(&mut self, key: &str) -> Result<Option<f64>, String> {
-        self.take(key)
-            .map(|v| Self::parse_f64(&v).map_err(|m| format!("option `{key}`: {m}")))
-            .transpose()
-    }
-
-    fn bool(&mut self, key: &str) -> Result<Option<bool>, String> {
-        self.take(key)
-            .map(|v| match v.as_str() {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err(format!(
-                    "option `{key}`: expected true or false, found `{v}`"
-                )),
-            })
-            .transpose()
-    }
-
-    /// A value that may be `none` (upstream's `None`).
-    fn optional<T>(
-        &mut self,
-        key: &str,
-        parse: fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, String> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(v) if v == "none" => Ok(None),
-            Some(v) => parse(&v)
-                .map(Some)
-                .map_err(|m| format!("option `{key}`: {m} or `none`")),
-        }
-    }
-
-    fn choice<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<Option<T>, String> {
-        let Some(v) = self.take(key) else {
-            return Ok(None);
-        };
-        match choices.iter().find(|(n, _)| *n == v) {
-            Some((_, c)) => Ok(Some(*c)),
-            None => {
-                let names: Vec<_> = choices.iter().map(|(n, _)| *n).collect();
-                Err(format!(
-                    "option `{key}`: unknown value `{v}`; expected one of {}",
-                    names.join(", ")
-                ))
-            }
-        }
-    }
-
-    /// Fails on the first option nobody asked for.
-    fn finish(self) -> Result<(), String> {
-        match self.pairs.first() {
-            None => Ok(()),
-            Some((k, _)) => Err(format!("unknown option `{k}` for schedule `{}`", self.name)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn err(spec: &str) -> String {
-        Schedule::parse(spec).unwrap_err().to_string()
+        ScheduleSpec::parse(spec).unwrap_err().to_string()
     }
 
     #[test]
     fn llada_spec_parses_with_upstream_defaults() {
-        let s =
-            Schedule::parse("llada:steps=8,gen_length=16,block_length=4,remasking=low_confidence")
-                .unwrap();
+        let s = ScheduleSpec::parse(
+            "llada:steps=8,gen_length=16,block_length=4,remasking=low_confidence",
+        )
+        .unwrap();
         assert_eq!(
             s,
-            Schedule::Llada(LladaParams {
+            ScheduleSpec::Llada(LladaParams {
                 steps: 8,
                 gen_length: 16,
                 block_length: 4,
@@ -582,7 +523,7 @@ mod tests {
             })
         );
         // steps and block_length default to gen_length, as upstream's all-128 defaults do.
-        let Schedule::Llada(p) = Schedule::parse("llada:gen_length=32").unwrap() else {
+        let ScheduleSpec::Llada(p) = ScheduleSpec::parse("llada:gen_length=32").unwrap() else {
             panic!()
         };
         assert_eq!((p.steps, p.block_length), (32, 32));
@@ -599,7 +540,7 @@ mod tests {
         assert!(err("dream:alg=greedy").contains("option `alg`: unknown value `greedy`"));
         assert!(err("fixed:k=zero").contains("option `k`"));
         assert!(err("llada:steps").contains("expected key=value"));
-        assert!(Schedule::parse("threshold:tau=1").is_ok());
+        assert!(ScheduleSpec::parse("threshold:tau=1").is_ok());
     }
 
     #[test]
@@ -612,28 +553,28 @@ mod tests {
             "fixed:gen_length=16,k=all,order=random",
             "fixed:k=3",
         ] {
-            let s = Schedule::parse(spec).unwrap();
-            assert_eq!(Schedule::parse(&s.to_string()).unwrap(), s, "{spec} -> {s}");
+            let s = ScheduleSpec::parse(spec).unwrap();
+            assert_eq!(ScheduleSpec::parse(&s.to_string()).unwrap(), s, "{spec} -> {s}");
         }
     }
 
     #[test]
     fn toml_keys_match_spec_options() {
         let toml = "schedule = \"dream\"\nsteps = 8\nmax_new_tokens = 16\nalg = \"entropy\"\ntop_k = 50\neps = 0.001\n";
-        let from_toml = Schedule::from_toml_str(toml).unwrap();
+        let from_toml = ScheduleSpec::from_toml_str(toml).unwrap();
         let from_spec =
-            Schedule::parse("dream:steps=8,max_new_tokens=16,alg=entropy,top_k=50").unwrap();
+            ScheduleSpec::parse("dream:steps=8,max_new_tokens=16,alg=entropy,top_k=50").unwrap();
         assert_eq!(from_toml, from_spec);
-        let e = Schedule::from_toml_str("schedule = \"fixed\"\nkk = 2\n").unwrap_err();
+        let e = ScheduleSpec::from_toml_str("schedule = \"fixed\"\nkk = 2\n").unwrap_err();
         assert!(e.contains("unknown option `kk`"), "{e}");
-        assert!(Schedule::from_toml_str("steps = 2\n")
+        assert!(ScheduleSpec::from_toml_str("steps = 2\n")
             .unwrap_err()
             .contains("missing key `schedule`"));
     }
 
     #[test]
     fn fixed_steps_round_up() {
-        let steps = |spec: &str| Schedule::parse(spec).unwrap().steps();
+        let steps = |spec: &str| ScheduleSpec::parse(spec).unwrap().steps();
         assert_eq!(steps("fixed:gen_length=10,k=3"), Some(4));
         assert_eq!(steps("fixed:gen_length=10,k=all"), Some(1));
         assert_eq!(steps("fixed:gen_length=10"), Some(10));

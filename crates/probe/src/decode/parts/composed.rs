@@ -1,0 +1,190 @@
+//! A schedule made of parts: blocks, eligible positions, token choice, score and count.
+
+use std::ops::Range;
+
+use serde::Serialize;
+
+use super::blocks::{BlockLoop, Blocks, BlocksLayout};
+use super::count::{Count, CountInputs};
+use super::eligible::Eligible;
+use super::kl_history::KlHistory;
+use super::score::Score;
+use super::token::TokenChoice;
+use super::view::StepView;
+use super::{Call, Pick, RowDecoder, Schedule, Sequence};
+use crate::denoiser::MaskedDenoiser;
+use crate::error::ProbeError;
+
+/// A schedule composed of parts; every preset is one.
+///
+/// Each step: the block decides whether there is another call and what the model sees;
+/// the token part chooses a token for every eligible position; the score ranks them; the
+/// count decides how many commit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Composed {
+    /// The preset's name, or `compose`.
+    #[serde(rename = "preset")]
+    pub name: &'static str,
+    /// The schedule string it was read from, with the preset's defaults written out.
+    pub spec: String,
+    pub gen_length: usize,
+    pub blocks: Blocks,
+    #[serde(flatten)]
+    pub eligible: Eligible,
+    pub token: TokenChoice,
+    #[serde(flatten)]
+    pub score: Score,
+    #[serde(flatten)]
+    pub count: Count,
+}
+
+impl Composed {
+    fn kl_history_length(&self) -> Option<usize> {
+        self.count
+            .needs_kl_history()
+            .or(self.score.needs_kl_history())
+    }
+}
+
+impl Schedule for Composed {
+    fn describe(&self) -> String {
+        self.spec.clone()
+    }
+
+    fn canvas_len(&self, prompt_len: usize) -> usize {
+        self.blocks.canvas_len(prompt_len, self.gen_length)
+    }
+
+    fn steps(&self) -> Option<usize> {
+        let per_block = self.blocks.steps_per_block?;
+        match (self.blocks.run, self.blocks.layout) {
+            (BlockLoop::Fixed, BlocksLayout::Whole) => Some(per_block),
+            (BlockLoop::Fixed, BlocksLayout::AfterPrompt { length }) => {
+                Some(self.gen_length.div_ceil(length) * per_block)
+            }
+            _ => None,
+        }
+    }
+
+    fn check(&self, model: &dyn MaskedDenoiser) -> Result<(), ProbeError> {
+        if let Score::Pc { background, .. } = &self.score {
+            background.prepare(model.vocab_size() as usize)?;
+        }
+        Ok(())
+    }
+
+    fn start(&self, prompt_len: usize) -> Result<Box<dyn RowDecoder + '_>, ProbeError> {
+        let canvas_len = self.canvas_len(prompt_len);
+        Ok(Box::new(ComposedRow {
+            schedule: self,
+            blocks: self.blocks.ranges(prompt_len, canvas_len),
+            canvas_len,
+            block: 0,
+            calls: 0,
+            plan: None,
+            eligible: Vec::new(),
+            kl: self.kl_history_length().map(KlHistory::new),
+        }))
+    }
+}
+
+/// One sequence under a [`Composed`] schedule.
+struct ComposedRow<'a> {
+    schedule: &'a Composed,
+    blocks: Vec<Range<usize>>,
+    canvas_len: usize,
+    /// Index of the current block.
+    block: usize,
+    /// Model calls so far in the current block.
+    calls: usize,
+    /// The current block's tokens per call, fixed when the block starts.
+    plan: Option<Vec<usize>>,
+    /// The eligible positions of the call in flight.
+    eligible: Vec<usize>,
+    kl: Option<KlHistory>,
+}
+
+impl RowDecoder for ComposedRow<'_> {
+    fn window(&mut self, seq: &Sequence) -> Option<Call> {
+        let c = self.schedule;
+        loop {
+            let range = self.blocks.get(self.block)?.clone();
+            let masks = seq.masked_in(range.clone()).len();
+            if self.plan.is_none() {
+                self.plan = Some(match c.blocks.steps_per_block {
+                    Some(steps) => c
+                        .count
+                        .curve()
+                        .schedule(c.blocks.scheduled_tokens(masks), steps),
+                    None => Vec::new(),
+                });
+            }
+            if !c.blocks.another_call(self.calls, masks) {
+                self.block += 1;
+                self.calls = 0;
+                self.plan = None;
+                continue;
+            }
+            let window = c.blocks.window(&range, self.canvas_len);
+            self.eligible = c.eligible.positions(seq, &range, self.calls);
+            // The KL history follows every masked position; other rules need only the
+            // eligible ones.
+            let needed = if self.kl.is_some() {
+                seq.masked_in(seq.prompt_len..window)
+            } else {
+                self.eligible.clone()
+            };
+            return Some(Call {
+                window,
+                positions: needed,
+            });
+        }
+    }
+
+    fn step(&mut self, _seq: &Sequence, view: &mut StepView) -> Result<Vec<Pick>, ProbeError> {
+        let c = self.schedule;
+        let block_start = self.blocks[self.block].start;
+        let probs = c.token.choose(view)?;
+        if let Some(kl) = &mut self.kl {
+            kl.update(view)?;
+        }
+        let eligible = std::mem::take(&mut self.eligible);
+        let scores = c
+            .score
+            .compute(view, &eligible, block_start, self.kl.as_ref())?;
+        let slots: Vec<usize> = eligible
+            .iter()
+            .map(|&p| view.slot(p).expect("eligible positions are in the view"))
+            .collect();
+        let plan = self.plan.as_deref().unwrap_or_default();
+        let mut inputs = CountInputs {
+            scheduled: plan.get(self.calls).copied().unwrap_or(1),
+            ..Default::default()
+        };
+        if matches!(c.count, Count::EntropyBudget { .. }) {
+            let h = view.entropy()?;
+            inputs.entropy = Some(slots.iter().map(|&s| h[s]).collect());
+        }
+        if let Count::ReadyElseTopK { kl_threshold, .. } = c.count {
+            let kl = self.kl.as_ref().expect("KLASS keeps the KL history");
+            inputs.stable = Some(
+                eligible
+                    .iter()
+                    .map(|&p| kl.stable(p, kl_threshold, self.calls))
+                    .collect(),
+            );
+        }
+        let chosen = c.count.select(&scores, &inputs);
+        self.calls += 1;
+        let tokens = view.tokens()?;
+        Ok(chosen
+            .into_iter()
+            .map(|i| Pick {
+                position: eligible[i],
+                token: tokens[slots[i]],
+                prob: probs[slots[i]],
+                score: scores.values[i],
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,468 @@
+//! The published 2025 samplers as compositions of parts, with their upstream option names
+//! and defaults (`fixtures/parity/SCHEDULES.md` has the rules, dtypes and quirks).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use serde::{Serialize, Serializer};
+
+use super::blocks::{BlockLoop, Blocks, BlocksLayout};
+use super::composed::Composed;
+use super::count::{Count, Curve};
+use super::eligible::Eligible;
+use super::score::Score;
+use super::token::TokenChoice;
+use crate::decode::options::Options;
+use crate::error::ProbeError;
+
+/// The preset names, for error messages.
+pub const PRESETS: &str = "fastdllm, eb, pc, klass, llada2";
+
+/// Builds preset `name` from its options, or `None` when `name` is not a preset.
+pub(crate) fn build_preset(name: &str, opts: &mut Options) -> Result<Option<Composed>, String> {
+    Ok(Some(match name {
+        "fastdllm" => fastdllm(opts)?,
+        "eb" => eb(opts)?,
+        "pc" => pc(opts)?,
+        "klass" => klass(opts)?,
+        "llada2" => llada2(opts)?,
+        _ => return Ok(None),
+    }))
+}
+
+/// Fast-dLLM's `generate` (NVlabs/Fast-dLLM `llada/generate.py`): blocks after the prompt,
+/// each decoded until filled, float64 confidence; threshold or factor parallel decoding,
+/// or LLaDA's scheduled top-k when neither is set.
+fn fastdllm(opts: &mut Options) -> Result<Composed, String> {
+    let gen_length = positive(opts, "gen_length", 128)?;
+    let steps = positive(opts, "steps", 128)?;
+    let block_length = positive(opts, "block_length", 128)?;
+    let threshold = opts.optional("threshold", Options::parse_f64)?;
+    let factor = opts.optional("factor", Options::parse_f64)?;
+    let token = temperature(opts)?;
+    let steps_per_block = llada_blocks(gen_length, block_length, steps)?;
+    if let Some(t) = threshold {
+        unit_interval("threshold", t)?;
+    }
+    if let Some(f) = factor {
+        if !(f.is_finite() && f > 0.0) {
+            return Err(format!("option `factor` must be a number > 0, found {f}"));
+        }
+    }
+    // Upstream: the factor rule takes priority over the threshold.
+    let count = match (factor, threshold) {
+        (Some(factor), _) => Count::Factor { factor },
+        (None, Some(threshold)) => Count::Threshold { threshold },
+        (None, None) => Count::TopK { curve: Curve::Even },
+    };
+    let mut spec =
+        format!("fastdllm:gen_length={gen_length},steps={steps},block_length={block_length}");
+    if let Some(t) = threshold {
+        spec += &format!(",threshold={t}");
+    }
+    if let Some(f) = factor {
+        spec += &format!(",factor={f}");
+    }
+    Ok(Composed {
+        name: "fastdllm",
+        spec: spec + &token_suffix(&token),
+        gen_length,
+        blocks: Blocks {
+            layout: BlocksLayout::AfterPrompt {
+                length: block_length,
+            },
+            steps_per_block: Some(steps_per_block),
+            run: BlockLoop::UntilFilled,
+        },
+        eligible: Eligible::Block,
+        token,
+        score: Score::Confidence64,
+        count,
+    })
+}
+
+/// The EB-sampler (entropy-bounded unmasking, as in NEUIR/PC-Sampler's
+/// `generate_with_eb_sampler`): no blocks, lowest entropy first, within an entropy budget.
+fn eb(opts: &mut Options) -> Result<Composed, String> {
+    let gen_length = positive(opts, "gen_length", 128)?;
+    let gamma = opts.f64("gamma")?.unwrap_or(0.1);
+    if !(gamma.is_finite() && gamma >= 0.0) {
+        return Err(format!(
+            "option `gamma` must be a finite number >= 0, found {gamma}"
+        ));
+    }
+    let token = temperature(opts)?;
+    Ok(Composed {
+        name: "eb",
+        spec: format!("eb:gen_length={gen_length},gamma={gamma}") + &token_suffix(&token),
+        gen_length,
+        blocks: Blocks {
+            layout: BlocksLayout::Whole,
+            steps_per_block: None,
+            run: BlockLoop::UntilFilled,
+        },
+        eligible: Eligible::Block,
+        token,
+        score: Score::NegEntropy,
+        count: Count::EntropyBudget { gamma },
+    })
+}
+
+/// PC-Sampler (NEUIR/PC-Sampler `generate_with_pc_sampler`): LLaDA's blocks and schedule,
+/// positions ranked by a position-weighted, frequency-calibrated confidence.
+fn pc(opts: &mut Options) -> Result<Composed, String> {
+    let gen_length = positive(opts, "gen_length", 128)?;
+    let steps = positive(opts, "steps", 128)?;
+    let block_length = positive(opts, "block_length", 128)?;
+    let lambda = opts.f64("lambda")?.unwrap_or(0.25);
+    let alpha = opts.f64("alpha")?.unwrap_or(10.0);
+    let background = match opts.take("background") {
+        Some(path) => Background::open(Path::new(&path))?,
+        None => {
+            return Err(
+                "option `background` is required: an index folder (its unigram counts) or a \
+                 JSON file of per-id frequencies"
+                    .into(),
+            )
+        }
+    };
+    let token = temperature(opts)?;
+    let steps_per_block = llada_blocks(gen_length, block_length, steps)?;
+    if !(lambda.is_finite() && lambda >= 0.0) {
+        return Err(format!(
+            "option `lambda` must be a finite number >= 0, found {lambda}"
+        ));
+    }
+    if !(alpha.is_finite() && alpha > 0.0) {
+        return Err(format!(
+            "option `alpha` must be a finite number > 0, found {alpha}"
+        ));
+    }
+    Ok(Composed {
+        name: "pc",
+        spec: format!(
+            "pc:gen_length={gen_length},steps={steps},block_length={block_length},lambda={lambda},alpha={alpha},background={}",
+            background.path.display()
+        ) + &token_suffix(&token),
+        gen_length,
+        blocks: Blocks {
+            layout: BlocksLayout::AfterPrompt {
+                length: block_length,
+            },
+            steps_per_block: Some(steps_per_block),
+            run: BlockLoop::Fixed,
+        },
+        eligible: Eligible::Block,
+        token,
+        score: Score::Pc {
+            lambda,
+            alpha,
+            background,
+        },
+        count: Count::TopK { curve: Curve::Even },
+    })
+}
+
+/// KLASS (shkim0116/KLASS `stable_confident_decode`, `alg="klass"`): blocks after the prompt
+/// with at most `steps / blocks` calls each; positions whose distribution stayed KL-stable
+/// and whose float64 confidence is above the threshold commit together, otherwise LLaDA's
+/// scheduled top-k.
+fn klass(opts: &mut Options) -> Result<Composed, String> {
+    let gen_length = positive(opts, "gen_length", 128)?;
+    let steps = positive(opts, "steps", 128)?;
+    let block_length = positive(opts, "block_length", 128)?;
+    let conf_threshold = opts.f64("conf_threshold")?.unwrap_or(0.9);
+    let kl_threshold = opts.f64("kl_threshold")?.unwrap_or(0.01);
+    let history = positive(opts, "history", 2)?;
+    let token = temperature(opts)?;
+    let steps_per_block = llada_blocks(gen_length, block_length, steps)?;
+    unit_interval("conf_threshold", conf_threshold)?;
+    if !(kl_threshold.is_finite() && kl_threshold > 0.0) {
+        return Err(format!(
+            "option `kl_threshold` must be a finite number > 0, found {kl_threshold}"
+        ));
+    }
+    Ok(Composed {
+        name: "klass",
+        spec: format!(
+            "klass:gen_length={gen_length},steps={steps},block_length={block_length},conf_threshold={conf_threshold},kl_threshold={kl_threshold},history={history}"
+        ) + &token_suffix(&token),
+        gen_length,
+        blocks: Blocks {
+            layout: BlocksLayout::AfterPrompt {
+                length: block_length,
+            },
+            steps_per_block: Some(steps_per_block),
+            run: BlockLoop::AtMost,
+        },
+        eligible: Eligible::Block,
+        token,
+        score: Score::Confidence64,
+        count: Count::ReadyElseTopK {
+            conf_threshold,
+            kl_threshold,
+            history,
+        },
+    })
+}
+
+/// The LLaDA2.0 block sampler (`LLaDA2Sampler.sample` in ZHZisZZ/dllm): blocks aligned to
+/// position 0, the model sees the sequence up to the current block's end, every
+/// above-threshold position commits when there are enough of them, otherwise the top-k.
+fn llada2(opts: &mut Options) -> Result<Composed, String> {
+    let max_new_tokens = positive(opts, "max_new_tokens", 128)?;
+    let block_size = positive(opts, "block_size", 32)?;
+    let steps_per_block = positive(opts, "steps_per_block", 32)?;
+    let threshold = opts.f64("threshold")?.unwrap_or(0.95);
+    let minimal_topk = positive(opts, "minimal_topk", 1)?;
+    let temperature = opts.f64("temperature")?.unwrap_or(0.0);
+    let top_p = opts.optional("top_p", Options::parse_f64)?;
+    let top_k = opts.optional("top_k", Options::parse_usize)?;
+    unit_interval("threshold", threshold)?;
+    non_negative("temperature", temperature)?;
+    if let Some(p) = top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(format!("option `top_p` must be in (0, 1], found {p}"));
+        }
+    }
+    if top_k == Some(0) {
+        return Err("option `top_k` must be at least 1".into());
+    }
+    if minimal_topk > max_new_tokens {
+        return Err(format!(
+            "option `minimal_topk` ({minimal_topk}) must not exceed max_new_tokens ({max_new_tokens})"
+        ));
+    }
+    let used_steps = steps_per_block.min(max_new_tokens / minimal_topk);
+    let token = TokenChoice {
+        temperature,
+        top_k,
+        top_p,
+    };
+    let mut spec = format!(
+        "llada2:max_new_tokens={max_new_tokens},block_size={block_size},steps_per_block={steps_per_block},threshold={threshold},minimal_topk={minimal_topk}"
+    );
+    if temperature != 0.0 {
+        spec += &format!(",temperature={temperature}");
+    }
+    if let Some(p) = top_p {
+        spec += &format!(",top_p={p}");
+    }
+    if let Some(k) = top_k {
+        spec += &format!(",top_k={k}");
+    }
+    Ok(Composed {
+        name: "llada2",
+        spec,
+        gen_length: max_new_tokens,
+        blocks: Blocks {
+            layout: BlocksLayout::Aligned { size: block_size },
+            steps_per_block: Some(used_steps),
+            run: BlockLoop::AtMost,
+        },
+        eligible: Eligible::Block,
+        token,
+        score: Score::Confidence,
+        count: Count::ThresholdElseTopK { threshold },
+    })
+}
+
+/// Steps per block of LLaDA-style blocks after the prompt (upstream asserts both divisions).
+pub(super) fn llada_blocks(
+    gen_length: usize,
+    block_length: usize,
+    steps: usize,
+) -> Result<usize, String> {
+    if !gen_length.is_multiple_of(block_length) {
+        return Err(format!(
+            "option `block_length` ({block_length}) must divide gen_length ({gen_length})"
+        ));
+    }
+    let blocks = gen_length / block_length;
+    if !steps.is_multiple_of(blocks) {
+        return Err(format!(
+            "option `steps` ({steps}) must be divisible by the number of blocks (gen_length / block_length = {blocks})"
+        ));
+    }
+    Ok(steps / blocks)
+}
+
+pub(super) fn positive(opts: &mut Options, key: &str, default: usize) -> Result<usize, String> {
+    let v = opts.usize(key)?.unwrap_or(default);
+    if v == 0 {
+        return Err(format!("option `{key}` must be at least 1"));
+    }
+    Ok(v)
+}
+
+pub(super) fn unit_interval(key: &str, v: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("option `{key}` must be in [0, 1], found {v}"))
+    }
+}
+
+pub(super) fn non_negative(key: &str, v: f64) -> Result<(), String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "option `{key}` must be a finite number >= 0, found {v}"
+        ))
+    }
+}
+
+/// The `temperature` option (LLaDA-style Gumbel-max; 0, the default, is greedy).
+pub(super) fn temperature(opts: &mut Options) -> Result<TokenChoice, String> {
+    let t = opts.f64("temperature")?.unwrap_or(0.0);
+    non_negative("temperature", t)?;
+    Ok(TokenChoice {
+        temperature: t,
+        ..TokenChoice::argmax()
+    })
+}
+
+fn token_suffix(token: &TokenChoice) -> String {
+    if token.temperature == 0.0 {
+        String::new()
+    } else {
+        format!(",temperature={}", token.temperature)
+    }
+}
+
+/// PC-Sampler's background frequencies `f_bg`, one float32 per token id.
+///
+/// From a JSON file: a list of numbers, or an object whose `values` is one (as the parity
+/// traces store it), exactly one per id of the model's vocabulary. From an index folder:
+/// upstream's construction from token counts, `count / total` for every counted id and
+/// `1 / total` for the others, in float32.
+#[derive(Debug, Clone)]
+pub struct Background {
+    path: PathBuf,
+    source: BackgroundSource,
+    table: Arc<OnceLock<Vec<f32>>>,
+}
+
+#[derive(Debug, Clone)]
+enum BackgroundSource {
+    Frequencies(Vec<f64>),
+    /// Unigram counts of an index folder, read by the caller ([`Background::set_counts`]).
+    Index(Option<Vec<u64>>),
+}
+
+impl PartialEq for Background {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Serialize for Background {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.path.display().to_string())
+    }
+}
+
+impl Background {
+    /// Opens `path`: a folder is an index (counts come later), a file is read as JSON now.
+    pub fn open(path: &Path) -> Result<Background, String> {
+        let source = if path.is_dir() {
+            BackgroundSource::Index(None)
+        } else {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("option `background`: cannot read {}: {e}", path.display()))?;
+            BackgroundSource::Frequencies(
+                parse_frequencies(&text)
+                    .map_err(|m| format!("option `background`: {}: {m}", path.display()))?,
+            )
+        };
+        Ok(Background {
+            path: path.to_owned(),
+            source,
+            table: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// The index folder whose counts are still to be read, if any.
+    pub fn index_to_read(&self) -> Option<&Path> {
+        match self.source {
+            BackgroundSource::Index(None) => Some(&self.path),
+            _ => None,
+        }
+    }
+
+    /// Gives an index background its unigram counts (indexed by token id).
+    pub fn set_counts(&mut self, counts: Vec<u64>) {
+        self.source = BackgroundSource::Index(Some(counts));
+        self.table = Arc::new(OnceLock::new());
+    }
+
+    /// Builds the table for a vocabulary of `vocab` ids; errors name the option.
+    pub fn prepare(&self, vocab: usize) -> Result<(), ProbeError> {
+        let bad = |m: String| {
+            ProbeError::Input(format!("option `background`: {}: {m}", self.path.display()))
+        };
+        let table: Vec<f32> = match &self.source {
+            BackgroundSource::Frequencies(values) => {
+                if values.len() != vocab {
+                    return Err(bad(format!(
+                        "holds {} frequencies; the model's vocabulary has {vocab} ids",
+                        values.len()
+                    )));
+                }
+                values.iter().map(|&v| v as f32).collect()
+            }
+            BackgroundSource::Index(None) => {
+                return Err(bad("the index's counts were not read".into()))
+            }
+            BackgroundSource::Index(Some(counts)) => {
+                if counts.len() > vocab {
+                    return Err(bad(format!(
+                        "the index counts {} token ids; the model's vocabulary has {vocab}",
+                        counts.len()
+                    )));
+                }
+                let total: u64 = counts.iter().sum();
+                if total == 0 {
+                    return Err(bad("the index holds no tokens".into()));
+                }
+                let total = total as f64;
+                (0..vocab)
+                    .map(|i| match counts.get(i) {
+                        Some(&c) if c > 0 => (c as f64 / total) as f32,
+                        _ => (1.0 / total) as f32,
+                    })
+                    .collect()
+            }
+        };
+        let _ = self.table.set(table);
+        Ok(())
+    }
+
+    /// The table built by [`Background::prepare`].
+    pub fn table(&self) -> Result<&[f32], ProbeError> {
+        self.table.get().map(Vec::as_slice).ok_or_else(|| {
+            ProbeError::Input("option `background`: the table was not prepared".into())
+        })
+    }
+}
+
+fn parse_frequencies(text: &str) -> Result<Vec<f64>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let list = match &value {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(o) => match o.get("values") {
+            Some(serde_json::Value::Array(a)) => a,
+            _ => return Err("expected a list of numbers or an object with a `values` list".into()),
+        },
+        _ => return Err("expected a list of numbers or an object with a `values` list".into()),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| match v.as_f64() {
+            Some(f) if f.is_finite() && f >= 0.0 => Ok(f),
+            _ => Err(format!("value {i} is not a number >= 0: {v}")),
+        })
+        .collect()
+}

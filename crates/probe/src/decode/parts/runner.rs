@@ -1,0 +1,226 @@
+//! Runs a [`Schedule`] on one batch of prompts of equal length: model calls, views,
+//! commits, trajectories.
+
+use std::collections::BTreeMap;
+
+use tch::Tensor;
+
+use super::view::StepView;
+use super::{Call, RowDecoder, Schedule, Sequence};
+use crate::decode::{Commit, DecodeOptions, DecodeProgress, StepTopK, Trajectory};
+use crate::denoiser::MaskedDenoiser;
+use crate::error::ProbeError;
+
+/// One batch under a [`Schedule`]. Every prompt has the same length.
+pub(crate) struct Batch<'a> {
+    pub model: &'a dyn MaskedDenoiser,
+    pub schedule: &'a dyn Schedule,
+    pub opts: &'a DecodeOptions<'a>,
+    pub prompts: Vec<&'a [i64]>,
+    pub prompts_done: usize,
+    pub prompts_total: usize,
+}
+
+struct Row<'s> {
+    seq: Sequence,
+    decoder: Box<dyn RowDecoder + 's>,
+    history: Vec<Vec<i64>>,
+    commits: Vec<Commit>,
+    distributions: Vec<StepTopK>,
+    done: bool,
+}
+
+impl Batch<'_> {
+    /// Decodes the batch. Each model call holds the rows that asked for the same window;
+    /// a row that is finished takes no part in later calls, so its trajectory does not
+    /// depend on the other rows.
+    pub fn run(self) -> Result<Vec<Trajectory>, ProbeError> {
+        let model = self.model;
+        let mask_id = model.mask_id();
+        let mut rows: Vec<Row> = Vec::with_capacity(self.prompts.len());
+        for prompt in &self.prompts {
+            let canvas = self.schedule.canvas_len(prompt.len());
+            let mut ids = prompt.to_vec();
+            ids.resize(canvas, mask_id);
+            rows.push(Row {
+                history: vec![ids[prompt.len()..].to_vec()],
+                seq: Sequence {
+                    ids,
+                    prompt_len: prompt.len(),
+                    mask_id,
+                },
+                decoder: self.schedule.start(prompt.len())?,
+                commits: Vec::new(),
+                distributions: Vec::new(),
+                done: false,
+            });
+        }
+
+        let mut calls_made = 0;
+        loop {
+            let mut groups: BTreeMap<usize, Vec<(usize, Call)>> = BTreeMap::new();
+            for (r, row) in rows.iter_mut().enumerate() {
+                if row.done {
+                    continue;
+                }
+                match row.decoder.window(&row.seq) {
+                    None => row.done = true,
+                    Some(call) => {
+                        check_call(&row.seq, &call)?;
+                        groups.entry(call.window).or_default().push((r, call));
+                    }
+                }
+            }
+            if groups.is_empty() {
+                break;
+            }
+            for (window, group) in groups {
+                self.call(&mut rows, window, group)?;
+            }
+            calls_made += 1;
+            if let Some(report) = self.opts.progress {
+                report(&DecodeProgress {
+                    prompts_done: self.prompts_done,
+                    prompts_in_batch: self.prompts.len(),
+                    prompts_total: self.prompts_total,
+                    step: calls_made,
+                    steps: self.schedule.steps(),
+                });
+            }
+        }
+
+        Ok(rows
+            .into_iter()
+            .map(|row| Trajectory {
+                prompt_ids: row.seq.ids[..row.seq.prompt_len].to_vec(),
+                history: row.history,
+                commits: row.commits,
+                distributions: row.distributions,
+            })
+            .collect())
+    }
+
+    /// One model call on the first `window` positions of the rows in `group`, then each
+    /// row's step.
+    fn call(
+        &self,
+        rows: &mut [Row],
+        window: usize,
+        group: Vec<(usize, Call)>,
+    ) -> Result<(), ProbeError> {
+        let model = self.model;
+        let p = rows[group[0].0].seq.prompt_len;
+        let width = window - p;
+        let v = model.vocab_size();
+        let mut ids = Vec::with_capacity(group.len() * window);
+        for (r, _) in &group {
+            ids.extend_from_slice(&rows[*r].seq.ids[..window]);
+        }
+        let x = Tensor::f_from_slice(&ids)?
+            .f_view([group.len() as i64, window as i64])?
+            .f_to_device(model.device())?;
+        let logits = model.logits(&x, None, p as i64)?;
+        let expected = [group.len() as i64, width as i64, v];
+        if logits.size() != expected {
+            return Err(ProbeError::Input(format!(
+                "model returned logits of shape {:?}, expected {expected:?}",
+                logits.size()
+            )));
+        }
+        let flat = logits.f_reshape([group.len() as i64 * width as i64, v])?;
+
+        // The rows each step needs (all masked positions when distributions are saved).
+        let positions: Vec<Vec<usize>> = group
+            .iter()
+            .map(|(r, call)| match self.opts.save_step_distributions {
+                Some(_) => rows[*r].seq.masked_in(p..window),
+                None => call.positions.clone(),
+            })
+            .collect();
+        let index: Vec<i64> = positions
+            .iter()
+            .enumerate()
+            .flat_map(|(g, ps)| ps.iter().map(move |&q| (g * width + q - p) as i64))
+            .collect();
+        let picked = flat.f_index_select(
+            0,
+            &Tensor::f_from_slice(&index)?.f_to_device(flat.device())?,
+        )?;
+
+        let mut offset = 0;
+        for ((r, _), positions) in group.iter().zip(positions) {
+            let n = positions.len();
+            let mut view = StepView::new(positions, picked.f_narrow(0, offset as i64, n as i64)?);
+            offset += n;
+            let row = &mut rows[*r];
+            let picks = row.decoder.step(&row.seq, &mut view)?;
+            let step = row.history.len() as u32 - 1;
+            if let Some(k) = self.opts.save_step_distributions {
+                let (top_ids, top_probs) = view.top_k(k)?;
+                for (slot, &q) in view.positions().iter().enumerate() {
+                    row.distributions.push(StepTopK {
+                        step,
+                        gen_index: (q - p) as u32,
+                        top_ids: top_ids[slot * k..(slot + 1) * k].to_vec(),
+                        top_probs: top_probs[slot * k..(slot + 1) * k].to_vec(),
+                    });
+                }
+            }
+            let mut committed = Vec::with_capacity(picks.len());
+            for pick in &picks {
+                if view.slot(pick.position).is_none() || !row.seq.is_masked(pick.position) {
+                    return Err(ProbeError::Input(format!(
+                        "schedule `{}` picked position {}, which the step did not ask for or is not masked",
+                        self.schedule.describe(),
+                        pick.position
+                    )));
+                }
+                row.seq.ids[pick.position] = pick.token;
+                if pick.token != row.seq.mask_id {
+                    committed.push(pick);
+                }
+            }
+            let masked_after = row.seq.masked_in(p..row.seq.ids.len()).len() as u32;
+            committed.sort_by_key(|c| c.position);
+            for pick in committed {
+                row.commits.push(Commit {
+                    step,
+                    gen_index: (pick.position - p) as u32,
+                    token_id: pick.token,
+                    prob: pick.prob,
+                    confidence: pick.score as f32,
+                    masked_after,
+                });
+            }
+            row.history.push(row.seq.ids[p..].to_vec());
+        }
+        Ok(())
+    }
+}
+
+fn check_call(seq: &Sequence, call: &Call) -> Result<(), ProbeError> {
+    let bad = |m: String| Err(ProbeError::Input(format!("schedule step: {m}")));
+    if call.window <= seq.prompt_len || call.window > seq.ids.len() {
+        return bad(format!(
+            "window {} is outside the generated part ({}..={})",
+            call.window,
+            seq.prompt_len + 1,
+            seq.ids.len()
+        ));
+    }
+    for w in call.positions.windows(2) {
+        if w[0] >= w[1] {
+            return bad("positions must be ascending and distinct".into());
+        }
+    }
+    if let Some(&q) = call
+        .positions
+        .iter()
+        .find(|&&q| q < seq.prompt_len || q >= call.window || !seq.is_masked(q))
+    {
+        return bad(format!(
+            "position {q} is not a masked position of the window"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! What one model call says about the positions a step asked for.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::ProbeError;
+
+/// The logits of some masked positions at one step, and the per-position values the
+/// published samplers compute from them, each computed once and on request.
+///
+/// Values are indexed by *slot*: slot `i` is `positions()[i]`. The `[n, V]` logits stay on
+/// the model's device; only per-position values (`[n]`) are copied to the host. Every value
+/// is computed with the operations, dtypes and order of the upstream samplers (noted on each
+/// method), so that their traces are reproduced bit for bit.
+pub struct StepView {
+    positions: Vec<usize>,
+    logits: Tensor,
+    tokens: Option<Vec<i64>>,
+    prob32: Option<Vec<f32>>,
+    prob64: Option<Vec<f64>>,
+    softmax64: Option<Tensor>,
+    entropy: Option<Vec<f32>>,
+    margin: Option<Vec<f32>>,
+}
+
+impl StepView {
+    /// `logits` is float32 `[positions.len(), V]`, row `i` predicting `positions[i]`.
+    pub fn new(positions: Vec<usize>, logits: Tensor) -> StepView {
+        StepView {
+            positions,
+            logits,
+            tokens: None,
+            prob32: None,
+            prob64: None,
+            softmax64: None,
+            entropy: None,
+            margin: None,
+        }
+    }
+
+    /// The absolute positions of the slots, ascending.
+    pub fn positions(&self) -> &[usize] {
+        &self.positions
+    }
+
+    /// The slot of `position`, if the view holds it.
+    pub fn slot(&self, position: usize) -> Option<usize> {
+        self.positions.binary_search(&position).ok()
+    }
+
+    /// The float32 logits `[n, V]`, on the model's device.
+    pub fn logits(&self) -> &Tensor {
+        &self.logits
+    }
+
+    /// The token of each slot: the argmax (first maximum) unless [`StepView::set_tokens`]
+    /// chose others.
+    pub fn tokens(&mut self) -> Result<&[i64], ProbeError> {
+        if self.tokens.is_none() {
+            let x0 = self.logits.f_argmax(-1, false)?;
+            self.tokens = Some(host_i64(&x0)?);
+        }
+        Ok(self.tokens.as_deref().unwrap_or_default())
+    }
+
+    /// Replaces the tokens (a sampled choice); confidences follow the new tokens.
+    pub fn set_tokens(&mut self, tokens: Vec<i64>) {
+        debug_assert_eq!(tokens.len(), self.positions.len());
+        self.tokens = Some(tokens);
+        self.prob32 = None;
+        self.prob64 = None;
+    }
+
+    /// `softmax(logits)[token]` in float32 (LLaDA's `low_confidence`, PC-Sampler, LLaDA2.0).
+    pub fn prob32(&mut self) -> Result<&[f32], ProbeError> {
+        if self.prob32.is_none() {
+            let idx = self.token_tensor()?;
+            let p = self
+                .logits
+                .f_softmax(-1, Kind::Float)?
+                .f_gather(1, &idx, false)?
+                .f_squeeze_dim(1)?;
+            self.prob32 = Some(host_f32(&p)?);
+        }
+        Ok(self.prob32.as_deref().unwrap_or_default())
+    }
+
+    /// `softmax(logits.to(float64))[token]` (Fast-dLLM, KLASS).
+    pub fn prob64(&mut self) -> Result<&[f64], ProbeError> {
+        if self.prob64.is_none() {
+            let idx = self.token_tensor()?;
+            let p = self
+                .softmax64()?
+                .f_gather(1, &idx, false)?
+                .f_squeeze_dim(1)?;
+            self.prob64 = Some(Vec::<f64>::try_from(&p.f_to_device(Device::Cpu)?)?);
+        }
+        Ok(self.prob64.as_deref().unwrap_or_default())
+    }
+
+    /// The float64 softmax `[n, V]` (KLASS's distributions).
+    pub fn softmax64(&mut self) -> Result<&Tensor, ProbeError> {
+        if self.softmax64.is_none() {
+            let p = self
+                .logits
+                .f_to_kind(Kind::Double)?
+                .f_softmax(-1, Kind::Double)?;
+            self.softmax64 = Some(p);
+        }
+        Ok(self.softmax64.as_ref().expect("just computed"))
+    }
+
+    /// Entropy in nats, float32, as `torch.distributions.Categorical(logits=l).entropy()`
+    /// computes it: `l - logsumexp(l)`, clamped at the float32 minimum, times its softmax,
+    /// summed and negated (the EB-sampler).
+    pub fn entropy(&mut self) -> Result<&[f32], ProbeError> {
+        if self.entropy.is_none() {
+            let norm = self
+                .logits
+                .f_sub(&self.logits.f_logsumexp([-1i64].as_slice(), true)?)?;
+            let p = norm.f_softmax(-1, Kind::Float)?;
+            let h = norm
+                .f_clamp_min(f32::MIN as f64)?
+                .f_mul(&p)?
+                .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?
+                .f_neg()?;
+            self.entropy = Some(host_f32(&h)?);
+        }
+        Ok(self.entropy.as_deref().unwrap_or_default())
+    }
+
+    /// Top-1 minus top-2 float32 probability (Dream's `topk_margin`).
+    pub fn margin(&mut self) -> Result<&[f32], ProbeError> {
+        if self.margin.is_none() {
+            let (top, _) = self
+                .logits
+                .f_softmax(-1, Kind::Float)?
+                .f_topk(2, -1, true, true)?;
+            let m = top.f_select(1, 0)?.f_sub(&top.f_select(1, 1)?)?;
+            self.margin = Some(host_f32(&m)?);
+        }
+        Ok(self.margin.as_deref().unwrap_or_default())
+    }
+
+    /// The `k` most probable tokens of every slot under the float32 softmax, as
+    /// `(ids, probs)`, row-major `[n, k]`.
+    pub fn top_k(&self, k: usize) -> Result<(Vec<i64>, Vec<f32>), ProbeError> {
+        let (vals, ids) = self
+            .logits
+            .f_softmax(-1, Kind::Float)?
+            .f_topk(k as i64, -1, true, true)?;
+        Ok((
+            host_i64(&ids.f_flatten(0, -1)?)?,
+            host_f32(&vals.f_flatten(0, -1)?)?,
+        ))
+    }
+
+    fn token_tensor(&mut self) -> Result<Tensor, ProbeError> {
+        let device = self.logits.device();
+        let tokens = self.tokens()?;
+        Ok(Tensor::f_from_slice(tokens)?
+            .f_unsqueeze(1)?
+            .f_to_device(device)?)
+    }
+}
+
+fn host_f32(t: &Tensor) -> Result<Vec<f32>, ProbeError> {
+    Ok(Vec::<f32>::try_from(
+        &t.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?,
+    )?)
+}
+
+fn host_i64(t: &Tensor) -> Result<Vec<i64>, ProbeError> {
+    Ok(Vec::<i64>::try_from(&t.f_to_device(Device::Cpu)?)?)
+}
