@@ -25,12 +25,13 @@ build: setup
 
 # Every check CI runs (.ci/run calls this): formatting, clippy, the tests with the browser
 # test required (Chromium is installed when missing, or the command to install it is printed),
-# and the fixture specs against their baselines.
+# the custom-schedule example (built by cargo test), and the fixture specs against their baselines.
 test: setup
     scripts/require-chromium.sh
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --quiet -- -D warnings
     COLLAPSE_PROBE_REQUIRE_CHROMIUM=1 cargo test --workspace --no-fail-fast
+    "${CARGO_TARGET_DIR:-target}/debug/examples/custom_schedule" > /dev/null
     just gate
 
 # Probe -> decode -> analyze -> report on the bundled checkpoint, under reports/demo/.

@@ -198,8 +198,15 @@ pub enum SweepParam {
     TokensPerStep,
     /// Number of decoding steps, for every schedule.
     Steps,
-    /// Confidence threshold of threshold-based (parallel) schedules.
+    /// Confidence threshold of threshold-based (parallel) schedules: `threshold`'s `tau`, the
+    /// `threshold` of `fastdllm`, `llada2` and `compose:`, KLASS's `conf_threshold`.
     Threshold,
+    /// Fast-dLLM's `factor`.
+    Factor,
+    /// The EB-sampler's entropy budget `gamma`.
+    Gamma,
+    /// PC-Sampler's position-weight decay `lambda`.
+    Lambda,
 }
 
 impl SweepParam {
@@ -210,12 +217,18 @@ impl SweepParam {
             SweepParam::TokensPerStep => "tokens_per_step",
             SweepParam::Steps => "steps",
             SweepParam::Threshold => "threshold",
+            SweepParam::Factor => "factor",
+            SweepParam::Gamma => "gamma",
+            SweepParam::Lambda => "lambda",
         }
     }
 
     /// True for parameters that take whole numbers.
     pub fn is_integer(self) -> bool {
-        !matches!(self, SweepParam::Threshold)
+        matches!(
+            self,
+            SweepParam::Masks | SweepParam::TokensPerStep | SweepParam::Steps
+        )
     }
 }
 
@@ -428,8 +441,17 @@ impl Spec {
                             format!("{} takes whole numbers >= 1, found {v}", sweep.param.name()),
                         );
                     }
-                } else if !(v > 0.0 && v <= 1.0) {
+                } else if sweep.param == SweepParam::Threshold && !(v > 0.0 && v <= 1.0) {
                     return invalid(key, format!("threshold must be in (0, 1], found {v}"));
+                } else if !(v.is_finite() && v >= 0.0) {
+                    // The schedule checks its own range (factor > 0, ...) when the value is applied.
+                    return invalid(
+                        key,
+                        format!(
+                            "{} must be a finite number >= 0, found {v}",
+                            sweep.param.name()
+                        ),
+                    );
                 }
                 if sweep.values[..i].contains(&v) {
                     return invalid(key, format!("{v} is listed twice"));

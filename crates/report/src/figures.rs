@@ -256,6 +256,11 @@ fn data_range(panel: &Panel) -> Option<((f64, f64), (f64, f64))> {
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
+    // Lone points (one per schedule) would sit on the frame's edges: leave a margin.
+    if panel.lines.iter().all(|l| l.points.len() <= 1) {
+        let pad = (x1 - x0) * 0.08;
+        (x0, x1) = (x0 - pad, x1 + pad);
+    }
     let (y0, y1) = match panel.y_range {
         Some(r) => r,
         None => {
@@ -830,9 +835,9 @@ const TOKENS_PER_STEP_METRIC: &str = "trap.tokens_per_step";
 /// A plotted point: x, y and y's standard error when it has one.
 type Point = (f64, f64, Option<f64>);
 
-/// Unseen n-gram rate against the mean number of tokens committed per step, one line per n (and per
-/// run or swept schedule). Points come from the sweep when there is one, else from every decode
-/// folder of every analysis (one point per decode folder).
+/// Unseen n-gram rate against the mean number of tokens committed per step, one line per n and
+/// per schedule (and run). Points come from the sweep when there is one (a line per swept
+/// schedule), else from every decode folder of every analysis (one point per schedule).
 fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<Point>> {
     // (series, group) -> metrics of one decode run
     let mut groups: BTreeMap<(String, String), Vec<&Metric>> = BTreeMap::new();
@@ -852,11 +857,13 @@ fn tradeoff_points(inputs: &ReportInputs) -> BTreeMap<(String, u32), Vec<Point>>
             for run in &inputs.runs {
                 let Some(file) = &run.metrics else { continue };
                 for m in &file.metrics {
+                    // One series per schedule: a line between different samplers would
+                    // suggest a curve that no one decoded.
                     let group = split_metric_name(&m.name).1.join("@");
-                    let series = if several {
-                        run.label.clone()
-                    } else {
-                        String::new()
+                    let series = match (several, group.is_empty()) {
+                        (true, true) => run.label.clone(),
+                        (true, false) => format!("{}, {group}", run.label),
+                        (false, _) => group.clone(),
                     };
                     groups.entry((series, group)).or_default().push(m);
                 }
@@ -900,35 +907,59 @@ fn tradeoff_figure(
         return Ok(None);
     }
     let log2_x = wants_log2(xs());
-    let lines: Vec<Line> = points
+    // One panel per n-gram order; each schedule keeps its colour across panels.
+    let series: Vec<&String> = points
+        .keys()
+        .map(|(s, _)| s)
+        .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .enumerate()
-        .map(|(i, ((series, n), pts))| {
-            let label = if series.is_empty() {
-                format!("{n}-grams")
+        .collect();
+    let orders: Vec<u32> = points
+        .keys()
+        .map(|(_, n)| *n)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let colour_of = |s: &String| series_colour(series.iter().position(|x| *x == s).unwrap_or(0));
+    let panels: Vec<Panel> = orders
+        .iter()
+        .map(|&n| Panel {
+            title: (orders.len() > 1).then(|| format!("{n}-grams")),
+            x_label: if log2_x {
+                "tokens committed per step (log scale)"
             } else {
-                format!("{n}-grams, {series}")
-            };
-            metric_line(label, series_colour(i), pts, log2_x)
+                "tokens committed per step"
+            }
+            .into(),
+            y_label: format!("unseen {n}-gram rate (fraction)"),
+            lines: points
+                .iter()
+                .filter(|((_, order), _)| *order == n)
+                .map(|((s, _), pts)| {
+                    let label = if s.is_empty() {
+                        format!("{n}-grams")
+                    } else {
+                        s.clone()
+                    };
+                    metric_line(label, colour_of(s), pts.clone(), log2_x)
+                })
+                .collect(),
+            y_range: None,
+            markers: Vec::new(),
+            bands: true,
+            log2_x,
         })
         .collect();
-    let panel = Panel {
-        title: None,
-        x_label: if log2_x {
-            "tokens committed per step (log scale)"
-        } else {
-            "tokens committed per step"
+    // The legend names each schedule once (or each order, when there are no schedules).
+    let mut legend = Vec::new();
+    for p in &panels {
+        for item in legend_for(&p.lines) {
+            if !legend.iter().any(|l: &LegendItem| l.label == item.label) {
+                legend.push(item);
+            }
         }
-        .into(),
-        y_label: "unseen n-gram rate (fraction)".into(),
-        lines,
-        y_range: None,
-        markers: Vec::new(),
-        bands: true,
-        log2_x,
-    };
-    let legend = legend_for(&panel.lines);
-    let svg = line_figure("tradeoff", width, std::slice::from_ref(&panel), &legend)?;
+    }
+    let svg = line_figure("tradeoff", width, &panels, &legend)?;
     Ok(Some(Figure {
         name: "tradeoff".into(),
         width,

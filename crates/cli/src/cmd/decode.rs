@@ -40,6 +40,12 @@ pub struct Args {
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // Parse the schedule before loading anything: a typo should not wait for a model.
     let schedule = ScheduleSpec::from_spec_or_file(&args.schedule)?;
+    if schedule.lacks_background() {
+        anyhow::bail!(
+            "--schedule `{}`: option `background` is required (an index folder or a JSON file of per-id frequencies)",
+            args.schedule
+        );
+    }
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }

@@ -55,7 +55,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(0);
     let spec = Spec::load(&args.spec)?;
     // Parse every schedule before any work, so a typo fails in a second rather than after the probe.
-    let schedules: Vec<(String, ScheduleSpec)> = spec
+    let mut schedules: Vec<(String, ScheduleSpec)> = spec
         .schedules
         .iter()
         .map(|s| {
@@ -67,6 +67,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Ok((s.name.clone(), schedule))
         })
         .collect::<anyhow::Result<_>>()?;
+    if let Some((name, _)) = schedules
+        .iter()
+        .find(|(_, s)| s.lacks_background() && spec.reference.is_none())
+    {
+        bail!(
+            "{}: schedule `{name}` needs option `background` or a [reference] section",
+            args.spec.display()
+        );
+    }
     if let Some(sweep) = &spec.sweep {
         for &v in &sweep.values {
             for (name, s) in &schedules {
@@ -204,6 +213,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         global,
     )?;
     stages.insert("probe".into(), "probe".into());
+
+    // PC-Sampler's background defaults to the reference index.
+    for (name, schedule) in schedules.iter_mut() {
+        if schedule.lacks_background() {
+            let Some(dir) = index.as_deref() else {
+                bail!(
+                    "{}: schedule `{name}` needs option `background` or a [reference] section",
+                    args.spec.display()
+                );
+            };
+            *schedule = schedule
+                .with_option("background", &dir.display().to_string())
+                .expect("a composed schedule")?;
+        }
+    }
 
     // Decode, once per schedule.
     let mut decode_dirs = Vec::new();
@@ -469,6 +493,34 @@ fn swept_schedule(
             p.k = TokensPerStep::Count(p.gen_length.div_ceil(n))
         }
         (SweepParam::Threshold, ScheduleSpec::Threshold(p)) => p.tau = value,
+        (param, ScheduleSpec::Parts(c)) => {
+            let (key, v) = match (param, c.name) {
+                (SweepParam::Threshold, "klass") => ("conf_threshold", value.to_string()),
+                (SweepParam::Threshold, _) => ("threshold", value.to_string()),
+                (SweepParam::Factor, _) => ("factor", value.to_string()),
+                (SweepParam::Gamma, _) => ("gamma", value.to_string()),
+                (SweepParam::Lambda, _) => ("lambda", value.to_string()),
+                (SweepParam::Steps, "llada2") => ("steps_per_block", n.to_string()),
+                (SweepParam::Steps, _) => ("steps", n.to_string()),
+                (SweepParam::TokensPerStep, _) if n == 0 => {
+                    bail!("tokens per step must be at least 1")
+                }
+                (SweepParam::TokensPerStep, "llada2") => {
+                    let size = match c.blocks.layout {
+                        cp_probe::parts::BlocksLayout::Aligned { size } => size,
+                        _ => c.gen_length,
+                    };
+                    ("steps_per_block", size.div_ceil(n).to_string())
+                }
+                (SweepParam::TokensPerStep, _) => ("steps", c.gen_length.div_ceil(n).to_string()),
+                (SweepParam::Masks, _) => unreachable!("handled above"),
+            };
+            let name = c.name;
+            let swept = schedule.with_option(key, &v).expect("a composed schedule");
+            return swept.map_err(|e| {
+                anyhow::anyhow!("sweeping `{}` over a `{name}` schedule: {e}", param.name())
+            });
+        }
         (param, s) => bail!(
             "a `{}` schedule has no `{}` to sweep",
             s.name(),

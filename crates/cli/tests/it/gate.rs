@@ -262,7 +262,7 @@ fn workspace() -> PathBuf {
 
 /// Writes a variant of probes/toy-trap.toml into `dir`, its relative paths made absolute so that
 /// they still name the workspace's fixture, prompts and corpus.
-fn write_toy_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub fn write_toy_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
     let root = workspace();
     let probes = root.join("probes");
     let text = text

@@ -3,4 +3,5 @@
 mod analysis;
 mod gate;
 mod probe;
+mod schedules;
 mod traces;

@@ -5,6 +5,8 @@
 pub(crate) struct Options<'a> {
     name: &'a str,
     pairs: Vec<(String, String)>,
+    /// Every key asked for, for the message about a key nobody asked for.
+    asked: Vec<String>,
 }
 
 impl<'a> Options<'a> {
@@ -12,6 +14,7 @@ impl<'a> Options<'a> {
         Options {
             name,
             pairs: pairs.to_vec(),
+            asked: Vec::new(),
         }
     }
 
@@ -21,6 +24,9 @@ impl<'a> Options<'a> {
     }
 
     pub(crate) fn take(&mut self, key: &str) -> Option<String> {
+        if !self.asked.iter().any(|k| k == key) {
+            self.asked.push(key.to_owned());
+        }
         let i = self.pairs.iter().position(|(k, _)| k == key)?;
         Some(self.pairs.remove(i).1)
     }
@@ -98,7 +104,11 @@ impl<'a> Options<'a> {
     pub(crate) fn finish(self) -> Result<(), String> {
         match self.pairs.first() {
             None => Ok(()),
-            Some((k, _)) => Err(format!("unknown option `{k}` for schedule `{}`", self.name)),
+            Some((k, _)) => Err(format!(
+                "unknown option `{k}` for schedule `{}` (its options: {})",
+                self.name,
+                self.asked.join(", ")
+            )),
         }
     }
 }

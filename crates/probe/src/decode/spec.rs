@@ -448,6 +448,30 @@ impl ScheduleSpec {
         }
     }
 
+    /// A composed schedule (preset or `compose:`) with option `key` set to `value`, checked
+    /// like a schedule string; `None` for the other schedules.
+    pub fn with_option(&self, key: &str, value: &str) -> Option<Result<ScheduleSpec, ProbeError>> {
+        let ScheduleSpec::Parts(c) = self else {
+            return None;
+        };
+        let (name, rest) = c.spec.split_once(':').unwrap_or((c.spec.as_str(), ""));
+        let mut items: Vec<String> = rest
+            .split(',')
+            .filter(|i| !i.is_empty() && i.split_once('=').map(|(k, _)| k) != Some(key))
+            .map(str::to_owned)
+            .collect();
+        items.push(format!("{key}={value}"));
+        Some(ScheduleSpec::parse(&format!("{name}:{}", items.join(","))))
+    }
+
+    /// Whether the schedule reads PC-Sampler's background and none was given.
+    pub fn lacks_background(&self) -> bool {
+        matches!(self, ScheduleSpec::Parts(Composed {
+            score: Score::Pc { background, .. },
+            ..
+        }) if background.is_missing())
+    }
+
     /// PC-Sampler's background when it is an index folder whose unigram counts are still to
     /// be read (the caller reads them and passes them to [`Background::set_counts`]).
     pub fn index_background(&mut self) -> Option<&mut Background> {
@@ -552,10 +576,57 @@ mod tests {
             "threshold:gen_length=32,block_length=8,tau=0.7",
             "fixed:gen_length=16,k=all,order=random",
             "fixed:k=3",
+            "fastdllm:gen_length=64,steps=64,block_length=32,threshold=0.9",
+            "fastdllm:factor=1,temperature=0.5",
+            "eb:gamma=0.01",
+            "klass:gen_length=32,steps=32,block_length=8",
+            "llada2:max_new_tokens=64,top_p=0.9,top_k=20,temperature=0.7",
+            "compose:gen_length=64,block_length=32,score=margin,count=entropy_budget,gamma=0.5",
+            "compose:gen_length=64,steps=16,score=neg_entropy,count=cosine",
+            "compose:gen_length=64,block_length=16,steps=16,eligible=dilated,groups=4,count=top_k",
         ] {
             let s = ScheduleSpec::parse(spec).unwrap();
             assert_eq!(ScheduleSpec::parse(&s.to_string()).unwrap(), s, "{spec} -> {s}");
         }
+    }
+
+    #[test]
+    fn presets_take_upstream_defaults() {
+        let ScheduleSpec::Parts(c) = ScheduleSpec::parse("llada2").unwrap() else {
+            panic!("a composition")
+        };
+        assert_eq!(
+            c.spec,
+            "llada2:max_new_tokens=128,block_size=32,steps_per_block=32,threshold=0.95,minimal_topk=1"
+        );
+        let ScheduleSpec::Parts(c) = ScheduleSpec::parse("klass").unwrap() else {
+            panic!("a composition")
+        };
+        assert_eq!(
+            c.spec,
+            "klass:gen_length=128,steps=128,block_length=128,conf_threshold=0.9,kl_threshold=0.01,history=2"
+        );
+        let ScheduleSpec::Parts(c) = ScheduleSpec::parse("eb").unwrap() else {
+            panic!("a composition")
+        };
+        assert_eq!(c.spec, "eb:gen_length=128,gamma=0.1");
+        // Neither threshold nor factor: LLaDA's scheduled top-k on float64 confidence.
+        let ScheduleSpec::Parts(c) = ScheduleSpec::parse("fastdllm").unwrap() else {
+            panic!("a composition")
+        };
+        assert_eq!(
+            c.count,
+            crate::decode::parts::Count::TopK {
+                curve: crate::decode::parts::Curve::Even
+            }
+        );
+        // A sweep sets one option and keeps the others.
+        let swept = ScheduleSpec::parse("eb:gen_length=16,gamma=0.1")
+            .unwrap()
+            .with_option("gamma", "2")
+            .unwrap()
+            .unwrap();
+        assert_eq!(swept.to_string(), "eb:gen_length=16,gamma=2");
     }
 
     #[test]

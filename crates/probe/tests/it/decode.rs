@@ -101,6 +101,7 @@ impl MaskedDenoiser for Replay {
 // ---------------------------------------------------------------------------------------------
 // The traces.
 
+#[derive(Clone)]
 struct Trace {
     name: String,
     schedule: ScheduleSpec,
@@ -332,6 +333,90 @@ fn a_changed_preset_option_breaks_its_trace() {
             check_trace(&*loaded.denoiser, &t).is_err(),
             "{name} with {to}"
         );
+    }
+}
+
+#[test]
+fn compose_strings_reproduce_the_presets() {
+    // Each preset written out part by part reproduces the preset's upstream trace.
+    let tmp = tempfile::tempdir().unwrap();
+    let loaded = load_model(&parity_dir("llada-tiny"), &LoadOptions::default()).unwrap();
+    let bg = tmp.path().join("pc_background.json");
+    let cases = [
+        ("fastdllm_topk", "compose:gen_length=24,block_length=8,steps=12,loop=until_filled,score=confidence64,count=top_k".to_owned()),
+        ("fastdllm_factor", "compose:gen_length=24,block_length=8,steps=12,loop=until_filled,score=confidence64,count=factor,factor=2.7".to_owned()),
+        ("eb_gamma", "compose:gen_length=20,score=neg_entropy,count=entropy_budget,gamma=9.5".to_owned()),
+        ("pc_sampler_clip", format!("compose:gen_length=32,block_length=16,steps=8,score=pc,lambda=0.5,alpha=0.6,background={}", bg.display())),
+        ("klass", "compose:gen_length=24,block_length=8,steps=24,loop=at_most,score=confidence64,count=ready_else_top_k,conf_threshold=0.1,kl_threshold=0.5,history=2".to_owned()),
+        ("llada2_threshold_topk", "compose:gen_length=22,blocks=aligned,block_length=8,steps_per_block=4,loop=at_most,count=threshold_else_top_k,threshold=0.12".to_owned()),
+    ];
+    let all = schedule_traces(tmp.path());
+    for (name, spec) in cases {
+        let mut t = all.iter().find(|t| t.name == name).unwrap().clone();
+        t.schedule = ScheduleSpec::parse(&spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        if let Err(e) = check_trace(&*loaded.denoiser, &t) {
+            panic!("{name} as {spec}: {e}");
+        }
+    }
+}
+
+#[test]
+fn composed_schedules_batch_and_save_distributions_without_changing_trajectories() {
+    // Data-dependent step counts: rows finish at different calls and leave the batch.
+    let loaded = load_model(&parity_dir("llada-tiny"), &LoadOptions::default()).unwrap();
+    let model = &*loaded.denoiser;
+    let prompts: Vec<Vec<i64>> = (0..5)
+        .map(|i| (0..7).map(|j| (i * 37 + j * 11) % 300).collect())
+        .collect();
+    for spec in [
+        "fastdllm:gen_length=16,steps=8,block_length=8,threshold=0.1",
+        "eb:gen_length=16,gamma=5",
+        "klass:gen_length=16,steps=8,block_length=8,conf_threshold=0.1,kl_threshold=0.5",
+        "llada2:max_new_tokens=16,block_size=8,steps_per_block=4,threshold=0.15",
+        "compose:gen_length=16,block_length=8,steps=8,eligible=dilated,groups=2,score=margin,count=cosine",
+    ] {
+        let schedule = ScheduleSpec::parse(spec).unwrap();
+        let one = |batch_size: usize, save: Option<usize>| {
+            decode(
+                model,
+                &prompts,
+                &schedule,
+                &DecodeOptions {
+                    batch_size,
+                    save_step_distributions: save,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let alone = one(1, None);
+        let batched = one(4, Some(3));
+        let steps: Vec<usize> = alone.trajectories.iter().map(|t| t.steps()).collect();
+        for (a, b) in alone.trajectories.iter().zip(&batched.trajectories) {
+            // Tokens and steps alike; probabilities may differ in the last bits, since a
+            // model call on more rows takes other matrix-multiply paths.
+            assert_eq!(a.history, b.history, "{spec}");
+            let key = |t: &cp_probe::Trajectory| -> Vec<(u32, u32, i64)> {
+                t.commits
+                    .iter()
+                    .map(|c| (c.step, c.gen_index, c.token_id))
+                    .collect()
+            };
+            assert_eq!(key(a), key(b), "{spec}");
+            assert!(a.distributions.is_empty());
+            // Every still-masked position of every step, with its top 3.
+            let masked: usize = a.history[..a.steps()]
+                .iter()
+                .map(|row| row.iter().filter(|&&t| t == model.mask_id()).count())
+                .sum();
+            if !spec.starts_with("llada2") {
+                assert_eq!(b.distributions.len(), masked, "{spec}");
+            }
+            assert!(b.distributions.iter().all(|d| d.top_ids.len() == 3));
+        }
+        if spec.starts_with("fastdllm") {
+            assert!(steps.iter().any(|&s| s != steps[0]), "{spec}: {steps:?}");
+        }
     }
 }
 

@@ -65,7 +65,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
             alpha: opts.f64("alpha")?.unwrap_or(10.0),
             background: match opts.take("background") {
                 Some(p) => Background::open(Path::new(&p))?,
-                None => return Err("option `background` is required by score=pc".into()),
+                None => Background::missing(),
             },
         },
         "kl_stability" => Score::KlStability {

@@ -118,13 +118,7 @@ fn pc(opts: &mut Options) -> Result<Composed, String> {
     let alpha = opts.f64("alpha")?.unwrap_or(10.0);
     let background = match opts.take("background") {
         Some(path) => Background::open(Path::new(&path))?,
-        None => {
-            return Err(
-                "option `background` is required: an index folder (its unigram counts) or a \
-                 JSON file of per-id frequencies"
-                    .into(),
-            )
-        }
+        None => Background::missing(),
     };
     let token = temperature(opts)?;
     let steps_per_block = llada_blocks(gen_length, block_length, steps)?;
@@ -141,8 +135,11 @@ fn pc(opts: &mut Options) -> Result<Composed, String> {
     Ok(Composed {
         name: "pc",
         spec: format!(
-            "pc:gen_length={gen_length},steps={steps},block_length={block_length},lambda={lambda},alpha={alpha},background={}",
-            background.path.display()
+            "pc:gen_length={gen_length},steps={steps},block_length={block_length},lambda={lambda},alpha={alpha}{}",
+            match background.source {
+                BackgroundSource::Missing => String::new(),
+                _ => format!(",background={}", background.path.display()),
+            }
         ) + &token_suffix(&token),
         gen_length,
         blocks: Blocks {
@@ -331,6 +328,9 @@ fn token_suffix(token: &TokenChoice) -> String {
     }
 }
 
+const MISSING: &str = "option `background` is required: an index folder (its unigram counts) or \
+     a JSON file of per-id frequencies (collapse-probe run uses the spec's reference index)";
+
 /// PC-Sampler's background frequencies `f_bg`, one float32 per token id.
 ///
 /// From a JSON file: a list of numbers, or an object whose `values` is one (as the parity
@@ -346,6 +346,8 @@ pub struct Background {
 
 #[derive(Debug, Clone)]
 enum BackgroundSource {
+    /// Not given: `collapse-probe run` uses the spec's reference index; elsewhere an error.
+    Missing,
     Frequencies(Vec<f64>),
     /// Unigram counts of an index folder, read by the caller ([`Background::set_counts`]).
     Index(Option<Vec<u64>>),
@@ -383,6 +385,20 @@ impl Background {
         })
     }
 
+    /// No background yet (the option was not given).
+    pub fn missing() -> Background {
+        Background {
+            path: PathBuf::new(),
+            source: BackgroundSource::Missing,
+            table: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Whether the option was not given.
+    pub fn is_missing(&self) -> bool {
+        matches!(self.source, BackgroundSource::Missing)
+    }
+
     /// The index folder whose counts are still to be read, if any.
     pub fn index_to_read(&self) -> Option<&Path> {
         match self.source {
@@ -403,6 +419,7 @@ impl Background {
             ProbeError::Input(format!("option `background`: {}: {m}", self.path.display()))
         };
         let table: Vec<f32> = match &self.source {
+            BackgroundSource::Missing => return Err(ProbeError::Input(MISSING.into())),
             BackgroundSource::Frequencies(values) => {
                 if values.len() != vocab {
                     return Err(bad(format!(

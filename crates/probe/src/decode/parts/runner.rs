@@ -129,35 +129,37 @@ impl Batch<'_> {
         }
         let flat = logits.f_reshape([group.len() as i64 * width as i64, v])?;
 
-        // The rows each step needs (all masked positions when distributions are saved).
-        let positions: Vec<Vec<usize>> = group
-            .iter()
-            .map(|(r, call)| match self.opts.save_step_distributions {
-                Some(_) => rows[*r].seq.masked_in(p..window),
-                None => call.positions.clone(),
-            })
-            .collect();
-        let index: Vec<i64> = positions
-            .iter()
-            .enumerate()
-            .flat_map(|(g, ps)| ps.iter().map(move |&q| (g * width + q - p) as i64))
-            .collect();
-        let picked = flat.f_index_select(
-            0,
-            &Tensor::f_from_slice(&index)?.f_to_device(flat.device())?,
+        let rows_at = |positions: &[usize], g: usize| -> Vec<i64> {
+            positions
+                .iter()
+                .map(|&q| (g * width + q - p) as i64)
+                .collect()
+        };
+        let select = |index: Vec<i64>| -> Result<Tensor, ProbeError> {
+            Ok(flat.f_index_select(
+                0,
+                &Tensor::f_from_slice(&index)?.f_to_device(flat.device())?,
+            )?)
+        };
+        // The rows each step asked for, in one selection.
+        let picked = select(
+            group
+                .iter()
+                .enumerate()
+                .flat_map(|(g, (_, call))| rows_at(&call.positions, g))
+                .collect(),
         )?;
 
         let mut offset = 0;
-        for ((r, _), positions) in group.iter().zip(positions) {
-            let n = positions.len();
-            let mut view = StepView::new(positions, picked.f_narrow(0, offset as i64, n as i64)?);
-            offset += n;
-            let row = &mut rows[*r];
-            let picks = row.decoder.step(&row.seq, &mut view)?;
+        for (g, (r, call)) in group.into_iter().enumerate() {
+            let row = &mut rows[r];
             let step = row.history.len() as u32 - 1;
             if let Some(k) = self.opts.save_step_distributions {
-                let (top_ids, top_probs) = view.top_k(k)?;
-                for (slot, &q) in view.positions().iter().enumerate() {
+                // Every masked position of the window, whatever the step asked for.
+                let masked = row.seq.masked_in(p..window);
+                let all = StepView::new(masked.clone(), select(rows_at(&masked, g))?);
+                let (top_ids, top_probs) = all.top_k(k)?;
+                for (slot, &q) in masked.iter().enumerate() {
                     row.distributions.push(StepTopK {
                         step,
                         gen_index: (q - p) as u32,
@@ -166,6 +168,11 @@ impl Batch<'_> {
                     });
                 }
             }
+            let n = call.positions.len();
+            let mut view =
+                StepView::new(call.positions, picked.f_narrow(0, offset as i64, n as i64)?);
+            offset += n;
+            let picks = row.decoder.step(&row.seq, &mut view)?;
             let mut committed = Vec::with_capacity(picks.len());
             for pick in &picks {
                 if view.slot(pick.position).is_none() || !row.seq.is_masked(pick.position) {
