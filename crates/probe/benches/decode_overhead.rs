@@ -12,7 +12,18 @@
 //! Environment: CP_BENCH_DEVICE (cpu | cuda, default cpu), CP_BENCH_D_MODEL (256), CP_BENCH_LAYERS (4),
 //! CP_BENCH_VOCAB (8192), CP_BENCH_PROMPTS (4), CP_BENCH_PROMPT_LEN (32), CP_BENCH_GEN (64),
 //! CP_BENCH_MODEL (a checkpoint folder to use instead of the random one), CP_BENCH_SCHEDULES
-//! (`;`-separated schedule specs to run instead of the default seven).
+//! (`;`-separated schedule specs to run instead of the default ones; `{background}` stands for a
+//! Zipf background-frequency file for PC-Sampler), CP_BENCH_SAME_LENGTH=1 (every prompt
+//! `CP_BENCH_PROMPT_LEN` long, so that schedules that batch only equal lengths make one call per
+//! step).
+//!
+//! The preset comparison of docs/performance.md ("Composed schedules"):
+//!
+//! ```text
+//! CP_BENCH_D_MODEL=512 CP_BENCH_LAYERS=8 CP_BENCH_VOCAB=32000 CP_BENCH_SAME_LENGTH=1 \
+//!   CP_BENCH_SCHEDULES='llada:gen_length=64,steps=64,block_length=32;fastdllm:gen_length=64,steps=64,block_length=32;...' \
+//!   cargo bench --workspace --profile dev --bench decode_overhead
+//! ```
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -171,7 +182,11 @@ fn main() {
     tch::manual_seed(1);
     let prompts: Vec<Vec<i64>> = (0..n)
         .map(|i| {
-            let len = prompt_len - (i as i64 % 3);
+            let len = if std::env::var("CP_BENCH_SAME_LENGTH").is_ok_and(|v| v == "1") {
+                prompt_len
+            } else {
+                prompt_len - (i as i64 % 3)
+            };
             Vec::<i64>::try_from(&Tensor::randint(
                 vocab - 2,
                 [len],
@@ -187,8 +202,8 @@ fn main() {
         tch::get_num_threads()
     );
     println!(
-        "{:<62} {:>6} {:>11} {:>10} {:>8}",
-        "schedule", "calls", "forward ms", "loop ms", "loop %"
+        "{:<62} {:>6} {:>11} {:>10} {:>8} {:>12}",
+        "schedule", "calls", "forward ms", "loop ms", "loop %", "ms per call"
     );
     let h = gen / 2;
     let defaults = [
@@ -210,7 +225,13 @@ fn main() {
             .collect(),
         Err(_) => defaults.to_vec(),
     };
+    // A Zipf background for PC-Sampler's `{background}`.
+    let background = tmp.path().join("background.json");
+    let norm: f64 = (1..=vocab).map(|r| 1.0 / r as f64).sum();
+    let zipf: Vec<f64> = (1..=vocab).map(|r| 1.0 / r as f64 / norm).collect();
+    std::fs::write(&background, serde_json::to_string(&zipf).unwrap()).unwrap();
     for spec in specs {
+        let spec = spec.replace("{background}", &background.display().to_string());
         let schedule = ScheduleSpec::parse(&spec).unwrap();
         let timed = Timed {
             inner: model,
@@ -232,12 +253,18 @@ fn main() {
         let total = t.elapsed();
         let forward = timed.forward.get();
         let lp = total.saturating_sub(forward);
+        let shown = if spec.len() > 62 {
+            format!("{}...", &spec[..59])
+        } else {
+            spec.clone()
+        };
         println!(
-            "{spec:<62} {:>6} {:>11.1} {:>10.1} {:>7.2}%",
+            "{shown:<62} {:>6} {:>11.1} {:>10.1} {:>7.2}% {:>12.2}",
             timed.calls.get(),
             forward.as_secs_f64() * 1e3,
             lp.as_secs_f64() * 1e3,
-            100.0 * lp.as_secs_f64() / forward.as_secs_f64()
+            100.0 * lp.as_secs_f64() / forward.as_secs_f64(),
+            total.as_secs_f64() * 1e3 / timed.calls.get().max(1) as f64
         );
     }
 }

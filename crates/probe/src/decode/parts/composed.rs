@@ -144,7 +144,7 @@ impl RowDecoder for ComposedRow<'_> {
     fn step(&mut self, _seq: &Sequence, view: &mut StepView) -> Result<Vec<Pick>, ProbeError> {
         let c = self.schedule;
         let block_start = self.blocks[self.block].start;
-        let probs = c.token.choose(view)?;
+        let sampled = c.token.choose(view)?;
         if let Some(kl) = &mut self.kl {
             kl.update(view)?;
         }
@@ -176,13 +176,19 @@ impl RowDecoder for ComposedRow<'_> {
         }
         let chosen = c.count.select(&scores, &inputs);
         self.calls += 1;
+        let chosen_slots: Vec<usize> = chosen.iter().map(|&i| slots[i]).collect();
+        let probs = match sampled {
+            Some(p) => chosen_slots.iter().map(|&s| p[s]).collect(),
+            None => view.prob32_of(&chosen_slots)?,
+        };
         let tokens = view.tokens()?;
         Ok(chosen
             .into_iter()
-            .map(|i| Pick {
+            .zip(probs)
+            .map(|(i, prob)| Pick {
                 position: eligible[i],
                 token: tokens[slots[i]],
-                prob: probs[slots[i]],
+                prob,
                 score: scores.values[i],
             })
             .collect())

@@ -17,7 +17,8 @@ pub struct KlHistory {
     length: usize,
     /// Positions of the rows of `prev`.
     prev_positions: Vec<usize>,
-    /// float64 softmax `[prev_positions.len(), V]` at the previous call (none before the first).
+    /// `ln(p + 1e-12)` of the float64 softmax `[prev_positions.len(), V]` at the previous
+    /// call (none before the first), kept so that each call takes one logarithm, not two.
     prev: Option<Tensor>,
     /// The last `length` KL divergences of each position, oldest first (zeros at the start).
     recent: HashMap<usize, Vec<f64>>,
@@ -38,8 +39,12 @@ impl KlHistory {
     pub fn update(&mut self, view: &mut StepView) -> Result<(), ProbeError> {
         let positions = view.positions().to_vec();
         let p = view.softmax64()?.shallow_clone();
-        let p_prev = match &self.prev {
-            None => p.f_zeros_like()?,
+        let mut log_p = p.f_add_scalar(1e-12)?;
+        let _ = log_p.f_log_()?;
+        // ln(p_prev + 1e-12) of these positions, in a buffer of their own that becomes the
+        // difference. Before the first call `p_prev` is zero: ln(1e-12) everywhere.
+        let mut diff = match &self.prev {
+            None => log_p.f_full_like(1e-12f64.ln())?,
             Some(prev) => {
                 let rows: Vec<i64> = positions
                     .iter()
@@ -58,13 +63,9 @@ impl KlHistory {
                 prev.f_index_select(0, &rows)?
             }
         };
-        let kl = p
-            .f_mul(
-                &p.f_add_scalar(1e-12)?
-                    .f_log()?
-                    .f_sub(&p_prev.f_add_scalar(1e-12)?.f_log()?)?,
-            )?
-            .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Double)?;
+        // p * (ln(p + 1e-12) - ln(p_prev + 1e-12)), summed over the vocabulary.
+        let _ = diff.f_neg_()?.f_add_(&log_p)?.f_mul_(&p)?;
+        let kl = diff.f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Double)?;
         let kl = Vec::<f64>::try_from(&kl.f_to_device(tch::Device::Cpu)?)?;
         for (&q, &d) in positions.iter().zip(&kl) {
             let h = self
@@ -75,7 +76,7 @@ impl KlHistory {
             h.push(d);
         }
         self.prev_positions = positions;
-        self.prev = Some(p);
+        self.prev = Some(log_p);
         Ok(())
     }
 

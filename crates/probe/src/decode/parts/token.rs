@@ -30,11 +30,12 @@ impl TokenChoice {
         }
     }
 
-    /// Chooses the token of every slot of `view` and returns each one's probability under
-    /// the distribution it was drawn from (float32).
-    pub fn choose(&self, view: &mut StepView) -> Result<Vec<f32>, ProbeError> {
+    /// Chooses the token of every slot of `view`. Returns each one's probability under the
+    /// distribution it was drawn from (float32) when sampling; at temperature 0 that is
+    /// [`StepView::prob32`], left for the caller to compute where it needs it.
+    pub fn choose(&self, view: &mut StepView) -> Result<Option<Vec<f32>>, ProbeError> {
         if self.temperature == 0.0 {
-            return Ok(view.prob32()?.to_vec());
+            return Ok(None);
         }
         let mut logits = view.logits().shallow_clone();
         if let Some(k) = self.top_k {
@@ -58,7 +59,9 @@ impl TokenChoice {
             .f_gather(1, &x0.f_unsqueeze(1)?, false)?
             .f_squeeze_dim(1)?;
         view.set_tokens(Vec::<i64>::try_from(&x0.f_to_device(tch::Device::Cpu)?)?);
-        Ok(Vec::<f32>::try_from(&probs.f_to_device(tch::Device::Cpu)?)?)
+        Ok(Some(Vec::<f32>::try_from(
+            &probs.f_to_device(tch::Device::Cpu)?,
+        )?))
     }
 }
 

@@ -84,6 +84,33 @@ impl StepView {
         Ok(self.prob32.as_deref().unwrap_or_default())
     }
 
+    /// [`StepView::prob32`] of some slots only, computed on their rows alone unless every
+    /// slot's value is already known (a step that ranks by another score needs the
+    /// probability of the committed positions only).
+    pub fn prob32_of(&mut self, slots: &[usize]) -> Result<Vec<f32>, ProbeError> {
+        if let Some(all) = &self.prob32 {
+            return Ok(slots.iter().map(|&s| all[s]).collect());
+        }
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tokens = self.tokens()?;
+        let picked: Vec<i64> = slots.iter().map(|&s| tokens[s]).collect();
+        let device = self.logits.device();
+        let rows: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
+        let rows = Tensor::f_from_slice(&rows)?.f_to_device(device)?;
+        let idx = Tensor::f_from_slice(&picked)?
+            .f_unsqueeze(1)?
+            .f_to_device(device)?;
+        let p = self
+            .logits
+            .f_index_select(0, &rows)?
+            .f_softmax(-1, Kind::Float)?
+            .f_gather(1, &idx, false)?
+            .f_squeeze_dim(1)?;
+        host_f32(&p)
+    }
+
     /// `softmax(logits.to(float64))[token]` (Fast-dLLM, KLASS).
     pub fn prob64(&mut self) -> Result<&[f64], ProbeError> {
         if self.prob64.is_none() {
@@ -100,27 +127,27 @@ impl StepView {
     /// The float64 softmax `[n, V]` (KLASS's distributions).
     pub fn softmax64(&mut self) -> Result<&Tensor, ProbeError> {
         if self.softmax64.is_none() {
-            let p = self
-                .logits
-                .f_to_kind(Kind::Double)?
-                .f_softmax(-1, Kind::Double)?;
+            // `softmax(dtype=float64)` casts its input first: `softmax(logits.to(float64))`.
+            let p = self.logits.f_softmax(-1, Kind::Double)?;
             self.softmax64 = Some(p);
         }
         Ok(self.softmax64.as_ref().expect("just computed"))
     }
 
     /// Entropy in nats, float32, as `torch.distributions.Categorical(logits=l).entropy()`
-    /// computes it: `l - logsumexp(l)`, clamped at the float32 minimum, times its softmax,
-    /// summed and negated (the EB-sampler).
+    /// computes it: `l - logsumexp(l)`, clamped at the float32 minimum, times its
+    /// probabilities, summed and negated (the EB-sampler).
     pub fn entropy(&mut self) -> Result<&[f32], ProbeError> {
         if self.entropy.is_none() {
-            let norm = self
-                .logits
-                .f_sub(&self.logits.f_logsumexp([-1i64].as_slice(), true)?)?;
-            let p = norm.f_softmax(-1, Kind::Float)?;
+            // `log_softmax` is `l - logsumexp(l)` in one kernel; its exp is the softmax of the
+            // normalised logits. Both may differ from the three-step form in the last bit,
+            // far below any decision margin of the traces (SCHEDULES.md: >= 2e-4).
+            // In place where the values are not needed again: every `[n, V]` buffer is a
+            // fresh allocation (and page faults) on the CPU.
+            let mut norm = self.logits.f_log_softmax(-1, Kind::Float)?;
+            let p = norm.f_exp()?;
+            let _ = norm.f_clamp_min_(f32::MIN as f64)?.f_mul_(&p)?;
             let h = norm
-                .f_clamp_min(f32::MIN as f64)?
-                .f_mul(&p)?
                 .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?
                 .f_neg()?;
             self.entropy = Some(host_f32(&h)?);
