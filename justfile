@@ -45,7 +45,7 @@ gate: build
     set -euo pipefail
     bin="${CARGO_TARGET_DIR:-target}/debug/collapse-probe"
     status=0
-    for name in toy-trap text-llada text-llada-chat; do
+    for name in toy-trap text-llada text-llada-chat text-llada-samplers; do
         "$bin" run "probes/$name.toml" --out "runs/$name" --quiet
         "$bin" check --run "runs/$name" --baseline "probes/baselines/$name.toml" \
             --junit "runs/$name.junit.xml" || status=$?
