@@ -127,12 +127,20 @@ impl RowDecoder for ComposedRow<'_> {
             }
             let window = c.blocks.window(&range, self.canvas_len);
             self.eligible = c.eligible.positions(seq, &range, self.calls);
-            // The KL history follows every masked position; other rules need only the
-            // eligible ones.
-            let needed = if self.kl.is_some() {
-                seq.masked_in(seq.prompt_len..window)
-            } else {
-                self.eligible.clone()
+            // The KL history follows the current block's masks and the next block's (whose
+            // first entries need this call's distributions, see `KlHistory::update`), or every
+            // mask when any may become eligible; other rules need only the eligible ones.
+            let needed = match (&self.kl, c.eligible) {
+                (None, _) => self.eligible.clone(),
+                (Some(_), Eligible::All) => seq.masked_in(seq.prompt_len..window),
+                (Some(_), _) => {
+                    let next_end = self
+                        .blocks
+                        .get(self.block + 1)
+                        .map_or(range.end, |next| next.end)
+                        .min(window);
+                    seq.masked_in(range.start..next_end)
+                }
             };
             return Some(Call {
                 window,
