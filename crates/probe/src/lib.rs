@@ -20,6 +20,7 @@ mod memory;
 mod models;
 mod weights;
 
+pub use crate::decode::cpu as fast_paths;
 pub use crate::decode::parts;
 pub use crate::decode::{
     decode, decode_with, Call, Commit, Composed, DecodeOptions, DecodeOutput, DecodeProgress,

@@ -10,13 +10,12 @@
 //! each batch: with one prompt per batch, `seed` plays the role of upstream's
 //! `torch.manual_seed(seed)` right before `generate()` / `diffusion_generate()` for the position
 //! draws; token sampling at temperature > 0 keeps upstream's distributions but not its stream
-//! (see `engine.rs`).
+//! (see `engine/mod.rs`).
 
+pub mod cpu;
 mod engine;
-mod host;
 mod options;
 pub mod parts;
-mod sparse;
 mod spec;
 
 use std::sync::Mutex;

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cp_probe::fast_paths::{self, FastPath};
 use cp_probe::{
     decode, load_model, DecodeOptions, DecodeOutput, LoadOptions, MaskedDenoiser, ProbeError,
     ScheduleSpec,
@@ -833,8 +834,15 @@ fn saving_distributions_does_not_change_the_draws() {
 
 /// Runs `specs` on the text fixture with and without saved distributions, which keep every
 /// step on the tensor path (full rows, `[B, G]` tensors), and requires the same histories and
-/// the same probability and confidence bits.
-fn decides_as_with_saved_distributions(specs: &[&str], eot_ids: Vec<i64>, seed: u64) {
+/// the same probability and confidence bits, and that each of the fast paths `ran` did run
+/// (so that the comparison cannot pass by both sides taking the tensor path).
+fn decides_as_with_saved_distributions(
+    specs: &[&str],
+    eot_ids: Vec<i64>,
+    seed: u64,
+    ran: &[FastPath],
+) {
+    let before: Vec<usize> = ran.iter().map(|&p| fast_paths::runs(p)).collect();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
     let loaded = load_model(
         &dir,
@@ -880,6 +888,13 @@ fn decides_as_with_saved_distributions(specs: &[&str], eot_ids: Vec<i64>, seed: 
             assert_eq!(bits(a), bits(b), "{spec}");
         }
     }
+    for (&path, before) in ran.iter().zip(before) {
+        assert!(
+            fast_paths::runs(path) > before,
+            "the fast path {} never ran",
+            path.name()
+        );
+    }
 }
 
 /// With a top-k filter on CPU, Dream's steps compute on the filter's support only and finish on
@@ -896,7 +911,18 @@ fn dream_top_k_on_the_support_decides_as_the_full_rows() {
         "dream:max_new_tokens=24,steps=12,alg=origin,temperature=0.7,top_p=0.9",
         "dream:max_new_tokens=24,steps=12,alg=origin,top_k=50",
     ];
-    decides_as_with_saved_distributions(&specs, vec![0], 4);
+    decides_as_with_saved_distributions(
+        &specs,
+        vec![0],
+        4,
+        &[
+            FastPath::DreamSupport,
+            FastPath::EntropyRows,
+            FastPath::HostStep,
+            FastPath::InverseCdf,
+            FastPath::TopP,
+        ],
+    );
 }
 
 /// On CPU the LLaDA-style steps finish on the host; saving distributions keeps them on the
@@ -912,7 +938,16 @@ fn host_steps_decide_as_the_tensor_steps() {
         "fixed:gen_length=24,k=3",
         "fixed:gen_length=24,k=2,order=random,temperature=0.7",
     ];
-    decides_as_with_saved_distributions(&specs, Vec::new(), 9);
+    decides_as_with_saved_distributions(
+        &specs,
+        Vec::new(),
+        9,
+        &[
+            FastPath::HostStep,
+            FastPath::GuidedRows,
+            FastPath::GumbelUniforms,
+        ],
+    );
 }
 
 #[test]

@@ -1,0 +1,137 @@
+//! The CPU fast paths of the official samplers' loop (`engine/`), behind one boundary.
+//!
+//! On the CPU the device memory is the host's: where one pass over the logit rows libtorch
+//! already holds beats a chain of tensor operations (each a pass and an allocation), the loop
+//! reads the rows in place here. Every fast path gives exactly what its tensor path gives
+//! (values, indices, float32 roundings; `tests.rs` and the engine's tests compare them), and
+//! returns `None` where it does not apply (not a contiguous float32 CPU tensor, NaNs), so the
+//! caller takes the tensor path.
+//!
+//! Each fast path is a [`FastPath`]: the loop asks [`enabled`] before taking it and calls
+//! [`ran`] when it did, so that tests can assert that a comparison of host and tensor paths did
+//! not pass by both sides taking the tensor path, and benchmarks can switch a path off
+//! (`COLLAPSE_PROBE_CPU_FAST_PATHS=off`, or a comma-separated list of paths to switch off) to
+//! measure what it saves (docs/performance.md).
+
+mod draw;
+mod rows;
+mod sort;
+pub(crate) mod sparse;
+#[cfg(test)]
+mod tests;
+mod top;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use tch::{Device, Kind, Tensor};
+
+pub(crate) use self::draw::{inverse_cdf, inverse_cdf_row, uniforms};
+pub(crate) use self::rows::{build_rows, select_rows};
+pub(crate) use self::sort::{fill_below, from_desc_key, sort_descending};
+pub(crate) use self::top::{top_m, TopSelect};
+
+/// The fast paths, by what they replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastPath {
+    /// Classifier-free guidance's `un + (cond - un) * scale` on the selected rows, with their
+    /// argmax, in one pass (`rows.rs`).
+    GuidedRows,
+    /// Gumbel noise's uniforms from a fast generator seeded by libtorch's (`draw.rs`).
+    GumbelUniforms,
+    /// A step's choices kept as host vectors and its transfer decided there, instead of
+    /// `[B, G]` tensors (LLaDA, threshold, fixed and Dream steps).
+    HostStep,
+    /// Dream's categorical draw by inverse CDF over float64 cumulative sums (`draw.rs`).
+    InverseCdf,
+    /// Dream's top-k filtered softmax and entropy on the kept entries only (`sparse.rs`).
+    DreamSupport,
+    /// Dream's entropy terms written into a dense row in one pass (`rows.rs`).
+    EntropyRows,
+    /// `topk`'s values and indices of each row without a sort (`top.rs`).
+    TopK,
+    /// The top-p filter's thresholds from a sorted head of each row, and the fill below them
+    /// (`sort.rs`).
+    TopP,
+}
+
+const PATHS: [(FastPath, &str); 8] = [
+    (FastPath::GuidedRows, "guided_rows"),
+    (FastPath::GumbelUniforms, "gumbel_uniforms"),
+    (FastPath::HostStep, "host_step"),
+    (FastPath::InverseCdf, "inverse_cdf"),
+    (FastPath::DreamSupport, "dream_support"),
+    (FastPath::EntropyRows, "entropy_rows"),
+    (FastPath::TopK, "top_k"),
+    (FastPath::TopP, "top_p"),
+];
+
+/// The environment variable that switches fast paths off, for benchmarks.
+pub const FAST_PATHS_ENV: &str = "COLLAPSE_PROBE_CPU_FAST_PATHS";
+
+static RUNS: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+
+impl FastPath {
+    fn index(self) -> usize {
+        PATHS
+            .iter()
+            .position(|(p, _)| *p == self)
+            .expect("every path is listed")
+    }
+
+    /// The name `COLLAPSE_PROBE_CPU_FAST_PATHS` uses.
+    pub fn name(self) -> &'static str {
+        PATHS[self.index()].1
+    }
+
+    /// Every fast path.
+    pub fn all() -> impl Iterator<Item = FastPath> {
+        PATHS.iter().map(|(p, _)| *p)
+    }
+}
+
+/// Whether `path` may run: not switched off by [`FAST_PATHS_ENV`] (read once per process).
+pub fn enabled(path: FastPath) -> bool {
+    static OFF: OnceLock<Vec<FastPath>> = OnceLock::new();
+    let off = OFF.get_or_init(|| match std::env::var(FAST_PATHS_ENV) {
+        Ok(v) if v.trim() == "off" => FastPath::all().collect(),
+        Ok(v) => v
+            .split(',')
+            .filter_map(|name| PATHS.iter().find(|(_, n)| *n == name.trim()))
+            .map(|(p, _)| *p)
+            .collect(),
+        Err(_) => Vec::new(),
+    });
+    !off.contains(&path)
+}
+
+/// Records that `path` ran.
+pub(crate) fn ran(path: FastPath) {
+    RUNS[path.index()].fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many times `path` has run in this process (tests compare it before and after).
+pub fn runs(path: FastPath) -> usize {
+    RUNS[path.index()].load(Ordering::Relaxed)
+}
+
+/// The elements of a contiguous float32 CPU tensor, borrowed; `None` for any other tensor.
+///
+/// # Safety
+///
+/// The slice aliases `x`'s storage, which libtorch can write through any tensor that shares
+/// it (`x` itself, a view, a shallow clone). The caller must not run an in-place operation on
+/// such a tensor, or hand one to code that might, while the slice is alive. The borrow of `x`
+/// keeps the storage itself alive.
+pub(crate) unsafe fn cpu_f32(x: &Tensor) -> Option<&[f32]> {
+    if x.device() != Device::Cpu || x.kind() != Kind::Float || !x.is_contiguous() {
+        return None;
+    }
+    let len = x.numel();
+    if len == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: `x` is a contiguous float32 CPU tensor of `len` elements that outlives the
+    // slice; the caller guarantees no write through its storage while the slice is in use.
+    Some(unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, len) })
+}

@@ -1,0 +1,279 @@
+//! The LLaDA-style steps: `llada`, `threshold` and `fixed`.
+
+use super::*;
+
+impl Ctx<'_> {
+    /// The LLaDA-style token choice (llada, threshold, fixed) once the work is known: the model
+    /// call and `choose_tokens` for the positions `work.pick`, on the host when the step can
+    /// finish there (see [`LladaChoice`]).
+    pub(super) fn llada_like(
+        &self,
+        gen: &Tensor,
+        cfg_scale: f64,
+        temperature: f64,
+        work: &Work,
+        need_p: bool,
+    ) -> Result<LladaChoice, ProbeError> {
+        let (logits, argmax) =
+            self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
+        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
+        // The logits are needed afterwards only to save distributions.
+        let consume = !self.save_distributions;
+        let (x0, p, q) =
+            self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
+        if self.dev == Device::Cpu && !self.save_distributions && cpu::enabled(FastPath::HostStep) {
+            cpu::ran(FastPath::HostStep);
+            return Ok(LladaChoice::Host(HostPicks {
+                x0: Vec::<i64>::try_from(&x0)?,
+                prob: Vec::<f32>::try_from(&q)?,
+                confidence: p
+                    .map(|p| Vec::<f32>::try_from(&p))
+                    .transpose()?
+                    .unwrap_or_default(),
+            }));
+        }
+        let dist = if self.save_distributions {
+            Some((
+                work.rows.host.clone(),
+                self.sampled_from(&logits, temperature)?,
+            ))
+        } else {
+            None
+        };
+        Ok(LladaChoice::Tensors {
+            x0: self.spread(&work.pick, &x0, self.mask_id as f64)?,
+            prob: self.spread(&work.pick, &q, 0.0)?,
+            scores: p
+                .map(|p| self.spread(&work.pick, &p, f64::NEG_INFINITY))
+                .transpose()?,
+            dist,
+        })
+    }
+
+    /// A step that commits, per row, the `k` positions of `work.pick` with the most confident
+    /// tokens `choice`.
+    pub(super) fn ranked_step(
+        &self,
+        choice: LladaChoice,
+        work: &Work,
+        k: i64,
+    ) -> Result<StepChoice, ProbeError> {
+        match choice {
+            LladaChoice::Host(picks) => {
+                self.ranked_host_step(&work.pick.host, &picks, &vec![k; self.b as usize])
+            }
+            LladaChoice::Tensors {
+                x0,
+                prob,
+                scores,
+                dist,
+            } => {
+                let scores = scores.expect("need_p");
+                let transfer = self.top_k_positions(&scores, k)?;
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+            }
+        }
+    }
+
+    /// A step whose positions `transfer` (the flat positions `work.pick`) were drawn first, by
+    /// the `[B, G]` `scores`, and whose tokens are `choice`.
+    pub(super) fn drawn_first_step(
+        &self,
+        choice: LladaChoice,
+        work: &Work,
+        transfer: Tensor,
+        scores: Tensor,
+    ) -> Result<StepChoice, ProbeError> {
+        match choice {
+            LladaChoice::Host(picks) => {
+                let (x0, prob, _) = self.host_grids(&work.pick.host, &picks);
+                let mut flags = vec![false; x0.len()];
+                for &i in &work.pick.host {
+                    flags[i as usize] = true;
+                }
+                let confidence = Vec::<f32>::try_from(
+                    &scores
+                        .f_to_kind(Kind::Float)?
+                        .f_flatten(0, -1)?
+                        .f_to_device(Device::Cpu)?,
+                )?;
+                Ok(StepChoice {
+                    values: StepValues::Host {
+                        x0,
+                        transfer: flags,
+                        prob,
+                        confidence,
+                    },
+                    dist: None,
+                })
+            }
+            LladaChoice::Tensors { x0, prob, dist, .. } => {
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+            }
+        }
+    }
+
+    pub(super) fn llada_step(
+        &self,
+        lp: &LladaParams,
+        step: usize,
+        gen: &Tensor,
+        gen_host: &[i64],
+    ) -> Result<StepChoice, ProbeError> {
+        let blocks = lp.gen_length / lp.block_length;
+        let per_block = lp.steps / blocks;
+        let (block, j) = (step / per_block, step % per_block);
+        // A block is fully masked when it starts, so every row gets the same count:
+        // `block_length // steps` per step plus one for the first `block_length % steps` steps.
+        let k = lp.block_length / per_block + usize::from(j < lp.block_length % per_block);
+        let block_end = (block + 1) * lp.block_length;
+        let g = self.g as usize;
+
+        // Masked positions up to the end of the current block are eligible, including any that
+        // an earlier block left masked (when the argmax was the mask id), as upstream.
+        let eligible = self.masked_where(gen_host, |i| i % g < block_end);
+        match lp.remasking {
+            Remasking::LowConfidence => {
+                let work = self.work(gen_host, eligible)?;
+                self.ranked_step(
+                    self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?,
+                    &work,
+                    k as i64,
+                )
+            }
+            Remasking::Random => {
+                // Positions are drawn first: tokens are then needed only where they are
+                // committed (at temperature 0 no other draw happens, as upstream).
+                let mut flags = vec![false; gen_host.len()];
+                for &i in &eligible {
+                    flags[i as usize] = true;
+                }
+                let scores = self
+                    .rand_positions()?
+                    .f_where_scalarother(&self.grid(&flags)?, f64::NEG_INFINITY)?;
+                let transfer = self.top_k_positions(&scores, k as i64)?;
+                let work = self.work(gen_host, self.set_positions(&transfer)?)?;
+                self.drawn_first_step(
+                    self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?,
+                    &work,
+                    transfer,
+                    scores,
+                )
+            }
+        }
+    }
+
+    pub(super) fn threshold_step(
+        &self,
+        tp: &ThresholdParams,
+        gen: &Tensor,
+        gen_host: &[i64],
+    ) -> Result<StepChoice, ProbeError> {
+        // Each row works on the block of its first masked position, so a row's trajectory does
+        // not depend on how fast the other rows of the batch finish their blocks.
+        let g = self.g as usize;
+        let block_ends: Vec<usize> = gen_host
+            .chunks(g)
+            .map(|row| {
+                let first = row.iter().position(|&t| t == self.mask_id).unwrap_or(g);
+                (first / tp.block_length + 1) * tp.block_length
+            })
+            .collect();
+        let eligible = self.masked_where(gen_host, |i| i % g < block_ends[i / g]);
+        let mut flags = vec![false; gen_host.len()];
+        for &i in &eligible {
+            flags[i as usize] = true;
+        }
+        let work = self.work(gen_host, eligible)?;
+        match self.llada_like(gen, 0.0, tp.temperature, &work, true)? {
+            LladaChoice::Host(picks) => {
+                let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
+                let transfer = match threshold_transfer(&confidence, &flags, g, tp.tau) {
+                    Some(transfer) => transfer,
+                    None => host_flags(&self.threshold_transfer_t(
+                        &self.host_scores(&confidence)?,
+                        &self.grid(&flags)?,
+                        tp.tau,
+                    )?)?,
+                };
+                Ok(StepChoice {
+                    values: StepValues::Host {
+                        x0,
+                        transfer,
+                        prob,
+                        confidence,
+                    },
+                    dist: None,
+                })
+            }
+            LladaChoice::Tensors {
+                x0,
+                prob,
+                scores,
+                dist,
+            } => {
+                let scores = scores.expect("need_p");
+                let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
+                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
+            }
+        }
+    }
+
+    /// Fast-dLLM's commit rule on `[B, G]` scores (-inf off `eligible`): every eligible
+    /// position at or above `tau`, and each row's best one.
+    pub(super) fn threshold_transfer_t(
+        &self,
+        scores: &Tensor,
+        eligible: &Tensor,
+        tau: f64,
+    ) -> Result<Tensor, ProbeError> {
+        let best = scores.f_argmax(1, true)?;
+        let has_any = eligible.f_any_dim(1, true)?;
+        let top1 = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?
+            .f_scatter_value(1, &best, 1)?
+            .f_logical_and(&has_any)?;
+        Ok(scores
+            .f_ge(tau)?
+            .f_logical_and(eligible)?
+            .f_logical_or(&top1)?)
+    }
+
+    pub(super) fn fixed_step(
+        &self,
+        fp: &FixedParams,
+        step: usize,
+        gen: &Tensor,
+        gen_host: &[i64],
+    ) -> Result<StepChoice, ProbeError> {
+        // The mask id is forbidden here, so every row has exactly `g - step * k` masks left.
+        let k = match fp.k {
+            TokensPerStep::Count(k) => k.min(fp.gen_length - step * k),
+            TokensPerStep::All => fp.gen_length,
+        } as i64;
+        match fp.order {
+            FixedOrder::Confidence => {
+                let work = self.work(gen_host, self.masked_where(gen_host, |_| true))?;
+                self.ranked_step(
+                    self.llada_like(gen, 0.0, fp.temperature, &work, true)?,
+                    &work,
+                    k,
+                )
+            }
+            FixedOrder::Random => {
+                // Positions first, then tokens where they are committed (see `llada_step`).
+                let mask = gen.f_eq(self.mask_id)?;
+                let scores = self
+                    .rand_positions()?
+                    .f_where_scalarother(&mask, f64::NEG_INFINITY)?;
+                let transfer = self.top_k_positions(&scores, k)?;
+                let work = self.work(gen_host, self.set_positions(&transfer)?)?;
+                self.drawn_first_step(
+                    self.llada_like(gen, 0.0, fp.temperature, &work, false)?,
+                    &work,
+                    transfer,
+                    scores,
+                )
+            }
+        }
+    }
+}
