@@ -362,6 +362,30 @@ fn compose_strings_reproduce_the_presets() {
 }
 
 #[test]
+fn llada_is_a_composition_of_parts_too() {
+    // LLaDA's `generate()` without guidance, written as parts, reproduces the official traces
+    // through the parts runner (greedy, in one block and in four, and random remasking with its
+    // seeded draws). Guidance is not a part yet: `extra_cfg` stays with the `llada` schedule.
+    let loaded = load_model(&parity_dir("llada-tiny"), &LoadOptions::default()).unwrap();
+    let all = traces("llada-tiny");
+    for (name, spec) in [
+        ("i", "compose:gen_length=16,block_length=16,steps=8"),
+        ("ii", "compose:gen_length=16,block_length=4,steps=8"),
+        ("iii", "compose:gen_length=16,block_length=16,steps=16"),
+        (
+            "extra_random_remask",
+            "compose:gen_length=16,block_length=8,steps=8,score=random",
+        ),
+    ] {
+        let mut t = all.iter().find(|t| t.name == name).unwrap().clone();
+        t.schedule = ScheduleSpec::parse(spec).unwrap();
+        if let Err(e) = check_trace(&*loaded.denoiser, &t) {
+            panic!("{name} as {spec}: {e}");
+        }
+    }
+}
+
+#[test]
 fn composed_schedules_batch_and_save_distributions_without_changing_trajectories() {
     // Data-dependent step counts: rows finish at different calls and leave the batch.
     let loaded = load_model(&parity_dir("llada-tiny"), &LoadOptions::default()).unwrap();

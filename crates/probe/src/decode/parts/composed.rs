@@ -149,7 +149,7 @@ impl RowDecoder for ComposedRow<'_> {
         }
     }
 
-    fn step(&mut self, _seq: &Sequence, view: &mut StepView) -> Result<Vec<Pick>, ProbeError> {
+    fn step(&mut self, seq: &Sequence, view: &mut StepView) -> Result<Vec<Pick>, ProbeError> {
         let c = self.schedule;
         let block_start = self.blocks[self.block].start;
         let sampled = c.token.choose(view)?;
@@ -157,9 +157,12 @@ impl RowDecoder for ComposedRow<'_> {
             kl.update(view)?;
         }
         let eligible = std::mem::take(&mut self.eligible);
-        let scores = c
-            .score
-            .compute(view, &eligible, block_start, self.kl.as_ref())?;
+        let scores = c.score.compute(
+            view,
+            &eligible,
+            (block_start, seq.ids.len()),
+            self.kl.as_ref(),
+        )?;
         let slots: Vec<usize> = eligible
             .iter()
             .map(|&p| view.slot(p).expect("eligible positions are in the view"))

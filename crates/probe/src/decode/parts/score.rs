@@ -20,7 +20,9 @@ pub enum Score {
     Margin,
     /// Negative entropy of the position's distribution (the EB-sampler's order).
     NegEntropy,
-    /// A uniform random number per position (`torch.rand`, seeded).
+    /// A uniform random number per position, drawn as LLaDA's `random` remasking draws them:
+    /// `torch.rand` of one number per position of the whole sequence, on the model's device,
+    /// so that a seed gives upstream's draws.
     Random,
     /// PC-Sampler's position-aware calibration: `exp(-lambda * j) * min(-p * ln(f_bg[token] + 1e-9), alpha)`
     /// with `j` the position's index in its block, all in float32.
@@ -56,12 +58,13 @@ impl Scores {
 
 impl Score {
     /// Scores of the eligible positions `eligible` (absolute, each held by `view`), in
-    /// their order; `block_start` is the first position of the current block.
+    /// their order; `block_start` is the first position of the current block and `seq_len`
+    /// the length of the whole sequence.
     pub fn compute(
         &self,
         view: &mut StepView,
         eligible: &[usize],
-        block_start: usize,
+        (block_start, seq_len): (usize, usize),
         kl: Option<&KlHistory>,
     ) -> Result<Scores, ProbeError> {
         let slots: Vec<usize> = eligible
@@ -87,12 +90,11 @@ impl Score {
                 from32(&h)
             }
             Score::Random => {
-                let u = Tensor::f_rand([eligible.len() as i64], (Kind::Float, tch::Device::Cpu))?;
+                let device = view.logits().device();
+                let u = Tensor::f_rand([seq_len as i64], (Kind::Float, device))?;
+                let u = Vec::<f32>::try_from(&u.f_to_device(tch::Device::Cpu)?)?;
                 Scores {
-                    values: Vec::<f32>::try_from(&u)?
-                        .into_iter()
-                        .map(f64::from)
-                        .collect(),
+                    values: eligible.iter().map(|&p| u[p] as f64).collect(),
                     float32: true,
                 }
             }
