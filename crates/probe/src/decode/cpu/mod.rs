@@ -27,49 +27,31 @@ use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 
 pub(crate) use self::draw::{inverse_cdf, inverse_cdf_row, uniforms};
-pub(crate) use self::rows::{build_rows, select_rows};
-pub(crate) use self::sort::{fill_below, from_desc_key, sort_descending};
-pub(crate) use self::top::{top_m, TopSelect};
+pub(crate) use self::rows::build_rows;
+pub(crate) use self::top::TopSelect;
 
-/// The fast paths, by what they replace.
+/// The fast paths, by what they replace. Each is kept because it saves at least 10 % of a
+/// whole decode on the 60M-parameter bench model (docs/performance.md, "CPU fast paths";
+/// `scripts/bench-fast-paths.sh`); the others measured were removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FastPath {
-    /// Classifier-free guidance's `un + (cond - un) * scale` on the selected rows, with their
-    /// argmax, in one pass (`rows.rs`).
-    GuidedRows,
-    /// Gumbel noise's uniforms from a fast generator seeded by libtorch's (`draw.rs`).
-    GumbelUniforms,
-    /// A step's choices kept as host vectors and its transfer decided there, instead of
-    /// `[B, G]` tensors (LLaDA, threshold, fixed and Dream steps).
-    HostStep,
-    /// Dream's categorical draw by inverse CDF over float64 cumulative sums (`draw.rs`).
+    /// Dream's categorical draw by inverse CDF over float64 cumulative sums (`draw.rs`),
+    /// instead of `multinomial`'s `V` exponentials per row.
     InverseCdf,
-    /// Dream's top-k filtered softmax and entropy on the kept entries only (`sparse.rs`).
+    /// Dream's top-k filtered softmax and entropy on the kept entries only (`sparse.rs`),
+    /// finished on the host.
     DreamSupport,
-    /// Dream's entropy terms written into a dense row in one pass (`rows.rs`).
-    EntropyRows,
-    /// `topk`'s values and indices of each row without a sort (`top.rs`).
-    TopK,
-    /// The top-p filter's thresholds from a sorted head of each row, and the fill below them
-    /// (`sort.rs`).
-    TopP,
 }
 
-const PATHS: [(FastPath, &str); 8] = [
-    (FastPath::GuidedRows, "guided_rows"),
-    (FastPath::GumbelUniforms, "gumbel_uniforms"),
-    (FastPath::HostStep, "host_step"),
+const PATHS: [(FastPath, &str); 2] = [
     (FastPath::InverseCdf, "inverse_cdf"),
     (FastPath::DreamSupport, "dream_support"),
-    (FastPath::EntropyRows, "entropy_rows"),
-    (FastPath::TopK, "top_k"),
-    (FastPath::TopP, "top_p"),
 ];
 
 /// The environment variable that switches fast paths off, for benchmarks.
 pub const FAST_PATHS_ENV: &str = "COLLAPSE_PROBE_CPU_FAST_PATHS";
 
-static RUNS: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+static RUNS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
 
 impl FastPath {
     fn index(self) -> usize {

@@ -1,16 +1,9 @@
 //! Each host pass against the tensor operations it replaces.
 
 use super::draw::*;
-use super::rows::*;
-use super::sort::*;
 use super::top::simd;
 use super::top::*;
 use super::*;
-
-#[test]
-fn top_m_is_topk() {
-    each_path(top_m_is_topk_on_this_path);
-}
 
 /// Runs `test` with the AVX-512 loops (where the CPU has them) and with the portable ones.
 fn each_path(test: fn()) {
@@ -24,53 +17,6 @@ fn each_path(test: fn()) {
         if let Err(e) = result {
             std::panic::resume_unwind(e);
         }
-    }
-}
-
-fn top_m_is_topk_on_this_path() {
-    tch::manual_seed(7);
-    for (n, v, m) in [
-        (4, 100, 1),
-        (3, 8192, 51),
-        (5, 64, 64),
-        (2, 17, 5),
-        (3, 2048, 51),
-        (2, 20000, 51),
-    ] {
-        let x = Tensor::randn([n, v], (Kind::Float, Device::Cpu));
-        let (vals, idx) = top_m(&x, m as usize).unwrap();
-        let (tv, ti) = x.topk(m, -1, true, true);
-        assert_eq!(
-            vals,
-            Vec::<f32>::try_from(&tv.flatten(0, -1)).unwrap(),
-            "{n}x{v} top {m}"
-        );
-        assert_eq!(
-            idx,
-            Vec::<i64>::try_from(&ti.flatten(0, -1)).unwrap(),
-            "{n}x{v} top {m}"
-        );
-    }
-    // Ties: the values match topk's, and equal values come lowest index first.
-    let tied = Tensor::randint(4, [6, 300], (Kind::Float, Device::Cpu));
-    let (vals, idx) = top_m(&tied, 20).unwrap();
-    let (tv, _) = tied.topk(20, -1, true, true);
-    assert_eq!(vals, Vec::<f32>::try_from(&tv.flatten(0, -1)).unwrap());
-    let rows = Vec::<f32>::try_from(&tied.flatten(0, -1)).unwrap();
-    for (r, (vs, is)) in vals.chunks(20).zip(idx.chunks(20)).enumerate() {
-        for j in 0..20 {
-            assert_eq!(rows[r * 300 + is[j] as usize], vs[j]);
-            if j > 0 && vs[j] == vs[j - 1] {
-                assert!(is[j] > is[j - 1]);
-            }
-        }
-    }
-    let with_inf = tied.index_fill(1, &Tensor::from_slice(&[3i64, 250]), f64::INFINITY);
-    assert_eq!(top_m(&with_inf, 2).unwrap().1[..2], [3, 250]);
-    // A NaN in the tail after the last whole group, and one inside the groups.
-    for at in [299i64, 5] {
-        let with_nan = tied.index_fill(1, &Tensor::from_slice(&[at]), f64::NAN);
-        assert!(top_m(&with_nan, 3).is_none());
     }
 }
 
@@ -137,76 +83,6 @@ fn top_in_order_on_this_path() {
     assert!(select.top_in_order(&nan, 10, &[], f32::NAN).is_none());
     // Also when a floor hint skips the pass that otherwise finds NaNs.
     assert!(select.top_in_order(&nan, 10, &[], kth - 1.0).is_none());
-}
-
-#[test]
-fn select_rows_is_index_select_fill_and_argmax() {
-    tch::manual_seed(8);
-    let flat = Tensor::randn([2 * 6, 333], (Kind::Float, Device::Cpu)) * 7.0;
-    let rows = [0i64, 2, 5, 3];
-    let idx = Tensor::from_slice(&rows);
-    let forbidden = [4i64, 300];
-    let fill = |x: Tensor| x.index_fill(1, &Tensor::from_slice(&forbidden), f64::NEG_INFINITY);
-    for scale in [2.0, 1.7, 0.3] {
-        let (host, argmax) = select_rows(&flat, &rows, Some((6, scale)), &forbidden, true)
-            .unwrap()
-            .unwrap();
-        let cond = flat.index_select(0, &idx);
-        let un = flat.index_select(0, &(&idx + 6));
-        let expected = fill((cond - &un) * scale + un);
-        assert!(host.equal(&expected), "scale {scale}");
-        assert_eq!(
-            Tensor::from_slice(&argmax.unwrap()),
-            expected.argmax(-1, false)
-        );
-    }
-    // Ties, a row of -inf, and a 0.0 maximum after a -0.0: the first maximum, as argmax.
-    let tied = Tensor::randint(3, [6, 333], (Kind::Float, Device::Cpu)).index_fill(
-        0,
-        &Tensor::from_slice(&[1i64]),
-        f64::NEG_INFINITY,
-    );
-    let signed = Tensor::from_slice(&[-1.0f32, -0.0, 0.0, -2.0]).view([1, 4]);
-    for x in [&tied, &signed] {
-        let all: Vec<i64> = (0..x.size()[0]).collect();
-        let (host, argmax) = select_rows(x, &all, None, &[], true).unwrap().unwrap();
-        assert!(host.equal(x));
-        assert_eq!(Tensor::from_slice(&argmax.unwrap()), x.argmax(-1, false));
-    }
-    let nan = flat.index_fill(1, &Tensor::from_slice(&[7i64]), f64::NAN);
-    assert!(select_rows(&nan, &rows, None, &[], true)
-        .unwrap()
-        .unwrap()
-        .1
-        .is_none());
-}
-
-#[test]
-fn radix_sort_sorts_descending() {
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let mut row = vec![
-        1.5f32,
-        -0.0,
-        0.0,
-        f32::NEG_INFINITY,
-        -3.25,
-        7.0,
-        f32::INFINITY,
-        1e-30,
-        -1e-30,
-        1.5,
-        f32::MIN,
-    ];
-    let mut expected = row.clone();
-    expected.sort_by(|a, b| b.total_cmp(a));
-    sort_descending(&mut row, &mut Vec::new(), &mut Vec::new());
-    assert_eq!(bits(&row), bits(&expected));
-    let mut big =
-        Vec::<f32>::try_from(&(Tensor::randn([5000], (Kind::Float, Device::Cpu)) * 100.0)).unwrap();
-    let mut expected = big.clone();
-    expected.sort_by(|a, b| b.total_cmp(a));
-    sort_descending(&mut big, &mut Vec::new(), &mut Vec::new());
-    assert_eq!(big, expected);
 }
 
 #[test]

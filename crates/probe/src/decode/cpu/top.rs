@@ -1,35 +1,7 @@
-//! The largest elements of each row: libtorch's `topk` values and indices, found in
-//! vectorised passes (AVX-512 where the CPU has it) instead of a sort.
+//! The largest elements of a row in index order, found in vectorised passes (AVX-512 where
+//! the CPU has it) instead of a sort: the selection of Dream's top-k support (`sparse.rs`).
 
-use tch::Tensor;
-
-use super::cpu_f32;
 use super::sort::{desc_key, from_desc_key};
-
-/// Per row of a `[n, V]` float32 CPU tensor, its `m` largest values in descending order with
-/// their indices (among equal values, the lower index first): `(values, indices)`, both
-/// `[n * m]` row-major. `None` off CPU/float32 or when a row holds a NaN.
-pub(crate) fn top_m(x: &Tensor, m: usize) -> Option<(Vec<f32>, Vec<i64>)> {
-    // SAFETY: only read while this function runs, which writes to no tensor.
-    let data = (unsafe { cpu_f32(x) })?;
-    let v = *x.size().last()? as usize;
-    if m == 0 || v == 0 || m > v {
-        return None;
-    }
-    let n = data.len() / v;
-    let (mut vals, mut idx) = (Vec::with_capacity(n * m), Vec::with_capacity(n * m));
-    let mut select = TopSelect::default();
-    for row in data.chunks(v) {
-        let found = select.select(row, m, &[])?;
-        found.sort_unstable();
-        for &key in found.iter() {
-            let i = (key & 0xffff_ffff) as usize;
-            vals.push(row[i]);
-            idx.push(i as i64);
-        }
-    }
-    Some((vals, idx))
-}
 
 /// The m largest elements of rows, with reused buffers.
 #[derive(Default)]
@@ -40,7 +12,6 @@ pub(crate) struct TopSelect {
     keys: Vec<u32>,
     scratch: Vec<u32>,
     block: Vec<u32>,
-    found: Vec<u64>,
     ordered: Vec<u32>,
 }
 
@@ -57,30 +28,6 @@ pub(crate) struct TopInOrder<'a> {
 }
 
 impl TopSelect {
-    /// The `m` largest non-banned elements of `row` (NaN-free, else `None`) as keys
-    /// `desc_key(value) << 32 | index`, the `m - 1` smallest keys first and the m-th at
-    /// `m - 1` (ascending key is descending value, then ascending index: a total order).
-    /// `banned` is empty or has one flag per element.
-    ///
-    /// Every element at or above a `floor` is collected, which holds the m largest when at
-    /// least `m` are: the floor is the m-th largest of the maxima of `V / 16` disjoint sets of
-    /// elements (lane `j` of 16 consecutive 16-element groups), at most the m-th largest
-    /// element.
-    pub(crate) fn select(&mut self, row: &[f32], m: usize, banned: &[bool]) -> Option<&mut [u64]> {
-        if !self.candidates(row, m, banned)? {
-            return None;
-        }
-        self.found.clear();
-        self.found.extend(
-            self.keys
-                .iter()
-                .zip(&self.hits)
-                .map(|(&k, &i)| (k as u64) << 32 | i as u64),
-        );
-        self.found.select_nth_unstable(m - 1);
-        Some(&mut self.found[..m])
-    }
-
     /// The `k` largest non-banned elements of `row` in ascending index order, with the
     /// largest, the k-th and the (k + 1)-th largest values: what a top-k filter keeps, without
     /// sorting it. `None` when the row holds a NaN, has fewer than `k + 1` non-banned elements,

@@ -122,20 +122,8 @@ impl Ctx<'_> {
         cfg_scale: f64,
         rows: &Rows,
     ) -> Result<Tensor, ProbeError> {
-        Ok(self.logits_argmax(gen, cfg_scale, rows, false)?.0)
-    }
-
-    /// [`Ctx::logits`], and when `want_argmax` and it comes at no extra pass (on CPU), the
-    /// `[n]` argmax of each row (the first maximum, as `argmax_rows`).
-    pub(super) fn logits_argmax(
-        &self,
-        gen: &Tensor,
-        cfg_scale: f64,
-        rows: &Rows,
-        want_argmax: bool,
-    ) -> Result<(Tensor, Option<Tensor>), ProbeError> {
         let flat = self.forward(gen, cfg_scale)?;
-        self.select_logits(&flat, cfg_scale, rows, want_argmax)
+        self.select_logits(&flat, cfg_scale, rows)
     }
 
     /// The model call on the batch with generated ids `gen`: logits `[calls * B * G, V]` of the
@@ -163,28 +151,13 @@ impl Ctx<'_> {
         Ok(out.f_reshape([calls * self.b * self.g, self.v])?)
     }
 
-    /// [`Ctx::logits_argmax`] on the model's output `flat` (from [`Ctx::forward`]).
+    /// [`Ctx::logits`] on the model's output `flat` (from [`Ctx::forward`]).
     pub(super) fn select_logits(
         &self,
         flat: &Tensor,
         cfg_scale: f64,
         rows: &Rows,
-        want_argmax: bool,
-    ) -> Result<(Tensor, Option<Tensor>), ProbeError> {
-        // Guided rows on the host: one pass instead of a selection and three operations. (Plain
-        // rows are left to `index_select`, which copies on libtorch's threads and measured faster.)
-        if cfg_scale > 0.0 && cpu::enabled(FastPath::GuidedRows) {
-            let guided = Some(((self.b * self.g) as usize, cfg_scale + 1.0));
-            if let Some((logits, argmax)) =
-                cpu::select_rows(flat, &rows.host, guided, &self.forbidden_host, want_argmax)?
-            {
-                cpu::ran(FastPath::GuidedRows);
-                return Ok((
-                    logits,
-                    argmax.map(|a| Tensor::f_from_slice(&a)).transpose()?,
-                ));
-            }
-        }
+    ) -> Result<Tensor, ProbeError> {
         let mut logits = if cfg_scale > 0.0 {
             // The conditional and unconditional rows in one selection.
             let n = rows.host.len() as i64;
@@ -204,7 +177,7 @@ impl Ctx<'_> {
         if let Some(ids) = &self.forbidden {
             let _ = logits.f_index_fill_(1, ids, f64::NEG_INFINITY)?;
         }
-        Ok((logits, None))
+        Ok(logits)
     }
 
     /// `torch.rand((B, L))` sliced to the generated positions: upstream draws one number per
@@ -219,13 +192,12 @@ impl Ctx<'_> {
     /// LLaDA's token choice on logit rows `[n, V]`: greedy argmax, or Gumbel-max in float64 as
     /// `add_gumbel_noise` does (`exp(logits) / (-log u)^T`, which samples softmax(logits / T)).
     /// Returns `x0 [n]`, its float32 softmax probability when `need_p`, and its probability
-    /// under the distribution it was drawn from. `argmax`, when given, is `logits`' argmax;
-    /// with `consume`, the greedy path may overwrite `logits` with its softmax.
+    /// under the distribution it was drawn from. With `consume`, the greedy path may overwrite
+    /// `logits` with its softmax.
     ///
     /// Random stream (temperature > 0 only): upstream draws `u` for the whole `[B, L, V]`
-    /// sequence; we draw `u` `[n, V]` for the `n` rows whose token is needed, in row-major order,
-    /// after any position draw of the step: on a GPU with `torch.rand((n, V), float64)`, on the
-    /// CPU as 53-bit uniforms from a generator seeded by one `torch.randint` draw. Same
+    /// sequence; we draw `u` `[n, V]` with `torch.rand((n, V), float64)` for the `n` rows whose
+    /// token is needed, in row-major order, after any position draw of the step. Same
     /// distribution, seeded and deterministic, but not upstream's stream (the parity traces
     /// are greedy).
     pub(super) fn choose_tokens(
@@ -233,14 +205,10 @@ impl Ctx<'_> {
         logits: &Tensor,
         temperature: f64,
         need_p: bool,
-        argmax: Option<Tensor>,
         consume: bool,
     ) -> Result<(Tensor, Option<Tensor>, Tensor), ProbeError> {
         if temperature == 0.0 {
-            let x0 = match argmax {
-                Some(x0) => x0,
-                None => argmax_rows(logits)?,
-            };
+            let x0 = argmax_rows(logits)?;
             let probs = if consume {
                 // In place: the same kernel and result, without a new `[n, V]` buffer.
                 logits.f_softmax_int_out(logits, -1, Kind::Float)?
@@ -251,17 +219,7 @@ impl Ctx<'_> {
             return Ok((x0, Some(p.shallow_clone()), p));
         }
         let n = logits.size()[0];
-        let mut gumbel = if self.dev == Device::Cpu && cpu::enabled(FastPath::GumbelUniforms) {
-            cpu::ran(FastPath::GumbelUniforms);
-            // libtorch's CPU generator spends most of this step's time on `rand(float64)`; one
-            // draw from it seeds a fast generator for the uniforms instead.
-            let seed = Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?
-                .f_int64_value(&[0])?;
-            let u = cpu::uniforms(seed as u64, (n * self.v) as usize);
-            Tensor::f_from_slice(&u)?.f_view([n, self.v])?
-        } else {
-            Tensor::f_rand([n, self.v], (Kind::Double, self.dev))?
-        };
+        let mut gumbel = Tensor::f_rand([n, self.v], (Kind::Double, self.dev))?;
         let _ = gumbel.f_log_()?.f_neg_()?.f_pow_(temperature)?;
         let mut scores = logits.f_to_kind(Kind::Double)?;
         let _ = scores.f_exp_()?.f_div_(&gumbel)?;

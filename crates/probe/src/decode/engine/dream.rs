@@ -109,29 +109,6 @@ impl Ctx<'_> {
             } else {
                 self.dream_argmax(&dist, &work)?
             };
-            // SAFETY: `picked_probs` is this step's own selection; nothing writes to it
-            // while `rows` is read below.
-            let rows =
-                unsafe { cpu::cpu_f32(&picked_probs) }.filter(|_| cpu::enabled(FastPath::HostStep));
-            if let (Some(rows), false) = (rows, self.save_distributions) {
-                cpu::ran(FastPath::HostStep);
-                // On the host: the chosen tokens' probabilities straight from the rows, and the
-                // step's values without building `[B, G]` tensors.
-                let x0 = Vec::<i64>::try_from(&x0)?;
-                let len = gen_host.len();
-                let (mut x0_at, mut prob) = (vec![self.mask_id; len], vec![0f32; len]);
-                for (j, &i) in work.pick.host.iter().enumerate() {
-                    x0_at[i as usize] = x0[j];
-                    prob[i as usize] = rows[j * self.v as usize + x0[j] as usize];
-                }
-                let values = StepValues::Host {
-                    x0: x0_at,
-                    transfer: flags,
-                    confidence: prob.clone(),
-                    prob,
-                };
-                return Ok(StepChoice { values, dist: None });
-            }
             let transfer = self.grid(&flags)?;
             let probs = dist.probs;
             let prob = self.spread(&work.pick, &gather_rows(&picked_probs, &x0)?, 0.0)?;
@@ -181,8 +158,7 @@ impl Ctx<'_> {
                 )
             }
             None => {
-                let dist =
-                    self.dream_probs(dp, self.select_logits(&flat, 0.0, &work.rows, false)?.0)?;
+                let dist = self.dream_probs(dp, self.select_logits(&flat, 0.0, &work.rows)?)?;
                 // Greedy: `probs.max(-1)`, whose index is the first maximum.
                 let x0 = if dp.temperature > 0.0 {
                     self.dream_sample(&dist.probs)?
@@ -464,31 +440,7 @@ pub(super) fn neg_entropy(probs: &Tensor, support: Option<&Tensor>) -> Result<Te
             let kept = probs.f_gather(-1, idx, false)?;
             let mut t = kept.f_add_scalar(1e-10)?;
             let _ = t.f_log_()?.f_mul_(&kept)?;
-            // SAFETY: only the layout is looked at; `probs` is not read through the slice.
-            let on_host =
-                unsafe { cpu::cpu_f32(probs) }.is_some() && cpu::enabled(FastPath::EntropyRows);
-            match on_host {
-                // The same tensor, written in one pass.
-                true => {
-                    cpu::ran(FastPath::EntropyRows);
-                    let (n, k, v) = (
-                        idx.size()[0] as usize,
-                        idx.size()[1] as usize,
-                        probs.size()[1] as usize,
-                    );
-                    let (at, t) = (
-                        Vec::<i64>::try_from(&idx.f_flatten(0, -1)?)?,
-                        Vec::<f32>::try_from(&t.f_flatten(0, -1)?)?,
-                    );
-                    cpu::build_rows(n, v, |r, row| {
-                        row.fill(-0.0);
-                        for j in r * k..(r + 1) * k {
-                            row[at[j] as usize] = t[j];
-                        }
-                    })?
-                }
-                false => probs.f_full_like(-0.0)?.f_scatter(-1, idx, &t)?,
-            }
+            probs.f_full_like(-0.0)?.f_scatter(-1, idx, &t)?
         }
         None => {
             let mut t = probs.f_add_scalar(1e-10)?;

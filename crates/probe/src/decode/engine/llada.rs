@@ -4,8 +4,7 @@ use super::*;
 
 impl Ctx<'_> {
     /// The LLaDA-style token choice (llada, threshold, fixed) once the work is known: the model
-    /// call and `choose_tokens` for the positions `work.pick`, on the host when the step can
-    /// finish there (see [`LladaChoice`]).
+    /// call and `choose_tokens` for the positions `work.pick`, spread over `[B, G]` tensors.
     pub(super) fn llada_like(
         &self,
         gen: &Tensor,
@@ -14,24 +13,11 @@ impl Ctx<'_> {
         work: &Work,
         need_p: bool,
     ) -> Result<LladaChoice, ProbeError> {
-        let (logits, argmax) =
-            self.logits_argmax(gen, cfg_scale, &work.rows, temperature == 0.0)?;
-        let argmax = argmax.map(|a| work.picked(&a)).transpose()?;
+        let logits = self.logits(gen, cfg_scale, &work.rows)?;
         // The logits are needed afterwards only to save distributions.
         let consume = !self.save_distributions;
         let (x0, p, q) =
-            self.choose_tokens(&work.picked(&logits)?, temperature, need_p, argmax, consume)?;
-        if self.dev == Device::Cpu && !self.save_distributions && cpu::enabled(FastPath::HostStep) {
-            cpu::ran(FastPath::HostStep);
-            return Ok(LladaChoice::Host(HostPicks {
-                x0: Vec::<i64>::try_from(&x0)?,
-                prob: Vec::<f32>::try_from(&q)?,
-                confidence: p
-                    .map(|p| Vec::<f32>::try_from(&p))
-                    .transpose()?
-                    .unwrap_or_default(),
-            }));
-        }
+            self.choose_tokens(&work.picked(&logits)?, temperature, need_p, consume)?;
         let dist = if self.save_distributions {
             Some((
                 work.rows.host.clone(),
@@ -40,7 +26,7 @@ impl Ctx<'_> {
         } else {
             None
         };
-        Ok(LladaChoice::Tensors {
+        Ok(LladaChoice {
             x0: self.spread(&work.pick, &x0, self.mask_id as f64)?,
             prob: self.spread(&work.pick, &q, 0.0)?,
             scores: p
@@ -50,67 +36,34 @@ impl Ctx<'_> {
         })
     }
 
-    /// A step that commits, per row, the `k` positions of `work.pick` with the most confident
-    /// tokens `choice`.
+    /// A step that commits, per row, the `k` picked positions with the most confident tokens
+    /// `choice`.
     pub(super) fn ranked_step(
         &self,
         choice: LladaChoice,
-        work: &Work,
         k: i64,
     ) -> Result<StepChoice, ProbeError> {
-        match choice {
-            LladaChoice::Host(picks) => {
-                self.ranked_host_step(&work.pick.host, &picks, &vec![k; self.b as usize])
-            }
-            LladaChoice::Tensors {
-                x0,
-                prob,
-                scores,
-                dist,
-            } => {
-                let scores = scores.expect("need_p");
-                let transfer = self.top_k_positions(&scores, k)?;
-                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
-            }
-        }
+        let LladaChoice {
+            x0,
+            prob,
+            scores,
+            dist,
+        } = choice;
+        let scores = scores.expect("need_p");
+        let transfer = self.top_k_positions(&scores, k)?;
+        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
     }
 
-    /// A step whose positions `transfer` (the flat positions `work.pick`) were drawn first, by
-    /// the `[B, G]` `scores`, and whose tokens are `choice`.
+    /// A step whose positions `transfer` were drawn first, by the `[B, G]` `scores`, and whose
+    /// tokens are `choice`.
     pub(super) fn drawn_first_step(
         &self,
         choice: LladaChoice,
-        work: &Work,
         transfer: Tensor,
         scores: Tensor,
     ) -> Result<StepChoice, ProbeError> {
-        match choice {
-            LladaChoice::Host(picks) => {
-                let (x0, prob, _) = self.host_grids(&work.pick.host, &picks);
-                let mut flags = vec![false; x0.len()];
-                for &i in &work.pick.host {
-                    flags[i as usize] = true;
-                }
-                let confidence = Vec::<f32>::try_from(
-                    &scores
-                        .f_to_kind(Kind::Float)?
-                        .f_flatten(0, -1)?
-                        .f_to_device(Device::Cpu)?,
-                )?;
-                Ok(StepChoice {
-                    values: StepValues::Host {
-                        x0,
-                        transfer: flags,
-                        prob,
-                        confidence,
-                    },
-                    dist: None,
-                })
-            }
-            LladaChoice::Tensors { x0, prob, dist, .. } => {
-                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
-            }
-        }
+        let LladaChoice { x0, prob, dist, .. } = choice;
+        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
     }
 
     pub(super) fn llada_step(
@@ -137,7 +90,6 @@ impl Ctx<'_> {
                 let work = self.work(gen_host, eligible)?;
                 self.ranked_step(
                     self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, true)?,
-                    &work,
                     k as i64,
                 )
             }
@@ -155,7 +107,6 @@ impl Ctx<'_> {
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
                 self.drawn_first_step(
                     self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?,
-                    &work,
                     transfer,
                     scores,
                 )
@@ -185,38 +136,15 @@ impl Ctx<'_> {
             flags[i as usize] = true;
         }
         let work = self.work(gen_host, eligible)?;
-        match self.llada_like(gen, 0.0, tp.temperature, &work, true)? {
-            LladaChoice::Host(picks) => {
-                let (x0, prob, confidence) = self.host_grids(&work.pick.host, &picks);
-                let transfer = match threshold_transfer(&confidence, &flags, g, tp.tau) {
-                    Some(transfer) => transfer,
-                    None => host_flags(&self.threshold_transfer_t(
-                        &self.host_scores(&confidence)?,
-                        &self.grid(&flags)?,
-                        tp.tau,
-                    )?)?,
-                };
-                Ok(StepChoice {
-                    values: StepValues::Host {
-                        x0,
-                        transfer,
-                        prob,
-                        confidence,
-                    },
-                    dist: None,
-                })
-            }
-            LladaChoice::Tensors {
-                x0,
-                prob,
-                scores,
-                dist,
-            } => {
-                let scores = scores.expect("need_p");
-                let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
-                Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
-            }
-        }
+        let LladaChoice {
+            x0,
+            prob,
+            scores,
+            dist,
+        } = self.llada_like(gen, 0.0, tp.temperature, &work, true)?;
+        let scores = scores.expect("need_p");
+        let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
+        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
     }
 
     /// Fast-dLLM's commit rule on `[B, G]` scores (-inf off `eligible`): every eligible
@@ -253,11 +181,7 @@ impl Ctx<'_> {
         match fp.order {
             FixedOrder::Confidence => {
                 let work = self.work(gen_host, self.masked_where(gen_host, |_| true))?;
-                self.ranked_step(
-                    self.llada_like(gen, 0.0, fp.temperature, &work, true)?,
-                    &work,
-                    k,
-                )
+                self.ranked_step(self.llada_like(gen, 0.0, fp.temperature, &work, true)?, k)
             }
             FixedOrder::Random => {
                 // Positions first, then tokens where they are committed (see `llada_step`).
@@ -269,7 +193,6 @@ impl Ctx<'_> {
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
                 self.drawn_first_step(
                     self.llada_like(gen, 0.0, fp.temperature, &work, false)?,
-                    &work,
                     transfer,
                     scores,
                 )

@@ -109,20 +109,14 @@ pub(super) struct HostPicks {
     pub(super) confidence: Vec<f32>,
 }
 
-/// [`Ctx::llada_like`]'s token choice.
-pub(super) enum LladaChoice {
-    /// On the host, one per position of `work.pick`, when the step can finish there (CPU, no
-    /// saved distributions); the confidence is the token's softmax probability when asked for,
-    /// else empty.
-    Host(HostPicks),
-    /// `x0` and `prob` as `[B, G]` (mask id and 0 off `work.pick`), the `[B, G]` confidence
-    /// (-inf off `work.pick`) when asked for, and the distributions to save.
-    Tensors {
-        x0: Tensor,
-        prob: Tensor,
-        scores: Option<Tensor>,
-        dist: Option<(Vec<i64>, Tensor)>,
-    },
+/// [`Ctx::llada_like`]'s token choice: `x0` and `prob` as `[B, G]` (mask id and 0 off
+/// `work.pick`), the `[B, G]` confidence (-inf off `work.pick`) when asked for, and the
+/// distributions to save.
+pub(super) struct LladaChoice {
+    pub(super) x0: Tensor,
+    pub(super) prob: Tensor,
+    pub(super) scores: Option<Tensor>,
+    pub(super) dist: Option<(Vec<i64>, Tensor)>,
 }
 
 /// Host-side state of one row.

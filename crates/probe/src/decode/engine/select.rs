@@ -9,36 +9,6 @@ pub(super) fn host_flags(x: &Tensor) -> Result<Vec<bool>, ProbeError> {
     )?)
 }
 
-/// Fast-dLLM's commit rule on the host (see `Ctx::threshold_transfer_t`) for `[B, G]` scores
-/// (-inf off `eligible`) in rows of `g`: every eligible position at or above `tau`, and each
-/// row's best one (the first of equal maxima, as `argmax`). `None` for a NaN score, or a score
-/// that float32 and float64 comparisons with `tau` would place on different sides.
-pub(super) fn threshold_transfer(
-    scores: &[f32],
-    eligible: &[bool],
-    g: usize,
-    tau: f64,
-) -> Option<Vec<bool>> {
-    let mut transfer = vec![false; scores.len()];
-    for (r, row) in scores.chunks(g).enumerate() {
-        let mut best = None::<usize>;
-        for (j, &c) in row.iter().enumerate() {
-            if c.is_nan() || (c >= tau as f32) != (c as f64 >= tau) {
-                return None;
-            }
-            let at = r * g + j;
-            transfer[at] = eligible[at] && c as f64 >= tau;
-            if best.is_none_or(|b| c > row[b]) {
-                best = Some(j);
-            }
-        }
-        if let (Some(b), true) = (best, eligible[r * g..(r + 1) * g].iter().any(|&e| e)) {
-            transfer[r * g + b] = true;
-        }
-    }
-    Some(transfer)
-}
-
 /// The positions of the `k` largest values of `row` (in no particular order), when that set is
 /// the same whatever order `topk` gives equal values: `None` when the k-th and the (k + 1)-th
 /// largest are equal, or for a NaN or `k > row.len()`.

@@ -16,39 +16,6 @@ fn chunked_argmax_is_argmax() {
 }
 
 #[test]
-fn threshold_transfer_commits_above_tau_and_each_rows_best() {
-    let ninf = f32::NEG_INFINITY;
-    // Row 0: two above tau; row 1: none above, the first of two equal maxima; row 2: nothing
-    // eligible.
-    let scores = [
-        0.95, 0.2, 0.91, ninf, 0.4, 0.1, 0.4, 0.3, ninf, ninf, ninf, ninf,
-    ];
-    let eligible = [
-        true, true, true, false, true, true, true, true, false, false, false, false,
-    ];
-    let got = threshold_transfer(&scores, &eligible, 4, 0.9).unwrap();
-    let want = [
-        true, false, true, false, true, false, false, false, false, false, false, false,
-    ];
-    assert_eq!(got, want);
-    // The same as the tensor rule.
-    let t = Tensor::from_slice(&scores).view([3, 4]);
-    let best = t.argmax(1, true);
-    let has_any = Tensor::from_slice(&eligible).view([3, 4]).any_dim(1, true);
-    let top1 = Tensor::zeros([3, 4], (Kind::Bool, Device::Cpu))
-        .scatter_value(1, &best, 1)
-        .logical_and(&has_any);
-    let rule = t
-        .ge(0.9)
-        .logical_and(&Tensor::from_slice(&eligible).view([3, 4]))
-        .logical_or(&top1);
-    assert_eq!(Vec::<bool>::try_from(&rule.flatten(0, -1)).unwrap(), want);
-    // A NaN, or a score that float32 and float64 place on different sides of tau: None.
-    assert!(threshold_transfer(&[f32::NAN, 0.5], &[true, true], 2, 0.9).is_none());
-    assert!(threshold_transfer(&[0.9f32, 0.5], &[true, true], 2, 0.9).is_none());
-}
-
-#[test]
 fn unique_top_k_is_topks_set_or_none() {
     tch::manual_seed(11);
     for (g, k) in [(64usize, 10usize), (64, 64), (7, 1), (100, 0)] {
@@ -78,41 +45,15 @@ fn unique_top_k_is_topks_set_or_none() {
 }
 
 #[test]
-fn top_p_filter_is_upstreams() {
-    tch::manual_seed(5);
-    let scaled = Tensor::randn([6, 320], (Kind::Float, Device::Cpu)) * 3.0;
-    let tied = Tensor::randint(5, [6, 320], (Kind::Float, Device::Cpu));
-    let forbidden = scaled.index_fill(1, &Tensor::from_slice(&[0i64, 5, 9]), f64::NEG_INFINITY);
-    let peaked = scaled.index_fill(1, &Tensor::from_slice(&[7i64]), 50.0);
-    for top_p in [0.05, 0.3, 0.9, 0.999] {
-        for x in [&scaled, &tied, &forbidden, &peaked] {
-            let fast = top_p_filter(x, top_p).unwrap();
-            assert!(
-                fast.equal(&top_p_filter_by_sort(x, top_p).unwrap()),
-                "top_p = {top_p}"
-            );
-        }
-    }
-    // The host path is taken for untied rows.
-    assert!(host_top_p_thresholds(&scaled, 0.9).unwrap().is_some());
-    // Wide rows, whose sorted heads are short (the rest cannot move a bit), flat rows (the
-    // head is the whole row), and a vocabulary that is no multiple of 16.
-    for (v, scale) in [
-        (2048, 8.0),
-        (2048, 20.0),
-        (2051, 40.0),
-        (1000, 0.3),
-        (4096, 3.0),
-    ] {
-        let x = Tensor::randn([24, v], (Kind::Float, Device::Cpu)) * scale;
-        for top_p in [0.5, 0.9, 0.95, 0.9999] {
-            let host = top_p_filter(&x, top_p).unwrap();
-            assert!(
-                host.equal(&top_p_filter_by_sort(&x, top_p).unwrap()),
-                "v = {v}, scale {scale}, top_p = {top_p}"
-            );
-        }
-    }
+fn top_p_filter_keeps_the_token_that_crosses_top_p() {
+    // Probabilities 0.5, 0.2, 0.3 (in that index order): sorted 0.5, 0.3, 0.2 with cumulative
+    // 0.5, 0.8, 1.0; with top_p 0.6 the second crosses it and is kept, the third is removed.
+    let x = Tensor::from_slice(&[0.5f32.ln(), 0.2f32.ln(), 0.3f32.ln()]).view([1, 3]);
+    let kept = Vec::<f32>::try_from(&top_p_filter(&x, 0.6).unwrap().flatten(0, -1)).unwrap();
+    assert_eq!(kept, [0.5f32.ln(), f32::MIN, 0.3f32.ln()]);
+    // top_p below the largest probability keeps the largest alone.
+    let kept = Vec::<f32>::try_from(&top_p_filter(&x, 0.1).unwrap().flatten(0, -1)).unwrap();
+    assert_eq!(kept, [0.5f32.ln(), f32::MIN, f32::MIN]);
     // No rows at all: a Dream `origin` step in which no position is sampled.
     let none = Tensor::zeros([0, 320], (Kind::Float, Device::Cpu));
     assert_eq!(top_p_filter(&none, 0.9).unwrap().size(), [0, 320]);
