@@ -302,6 +302,17 @@ fn all_schedule_traces_reproduce_on_the_real_tiny_model() {
     .unwrap();
     let traces = schedule_traces(tmp.path());
     assert_eq!(traces.len(), 10);
+    // The trace file itself also serves as PC-Sampler's background.
+    let whole = parity_dir("llada-tiny").join("schedule_traces.json");
+    let mut pc = traces
+        .iter()
+        .find(|t| t.name == "pc_sampler")
+        .unwrap()
+        .clone();
+    let spec = pc.schedule.to_string();
+    let (head, _) = spec.split_once(",background=").unwrap();
+    pc.schedule = ScheduleSpec::parse(&format!("{head},background={}", whole.display())).unwrap();
+    check_trace(&*loaded.denoiser, &pc).unwrap();
     let failures: Vec<String> = traces
         .iter()
         .filter_map(|t| {

@@ -467,12 +467,22 @@ impl Background {
 fn parse_frequencies(text: &str) -> Result<Vec<f64>, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let list = match &value {
-        serde_json::Value::Array(a) => a,
-        serde_json::Value::Object(o) => match o.get("values") {
-            Some(serde_json::Value::Array(a)) => a,
-            _ => return Err("expected a list of numbers or an object with a `values` list".into()),
+    // A list; an object with a `values` list; or a parity trace file, whose frequencies are
+    // under `pc_sampler_bg_freq`.
+    let values = |o: &serde_json::Map<String, serde_json::Value>| match o.get("values") {
+        Some(serde_json::Value::Array(a)) => Some(a.clone()),
+        _ => match o.get("pc_sampler_bg_freq") {
+            Some(serde_json::Value::Object(inner)) => match inner.get("values") {
+                Some(serde_json::Value::Array(a)) => Some(a.clone()),
+                _ => None,
+            },
+            _ => None,
         },
+    };
+    let list = match &value {
+        serde_json::Value::Array(a) => a.clone(),
+        serde_json::Value::Object(o) => values(o)
+            .ok_or("expected a list of numbers or an object with a `values` list".to_owned())?,
         _ => return Err("expected a list of numbers or an object with a `values` list".into()),
     };
     list.iter()
