@@ -11,20 +11,12 @@ use serde_json::Value;
 #[path = "../../../probe/tests/it/trace_specs.rs"]
 mod trace_specs;
 
-use trace_specs::{preset_spec_of, spec_of};
+use trace_specs::{ids, preset_spec_of, spec_of};
 
 fn parity(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/parity")
         .join(dir)
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
 }
 
 /// Decodes the trace's prompt with `schedule` through the binary and compares the generated

@@ -11,7 +11,7 @@ use cp_probe::{
 use serde_json::Value;
 
 use crate::fakes::Constant;
-use crate::trace_specs::{preset_spec_of, spec_of};
+use crate::trace_specs::{ids, preset_spec_of, spec_of};
 use tch::{Device, Tensor};
 
 fn parity_dir(model: &str) -> PathBuf {
@@ -111,14 +111,6 @@ struct Trace {
     output: Vec<i64>,
     history: Vec<Vec<i64>>,
     diagnostics: Vec<Value>,
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
 }
 
 fn traces(model_dir: &str) -> Vec<Trace> {

@@ -7,6 +7,15 @@ use std::path::Path;
 
 use serde_json::Value;
 
+/// A JSON list of token ids.
+pub fn ids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
 /// The trace's parameters as a spec string: LLaDA's `generate()` arguments, or the
 /// generation config Dream's `diffusion_generate()` resolved.
 pub fn spec_of(model: &str, params: &Value) -> String {

@@ -55,17 +55,14 @@ fn fastdllm(opts: &mut Options) -> Result<Composed, String> {
         (None, Some(threshold)) => Count::Threshold { threshold },
         (None, None) => Count::TopK { curve: Curve::Even },
     };
-    let mut spec =
-        format!("fastdllm:gen_length={gen_length},steps={steps},block_length={block_length}");
-    if let Some(t) = threshold {
-        spec += &format!(",threshold={t}");
-    }
-    if let Some(f) = factor {
-        spec += &format!(",factor={f}");
-    }
+    let spec =
+        format!("fastdllm:gen_length={gen_length},steps={steps},block_length={block_length}")
+            + &given("threshold", threshold)
+            + &given("factor", factor)
+            + &token_suffix(&token);
     Ok(Composed {
         name: "fastdllm",
-        spec: spec + &token_suffix(&token),
+        spec,
         gen_length,
         blocks: Blocks {
             layout: BlocksLayout::AfterPrompt {
@@ -236,18 +233,11 @@ fn llada2(opts: &mut Options) -> Result<Composed, String> {
         top_k,
         top_p,
     };
-    let mut spec = format!(
+    let spec = format!(
         "llada2:max_new_tokens={max_new_tokens},block_size={block_size},steps_per_block={steps_per_block},threshold={threshold},minimal_topk={minimal_topk}"
-    );
-    if temperature != 0.0 {
-        spec += &format!(",temperature={temperature}");
-    }
-    if let Some(p) = top_p {
-        spec += &format!(",top_p={p}");
-    }
-    if let Some(k) = top_k {
-        spec += &format!(",top_k={k}");
-    }
+    ) + &token_suffix(&token)
+        + &given("top_p", top_p)
+        + &given("top_k", top_k);
     Ok(Composed {
         name: "llada2",
         spec,
@@ -318,6 +308,11 @@ pub(super) fn temperature(opts: &mut Options) -> Result<TokenChoice, String> {
         temperature: t,
         ..TokenChoice::argmax()
     })
+}
+
+/// `,key=value` when the option was given, for a preset's spec string.
+fn given(key: &str, value: Option<impl std::fmt::Display>) -> String {
+    value.map(|v| format!(",{key}={v}")).unwrap_or_default()
 }
 
 fn token_suffix(token: &TokenChoice) -> String {
