@@ -389,6 +389,44 @@ fn llada_is_a_composition_of_parts_too() {
 }
 
 #[test]
+fn threshold_and_fixed_are_compositions_of_parts_too() {
+    // The crate's own `threshold` and `fixed` schedules (greedy), written as parts, decode
+    // the text fixture exactly as their tuned loop does.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
+    let loaded = load_model(&dir, &LoadOptions::default()).unwrap();
+    let m = &*loaded.denoiser;
+    let prompts = vec![vec![5, 17, 300, 41], vec![9, 1200, 7, 7], vec![77, 78, 79, 80]];
+    for (engine, parts) in [
+        (
+            "threshold:gen_length=24,block_length=8,tau=0.3",
+            "compose:gen_length=24,block_length=8,loop=until_filled,count=threshold,threshold=0.3,forbid_mask=true",
+        ),
+        (
+            "threshold:gen_length=24,block_length=24,tau=0.05",
+            "compose:gen_length=24,block_length=24,loop=until_filled,count=threshold,threshold=0.05,forbid_mask=true",
+        ),
+        (
+            "fixed:gen_length=24,k=5",
+            "compose:gen_length=24,steps=5,count=fixed_k,k=5,forbid_mask=true",
+        ),
+        (
+            "fixed:gen_length=24,k=2,order=random",
+            "compose:gen_length=24,steps=12,count=fixed_k,k=2,score=random,forbid_mask=true",
+        ),
+    ] {
+        let opts = DecodeOptions {
+            seed: 3,
+            ..Default::default()
+        };
+        let a = run(m, &prompts, engine, &opts);
+        let b = run(m, &prompts, parts, &opts);
+        for (x, y) in a.trajectories.iter().zip(&b.trajectories) {
+            assert_eq!(x.history, y.history, "{engine} vs {parts}");
+        }
+    }
+}
+
+#[test]
 fn composed_schedules_batch_and_save_distributions_without_changing_trajectories() {
     // Data-dependent step counts: rows finish at different calls and leave the batch.
     let loaded = load_model(&parity_dir("llada-tiny"), &LoadOptions::default()).unwrap();

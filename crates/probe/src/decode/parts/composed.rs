@@ -152,6 +152,9 @@ impl RowDecoder for ComposedRow<'_> {
     fn step(&mut self, seq: &Sequence, view: &mut StepView) -> Result<Vec<Pick>, ProbeError> {
         let c = self.schedule;
         let block_start = self.blocks[self.block].start;
+        if c.token.forbid_mask {
+            view.forbid(seq.mask_id)?;
+        }
         let sampled = c.token.choose(view)?;
         if let Some(kl) = &mut self.kl {
             kl.update(view)?;

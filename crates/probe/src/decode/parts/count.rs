@@ -11,6 +11,8 @@ use super::score::Scores;
 pub enum Curve {
     /// LLaDA's even split (`get_num_transfer_tokens`).
     Even,
+    /// `k` per step, the last steps what is left.
+    Fixed(usize),
     /// MaskGIT's cosine: after step `s` of `S`, `floor(n * cos(pi/2 * (s+1)/S))` stay masked.
     Cosine,
     /// Linear: after step `s` of `S`, `floor(n * (1 - (s+1)/S))` stay masked.
@@ -23,7 +25,7 @@ impl Curve {
         let left_after = |s: usize| -> usize {
             let t = (s + 1) as f64 / steps as f64;
             let left = match self {
-                Curve::Even => unreachable!(),
+                Curve::Even | Curve::Fixed(_) => unreachable!(),
                 Curve::Cosine => (n as f64 * (std::f64::consts::FRAC_PI_2 * t).cos()).floor(),
                 Curve::Linear => (n as f64 * (1.0 - t)).floor(),
             };
@@ -35,6 +37,9 @@ impl Curve {
         };
         match self {
             Curve::Even => even_schedule(n, steps),
+            Curve::Fixed(k) => (0..steps)
+                .map(|s| n.saturating_sub(s * k).min(k))
+                .collect(),
             _ => {
                 let mut before = n;
                 (0..steps)
@@ -230,6 +235,7 @@ mod tests {
                 assert_eq!(k.iter().sum::<usize>(), n, "{curve:?} {n} over {s}");
             }
         }
+        assert_eq!(Curve::Fixed(4).schedule(10, 3), vec![4, 4, 2]);
         // Cosine commits few early and many late.
         assert_eq!(Curve::Cosine.schedule(16, 4), vec![2, 3, 5, 6]);
         assert_eq!(Curve::Linear.schedule(16, 4), vec![4, 4, 4, 4]);

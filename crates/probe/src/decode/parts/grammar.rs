@@ -14,8 +14,8 @@
 //! `alpha`, `background`) | `kl_stability` (with `history`); `count` = `top_k` | `cosine` |
 //! `linear` | `threshold` (with `threshold`) | `factor` (with `factor`) | `entropy_budget`
 //! (with `gamma`) | `threshold_else_top_k` (with `threshold`) | `ready_else_top_k` (with
-//! `conf_threshold`, `kl_threshold`, `history`); `temperature`, `top_k`, `top_p` for the
-//! token. An option the chosen parts do not read is an error.
+//! `conf_threshold`, `kl_threshold`, `history`) | `fixed_k` (with `k`); `temperature`, `top_k`,
+//! `top_p`, `forbid_mask` for the token. An option the chosen parts do not read is an error.
 
 use std::path::Path;
 
@@ -46,6 +46,7 @@ const PART_OPTIONS: &[&str] = &[
     "gamma",
     "conf_threshold",
     "kl_threshold",
+    "k",
 ];
 
 /// Reads a `compose:` schedule from its options.
@@ -80,6 +81,9 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
     let count_name = opts.take("count").unwrap_or_else(|| "top_k".into());
     let count = match count_name.as_str() {
         "top_k" => Count::TopK { curve: Curve::Even },
+        "fixed_k" => Count::TopK {
+            curve: Curve::Fixed(positive(opts, "k", 1)?),
+        },
         "cosine" => Count::TopK {
             curve: Curve::Cosine,
         },
@@ -108,7 +112,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
         },
         other => {
             return Err(format!(
-                "option `count`: unknown part `{other}`; expected one of top_k, cosine, linear, threshold, factor, entropy_budget, threshold_else_top_k, ready_else_top_k"
+                "option `count`: unknown part `{other}`; expected one of top_k, fixed_k, cosine, linear, threshold, factor, entropy_budget, threshold_else_top_k, ready_else_top_k"
             ))
         }
     };
@@ -238,6 +242,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
     if top_k == Some(0) {
         return Err("option `top_k` must be at least 1".into());
     }
+    let forbid_mask = opts.bool("forbid_mask")?.unwrap_or(false);
 
     if let Some((key, _)) = opts
         .remaining()
@@ -268,6 +273,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
             temperature,
             top_k,
             top_p,
+            forbid_mask,
         },
         score,
         count,

@@ -232,6 +232,7 @@ fn llada2(opts: &mut Options) -> Result<Composed, String> {
         temperature,
         top_k,
         top_p,
+        forbid_mask: false,
     };
     let spec = format!(
         "llada2:max_new_tokens={max_new_tokens},block_size={block_size},steps_per_block={steps_per_block},threshold={threshold},minimal_topk={minimal_topk}"

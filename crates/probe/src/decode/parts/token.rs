@@ -18,6 +18,10 @@ pub struct TokenChoice {
     pub top_k: Option<usize>,
     /// Keep the smallest set of tokens whose probability reaches `top_p` (always the first).
     pub top_p: Option<f64>,
+    /// Never choose the mask id: its logit is set to -inf before anything is computed, so
+    /// every position is filled (the `threshold` and `fixed` schedules); upstream samplers
+    /// keep it.
+    pub forbid_mask: bool,
 }
 
 impl TokenChoice {
@@ -27,6 +31,7 @@ impl TokenChoice {
             temperature: 0.0,
             top_k: None,
             top_p: None,
+            forbid_mask: false,
         }
     }
 

@@ -37,6 +37,17 @@ impl StepView {
         }
     }
 
+    /// Sets the logit of `id` to -inf in every slot, before any value is computed from them.
+    pub fn forbid(&mut self, id: i64) -> Result<(), ProbeError> {
+        debug_assert!(self.tokens.is_none() && self.prob32.is_none());
+        let _ = self.logits.f_index_fill_(
+            1,
+            &Tensor::from_slice(&[id]).f_to_device(self.logits.device())?,
+            f64::NEG_INFINITY,
+        )?;
+        Ok(())
+    }
+
     /// The absolute positions of the slots, ascending.
     pub fn positions(&self) -> &[usize] {
         &self.positions
