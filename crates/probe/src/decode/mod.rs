@@ -220,16 +220,37 @@ pub fn decode(
     schedule: &ScheduleSpec,
     opts: &DecodeOptions,
 ) -> Result<DecodeOutput, ProbeError> {
-    if let ScheduleSpec::Parts(composed) = schedule {
-        return decode_with(model, prompts, composed, opts);
+    if schedule.forbids_eot() {
+        if opts.eot_ids.is_empty() {
+            return Err(ProbeError::Input(format!(
+                "schedule `{}` sets forbid_eot but no end-of-text ids were given",
+                schedule.name()
+            )));
+        }
+        let v = model.vocab_size();
+        if let Some(bad) = opts.eot_ids.iter().find(|&&i| i < 0 || i >= v) {
+            return Err(ProbeError::Input(format!(
+                "token id {bad} is outside the model's vocabulary (size {v})"
+            )));
+        }
+    }
+    // Everything but the official samplers runs as parts.
+    match schedule {
+        ScheduleSpec::Parts(composed) => return decode_with(model, prompts, composed, opts),
+        ScheduleSpec::Threshold(p) => {
+            return decode_with(
+                model,
+                prompts,
+                &parts::threshold(p, schedule.to_string()),
+                opts,
+            )
+        }
+        ScheduleSpec::Fixed(p) => {
+            return decode_with(model, prompts, &parts::fixed(p, schedule.to_string()), opts)
+        }
+        ScheduleSpec::Llada(_) | ScheduleSpec::Dream(_) => {}
     }
     check_inputs(model, prompts, schedule.gen_length(), opts)?;
-    if schedule.forbids_eot() && opts.eot_ids.is_empty() {
-        return Err(ProbeError::Input(format!(
-            "schedule `{}` sets forbid_eot but no end-of-text ids were given",
-            schedule.name()
-        )));
-    }
     in_batches(prompts, opts, model.supports_padding(), |_, batch, done| {
         let run = engine::Batch {
             model,

@@ -389,13 +389,18 @@ fn llada_is_a_composition_of_parts_too() {
 }
 
 #[test]
-fn threshold_and_fixed_are_compositions_of_parts_too() {
-    // The crate's own `threshold` and `fixed` schedules (greedy), written as parts, decode
-    // the text fixture exactly as their tuned loop does.
+fn threshold_and_fixed_are_presets_of_parts() {
+    // The crate's own `threshold` and `fixed` schedules are presets of parts; written out as
+    // `compose:` strings they decode the text fixture alike (greedy, and with random order).
+    // Before they moved onto the parts this test compared them with their tuned loop.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
     let loaded = load_model(&dir, &LoadOptions::default()).unwrap();
     let m = &*loaded.denoiser;
-    let prompts = vec![vec![5, 17, 300, 41], vec![9, 1200, 7, 7], vec![77, 78, 79, 80]];
+    let prompts = vec![
+        vec![5, 17, 300, 41],
+        vec![9, 1200, 7, 7],
+        vec![77, 78, 79, 80],
+    ];
     for (engine, parts) in [
         (
             "threshold:gen_length=24,block_length=8,tau=0.3",

@@ -1,4 +1,4 @@
-//! The LLaDA-style steps: `llada`, `threshold` and `fixed`.
+//! LLaDA's steps (`generate()`): low-confidence and random remasking, guidance, Gumbel noise.
 
 use super::*;
 
@@ -107,92 +107,6 @@ impl Ctx<'_> {
                 let work = self.work(gen_host, self.set_positions(&transfer)?)?;
                 self.drawn_first_step(
                     self.llada_like(gen, lp.cfg_scale, lp.temperature, &work, false)?,
-                    transfer,
-                    scores,
-                )
-            }
-        }
-    }
-
-    pub(super) fn threshold_step(
-        &self,
-        tp: &ThresholdParams,
-        gen: &Tensor,
-        gen_host: &[i64],
-    ) -> Result<StepChoice, ProbeError> {
-        // Each row works on the block of its first masked position, so a row's trajectory does
-        // not depend on how fast the other rows of the batch finish their blocks.
-        let g = self.g as usize;
-        let block_ends: Vec<usize> = gen_host
-            .chunks(g)
-            .map(|row| {
-                let first = row.iter().position(|&t| t == self.mask_id).unwrap_or(g);
-                (first / tp.block_length + 1) * tp.block_length
-            })
-            .collect();
-        let eligible = self.masked_where(gen_host, |i| i % g < block_ends[i / g]);
-        let mut flags = vec![false; gen_host.len()];
-        for &i in &eligible {
-            flags[i as usize] = true;
-        }
-        let work = self.work(gen_host, eligible)?;
-        let LladaChoice {
-            x0,
-            prob,
-            scores,
-            dist,
-        } = self.llada_like(gen, 0.0, tp.temperature, &work, true)?;
-        let scores = scores.expect("need_p");
-        let transfer = self.threshold_transfer_t(&scores, &self.grid(&flags)?, tp.tau)?;
-        Ok(StepChoice::tensors(x0, transfer, prob, scores, dist))
-    }
-
-    /// Fast-dLLM's commit rule on `[B, G]` scores (-inf off `eligible`): every eligible
-    /// position at or above `tau`, and each row's best one.
-    pub(super) fn threshold_transfer_t(
-        &self,
-        scores: &Tensor,
-        eligible: &Tensor,
-        tau: f64,
-    ) -> Result<Tensor, ProbeError> {
-        let best = scores.f_argmax(1, true)?;
-        let has_any = eligible.f_any_dim(1, true)?;
-        let top1 = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?
-            .f_scatter_value(1, &best, 1)?
-            .f_logical_and(&has_any)?;
-        Ok(scores
-            .f_ge(tau)?
-            .f_logical_and(eligible)?
-            .f_logical_or(&top1)?)
-    }
-
-    pub(super) fn fixed_step(
-        &self,
-        fp: &FixedParams,
-        step: usize,
-        gen: &Tensor,
-        gen_host: &[i64],
-    ) -> Result<StepChoice, ProbeError> {
-        // The mask id is forbidden here, so every row has exactly `g - step * k` masks left.
-        let k = match fp.k {
-            TokensPerStep::Count(k) => k.min(fp.gen_length - step * k),
-            TokensPerStep::All => fp.gen_length,
-        } as i64;
-        match fp.order {
-            FixedOrder::Confidence => {
-                let work = self.work(gen_host, self.masked_where(gen_host, |_| true))?;
-                self.ranked_step(self.llada_like(gen, 0.0, fp.temperature, &work, true)?, k)
-            }
-            FixedOrder::Random => {
-                // Positions first, then tokens where they are committed (see `llada_step`).
-                let mask = gen.f_eq(self.mask_id)?;
-                let scores = self
-                    .rand_positions()?
-                    .f_where_scalarother(&mask, f64::NEG_INFINITY)?;
-                let transfer = self.top_k_positions(&scores, k)?;
-                let work = self.work(gen_host, self.set_positions(&transfer)?)?;
-                self.drawn_first_step(
-                    self.llada_like(gen, 0.0, fp.temperature, &work, false)?,
                     transfer,
                     scores,
                 )

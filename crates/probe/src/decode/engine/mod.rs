@@ -32,10 +32,7 @@ use self::filters::*;
 use self::select::*;
 use super::cpu::sparse;
 use super::cpu::{self, FastPath};
-use super::spec::{
-    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, ScheduleSpec,
-    ThresholdParams, TokensPerStep,
-};
+use super::spec::{DreamAlg, DreamParams, LladaParams, Remasking, ScheduleSpec};
 use super::{Commit, DecodeOptions, DecodeProgress, StepTopK, Trajectory};
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
@@ -221,9 +218,9 @@ impl<'a> Batch<'a> {
                 ScheduleSpec::Dream(dp) => {
                     ctx.dream_step(dp, step, &dream_timesteps, &gen, &gen_host, &masked_now)?
                 }
-                ScheduleSpec::Threshold(tp) => ctx.threshold_step(tp, &gen, &gen_host)?,
-                ScheduleSpec::Fixed(fp) => ctx.fixed_step(fp, step, &gen, &gen_host)?,
-                ScheduleSpec::Parts(_) => unreachable!("compositions run in parts::runner"),
+                ScheduleSpec::Threshold(_) | ScheduleSpec::Fixed(_) | ScheduleSpec::Parts(_) => {
+                    unreachable!("compositions run in parts::runner")
+                }
             };
             let (new_host, prob, conf) = match choice.values {
                 StepValues::Tensors {
@@ -344,19 +341,12 @@ impl<'a> Batch<'a> {
             .collect())
     }
 
-    /// Ids whose logits are set to -inf: the caller's eot ids when the schedule forbids them,
-    /// and the mask id for the schedules of this crate (threshold, fixed), which must fill every
-    /// position to terminate. The upstream samplers keep the mask id, as upstream does.
+    /// Ids whose logits are set to -inf: the caller's eot ids when the schedule forbids them.
+    /// The official samplers keep the mask id, as upstream does.
     pub(super) fn forbidden_ids(&self, v: i64) -> Result<Vec<i64>, ProbeError> {
         let mut ids = Vec::new();
         if self.schedule.forbids_eot() {
             ids.extend_from_slice(&self.opts.eot_ids);
-        }
-        if matches!(
-            self.schedule,
-            ScheduleSpec::Threshold(_) | ScheduleSpec::Fixed(_)
-        ) {
-            ids.push(self.model.mask_id());
         }
         if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= v) {
             return Err(ProbeError::Input(format!(

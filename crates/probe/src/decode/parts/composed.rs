@@ -155,6 +155,11 @@ impl RowDecoder for ComposedRow<'_> {
         if c.token.forbid_mask {
             view.forbid(seq.mask_id)?;
         }
+        if c.token.forbid_eot {
+            for &id in &seq.eot_ids {
+                view.forbid(id)?;
+            }
+        }
         let sampled = c.token.choose(view)?;
         if let Some(kl) = &mut self.kl {
             kl.update(view)?;

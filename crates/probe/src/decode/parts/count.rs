@@ -37,9 +37,7 @@ impl Curve {
         };
         match self {
             Curve::Even => even_schedule(n, steps),
-            Curve::Fixed(k) => (0..steps)
-                .map(|s| n.saturating_sub(s * k).min(k))
-                .collect(),
+            Curve::Fixed(k) => (0..steps).map(|s| n.saturating_sub(s * k).min(k)).collect(),
             _ => {
                 let mut before = n;
                 (0..steps)

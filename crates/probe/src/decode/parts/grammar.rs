@@ -15,7 +15,7 @@
 //! `linear` | `threshold` (with `threshold`) | `factor` (with `factor`) | `entropy_budget`
 //! (with `gamma`) | `threshold_else_top_k` (with `threshold`) | `ready_else_top_k` (with
 //! `conf_threshold`, `kl_threshold`, `history`) | `fixed_k` (with `k`); `temperature`, `top_k`,
-//! `top_p`, `forbid_mask` for the token. An option the chosen parts do not read is an error.
+//! `top_p`, `forbid_mask`, `forbid_eot` for the token. An option the chosen parts do not read is an error.
 
 use std::path::Path;
 
@@ -243,6 +243,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
         return Err("option `top_k` must be at least 1".into());
     }
     let forbid_mask = opts.bool("forbid_mask")?.unwrap_or(false);
+    let forbid_eot = opts.bool("forbid_eot")?.unwrap_or(false);
 
     if let Some((key, _)) = opts
         .remaining()
@@ -274,6 +275,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
             top_k,
             top_p,
             forbid_mask,
+            forbid_eot,
         },
         score,
         count,

@@ -42,7 +42,7 @@ pub use self::eligible::Eligible;
 pub use self::even::even_schedule;
 pub(crate) use self::grammar::parse_composition;
 pub use self::grammar::COMPOSE;
-pub(crate) use self::presets::build_preset;
+pub(crate) use self::presets::{build_preset, fixed, threshold};
 pub use self::presets::{Background, PRESETS};
 pub use self::score::{Score, Scores};
 pub use self::token::TokenChoice;
@@ -107,6 +107,8 @@ pub struct Sequence {
     pub ids: Vec<i64>,
     pub prompt_len: usize,
     pub mask_id: i64,
+    /// The caller's end-of-text / end-of-turn ids (`DecodeOptions::eot_ids`).
+    pub eot_ids: Vec<i64>,
 }
 
 impl Sequence {

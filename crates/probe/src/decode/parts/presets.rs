@@ -13,6 +13,7 @@ use super::eligible::Eligible;
 use super::score::Score;
 use super::token::TokenChoice;
 use crate::decode::options::Options;
+use crate::decode::spec::{FixedOrder, FixedParams, ThresholdParams, TokensPerStep};
 use crate::error::ProbeError;
 
 /// The preset names, for error messages.
@@ -233,6 +234,7 @@ fn llada2(opts: &mut Options) -> Result<Composed, String> {
         top_k,
         top_p,
         forbid_mask: false,
+        forbid_eot: false,
     };
     let spec = format!(
         "llada2:max_new_tokens={max_new_tokens},block_size={block_size},steps_per_block={steps_per_block},threshold={threshold},minimal_topk={minimal_topk}"
@@ -253,6 +255,66 @@ fn llada2(opts: &mut Options) -> Result<Composed, String> {
         score: Score::Confidence,
         count: Count::ThresholdElseTopK { threshold },
     })
+}
+
+/// The crate's `threshold` schedule as parts: blocks after the prompt, each decoded until
+/// filled; float32 confidence; the best position and every one at or above `tau`; never the
+/// mask id.
+pub(crate) fn threshold(p: &ThresholdParams, spec: String) -> Composed {
+    Composed {
+        name: "threshold",
+        spec,
+        gen_length: p.gen_length,
+        blocks: Blocks {
+            layout: BlocksLayout::AfterPrompt {
+                length: p.block_length,
+            },
+            steps_per_block: None,
+            run: BlockLoop::UntilFilled,
+        },
+        eligible: Eligible::Block,
+        token: TokenChoice {
+            temperature: p.temperature,
+            forbid_mask: true,
+            forbid_eot: p.forbid_eot,
+            ..TokenChoice::argmax()
+        },
+        score: Score::Confidence,
+        count: Count::Threshold { threshold: p.tau },
+    }
+}
+
+/// The crate's `fixed` schedule as parts: one block, `k` positions per step (all of them
+/// for `k = all`), the most confident or uniformly random ones; never the mask id.
+pub(crate) fn fixed(p: &FixedParams, spec: String) -> Composed {
+    let k = match p.k {
+        TokensPerStep::Count(k) => k,
+        TokensPerStep::All => p.gen_length,
+    };
+    Composed {
+        name: "fixed",
+        spec,
+        gen_length: p.gen_length,
+        blocks: Blocks {
+            layout: BlocksLayout::Whole,
+            steps_per_block: Some(p.gen_length.div_ceil(k)),
+            run: BlockLoop::Fixed,
+        },
+        eligible: Eligible::Block,
+        token: TokenChoice {
+            temperature: p.temperature,
+            forbid_mask: true,
+            forbid_eot: p.forbid_eot,
+            ..TokenChoice::argmax()
+        },
+        score: match p.order {
+            FixedOrder::Confidence => Score::Confidence,
+            FixedOrder::Random => Score::Random,
+        },
+        count: Count::TopK {
+            curve: Curve::Fixed(k),
+        },
+    }
 }
 
 /// Steps per block of LLaDA-style blocks after the prompt (upstream asserts both divisions).

@@ -48,6 +48,7 @@ impl Batch<'_> {
                     ids,
                     prompt_len: prompt.len(),
                     mask_id,
+                    eot_ids: self.opts.eot_ids.clone(),
                 },
                 decoder: self.schedule.start(prompt.len())?,
                 commits: Vec::new(),

@@ -22,6 +22,8 @@ pub struct TokenChoice {
     /// every position is filled (the `threshold` and `fixed` schedules); upstream samplers
     /// keep it.
     pub forbid_mask: bool,
+    /// Never choose the caller's end-of-text / end-of-turn ids (`forbid_eot`).
+    pub forbid_eot: bool,
 }
 
 impl TokenChoice {
@@ -32,6 +34,7 @@ impl TokenChoice {
             top_k: None,
             top_p: None,
             forbid_mask: false,
+            forbid_eot: false,
         }
     }
 
