@@ -19,11 +19,12 @@
 
 use std::path::Path;
 
+use super::background::Background;
 use super::blocks::{BlockLoop, Blocks, BlocksLayout};
 use super::composed::Composed;
 use super::count::{Count, Curve};
 use super::eligible::Eligible;
-use super::presets::{non_negative, positive, unit_interval, Background};
+use super::presets::{non_negative, positive, unit_interval};
 use super::score::Score;
 use super::token::TokenChoice;
 use crate::decode::options::Options;

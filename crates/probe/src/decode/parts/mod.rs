@@ -17,11 +17,13 @@
 //! | count: how many positions commit | `count.rs` | scheduled top-k, cosine / linear k(t), threshold, Fast-dLLM factor, entropy budget, threshold-else-top-k, KLASS's ready-else-top-k |
 //! | state carried across steps | `kl_history.rs` | KLASS's KL history |
 //!
-//! The published samplers are presets of these parts (`presets.rs`); any other combination
+//! The published samplers are presets of these parts (`presets.rs`, with PC-Sampler's
+//! background table in `background.rs`); any other combination
 //! is written with the `compose:` schedule string (`grammar.rs`). A new part goes into the
 //! file of its kind as one more enum variant; a rule that does not fit the parts implements
 //! [`Schedule`] directly (see `crates/probe/examples/custom_schedule.rs`).
 
+mod background;
 mod blocks;
 mod composed;
 mod count;
@@ -35,6 +37,7 @@ mod score;
 mod token;
 mod view;
 
+pub use self::background::Background;
 pub use self::blocks::{BlockLoop, Blocks, BlocksLayout};
 pub use self::composed::Composed;
 pub use self::count::{Count, CountInputs, Curve};
@@ -42,8 +45,8 @@ pub use self::eligible::Eligible;
 pub use self::even::even_schedule;
 pub(crate) use self::grammar::parse_composition;
 pub use self::grammar::COMPOSE;
+pub use self::presets::PRESETS;
 pub(crate) use self::presets::{build_preset, fixed, threshold};
-pub use self::presets::{Background, PRESETS};
 pub use self::score::{Score, Scores};
 pub use self::token::TokenChoice;
 pub use self::view::StepView;

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
+use super::background::Background;
 use super::kl_history::KlHistory;
-use super::presets::Background;
 use super::view::StepView;
 use crate::error::ProbeError;
 
