@@ -16,8 +16,10 @@ pub struct Args {
     pub model: ModelArgs,
     #[command(flatten)]
     pub prompts: PromptArgs,
-    /// The schedule: a spec such as `llada:steps=64,gen_length=64,block_length=32` or
-    /// `fixed:k=1`, or a TOML file (probes/schedules/*.toml). docs/schedules.md lists every option.
+    /// The schedule: a spec such as `llada:steps=64,gen_length=64,block_length=32`,
+    /// `fastdllm:threshold=0.9`, `eb:gamma=0.1`, `pc:background=INDEX_DIR`, `klass`, `llada2`,
+    /// `fixed:k=1` or `compose:score=margin,count=entropy_budget,gamma=0.5`, or a TOML file
+    /// (probes/schedules/*.toml). docs/schedules.md lists every option.
     #[arg(long, value_name = "SPEC|FILE")]
     pub schedule: String,
     /// Seed of every random choice (Gumbel noise, random remasking, sampling).

@@ -196,17 +196,17 @@ impl RowDecoder for ComposedRow<'_> {
         let chosen = c.count.select(&scores, &inputs);
         self.calls += 1;
         let chosen_slots: Vec<usize> = chosen.iter().map(|&i| slots[i]).collect();
+        let tokens = view.tokens_of(&chosen_slots)?;
         let probs = match sampled {
             Some(p) => chosen_slots.iter().map(|&s| p[s]).collect(),
             None => view.prob32_of(&chosen_slots)?,
         };
-        let tokens = view.tokens()?;
         Ok(chosen
             .into_iter()
-            .zip(probs)
-            .map(|(i, prob)| Pick {
+            .zip(tokens.into_iter().zip(probs))
+            .map(|(i, (token, prob))| Pick {
                 position: eligible[i],
-                token: tokens[slots[i]],
+                token,
                 prob,
                 score: scores.values[i],
             })

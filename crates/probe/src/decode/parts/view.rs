@@ -75,6 +75,21 @@ impl StepView {
         Ok(self.tokens.as_deref().unwrap_or_default())
     }
 
+    /// [`StepView::tokens`] of some slots only, computed on their rows alone unless every
+    /// slot's token is already known.
+    pub fn tokens_of(&mut self, slots: &[usize]) -> Result<Vec<i64>, ProbeError> {
+        if let Some(all) = &self.tokens {
+            return Ok(slots.iter().map(|&s| all[s]).collect());
+        }
+        if slots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
+        let rows = Tensor::f_from_slice(&rows)?.f_to_device(self.logits.device())?;
+        let (_, at) = self.logits.f_index_select(0, &rows)?.f_max_dim(-1, false)?;
+        host_i64(&at)
+    }
+
     /// Replaces the tokens (a sampled choice); confidences follow the new tokens.
     pub fn set_tokens(&mut self, tokens: Vec<i64>) {
         debug_assert_eq!(tokens.len(), self.positions.len());
@@ -107,8 +122,7 @@ impl StepView {
         if slots.is_empty() {
             return Ok(Vec::new());
         }
-        let tokens = self.tokens()?;
-        let picked: Vec<i64> = slots.iter().map(|&s| tokens[s]).collect();
+        let picked = self.tokens_of(slots)?;
         let device = self.logits.device();
         let rows: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
         let rows = Tensor::f_from_slice(&rows)?.f_to_device(device)?;
@@ -154,14 +168,22 @@ impl StepView {
             // `log_softmax` is `l - logsumexp(l)` in one kernel; its exp is the softmax of the
             // normalised logits. Both may differ from the three-step form in the last bit,
             // far below any decision margin of the traces (SCHEDULES.md: >= 2e-4).
-            // H = logsumexp(l) - sum softmax(l) * l: the same quantity in three passes over
-            // the row instead of six; it differs from the upstream form in the last bits only,
-            // far below any decision margin of the traces (SCHEDULES.md: >= 2e-4).
+            // H = logsumexp(l) - sum softmax(l) * l, with logsumexp(l) = max - ln(p(max)):
+            // one max, one softmax and one dot product per row instead of six passes. It
+            // differs from the upstream form in the last bits only, far below any decision
+            // margin of the traces (SCHEDULES.md: >= 2e-4). The max and its probability are
+            // the argmax token and its confidence, kept when no other tokens were chosen.
+            let (max, at) = self.logits.f_max_dim(-1, true)?;
             let p = self.logits.f_softmax(-1, Kind::Float)?;
-            let h = self
-                .logits
-                .f_logsumexp([-1i64].as_slice(), false)?
+            let p_max = p.f_gather(1, &at, false)?;
+            let h = max
+                .f_sub(&p_max.f_log()?)?
+                .f_squeeze_dim(1)?
                 .f_sub(&Tensor::f_linalg_vecdot(&p, &self.logits, -1)?)?;
+            if self.tokens.is_none() {
+                self.tokens = Some(host_i64(&at.f_squeeze_dim(1)?)?);
+                self.prob32 = Some(host_f32(&p_max.f_squeeze_dim(1)?)?);
+            }
             self.entropy = Some(host_f32(&h)?);
         }
         Ok(self.entropy.as_deref().unwrap_or_default())
