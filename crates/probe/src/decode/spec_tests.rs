@@ -132,3 +132,18 @@ fn fixed_steps_round_up() {
     assert_eq!(steps("fixed:gen_length=10"), Some(10));
     assert_eq!(steps("threshold:gen_length=10,block_length=5"), None);
 }
+
+#[test]
+fn every_shipped_schedule_file_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../probes/schedules");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            ScheduleSpec::from_toml_file(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 9, "{n} schedule files");
+}
