@@ -37,6 +37,7 @@ fn fastdllm(opts: &mut Options) -> Result<Composed, String> {
     let block_length = positive(opts, "block_length", 128)?;
     let threshold = opts.optional("threshold", Options::parse_f64)?;
     let factor = opts.optional("factor", Options::parse_f64)?;
+    upstream_only(opts, &["remasking"])?;
     let token = temperature(opts)?;
     let steps_per_block = llada_blocks(gen_length, block_length, steps)?;
     if let Some(t) = threshold {
@@ -86,6 +87,7 @@ fn eb(opts: &mut Options) -> Result<Composed, String> {
             "option `gamma` must be a finite number >= 0, found {gamma}"
         ));
     }
+    upstream_only(opts, &["cfg_scale"])?;
     let token = temperature(opts)?;
     Ok(Composed {
         name: "eb",
@@ -115,6 +117,7 @@ fn pc(opts: &mut Options) -> Result<Composed, String> {
         Some(path) => Background::open(Path::new(&path))?,
         None => Background::missing(),
     };
+    upstream_only(opts, &["remasking", "cfg_scale"])?;
     let token = temperature(opts)?;
     let steps_per_block = llada_blocks(gen_length, block_length, steps)?;
     if !(lambda.is_finite() && lambda >= 0.0) {
@@ -368,6 +371,24 @@ pub(super) fn temperature(opts: &mut Options) -> Result<TokenChoice, String> {
         temperature: t,
         ..TokenChoice::argmax()
     })
+}
+
+/// Upstream arguments the preset takes at their one supported value only, so that a call
+/// copied from the upstream code reads as written: `remasking=low_confidence` (Fast-dLLM,
+/// PC-Sampler) and `cfg_scale=0` (EB-sampler, PC-Sampler). Any other value is an error.
+fn upstream_only(opts: &mut Options, keys: &[&str]) -> Result<(), String> {
+    for &key in keys {
+        match (key, opts.take(key).as_deref()) {
+            (_, None) | ("remasking", Some("low_confidence")) => {}
+            ("cfg_scale", Some(v)) if v.parse::<f64>() == Ok(0.0) => {}
+            (_, Some(v)) => {
+                return Err(format!(
+                    "option `{key}`: only upstream's default is supported here, found `{v}`"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `,key=value` when the option was given, for a preset's spec string.
