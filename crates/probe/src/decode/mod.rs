@@ -267,8 +267,9 @@ pub fn decode(
 /// Runs any [`Schedule`] (a composition of parts, or one of your own) on every prompt and
 /// returns the trajectories in prompt order.
 ///
-/// Prompts are batched `opts.batch_size` at a time among prompts of equal length. Fails like
-/// [`decode`], and when the schedule's [`Schedule::check`] rejects the model.
+/// Prompts are batched `opts.batch_size` at a time, left-padded when the model supports it
+/// and a call sees whole sequences, otherwise grouped by length. Fails like [`decode`], and
+/// when the schedule's [`Schedule::check`] rejects the model.
 pub fn decode_with(
     model: &dyn MaskedDenoiser,
     prompts: &[Vec<i64>],
@@ -283,7 +284,7 @@ pub fn decode_with(
         opts,
     )?;
     schedule.check(model)?;
-    in_batches(prompts, opts, false, |_, batch, done| {
+    in_batches(prompts, opts, model.supports_padding(), |_, batch, done| {
         parts::runner::Batch {
             model,
             schedule,

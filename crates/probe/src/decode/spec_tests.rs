@@ -153,7 +153,10 @@ fn presets_take_upstreams_fixed_arguments_at_their_default_only() {
     assert!(ScheduleSpec::parse("fastdllm:remasking=low_confidence").is_ok());
     assert!(ScheduleSpec::parse("eb:cfg_scale=0.0").is_ok());
     let e = err("pc:remasking=random,background=x.json");
-    assert!(e.contains("option `background`") || e.contains("option `remasking`"), "{e}");
+    assert!(
+        e.contains("option `background`") || e.contains("option `remasking`"),
+        "{e}"
+    );
     let e = err("eb:cfg_scale=1");
     assert!(e.contains("option `cfg_scale`"), "{e}");
 }

@@ -431,6 +431,90 @@ fn threshold_and_fixed_are_presets_of_parts() {
     }
 }
 
+/// Counts the model calls of the denoiser it wraps.
+struct Counted<'a> {
+    inner: &'a dyn MaskedDenoiser,
+    calls: std::cell::Cell<usize>,
+}
+
+impl MaskedDenoiser for Counted<'_> {
+    fn mask_id(&self) -> i64 {
+        self.inner.mask_id()
+    }
+    fn vocab_size(&self) -> i64 {
+        self.inner.vocab_size()
+    }
+    fn max_len(&self) -> Option<usize> {
+        self.inner.max_len()
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+    fn supports_padding(&self) -> bool {
+        self.inner.supports_padding()
+    }
+    fn logits(
+        &self,
+        ids: &Tensor,
+        valid: Option<&Tensor>,
+        from: i64,
+    ) -> Result<Tensor, ProbeError> {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.logits(ids, valid, from)
+    }
+}
+
+#[test]
+fn composed_schedules_pad_prompts_of_different_lengths_into_one_call() {
+    let loaded = load_model(&parity_dir("llada-tiny"), &LoadOptions::default()).unwrap();
+    let m = Counted {
+        inner: &*loaded.denoiser,
+        calls: std::cell::Cell::new(0),
+    };
+    let prompts: Vec<Vec<i64>> = [3usize, 7, 5, 9]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            (0..n as i64)
+                .map(|j| (i as i64 * 31 + j * 7) % 300)
+                .collect()
+        })
+        .collect();
+    for spec in [
+        "pc:gen_length=16,steps=8,block_length=8,lambda=0.5,alpha=1,background=BG",
+        "klass:gen_length=16,steps=8,block_length=8,conf_threshold=0.1,kl_threshold=0.5",
+        "fixed:gen_length=16,k=2",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let bg = tmp.path().join("bg.json");
+        std::fs::write(&bg, serde_json::to_string(&vec![1.0 / 320.0; 320]).unwrap()).unwrap();
+        let schedule = ScheduleSpec::parse(&spec.replace("BG", bg.to_str().unwrap())).unwrap();
+        let run = |batch_size| {
+            m.calls.set(0);
+            let out = decode(
+                &m,
+                &prompts,
+                &schedule,
+                &DecodeOptions {
+                    batch_size,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            (out, m.calls.get())
+        };
+        let (alone, calls_alone) = run(1);
+        let (together, calls_together) = run(4);
+        for (a, b) in alone.trajectories.iter().zip(&together.trajectories) {
+            assert_eq!(a.history, b.history, "{spec}");
+        }
+        // One call per step for the whole batch: as many calls as the longest trajectory.
+        let steps: Vec<usize> = alone.trajectories.iter().map(|t| t.steps()).collect();
+        assert_eq!(calls_alone, steps.iter().sum::<usize>(), "{spec}");
+        assert_eq!(calls_together, *steps.iter().max().unwrap(), "{spec}");
+    }
+}
+
 #[test]
 fn composed_schedules_batch_and_save_distributions_without_changing_trajectories() {
     // Data-dependent step counts: rows finish at different calls and leave the batch.

@@ -21,6 +21,10 @@ pub(crate) struct Batch<'a> {
     pub prompts_total: usize,
 }
 
+/// Which rows may share a model call: positions after the prompt, and the prompt length
+/// when rows cannot be padded to a common one.
+type CallShape = (usize, Option<usize>);
+
 struct Row<'s> {
     seq: Sequence,
     decoder: Box<dyn RowDecoder + 's>,
@@ -59,7 +63,11 @@ impl Batch<'_> {
 
         let mut calls_made = 0;
         loop {
-            let mut groups: BTreeMap<usize, Vec<(usize, Call)>> = BTreeMap::new();
+            // Rows share a model call when they ask for the same number of positions after
+            // their prompt: left-padded to a common prompt length when the call sees the
+            // whole sequence and the model honours padding, otherwise only with rows of the
+            // same prompt length.
+            let mut groups: BTreeMap<CallShape, Vec<(usize, Call)>> = BTreeMap::new();
             for (r, row) in rows.iter_mut().enumerate() {
                 if row.done {
                     continue;
@@ -68,15 +76,18 @@ impl Batch<'_> {
                     None => row.done = true,
                     Some(call) => {
                         check_call(&row.seq, &call)?;
-                        groups.entry(call.window).or_default().push((r, call));
+                        let width = call.window - row.seq.prompt_len;
+                        let padded = call.window == row.seq.ids.len() && model.supports_padding();
+                        let key = (width, (!padded).then_some(row.seq.prompt_len));
+                        groups.entry(key).or_default().push((r, call));
                     }
                 }
             }
             if groups.is_empty() {
                 break;
             }
-            for (window, group) in groups {
-                self.call(&mut rows, window, group)?;
+            for ((width, _), group) in groups {
+                self.call(&mut rows, width, group)?;
             }
             calls_made += 1;
             if let Some(report) = self.opts.progress {
@@ -101,26 +112,45 @@ impl Batch<'_> {
             .collect())
     }
 
-    /// One model call on the first `window` positions of the rows in `group`, then each
-    /// row's step.
+    /// One model call on the rows of `group`, each up to `width` positions after its prompt
+    /// (left-padded to the longest prompt of the group), then each row's step.
     fn call(
         &self,
         rows: &mut [Row],
-        window: usize,
+        width: usize,
         group: Vec<(usize, Call)>,
     ) -> Result<(), ProbeError> {
         let model = self.model;
-        let p = rows[group[0].0].seq.prompt_len;
-        let width = window - p;
+        let p = group
+            .iter()
+            .map(|(r, _)| rows[*r].seq.prompt_len)
+            .max()
+            .unwrap_or(0);
+        let len = p + width;
         let v = model.vocab_size();
-        let mut ids = Vec::with_capacity(group.len() * window);
-        for (r, _) in &group {
-            ids.extend_from_slice(&rows[*r].seq.ids[..window]);
+        let mut ids = Vec::with_capacity(group.len() * len);
+        let mut valid = Vec::with_capacity(group.len() * len);
+        for (r, call) in &group {
+            let seq = &rows[*r].seq;
+            let pad = p - seq.prompt_len;
+            ids.extend(std::iter::repeat_n(seq.mask_id, pad));
+            ids.extend_from_slice(&seq.ids[..call.window]);
+            valid.extend(std::iter::repeat_n(false, pad));
+            valid.extend(std::iter::repeat_n(true, call.window));
         }
+        let shape = [group.len() as i64, len as i64];
         let x = Tensor::f_from_slice(&ids)?
-            .f_view([group.len() as i64, window as i64])?
+            .f_view(shape)?
             .f_to_device(model.device())?;
-        let logits = model.logits(&x, None, p as i64)?;
+        let valid = match valid.iter().all(|&b| b) {
+            true => None,
+            false => Some(
+                Tensor::f_from_slice(&valid)?
+                    .f_view(shape)?
+                    .f_to_device(model.device())?,
+            ),
+        };
+        let logits = model.logits(&x, valid.as_ref(), p as i64)?;
         let expected = [group.len() as i64, width as i64, v];
         if logits.size() != expected {
             return Err(ProbeError::Input(format!(
@@ -130,10 +160,12 @@ impl Batch<'_> {
         }
         let flat = logits.f_reshape([group.len() as i64 * width as i64, v])?;
 
+        // Row `g` of the call holds its positions from its own prompt length on.
+        let starts: Vec<usize> = group.iter().map(|(r, _)| rows[*r].seq.prompt_len).collect();
         let rows_at = |positions: &[usize], g: usize| -> Vec<i64> {
             positions
                 .iter()
-                .map(|&q| (g * width + q - p) as i64)
+                .map(|&q| (g * width + q - starts[g]) as i64)
                 .collect()
         };
         let select = |index: Vec<i64>| -> Result<Tensor, ProbeError> {
@@ -154,6 +186,7 @@ impl Batch<'_> {
         let mut offset = 0;
         for (g, (r, call)) in group.into_iter().enumerate() {
             let row = &mut rows[r];
+            let (p, window) = (row.seq.prompt_len, call.window);
             let step = row.history.len() as u32 - 1;
             if let Some(k) = self.opts.save_step_distributions {
                 // Every masked position of the window, whatever the step asked for.
