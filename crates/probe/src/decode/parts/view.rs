@@ -15,6 +15,8 @@ pub struct StepView {
     positions: Vec<usize>,
     logits: Tensor,
     tokens: Option<Vec<i64>>,
+    /// Whether `tokens` were chosen by [`StepView::set_tokens`] rather than the argmax.
+    sampled: bool,
     prob32: Option<Vec<f32>>,
     prob64: Option<Vec<f64>>,
     softmax64: Option<Tensor>,
@@ -29,6 +31,7 @@ impl StepView {
             positions,
             logits,
             tokens: None,
+            sampled: false,
             prob32: None,
             prob64: None,
             softmax64: None,
@@ -94,6 +97,7 @@ impl StepView {
     pub fn set_tokens(&mut self, tokens: Vec<i64>) {
         debug_assert_eq!(tokens.len(), self.positions.len());
         self.tokens = Some(tokens);
+        self.sampled = true;
         self.prob32 = None;
         self.prob64 = None;
     }
@@ -101,12 +105,15 @@ impl StepView {
     /// `softmax(logits)[token]` in float32 (LLaDA's `low_confidence`, PC-Sampler, LLaDA2.0).
     pub fn prob32(&mut self) -> Result<&[f32], ProbeError> {
         if self.prob32.is_none() {
-            let idx = self.token_tensor()?;
-            let p = self
-                .logits
-                .f_softmax(-1, Kind::Float)?
-                .f_gather(1, &idx, false)?
-                .f_squeeze_dim(1)?;
+            let probs = self.logits.f_softmax(-1, Kind::Float)?;
+            let p = match self.sampled {
+                true => probs
+                    .f_gather(1, &self.token_tensor()?, false)?
+                    .f_squeeze_dim(1)?,
+                // At the argmax token this is the row's largest probability (the softmax
+                // keeps the logits' order), found without the argmax itself.
+                false => probs.f_amax([-1i64].as_slice(), false)?,
+            };
             self.prob32 = Some(host_f32(&p)?);
         }
         Ok(self.prob32.as_deref().unwrap_or_default())
@@ -141,11 +148,15 @@ impl StepView {
     /// `softmax(logits.to(float64))[token]` (Fast-dLLM, KLASS).
     pub fn prob64(&mut self) -> Result<&[f64], ProbeError> {
         if self.prob64.is_none() {
-            let idx = self.token_tensor()?;
-            let p = self
-                .softmax64()?
-                .f_gather(1, &idx, false)?
-                .f_squeeze_dim(1)?;
+            let p = match self.sampled {
+                true => {
+                    let idx = self.token_tensor()?;
+                    self.softmax64()?
+                        .f_gather(1, &idx, false)?
+                        .f_squeeze_dim(1)?
+                }
+                false => self.softmax64()?.f_amax([-1i64].as_slice(), false)?,
+            };
             self.prob64 = Some(Vec::<f64>::try_from(&p.f_to_device(Device::Cpu)?)?);
         }
         Ok(self.prob64.as_deref().unwrap_or_default())
@@ -168,22 +179,17 @@ impl StepView {
             // `log_softmax` is `l - logsumexp(l)` in one kernel; its exp is the softmax of the
             // normalised logits. Both may differ from the three-step form in the last bit,
             // far below any decision margin of the traces (SCHEDULES.md: >= 2e-4).
-            // H = logsumexp(l) - sum softmax(l) * l, with logsumexp(l) = max - ln(p(max)):
-            // one max, one softmax and one dot product per row instead of six passes. It
-            // differs from the upstream form in the last bits only, far below any decision
-            // margin of the traces (SCHEDULES.md: >= 2e-4). The max and its probability are
-            // the argmax token and its confidence, kept when no other tokens were chosen.
-            let (max, at) = self.logits.f_max_dim(-1, true)?;
+            // H = logsumexp(l) - sum softmax(l) * l, with logsumexp(l) = max(l) - ln(max(p)):
+            // the softmax at the row's maximum is 1 / sum exp(l - max). Two cheap maxima, one
+            // softmax and one dot product per row instead of six passes; the result differs
+            // from the upstream form in the last bits only, far below any decision margin of
+            // the traces (SCHEDULES.md: >= 2e-4).
+            let max = self.logits.f_amax([-1i64].as_slice(), false)?;
             let p = self.logits.f_softmax(-1, Kind::Float)?;
-            let p_max = p.f_gather(1, &at, false)?;
+            let p_max = p.f_amax([-1i64].as_slice(), false)?;
             let h = max
                 .f_sub(&p_max.f_log()?)?
-                .f_squeeze_dim(1)?
                 .f_sub(&Tensor::f_linalg_vecdot(&p, &self.logits, -1)?)?;
-            if self.tokens.is_none() {
-                self.tokens = Some(host_i64(&at.f_squeeze_dim(1)?)?);
-                self.prob32 = Some(host_f32(&p_max.f_squeeze_dim(1)?)?);
-            }
             self.entropy = Some(host_f32(&h)?);
         }
         Ok(self.entropy.as_deref().unwrap_or_default())
