@@ -187,9 +187,11 @@ impl StepView {
             let max = self.logits.f_amax([-1i64].as_slice(), false)?;
             let p = self.logits.f_softmax(-1, Kind::Float)?;
             let p_max = p.f_amax([-1i64].as_slice(), false)?;
-            let h = max
-                .f_sub(&p_max.f_log()?)?
-                .f_sub(&Tensor::f_linalg_vecdot(&p, &self.logits, -1)?)?;
+            let h = max.f_sub(&p_max.f_log()?)?.f_sub(&Tensor::f_linalg_vecdot(
+                &p,
+                &self.logits,
+                -1,
+            )?)?;
             self.entropy = Some(host_f32(&h)?);
         }
         Ok(self.entropy.as_deref().unwrap_or_default())
