@@ -366,9 +366,9 @@ fn compose_strings_reproduce_the_presets() {
 
 #[test]
 fn llada_is_a_composition_of_parts_too() {
-    // LLaDA's `generate()` without guidance, written as parts, reproduces the official traces
-    // through the parts runner (greedy, in one block and in four, and random remasking with its
-    // seeded draws). Guidance is not a part yet: `extra_cfg` stays with the `llada` schedule.
+    // LLaDA's `generate()`, written as parts, reproduces every official trace through the
+    // parts runner: greedy in one block and in four, random remasking with its seeded draws,
+    // and classifier-free guidance.
     let loaded = load_model(&parity_dir("llada-tiny"), &LoadOptions::default()).unwrap();
     let all = traces("llada-tiny");
     for (name, spec) in [
@@ -378,6 +378,10 @@ fn llada_is_a_composition_of_parts_too() {
         (
             "extra_random_remask",
             "compose:gen_length=16,block_length=8,steps=8,score=random",
+        ),
+        (
+            "extra_cfg",
+            "compose:gen_length=16,block_length=16,steps=8,cfg_scale=1",
         ),
     ] {
         let mut t = all.iter().find(|t| t.name == name).unwrap().clone();

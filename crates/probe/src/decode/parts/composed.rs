@@ -36,6 +36,8 @@ pub struct Composed {
     pub score: Score,
     #[serde(flatten)]
     pub count: Count,
+    /// Classifier-free guidance scale (none: unguided).
+    pub cfg_scale: Option<f64>,
 }
 
 impl Composed {
@@ -53,6 +55,10 @@ impl Schedule for Composed {
 
     fn canvas_len(&self, prompt_len: usize) -> usize {
         self.blocks.canvas_len(prompt_len, self.gen_length)
+    }
+
+    fn guidance(&self) -> Option<f64> {
+        self.cfg_scale
     }
 
     fn steps(&self) -> Option<usize> {

@@ -15,7 +15,8 @@
 //! `linear` | `threshold` (with `threshold`) | `factor` (with `factor`) | `entropy_budget`
 //! (with `gamma`) | `threshold_else_top_k` (with `threshold`) | `ready_else_top_k` (with
 //! `conf_threshold`, `kl_threshold`, `history`) | `fixed_k` (with `k`); `temperature`, `top_k`,
-//! `top_p`, `forbid_mask`, `forbid_eot` for the token. An option the chosen parts do not read is an error.
+//! `top_p`, `forbid_mask`, `forbid_eot` for the token; `cfg_scale` (0) for classifier-free
+//! guidance as LLaDA's `generate()` applies it. An option the chosen parts do not read is an error.
 
 use std::path::Path;
 
@@ -244,6 +245,8 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
         return Err("option `top_k` must be at least 1".into());
     }
     let forbid_mask = opts.bool("forbid_mask")?.unwrap_or(false);
+    let cfg_scale = opts.f64("cfg_scale")?.unwrap_or(0.0);
+    non_negative("cfg_scale", cfg_scale)?;
     let forbid_eot = opts.bool("forbid_eot")?.unwrap_or(false);
 
     if let Some((key, _)) = opts
@@ -280,6 +283,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
         },
         score,
         count,
+        cfg_scale: (cfg_scale > 0.0).then_some(cfg_scale),
     })
 }
 

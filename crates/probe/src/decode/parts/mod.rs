@@ -67,6 +67,13 @@ pub trait Schedule: Send + Sync {
     /// `prompt_len` ids. Usually `prompt_len + gen_length`; block-aligned samplers round up.
     fn canvas_len(&self, prompt_len: usize) -> usize;
 
+    /// The classifier-free guidance scale, when the schedule guides its model calls as LLaDA's
+    /// `generate()` does: logits `un + (cond - un) * (scale + 1)`, where the unconditional
+    /// sequence has every prompt position masked.
+    fn guidance(&self) -> Option<f64> {
+        None
+    }
+
     /// The number of model calls per sequence, when the schedule fixes it in advance.
     fn steps(&self) -> Option<usize> {
         None

@@ -74,6 +74,7 @@ fn fastdllm(opts: &mut Options) -> Result<Composed, String> {
         token,
         score: Score::Confidence64,
         count,
+        cfg_scale: None,
     })
 }
 
@@ -102,6 +103,7 @@ fn eb(opts: &mut Options) -> Result<Composed, String> {
         token,
         score: Score::NegEntropy,
         count: Count::EntropyBudget { gamma },
+        cfg_scale: None,
     })
 }
 
@@ -155,6 +157,7 @@ fn pc(opts: &mut Options) -> Result<Composed, String> {
             background,
         },
         count: Count::TopK { curve: Curve::Even },
+        cfg_scale: None,
     })
 }
 
@@ -198,6 +201,7 @@ fn klass(opts: &mut Options) -> Result<Composed, String> {
             kl_threshold,
             history,
         },
+        cfg_scale: None,
     })
 }
 
@@ -254,6 +258,7 @@ fn llada2(opts: &mut Options) -> Result<Composed, String> {
         token,
         score: Score::Confidence,
         count: Count::ThresholdElseTopK { threshold },
+        cfg_scale: None,
     })
 }
 
@@ -281,6 +286,7 @@ pub(crate) fn threshold(p: &ThresholdParams, spec: String) -> Composed {
         },
         score: Score::Confidence,
         count: Count::Threshold { threshold: p.tau },
+        cfg_scale: None,
     }
 }
 
@@ -314,6 +320,7 @@ pub(crate) fn fixed(p: &FixedParams, spec: String) -> Composed {
         count: Count::TopK {
             curve: Curve::Fixed(k),
         },
+        cfg_scale: None,
     }
 }
 

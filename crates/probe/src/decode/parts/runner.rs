@@ -128,17 +128,28 @@ impl Batch<'_> {
             .unwrap_or(0);
         let len = p + width;
         let v = model.vocab_size();
-        let mut ids = Vec::with_capacity(group.len() * len);
-        let mut valid = Vec::with_capacity(group.len() * len);
-        for (r, call) in &group {
-            let seq = &rows[*r].seq;
-            let pad = p - seq.prompt_len;
-            ids.extend(std::iter::repeat_n(seq.mask_id, pad));
-            ids.extend_from_slice(&seq.ids[..call.window]);
-            valid.extend(std::iter::repeat_n(false, pad));
-            valid.extend(std::iter::repeat_n(true, call.window));
+        // Classifier-free guidance as LLaDA's `generate()`: the unconditional rows are the same
+        // sequences with every prompt position masked, in the same model call.
+        let guidance = self.schedule.guidance();
+        let copies = if guidance.is_some() { 2 } else { 1 };
+        let mut ids = Vec::with_capacity(copies * group.len() * len);
+        let mut valid = Vec::with_capacity(copies * group.len() * len);
+        for unconditional in [false, true].into_iter().take(copies) {
+            for (r, call) in &group {
+                let seq = &rows[*r].seq;
+                let pad = p - seq.prompt_len;
+                ids.extend(std::iter::repeat_n(seq.mask_id, pad));
+                if unconditional {
+                    ids.extend(std::iter::repeat_n(seq.mask_id, seq.prompt_len));
+                    ids.extend_from_slice(&seq.ids[seq.prompt_len..call.window]);
+                } else {
+                    ids.extend_from_slice(&seq.ids[..call.window]);
+                }
+                valid.extend(std::iter::repeat_n(false, pad));
+                valid.extend(std::iter::repeat_n(true, call.window));
+            }
         }
-        let shape = [group.len() as i64, len as i64];
+        let shape = [(copies * group.len()) as i64, len as i64];
         let x = Tensor::f_from_slice(&ids)?
             .f_view(shape)?
             .f_to_device(model.device())?;
@@ -151,14 +162,15 @@ impl Batch<'_> {
             ),
         };
         let logits = model.logits(&x, valid.as_ref(), p as i64)?;
-        let expected = [group.len() as i64, width as i64, v];
+        let expected = [(copies * group.len()) as i64, width as i64, v];
         if logits.size() != expected {
             return Err(ProbeError::Input(format!(
                 "model returned logits of shape {:?}, expected {expected:?}",
                 logits.size()
             )));
         }
-        let flat = logits.f_reshape([group.len() as i64 * width as i64, v])?;
+        let half = group.len() as i64 * width as i64;
+        let flat = logits.f_reshape([copies as i64 * half, v])?;
 
         // Row `g` of the call holds its positions from its own prompt length on.
         let starts: Vec<usize> = group.iter().map(|(r, _)| rows[*r].seq.prompt_len).collect();
@@ -169,10 +181,14 @@ impl Batch<'_> {
                 .collect()
         };
         let select = |index: Vec<i64>| -> Result<Tensor, ProbeError> {
-            Ok(flat.f_index_select(
-                0,
-                &Tensor::f_from_slice(&index)?.f_to_device(flat.device())?,
-            )?)
+            let at = Tensor::f_from_slice(&index)?.f_to_device(flat.device())?;
+            let mut rows = flat.f_index_select(0, &at)?;
+            if let Some(scale) = guidance {
+                // `un + (cond - un) * (cfg_scale + 1)`, elementwise as upstream.
+                let un = flat.f_index_select(0, &at.f_add_scalar(half)?)?;
+                let _ = rows.f_sub_(&un)?.f_mul_scalar_(scale + 1.0)?.f_add_(&un)?;
+            }
+            Ok(rows)
         };
         // The rows each step asked for, in one selection.
         let picked = select(
