@@ -4,13 +4,15 @@
 //! position is filled (or its steps are spent), recording after every step the generated ids,
 //! which positions were committed, with what probability and confidence, and optionally the
 //! top-K distributions of the positions that were still masked. The `llada` and `dream`
-//! schedules reproduce the official samplers token for token (see `fixtures/parity/README.md`).
+//! schedules reproduce the official samplers token for token, and the presets the published
+//! 2025 samplers (see `fixtures/parity/README.md`). Every schedule but `dream` is a
+//! composition of parts run by `parts/runner.rs`; `dream` runs on `engine/`.
 //!
 //! Randomness comes from libtorch's global generator, seeded with `seed + batch index` before
 //! each batch: with one prompt per batch, `seed` plays the role of upstream's
 //! `torch.manual_seed(seed)` right before `generate()` / `diffusion_generate()` for the position
 //! draws; token sampling at temperature > 0 keeps upstream's distributions but not its stream
-//! (see `engine/mod.rs`).
+//! (see docs/internals.md).
 
 pub mod cpu;
 mod engine;
@@ -234,9 +236,12 @@ pub fn decode(
             )));
         }
     }
-    // Everything but the official samplers runs as parts.
+    // Everything but Dream's sampler runs as parts.
     match schedule {
         ScheduleSpec::Parts(composed) => return decode_with(model, prompts, composed, opts),
+        ScheduleSpec::Llada(p) => {
+            return decode_with(model, prompts, &parts::llada(p, schedule.to_string()), opts)
+        }
         ScheduleSpec::Threshold(p) => {
             return decode_with(
                 model,
@@ -248,7 +253,7 @@ pub fn decode(
         ScheduleSpec::Fixed(p) => {
             return decode_with(model, prompts, &parts::fixed(p, schedule.to_string()), opts)
         }
-        ScheduleSpec::Llada(_) | ScheduleSpec::Dream(_) => {}
+        ScheduleSpec::Dream(_) => {}
     }
     check_inputs(model, prompts, schedule.gen_length(), opts)?;
     in_batches(prompts, opts, model.supports_padding(), |_, batch, done| {

@@ -1,4 +1,4 @@
-//! What every step of a batch shares: the model call, row selection, token choice.
+//! What every step of a batch shares: the model call and the selection of logit rows.
 
 use super::*;
 
@@ -116,157 +116,32 @@ impl Ctx<'_> {
     /// Logits `[n, V]` of the generated positions `rows` (flat indices), with forbidden ids at -inf.
     /// Everything after the model call works on these rows only: positions that are already
     /// committed, or not eligible this step, cost nothing.
-    pub(super) fn logits(
-        &self,
-        gen: &Tensor,
-        cfg_scale: f64,
-        rows: &Rows,
-    ) -> Result<Tensor, ProbeError> {
-        let flat = self.forward(gen, cfg_scale)?;
-        self.select_logits(&flat, cfg_scale, rows)
+    pub(super) fn logits(&self, gen: &Tensor, rows: &Rows) -> Result<Tensor, ProbeError> {
+        let flat = self.forward(gen)?;
+        self.select_logits(&flat, rows)
     }
 
-    /// The model call on the batch with generated ids `gen`: logits `[calls * B * G, V]` of the
-    /// generated positions, row-major (with CFG, the conditional rows then the unconditional).
-    pub(super) fn forward(&self, gen: &Tensor, cfg_scale: f64) -> Result<Tensor, ProbeError> {
+    /// The model call on the batch with generated ids `gen`: logits `[B * G, V]` of the
+    /// generated positions, row-major.
+    pub(super) fn forward(&self, gen: &Tensor) -> Result<Tensor, ProbeError> {
         let x = Tensor::f_cat(&[self.prompt_block, gen], 1)?;
-        let (out, calls) = if cfg_scale > 0.0 {
-            // Classifier-free guidance as in LLaDA's generate(): the unconditional row is the
-            // same sequence with every prompt position masked; both go through one call.
-            let un_prompt = self.prompt_block.f_full_like(self.mask_id)?;
-            let un_x = Tensor::f_cat(&[&un_prompt, gen], 1)?;
-            let both = Tensor::f_cat(&[&x, &un_x], 0)?;
-            let valid = self.valid.map(|v| Tensor::f_cat(&[v, v], 0)).transpose()?;
-            (self.model.logits(&both, valid.as_ref(), self.p)?, 2)
-        } else {
-            (self.model.logits(&x, self.valid, self.p)?, 1)
-        };
-        let expected = [calls * self.b, self.g, self.v];
+        let out = self.model.logits(&x, self.valid, self.p)?;
+        let expected = [self.b, self.g, self.v];
         if out.size() != expected {
             return Err(ProbeError::Input(format!(
                 "model returned logits of shape {:?}, expected {expected:?}",
                 out.size()
             )));
         }
-        Ok(out.f_reshape([calls * self.b * self.g, self.v])?)
+        Ok(out.f_reshape([self.b * self.g, self.v])?)
     }
 
     /// [`Ctx::logits`] on the model's output `flat` (from [`Ctx::forward`]).
-    pub(super) fn select_logits(
-        &self,
-        flat: &Tensor,
-        cfg_scale: f64,
-        rows: &Rows,
-    ) -> Result<Tensor, ProbeError> {
-        let mut logits = if cfg_scale > 0.0 {
-            // The conditional and unconditional rows in one selection.
-            let n = rows.host.len() as i64;
-            let both = Tensor::f_cat(&[&rows.dev, &rows.dev.f_add_scalar(self.b * self.g)?], 0)?;
-            let picked = flat.f_index_select(0, &both)?;
-            let (mut guided, un) = (picked.f_narrow(0, 0, n)?, picked.f_narrow(0, n, n)?);
-            // `un + (cond - un) * (cfg_scale + 1)`, elementwise as upstream (same roundings),
-            // in place over the conditional rows.
-            let _ = guided
-                .f_sub_(&un)?
-                .f_mul_scalar_(cfg_scale + 1.0)?
-                .f_add_(&un)?;
-            guided
-        } else {
-            flat.f_index_select(0, &rows.dev)?
-        };
+    pub(super) fn select_logits(&self, flat: &Tensor, rows: &Rows) -> Result<Tensor, ProbeError> {
+        let mut logits = flat.f_index_select(0, &rows.dev)?;
         if let Some(ids) = &self.forbidden {
             let _ = logits.f_index_fill_(1, ids, f64::NEG_INFINITY)?;
         }
         Ok(logits)
-    }
-
-    /// `torch.rand((B, L))` sliced to the generated positions: upstream draws one number per
-    /// position of the whole sequence, so we draw the same amount to stay on its stream.
-    pub(super) fn rand_positions(&self) -> Result<Tensor, ProbeError> {
-        Ok(
-            Tensor::f_rand([self.b, self.p + self.g], (Kind::Float, self.dev))?
-                .f_narrow(1, self.p, self.g)?,
-        )
-    }
-
-    /// LLaDA's token choice on logit rows `[n, V]`: greedy argmax, or Gumbel-max in float64 as
-    /// `add_gumbel_noise` does (`exp(logits) / (-log u)^T`, which samples softmax(logits / T)).
-    /// Returns `x0 [n]`, its float32 softmax probability when `need_p`, and its probability
-    /// under the distribution it was drawn from. With `consume`, the greedy path may overwrite
-    /// `logits` with its softmax.
-    ///
-    /// Random stream (temperature > 0 only): upstream draws `u` for the whole `[B, L, V]`
-    /// sequence; we draw `u` `[n, V]` with `torch.rand((n, V), float64)` for the `n` rows whose
-    /// token is needed, in row-major order, after any position draw of the step. Same
-    /// distribution, seeded and deterministic, but not upstream's stream (the parity traces
-    /// are greedy).
-    pub(super) fn choose_tokens(
-        &self,
-        logits: &Tensor,
-        temperature: f64,
-        need_p: bool,
-        consume: bool,
-    ) -> Result<(Tensor, Option<Tensor>, Tensor), ProbeError> {
-        if temperature == 0.0 {
-            let x0 = argmax_rows(logits)?;
-            let probs = if consume {
-                // In place: the same kernel and result, without a new `[n, V]` buffer.
-                logits.f_softmax_int_out(logits, -1, Kind::Float)?
-            } else {
-                logits.f_softmax(-1, Kind::Float)?
-            };
-            let p = gather_rows(&probs, &x0)?;
-            return Ok((x0, Some(p.shallow_clone()), p));
-        }
-        let n = logits.size()[0];
-        let mut gumbel = Tensor::f_rand([n, self.v], (Kind::Double, self.dev))?;
-        let _ = gumbel.f_log_()?.f_neg_()?.f_pow_(temperature)?;
-        let mut scores = logits.f_to_kind(Kind::Double)?;
-        let _ = scores.f_exp_()?.f_div_(&gumbel)?;
-        let x0 = argmax_rows(&scores)?;
-        let p = if need_p {
-            Some(gather_rows(&logits.f_softmax(-1, Kind::Float)?, &x0)?)
-        } else {
-            None
-        };
-        let q = gather_rows(&self.sampled_from(logits, temperature)?, &x0)?;
-        Ok((x0, p, q))
-    }
-
-    /// The float32 distribution LLaDA-style token choice samples from: softmax(logits / T).
-    pub(super) fn sampled_from(
-        &self,
-        logits: &Tensor,
-        temperature: f64,
-    ) -> Result<Tensor, ProbeError> {
-        Ok(if temperature == 0.0 {
-            logits.f_softmax(-1, Kind::Float)?
-        } else {
-            logits
-                .f_div_scalar(temperature)?
-                .f_softmax(-1, Kind::Float)?
-        })
-    }
-
-    /// `transfer` with the `k` highest `scores` of each row set (scores at -inf are never
-    /// among them as long as `k` does not exceed the row's finite scores).
-    pub(super) fn top_k_positions(&self, scores: &Tensor, k: i64) -> Result<Tensor, ProbeError> {
-        let none = Tensor::f_zeros([self.b, self.g], (Kind::Bool, self.dev))?;
-        if k == 0 {
-            return Ok(none);
-        }
-        let (_, idx) = scores.f_topk(k, 1, true, true)?;
-        Ok(none.f_scatter_value(1, &idx, 1)?)
-    }
-
-    /// Flat indices of the set positions of a `[B, G]` bool tensor, in row-major order.
-    pub(super) fn set_positions(&self, transfer: &Tensor) -> Result<Vec<i64>, ProbeError> {
-        let flags = Vec::<bool>::try_from(&transfer.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
-        Ok(flags
-            .iter()
-            .enumerate()
-            .filter(|(_, &f)| f)
-            .map(|(i, _)| i as i64)
-            .collect())
     }
 }

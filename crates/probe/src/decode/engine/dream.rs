@@ -102,7 +102,7 @@ impl Ctx<'_> {
                 flags[i as usize] = true;
             }
             let work = self.work(gen_host, picked)?;
-            let dist = self.dream_probs(dp, self.logits(gen, 0.0, &work.rows)?)?;
+            let dist = self.dream_probs(dp, self.logits(gen, &work.rows)?)?;
             let picked_probs = work.picked(&dist.probs)?;
             let x0 = if dp.temperature > 0.0 {
                 self.dream_sample(&picked_probs)?
@@ -126,7 +126,7 @@ impl Ctx<'_> {
         }
 
         let work = self.work(gen_host, masked)?;
-        let flat = self.forward(gen, 0.0)?;
+        let flat = self.forward(gen)?;
         // `int(n_mask * (1 - s / t))` in float32, all remaining masks at the last step. Upstream
         // uses the batch's mean mask count; each row's own count keeps rows independent of their
         // batch and equals upstream for one prompt.
@@ -158,7 +158,7 @@ impl Ctx<'_> {
                 )
             }
             None => {
-                let dist = self.dream_probs(dp, self.select_logits(&flat, 0.0, &work.rows)?)?;
+                let dist = self.dream_probs(dp, self.select_logits(&flat, &work.rows)?)?;
                 // Greedy: `probs.max(-1)`, whose index is the first maximum.
                 let x0 = if dp.temperature > 0.0 {
                     self.dream_sample(&dist.probs)?

@@ -1,4 +1,6 @@
-//! The decoding loop of one batch: model calls, token choice, position selection, bookkeeping.
+//! Dream's sampler (`DreamGenerationMixin._sample`), the one schedule that is not yet a
+//! composition of parts: its timestep count, `alg` confidences and filtered draws run on this
+//! loop of one batch (model calls, token choice, position selection, bookkeeping).
 //!
 //! Every per-position computation stays on the model's device as whole-tensor operations,
 //! except on the CPU, where a few chains of them are one pass over the same memory instead
@@ -11,14 +13,12 @@
 //! Random draws use libtorch's global generator with the shapes, dtypes and order of the
 //! upstream samplers, so that a seed given to `torch.manual_seed` upstream and to
 //! [`tch::manual_seed`] here yields the same draws for the position choices and the greedy
-//! samplers. Token sampling at temperature > 0 draws from the same distributions on a stream
-//! of its own: LLaDA-style Gumbel noise only for the rows whose token is needed (see
-//! `Ctx::choose_tokens`), Dream's categorical draw by inverse CDF (`Ctx::dream_sample`).
+//! sampler. Token sampling at temperature > 0 draws from the same distributions on a stream
+//! of its own: Dream's categorical draw by inverse CDF (`Ctx::dream_sample`).
 
 mod ctx;
 mod dream;
 mod filters;
-mod llada;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -32,7 +32,7 @@ use self::filters::*;
 use self::select::*;
 use super::cpu::sparse;
 use super::cpu::{self, FastPath};
-use super::spec::{DreamAlg, DreamParams, LladaParams, Remasking, ScheduleSpec};
+use super::spec::{DreamAlg, DreamParams, ScheduleSpec};
 use super::{Commit, DecodeOptions, DecodeProgress, StepTopK, Trajectory};
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
@@ -104,16 +104,6 @@ pub(super) struct HostPicks {
     pub(super) x0: Vec<i64>,
     pub(super) prob: Vec<f32>,
     pub(super) confidence: Vec<f32>,
-}
-
-/// [`Ctx::llada_like`]'s token choice: `x0` and `prob` as `[B, G]` (mask id and 0 off
-/// `work.pick`), the `[B, G]` confidence (-inf off `work.pick`) when asked for, and the
-/// distributions to save.
-pub(super) struct LladaChoice {
-    pub(super) x0: Tensor,
-    pub(super) prob: Tensor,
-    pub(super) scores: Option<Tensor>,
-    pub(super) dist: Option<(Vec<i64>, Tensor)>,
 }
 
 /// Host-side state of one row.
@@ -214,11 +204,13 @@ impl<'a> Batch<'a> {
                 _ => {}
             }
             let choice = match self.schedule {
-                ScheduleSpec::Llada(lp) => ctx.llada_step(lp, step, &gen, &gen_host)?,
                 ScheduleSpec::Dream(dp) => {
                     ctx.dream_step(dp, step, &dream_timesteps, &gen, &gen_host, &masked_now)?
                 }
-                ScheduleSpec::Threshold(_) | ScheduleSpec::Fixed(_) | ScheduleSpec::Parts(_) => {
+                ScheduleSpec::Llada(_)
+                | ScheduleSpec::Threshold(_)
+                | ScheduleSpec::Fixed(_)
+                | ScheduleSpec::Parts(_) => {
                     unreachable!("compositions run in parts::runner")
                 }
             };

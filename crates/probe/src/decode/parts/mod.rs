@@ -46,7 +46,7 @@ pub use self::even::even_schedule;
 pub(crate) use self::grammar::parse_composition;
 pub use self::grammar::COMPOSE;
 pub use self::presets::PRESETS;
-pub(crate) use self::presets::{build_preset, fixed, threshold};
+pub(crate) use self::presets::{build_preset, fixed, llada, threshold};
 pub use self::score::{Score, Scores};
 pub use self::token::TokenChoice;
 pub use self::view::StepView;

@@ -11,7 +11,9 @@ use super::eligible::Eligible;
 use super::score::Score;
 use super::token::TokenChoice;
 use crate::decode::options::Options;
-use crate::decode::spec::{FixedOrder, FixedParams, ThresholdParams, TokensPerStep};
+use crate::decode::spec::{
+    FixedOrder, FixedParams, LladaParams, Remasking, ThresholdParams, TokensPerStep,
+};
 
 /// The preset names, for error messages.
 pub const PRESETS: &str = "fastdllm, eb, pc, klass, llada2";
@@ -260,6 +262,37 @@ fn llada2(opts: &mut Options) -> Result<Composed, String> {
         count: Count::ThresholdElseTopK { threshold },
         cfg_scale: None,
     })
+}
+
+/// LLaDA's `generate()` as parts: semi-autoregressive blocks after the prompt with
+/// `steps / blocks` calls each, the even split of each block's masks, float32 confidence or
+/// LLaDA's random draws, Gumbel-max tokens, classifier-free guidance. Reproduces every
+/// official trace (`fixtures/parity/llada-tiny/decode_traces.json`).
+pub(crate) fn llada(p: &LladaParams, spec: String) -> Composed {
+    Composed {
+        name: "llada",
+        spec,
+        gen_length: p.gen_length,
+        blocks: Blocks {
+            layout: BlocksLayout::AfterPrompt {
+                length: p.block_length,
+            },
+            steps_per_block: Some(p.steps / (p.gen_length / p.block_length)),
+            run: BlockLoop::Fixed,
+        },
+        eligible: Eligible::Block,
+        token: TokenChoice {
+            temperature: p.temperature,
+            forbid_eot: p.forbid_eot,
+            ..TokenChoice::argmax()
+        },
+        score: match p.remasking {
+            Remasking::LowConfidence => Score::Confidence,
+            Remasking::Random => Score::Random,
+        },
+        count: Count::TopK { curve: Curve::Even },
+        cfg_scale: (p.cfg_scale > 0.0).then_some(p.cfg_scale),
+    }
 }
 
 /// The crate's `threshold` schedule as parts: blocks after the prompt, each decoded until
