@@ -113,6 +113,21 @@ struct Trace {
     diagnostics: Vec<Value>,
 }
 
+impl Trace {
+    /// Trace `t` of a trace file, to be decoded with `spec`.
+    fn from_json(t: &Value, spec: &str) -> Trace {
+        Trace {
+            name: t["name"].as_str().unwrap().to_owned(),
+            schedule: ScheduleSpec::parse(spec).unwrap_or_else(|e| panic!("{}: {e}", t["name"])),
+            seed: t["params"]["rng_seed"].as_u64().unwrap_or(0),
+            prompt: ids(&t["prompt_ids"]),
+            output: ids(&t["output_ids"]),
+            history: t["history"].as_array().unwrap().iter().map(ids).collect(),
+            diagnostics: t["steps_diagnostics"].as_array().unwrap().clone(),
+        }
+    }
+}
+
 fn traces(model_dir: &str) -> Vec<Trace> {
     let text = std::fs::read_to_string(parity_dir(model_dir).join("decode_traces.json")).unwrap();
     let json: Value = serde_json::from_str(&text).unwrap();
@@ -121,15 +136,7 @@ fn traces(model_dir: &str) -> Vec<Trace> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| Trace {
-            name: t["name"].as_str().unwrap().to_owned(),
-            schedule: ScheduleSpec::parse(&spec_of(model, &t["params"])).unwrap(),
-            seed: t["params"]["rng_seed"].as_u64().unwrap_or(0),
-            prompt: ids(&t["prompt_ids"]),
-            output: ids(&t["output_ids"]),
-            history: t["history"].as_array().unwrap().iter().map(ids).collect(),
-            diagnostics: t["steps_diagnostics"].as_array().unwrap().clone(),
-        })
+        .map(|t| Trace::from_json(t, &spec_of(model, &t["params"])))
         .collect()
 }
 
@@ -268,16 +275,7 @@ fn schedule_traces(dir: &Path) -> Vec<Trace> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| Trace {
-            name: t["name"].as_str().unwrap().to_owned(),
-            schedule: ScheduleSpec::parse(&preset_spec_of(&t["params"], &background))
-                .unwrap_or_else(|e| panic!("{}: {e}", t["name"])),
-            seed: 0,
-            prompt: ids(&t["prompt_ids"]),
-            output: ids(&t["output_ids"]),
-            history: t["history"].as_array().unwrap().iter().map(ids).collect(),
-            diagnostics: t["steps_diagnostics"].as_array().unwrap().clone(),
-        })
+        .map(|t| Trace::from_json(t, &preset_spec_of(&t["params"], &background)))
         .collect()
 }
 

@@ -160,7 +160,7 @@ impl<'a> Batch<'a> {
             })
             .collect();
 
-        let forbidden_host = self.forbidden_ids(v)?;
+        let forbidden_host = self.forbidden_ids();
         let forbidden = if forbidden_host.is_empty() {
             None
         } else {
@@ -335,16 +335,11 @@ impl<'a> Batch<'a> {
 
     /// Ids whose logits are set to -inf: the caller's eot ids when the schedule forbids them.
     /// The official samplers keep the mask id, as upstream does.
-    pub(super) fn forbidden_ids(&self, v: i64) -> Result<Vec<i64>, ProbeError> {
-        let mut ids = Vec::new();
-        if self.schedule.forbids_eot() {
-            ids.extend_from_slice(&self.opts.eot_ids);
+    /// `decode` has checked that they are in the vocabulary.
+    pub(super) fn forbidden_ids(&self) -> Vec<i64> {
+        match self.schedule.forbids_eot() {
+            true => self.opts.eot_ids.clone(),
+            false => Vec::new(),
         }
-        if let Some(bad) = ids.iter().find(|&&i| i < 0 || i >= v) {
-            return Err(ProbeError::Input(format!(
-                "token id {bad} is outside the model's vocabulary (size {v})"
-            )));
-        }
-        Ok(ids)
     }
 }

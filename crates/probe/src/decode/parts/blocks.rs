@@ -47,6 +47,16 @@ pub struct Blocks {
 }
 
 impl Blocks {
+    /// LLaDA's semi-autoregressive blocks of `length` after the prompt, `steps_per_block`
+    /// calls each under `run`.
+    pub fn after_prompt(length: usize, steps_per_block: usize, run: BlockLoop) -> Blocks {
+        Blocks {
+            layout: BlocksLayout::AfterPrompt { length },
+            steps_per_block: Some(steps_per_block),
+            run,
+        }
+    }
+
     /// Length of the whole sequence for a prompt of `prompt_len` ids and `gen_length` new ones.
     pub fn canvas_len(&self, prompt_len: usize, gen_length: usize) -> usize {
         match self.layout {

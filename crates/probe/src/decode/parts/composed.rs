@@ -158,14 +158,14 @@ impl RowDecoder for ComposedRow<'_> {
     fn step(&mut self, seq: &Sequence, view: &mut StepView) -> Result<Vec<Pick>, ProbeError> {
         let c = self.schedule;
         let block_start = self.blocks[self.block].start;
+        let mut forbidden = Vec::new();
         if c.token.forbid_mask {
-            view.forbid(seq.mask_id)?;
+            forbidden.push(seq.mask_id);
         }
         if c.token.forbid_eot {
-            for &id in &seq.eot_ids {
-                view.forbid(id)?;
-            }
+            forbidden.extend_from_slice(&seq.eot_ids);
         }
+        view.forbid(&forbidden)?;
         let sampled = c.token.choose(view)?;
         if let Some(kl) = &mut self.kl {
             kl.update(view)?;

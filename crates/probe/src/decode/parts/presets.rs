@@ -65,13 +65,7 @@ fn fastdllm(opts: &mut Options) -> Result<Composed, String> {
         name: "fastdllm",
         spec,
         gen_length,
-        blocks: Blocks {
-            layout: BlocksLayout::AfterPrompt {
-                length: block_length,
-            },
-            steps_per_block: Some(steps_per_block),
-            run: BlockLoop::UntilFilled,
-        },
+        blocks: Blocks::after_prompt(block_length, steps_per_block, BlockLoop::UntilFilled),
         eligible: Eligible::Block,
         token,
         score: Score::Confidence64,
@@ -144,13 +138,7 @@ fn pc(opts: &mut Options) -> Result<Composed, String> {
             }
         ) + &token_suffix(&token),
         gen_length,
-        blocks: Blocks {
-            layout: BlocksLayout::AfterPrompt {
-                length: block_length,
-            },
-            steps_per_block: Some(steps_per_block),
-            run: BlockLoop::Fixed,
-        },
+        blocks: Blocks::after_prompt(block_length, steps_per_block, BlockLoop::Fixed),
         eligible: Eligible::Block,
         token,
         score: Score::Pc {
@@ -188,13 +176,7 @@ fn klass(opts: &mut Options) -> Result<Composed, String> {
             "klass:gen_length={gen_length},steps={steps},block_length={block_length},conf_threshold={conf_threshold},kl_threshold={kl_threshold},history={history}"
         ) + &token_suffix(&token),
         gen_length,
-        blocks: Blocks {
-            layout: BlocksLayout::AfterPrompt {
-                length: block_length,
-            },
-            steps_per_block: Some(steps_per_block),
-            run: BlockLoop::AtMost,
-        },
+        blocks: Blocks::after_prompt(block_length, steps_per_block, BlockLoop::AtMost),
         eligible: Eligible::Block,
         token,
         score: Score::Confidence64,
@@ -273,13 +255,11 @@ pub(crate) fn llada(p: &LladaParams, spec: String) -> Composed {
         name: "llada",
         spec,
         gen_length: p.gen_length,
-        blocks: Blocks {
-            layout: BlocksLayout::AfterPrompt {
-                length: p.block_length,
-            },
-            steps_per_block: Some(p.steps / (p.gen_length / p.block_length)),
-            run: BlockLoop::Fixed,
-        },
+        blocks: Blocks::after_prompt(
+            p.block_length,
+            p.steps / (p.gen_length / p.block_length),
+            BlockLoop::Fixed,
+        ),
         eligible: Eligible::Block,
         token: TokenChoice {
             temperature: p.temperature,

@@ -1,5 +1,5 @@
-//! Runs a [`Schedule`] on one batch of prompts of equal length: model calls, views,
-//! commits, trajectories.
+//! Runs a [`Schedule`] on one batch of prompts: model calls (rows left-padded to a common
+//! prompt length where the model allows it), views, commits, trajectories.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use crate::decode::{Commit, DecodeOptions, DecodeProgress, StepTopK, Trajectory}
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
 
-/// One batch under a [`Schedule`]. Every prompt has the same length.
+/// One batch under a [`Schedule`].
 pub(crate) struct Batch<'a> {
     pub model: &'a dyn MaskedDenoiser,
     pub schedule: &'a dyn Schedule,

@@ -40,14 +40,14 @@ impl StepView {
         }
     }
 
-    /// Sets the logit of `id` to -inf in every slot, before any value is computed from them.
-    pub fn forbid(&mut self, id: i64) -> Result<(), ProbeError> {
+    /// Sets the logits of `ids` to -inf in every slot, before any value is computed from them.
+    pub fn forbid(&mut self, ids: &[i64]) -> Result<(), ProbeError> {
         debug_assert!(self.tokens.is_none() && self.prob32.is_none());
-        let _ = self.logits.f_index_fill_(
-            1,
-            &Tensor::from_slice(&[id]).f_to_device(self.logits.device())?,
-            f64::NEG_INFINITY,
-        )?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = Tensor::f_from_slice(ids)?.f_to_device(self.logits.device())?;
+        let _ = self.logits.f_index_fill_(1, &ids, f64::NEG_INFINITY)?;
         Ok(())
     }
 
