@@ -137,6 +137,9 @@ struct GenStats {
     seq_rep: Vec<f64>,
     entropy: f64,
     tokens_per_step: f64,
+    /// (generated positions remasked at least once, generated positions), for generations
+    /// that record remask counts (imported from remasking samplers).
+    remasked: Option<(usize, usize)>,
 }
 
 fn gen_stats(g: &Generation, index: Option<&NgramIndex>, s: &TrapSettings) -> GenStats {
@@ -147,6 +150,10 @@ fn gen_stats(g: &Generation, index: Option<&NgramIndex>, s: &TrapSettings) -> Ge
     let mut st = GenStats {
         len,
         end: end_stats(g, &s.eos_ids),
+        remasked: g
+            .remask_count
+            .as_ref()
+            .map(|r| (r.iter().filter(|&&c| c > 0).count(), r.len())),
         ..Default::default()
     };
     if let Some(m) = &matched {
@@ -432,6 +439,16 @@ pub fn analyze_decode(
             });
         }
     }
+    if stats.iter().any(|s| s.remasked.is_some()) {
+        push_rate(
+            &mut metrics,
+            "trap.remask_rate".into(),
+            col(&|s| s.remasked.map_or(0.0, |r| r.0 as f64)),
+            col(&|s| s.remasked.map_or(0.0, |r| r.1 as f64)),
+            "fraction",
+            Better::Lower,
+        );
+    }
     if !settings.eos_ids.is_empty() {
         push_rate(
             &mut metrics,
@@ -548,6 +565,9 @@ fn per_generation(
         push("trap.sample_entropy".into(), s.entropy, 1);
         push("trap.tokens_per_step".into(), s.tokens_per_step, 1);
         push("trap.gen_length".into(), s.len as f64, 1);
+        if let Some((remasked, positions)) = s.remasked {
+            push("trap.remask_rate".into(), remasked as f64, positions);
+        }
         if !settings.eos_ids.is_empty() {
             push("trap.empty_rate".into(), s.end.empty as u8 as f64, 1);
             push(

@@ -159,11 +159,13 @@ pub fn atomic_write(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cp-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".cp-").suffix(".tmp");
+    // A temporary file is private (0600); the output it becomes is not, so it gets the mode a
+    // plain create would give it (0666 through the umask).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         write(&mut w).map_err(|e| Error::io(path, e))?;
@@ -301,6 +303,28 @@ impl Frame {
         self.cols.push(b.finish().into_series().into());
         self
     }
+    /// A list column that is written only when some row has a value (rows without one are null).
+    fn opt_list_u32<'a>(
+        mut self,
+        name: &str,
+        values: impl ExactSizeIterator<Item = Option<&'a [u32]>> + Clone,
+    ) -> Self {
+        if values.clone().all(|v| v.is_none()) {
+            return self;
+        }
+        let mut b = ListPrimitiveChunkedBuilder::<UInt32Type>::new(
+            name.into(),
+            values.len(),
+            values.len() * 4,
+            DataType::UInt32,
+        );
+        values.for_each(|v| match v {
+            Some(v) => b.append_slice(v),
+            None => b.append_null(),
+        });
+        self.cols.push(b.finish().into_series().into());
+        self
+    }
     fn list_i32<'a>(
         mut self,
         name: &str,
@@ -431,6 +455,18 @@ impl<'a> Cols<'a> {
             s.i32().expect("cast").no_null_iter().collect()
         })
     }
+    /// An optional list column: absent, or null in a row, gives `None`.
+    fn opt_list_u32(&self, name: &str) -> Result<Vec<Option<Vec<u32>>>, Error> {
+        if self.df.column(name).is_err() {
+            return Ok(vec![None; self.df.height()]);
+        }
+        let s = self.cast(name, &DataType::List(Box::new(DataType::UInt32)))?;
+        Ok(s.list()
+            .expect("cast")
+            .series_iter()
+            .map(|v| v.map(|s| s.u32().expect("cast").no_null_iter().collect()))
+            .collect())
+    }
     fn list_f32(&self, name: &str) -> Result<Vec<Vec<f32>>, Error> {
         self.list(name, DataType::Float32, |s| {
             s.f32().expect("cast").no_null_iter().collect()
@@ -549,8 +585,8 @@ impl Table for StepRecord {
         );
         let (tok, prob, conf, masked) = (
             c.str("token")?,
-            c.f32("prob")?,
-            c.f32("confidence")?,
+            c.opt_f32("prob")?,
+            c.opt_f32("confidence")?,
             c.u32("masked_after")?,
         );
         Ok(tok
@@ -581,6 +617,10 @@ impl Table for Generation {
             .list_i32("commit_step", rows.iter().map(|r| r.commit_step.as_slice()))
             .col("text", pluck!(rows, text))
             .col("steps", pluck!(rows, steps))
+            .opt_list_u32(
+                "remask_count",
+                rows.iter().map(|r| r.remask_count.as_deref()),
+            )
             .finish()
     }
     fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
@@ -594,6 +634,7 @@ impl Table for Generation {
             c.str("text")?,
             c.u32("steps")?,
         );
+        let mut remask = c.opt_list_u32("remask_count")?.into_iter();
         Ok(pid
             .into_iter()
             .zip(pids)
@@ -610,6 +651,7 @@ impl Table for Generation {
                     commit_step,
                     text,
                     steps: steps[i],
+                    remask_count: remask.next().flatten(),
                 },
             )
             .collect())
@@ -770,11 +812,11 @@ mod tests {
             distance: 3,
             token_id: 4,
             token: "x".into(),
-            prob: 0.5,
-            confidence: -0.2,
+            prob: Some(0.5),
+            confidence: None,
             masked_after: 7,
         }]);
-        roundtrip(vec![Generation {
+        let generation = Generation {
             prompt_index: 0,
             prompt_id: "a".into(),
             prompt_ids: vec![1, 2],
@@ -782,7 +824,20 @@ mod tests {
             commit_step: vec![0, -1, 1],
             text: "hi".into(),
             steps: 2,
-        }]);
+            remask_count: None,
+        };
+        roundtrip(vec![generation.clone()]);
+        // Remask counts: a column only when some row has them, null where a row has none.
+        roundtrip(vec![
+            Generation {
+                remask_count: Some(vec![0, 0, 2]),
+                ..generation.clone()
+            },
+            Generation {
+                prompt_index: 1,
+                ..generation
+            },
+        ]);
         roundtrip(vec![StepDistribution {
             prompt_index: 0,
             step: 1,

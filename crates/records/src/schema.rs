@@ -56,10 +56,12 @@ pub struct StepRecord {
     pub token_id: u32,
     /// The token as text.
     pub token: String,
-    /// The model's probability of that token at this step (after temperature/filtering).
-    pub prob: f32,
-    /// The schedule's confidence score that ranked this position.
-    pub confidence: f32,
+    /// The model's probability of that token at this step (after temperature/filtering);
+    /// null in imported trajectories, which do not carry the sampler's probabilities.
+    pub prob: Option<f32>,
+    /// The schedule's confidence score that ranked this position; null in imported
+    /// trajectories.
+    pub confidence: Option<f32>,
     /// How many generated positions were still masked after this step.
     pub masked_after: u32,
 }
@@ -79,6 +81,10 @@ pub struct Generation {
     pub text: String,
     /// Number of steps the schedule ran.
     pub steps: u32,
+    /// Per generated position, how many times a committed token was masked again or
+    /// replaced (remasking samplers, imported); absent for samplers that never remask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remask_count: Option<Vec<u32>>,
 }
 
 /// The top-K distribution of one still-masked position at one step (`--save-step-distributions K`).

@@ -85,6 +85,7 @@ fn generations(gens: &[(Vec<u32>, Vec<i32>)]) -> Vec<Generation> {
                 .copied()
                 .max()
                 .map_or(0, |m| m.max(0) as u32 + 1),
+            remask_count: None,
         })
         .collect()
 }

@@ -156,8 +156,8 @@ impl DecodeOutput {
                     distance: c.gen_index + 1,
                     token_id: c.token_id as u32,
                     token: token(c.token_id as u32),
-                    prob: c.prob,
-                    confidence: c.confidence,
+                    prob: Some(c.prob),
+                    confidence: Some(c.confidence),
                     masked_after: c.masked_after,
                 });
             }
@@ -184,6 +184,7 @@ impl DecodeOutput {
                     gen_ids,
                     commit_step: t.commit_steps(),
                     steps: t.steps() as u32,
+                    remask_count: None,
                 }
             })
             .collect()

@@ -814,8 +814,8 @@ fn records_follow_the_commits() {
     );
     let expected_prob = 4f32.exp() / (4f32.exp() + 31.0);
     assert!(
-        (first.prob - expected_prob).abs() < 1e-6
-            && (first.confidence - expected_prob).abs() < 1e-6
+        (first.prob.unwrap() - expected_prob).abs() < 1e-6
+            && (first.confidence.unwrap() - expected_prob).abs() < 1e-6
     );
     let gens = out.generations(&["a".into(), "b".into()], &|ids| format!("{ids:?}"));
     assert_eq!(gens[1].prompt_id, "b");

@@ -336,8 +336,8 @@ pub fn decode(prompts: u32, len: u32, per_step: u32, seed: u64) -> DecodeData {
                 distance: i + 1,
                 token_id: id,
                 token: token(id),
-                prob: 0.5,
-                confidence: 0.5,
+                prob: Some(0.5),
+                confidence: Some(0.5),
                 masked_after: len - (step + 1) * per_step,
             });
         }
@@ -349,6 +349,7 @@ pub fn decode(prompts: u32, len: u32, per_step: u32, seed: u64) -> DecodeData {
             gen_ids,
             commit_step,
             steps: len.div_ceil(per_step),
+            remask_count: None,
         });
     }
     DecodeData {
