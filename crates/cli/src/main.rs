@@ -27,6 +27,10 @@ enum Command {
     Probe(cmd::probe::Args),
     /// Run a decoding schedule and record the full trajectory.
     Decode(cmd::decode::Args),
+    /// Turn trajectories decoded by another program (JSON Lines or Parquet) into a decode folder.
+    Import(cmd::import::Args),
+    /// Write a decode folder's generations as trajectories (JSON Lines or Parquet).
+    Export(cmd::export::Args),
     /// Build or query a reference-corpus n-gram index.
     #[command(subcommand)]
     Index(cmd::index::Command),
@@ -53,6 +57,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Probe(args) => cmd::probe::run(args, &global),
         Command::Decode(args) => cmd::decode::run(args, &global),
+        Command::Import(args) => cmd::import::run(args, &global),
+        Command::Export(args) => cmd::export::run(args, &global),
         Command::Index(args) => cmd::index::run(args, &global),
         Command::Analyze(args) => cmd::analyze::run(args, &global),
         Command::Report(args) => cmd::report::run(args, &global),

@@ -31,8 +31,8 @@ pub use crate::decode::{
 pub use crate::denoiser::MaskedDenoiser;
 pub use crate::error::ProbeError;
 pub use crate::load::{
-    load_model, load_torchscript, resolve_dtype, DeviceChoice, LoadOptions, LoadedModel,
-    SUPPORTED_MODEL_TYPES,
+    folder_ids, load_model, load_torchscript, resolve_dtype, DeviceChoice, FolderIds, LoadOptions,
+    LoadedModel, SUPPORTED_MODEL_TYPES,
 };
 pub use crate::memory::{MemoryBudget, AVAILABLE_MEMORY_ENV, OVERHEAD_BYTES};
 pub use crate::models::dream::{DreamConfig, DreamModel};

@@ -173,6 +173,61 @@ fn eos_of(value: &serde_json::Value) -> Vec<i64> {
     }
 }
 
+/// `eos_token_id` of `config` (a folder's parsed `config.json`) and of the folder's
+/// `generation_config.json`, in that order, without duplicates: the end ids of a checkpoint
+/// that comes without a tokenizer.
+fn folder_eos_ids(dir: &Path, config: &serde_json::Value) -> Result<Vec<i64>, ProbeError> {
+    let mut eos_ids = eos_of(config);
+    let generation = dir.join("generation_config.json");
+    if let Ok(bytes) = std::fs::read(&generation) {
+        let value = parse_config_json(&generation, &bytes)?;
+        for id in eos_of(&value) {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
+    }
+    Ok(eos_ids)
+}
+
+/// What a checkpoint folder's configs say about its ids, read without its weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderIds {
+    /// `vocab_size` of `config.json`.
+    pub vocab_size: Option<u32>,
+    /// `mask_token_id` of `config.json`, else of `generation_config.json`.
+    pub mask_id: Option<u32>,
+    /// The end ids [`load_model`] reports for the folder (see `LoadedModel::eos_ids`).
+    pub eos_ids: Vec<i64>,
+}
+
+/// Reads [`FolderIds`] from a checkpoint folder's `config.json` and `generation_config.json`.
+pub fn folder_ids(dir: &Path) -> Result<FolderIds, ProbeError> {
+    let config_path = dir.join("config.json");
+    let bytes = std::fs::read(&config_path).map_err(|source| ProbeError::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let config = parse_config_json(&config_path, &bytes)?;
+    let id_of = |v: &serde_json::Value, key: &str| {
+        v.get(key)
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|x| u32::try_from(x).ok())
+    };
+    let mut mask_id = id_of(&config, "mask_token_id");
+    if mask_id.is_none() {
+        let generation = dir.join("generation_config.json");
+        if let Ok(bytes) = std::fs::read(&generation) {
+            mask_id = id_of(&parse_config_json(&generation, &bytes)?, "mask_token_id");
+        }
+    }
+    Ok(FolderIds {
+        vocab_size: id_of(&config, "vocab_size"),
+        mask_id,
+        eos_ids: folder_eos_ids(dir, &config)?,
+    })
+}
+
 /// Loads a Hugging Face checkpoint folder: `config.json` plus `model.safetensors` or the
 /// shards of `model.safetensors.index.json`, stored as f32, bf16 or f16.
 ///
@@ -250,16 +305,7 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ProbeEr
         }
     };
 
-    let mut eos_ids = eos_of(&config);
-    let generation = dir.join("generation_config.json");
-    if let Ok(bytes) = std::fs::read(&generation) {
-        let value = parse_config_json(&generation, &bytes)?;
-        for id in eos_of(&value) {
-            if !eos_ids.contains(&id) {
-                eos_ids.push(id);
-            }
-        }
-    }
+    let eos_ids = folder_eos_ids(dir, &config)?;
 
     let info = ModelInfo {
         path: dir.display().to_string(),

@@ -32,6 +32,15 @@ pub enum Error {
         column: String,
         message: String,
     },
+    /// A line (or Parquet row) of a trajectories file breaks the format.
+    #[error("{path}: {at}: {}{message}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+    Trajectory {
+        path: PathBuf,
+        /// `line N` or `row N` (1-based).
+        at: String,
+        field: Option<String>,
+        message: String,
+    },
     /// A folder that should hold a run holds something else.
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },

@@ -23,6 +23,7 @@ mod io;
 mod manifest;
 mod metrics;
 mod schema;
+mod trajectory;
 
 pub use crate::choices::{DTypeChoice, DocSplit, FigureFormat};
 pub use crate::error::Error;
@@ -33,6 +34,10 @@ pub use crate::io::{
 pub use crate::manifest::{Manifest, ModelInfo, PromptsInfo};
 pub use crate::metrics::{Better, CurvePoint, Metric, MetricsFile, PromptMetric};
 pub use crate::schema::{Generation, ProbeRecord, StepDistribution, StepRecord};
+pub use crate::trajectory::{
+    read_trajectories, write_trajectories, Commit, Trajectories, Trajectory, TrajectoryForm,
+    TrajectorySettings, TRAJECTORY_VERSION,
+};
 
 /// The version of the on-disk schema; bumped whenever a column changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -57,6 +57,17 @@ impl ModelText {
         tokenizer_override: Option<&Path>,
         template: TemplateChoice,
     ) -> Result<Self, TextError> {
+        Self::load_with_mask_id(model_dir, tokenizer_override, template, None)
+    }
+
+    /// [`Self::load`], with the mask id given rather than looked up (a tokenizer that names no
+    /// mask token is then no error).
+    pub fn load_with_mask_id(
+        model_dir: &Path,
+        tokenizer_override: Option<&Path>,
+        template: TemplateChoice,
+        mask_id: Option<u32>,
+    ) -> Result<Self, TextError> {
         let model_folder = model_dir.is_dir().then_some(model_dir);
         let (tokenizer, tok_dir): (Tokenizer, Option<PathBuf>) = match tokenizer_override {
             Some(p) if p.is_dir() => (Tokenizer::from_dir(p)?, Some(p.to_path_buf())),
@@ -93,12 +104,15 @@ impl ModelText {
             None => (None, None),
         };
 
-        let mask_id = resolve_mask_id(
-            &tokenizer,
-            [config.as_ref(), generation.as_ref()],
-            tok_config.as_ref(),
-            model_dir,
-        )?;
+        let mask_id = match mask_id {
+            Some(id) => id,
+            None => resolve_mask_id(
+                &tokenizer,
+                [config.as_ref(), generation.as_ref()],
+                tok_config.as_ref(),
+                model_dir,
+            )?,
+        };
 
         let mut eot_ids = Vec::new();
         for (path, map) in [config.as_ref(), generation.as_ref()].into_iter().flatten() {

@@ -3,6 +3,8 @@
 pub mod analyze;
 pub mod check;
 pub mod decode;
+pub mod export;
+pub mod import;
 pub mod index;
 pub mod probe;
 pub mod report;

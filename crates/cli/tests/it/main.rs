@@ -5,3 +5,4 @@ mod gate;
 mod probe;
 mod schedules;
 mod traces;
+mod trajectories;

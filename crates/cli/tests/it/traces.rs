@@ -9,7 +9,7 @@ use cp_records::{read_table, Generation};
 use serde_json::Value;
 
 #[path = "../../../probe/tests/it/trace_specs.rs"]
-mod trace_specs;
+pub(crate) mod trace_specs;
 
 use trace_specs::{ids, preset_spec_of, spec_of};
 
