@@ -25,13 +25,16 @@ build: setup
 
 # Every check CI runs (.ci/run calls this): formatting, clippy, the tests with the browser
 # test required (Chromium is installed when missing, or the command to install it is printed),
-# the custom-schedule example (built by cargo test), and the fixture specs against their baselines.
+# the custom-schedule example (built by cargo test), the Python recorder's tests (with the venv's
+# Python, against the binary cargo test built), and the fixture specs against their baselines.
 test: setup
     scripts/require-chromium.sh
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --quiet -- -D warnings
     COLLAPSE_PROBE_REQUIRE_CHROMIUM=1 cargo test --workspace --no-fail-fast
     "${CARGO_TARGET_DIR:-target}/debug/examples/custom_schedule" > /dev/null
+    COLLAPSE_PROBE="${CARGO_TARGET_DIR:-target}/debug/collapse-probe" PYTHONDONTWRITEBYTECODE=1 \
+        python -m unittest discover -s python/tests -t python
     just gate
 
 # Probe -> decode -> analyze -> report on the bundled checkpoint, under reports/demo/.
@@ -45,7 +48,7 @@ gate: build
     set -euo pipefail
     bin="${CARGO_TARGET_DIR:-target}/debug/collapse-probe"
     status=0
-    for name in toy-trap text-llada text-llada-chat text-llada-samplers; do
+    for name in toy-trap text-llada text-llada-chat text-llada-samplers imported-sampler; do
         "$bin" run "probes/$name.toml" --out "runs/$name" --quiet
         "$bin" check --run "runs/$name" --baseline "probes/baselines/$name.toml" \
             --junit "runs/$name.junit.xml" || status=$?

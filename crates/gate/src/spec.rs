@@ -93,7 +93,8 @@ impl Default for ProbeSpec {
     }
 }
 
-/// One `[[schedule]]`: a named decoding schedule, given inline or as a file.
+/// One `[[schedule]]`: a named decoding schedule, given inline or as a file, or the
+/// trajectories another program decoded (docs/trajectories.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSection {
@@ -103,6 +104,20 @@ pub struct ScheduleSection {
     pub spec: Option<String>,
     /// A schedule file (`probes/schedules/*.toml`), resolved against the spec file.
     pub file: Option<PathBuf>,
+    /// Trajectories decoded elsewhere (JSON Lines or Parquet), imported instead of decoded;
+    /// resolved against the spec file.
+    pub trajectories: Option<PathBuf>,
+    /// The mask id of `trajectories`, where neither the file nor the model gives it.
+    pub mask_id: Option<u32>,
+    /// Whether `trajectories` may remask committed tokens (ReMDM-style samplers).
+    pub allow_remasking: Option<bool>,
+    /// The tokens per step the sampler of `trajectories` was run with: places it in a
+    /// `tokens_per_step` sweep (and, without a `[sweep]`, in one made of the imported
+    /// schedules), so that the trade-off figure draws it.
+    pub tokens_per_step: Option<f64>,
+    /// The line `trajectories` belong to in that sweep (default: `name`): the files of one
+    /// sampler run at several tokens per step share it.
+    pub series: Option<String>,
 }
 
 /// Where a schedule's definition comes from.
@@ -110,16 +125,26 @@ pub struct ScheduleSection {
 pub enum ScheduleSource<'a> {
     Inline(&'a str),
     File(&'a Path),
+    Trajectories(&'a Path),
 }
 
 impl ScheduleSection {
-    /// The inline spec string or the schedule file (validated by [`Spec::load`] to be exactly one).
+    /// The inline spec string, the schedule file or the trajectories (validated by
+    /// [`Spec::load`] to be exactly one).
     pub fn source(&self) -> ScheduleSource<'_> {
-        match (&self.spec, &self.file) {
-            (Some(s), _) => ScheduleSource::Inline(s),
-            (None, Some(f)) => ScheduleSource::File(f),
-            (None, None) => unreachable!("Spec::load checks that a schedule has a spec or a file"),
+        match (&self.spec, &self.file, &self.trajectories) {
+            (Some(s), _, _) => ScheduleSource::Inline(s),
+            (None, Some(f), _) => ScheduleSource::File(f),
+            (None, None, Some(t)) => ScheduleSource::Trajectories(t),
+            (None, None, None) => {
+                unreachable!("Spec::load checks that a schedule has a spec, a file or trajectories")
+            }
         }
+    }
+
+    /// The sweep line of imported trajectories that declare their tokens per step.
+    pub fn series(&self) -> &str {
+        self.series.as_deref().unwrap_or(&self.name)
     }
 }
 
@@ -293,7 +318,7 @@ impl Spec {
             }
         }
         for s in &mut spec.schedules {
-            if let Some(f) = &mut s.file {
+            for f in [&mut s.file, &mut s.trajectories].into_iter().flatten() {
                 resolve(f);
             }
         }
@@ -376,11 +401,81 @@ impl Spec {
                     format!("`{}` is also the name of schedule[{j}]", s.name),
                 );
             }
-            if s.spec.is_some() == s.file.is_some() {
+            let sources = [s.spec.is_some(), s.file.is_some(), s.trajectories.is_some()];
+            if sources.iter().filter(|&&x| x).count() != 1 {
                 return invalid(
                     format!("schedule[{i}]"),
-                    format!("`{}`: give exactly one of `spec` or `file`", s.name),
+                    format!(
+                        "`{}`: give exactly one of `spec`, `file` or `trajectories`",
+                        s.name
+                    ),
                 );
+            }
+            if s.trajectories.is_none() {
+                for (key, given) in [
+                    ("mask_id", s.mask_id.is_some()),
+                    ("allow_remasking", s.allow_remasking.is_some()),
+                    ("tokens_per_step", s.tokens_per_step.is_some()),
+                    ("series", s.series.is_some()),
+                ] {
+                    if given {
+                        return invalid(
+                            format!("schedule[{i}].{key}"),
+                            "only used with `trajectories`".into(),
+                        );
+                    }
+                }
+            }
+            if let Some(t) = s.tokens_per_step {
+                if !(t.is_finite() && t > 0.0) {
+                    return invalid(
+                        format!("schedule[{i}].tokens_per_step"),
+                        format!("must be a number > 0, found {t}"),
+                    );
+                }
+                let clash = self.schedules[..i]
+                    .iter()
+                    .position(|p| p.tokens_per_step == Some(t) && p.series() == s.series());
+                if let Some(j) = clash {
+                    return invalid(
+                        format!("schedule[{i}].tokens_per_step"),
+                        format!(
+                            "schedule[{j}] already places series `{}` at {t} tokens per step",
+                            s.series()
+                        ),
+                    );
+                }
+                if let Some(sweep) = &self.sweep {
+                    if sweep.param != SweepParam::TokensPerStep {
+                        return invalid(
+                            format!("schedule[{i}].tokens_per_step"),
+                            format!(
+                                "places imported trajectories in a `tokens_per_step` sweep, but the [sweep] varies `{}`",
+                                sweep.param.name()
+                            ),
+                        );
+                    }
+                    if !sweep.values.contains(&t) {
+                        return invalid(
+                            format!("schedule[{i}].tokens_per_step"),
+                            format!("{t} is not among sweep.values {:?}", sweep.values),
+                        );
+                    }
+                }
+            }
+            if let Some(series) = &s.series {
+                if !valid_name(series) {
+                    return invalid(
+                        format!("schedule[{i}].series"),
+                        format!("`{series}`: use letters, digits, `.`, `_` and `-` only"),
+                    );
+                }
+                if s.tokens_per_step.is_none() {
+                    return invalid(
+                        format!("schedule[{i}].series"),
+                        "names a sweep line; give `tokens_per_step` too".into(),
+                    );
+                }
             }
         }
         if let Some(r) = &self.reference {
@@ -489,6 +584,9 @@ impl Spec {
         for (i, s) in self.schedules.iter().enumerate() {
             if let Some(f) = &s.file {
                 check(format!("schedule[{i}].file"), f);
+            }
+            if let Some(t) = &s.trajectories {
+                check(format!("schedule[{i}].trajectories"), t);
             }
         }
         if let Some(r) = &self.reference {
@@ -664,6 +762,43 @@ values = [1, 2, 4]
                 "",
             ),
             &["missing field `prompts`"],
+        );
+    }
+
+    #[test]
+    fn imported_trajectories_are_a_schedule_source() {
+        let imported = FULL.replace(
+            "file = \"schedules/all.toml\"",
+            "trajectories = \"t/mine.jsonl\"\ntokens_per_step = 2\nseries = \"mine\"",
+        );
+        let s = parse(&imported).unwrap();
+        assert_eq!(
+            s.schedules[1].source(),
+            ScheduleSource::Trajectories(Path::new("probes/t/mine.jsonl"))
+        );
+        assert_eq!(s.schedules[1].series(), "mine");
+        check_err(
+            &imported.replace("tokens_per_step = 2", "tokens_per_step = 3"),
+            &["`schedule[1].tokens_per_step`", "not among sweep.values"],
+        );
+        check_err(
+            &imported.replace("param = \"tokens_per_step\"", "param = \"steps\""),
+            &["`schedule[1].tokens_per_step`", "varies `steps`"],
+        );
+        check_err(
+            &imported.replace("tokens_per_step = 2\n", ""),
+            &["`schedule[1].series`", "tokens_per_step"],
+        );
+        check_err(
+            &FULL.replace("spec = \"steps=64\"", "spec = \"steps=64\"\nmask_id = 3"),
+            &["`schedule[0].mask_id`", "only used with `trajectories`"],
+        );
+        check_err(
+            &imported.replace("trajectories =", "spec = \"x\"\ntrajectories ="),
+            &[
+                "`schedule[1]`",
+                "exactly one of `spec`, `file` or `trajectories`",
+            ],
         );
     }
 

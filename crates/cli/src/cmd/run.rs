@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use cp_gate::{ScheduleSource, Spec, SweepParam};
+use cp_gate::{ScheduleSection, ScheduleSource, Spec, SweepParam, SweepSpec};
 use cp_probe::{ProbeSettings, ScheduleSpec, TokensPerStep};
 use cp_records::{
     files, write_json, write_table, CurvePoint, Format, Manifest, Metric, MetricsFile,
@@ -55,18 +55,20 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(0);
     let spec = Spec::load(&args.spec)?;
     // Parse every schedule before any work, so a typo fails in a second rather than after the probe.
-    let mut schedules: Vec<(String, ScheduleSpec)> = spec
-        .schedules
-        .iter()
-        .map(|s| {
-            let schedule = match s.source() {
-                ScheduleSource::Inline(text) => ScheduleSpec::parse(text),
-                ScheduleSource::File(path) => ScheduleSpec::from_toml_file(path),
+    let mut schedules: Vec<(String, ScheduleSpec)> = Vec::new();
+    let mut imports: Vec<&ScheduleSection> = Vec::new();
+    for s in &spec.schedules {
+        let schedule = match s.source() {
+            ScheduleSource::Inline(text) => ScheduleSpec::parse(text),
+            ScheduleSource::File(path) => ScheduleSpec::from_toml_file(path),
+            ScheduleSource::Trajectories(_) => {
+                imports.push(s);
+                continue;
             }
-            .with_context(|| format!("{}: schedule `{}`", args.spec.display(), s.name))?;
-            Ok((s.name.clone(), schedule))
-        })
-        .collect::<anyhow::Result<_>>()?;
+        }
+        .with_context(|| format!("{}: schedule `{}`", args.spec.display(), s.name))?;
+        schedules.push((s.name.clone(), schedule));
+    }
     if let Some((name, _)) = schedules
         .iter()
         .find(|(_, s)| s.lacks_background() && spec.reference.is_none())
@@ -85,6 +87,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // The sweep the run writes: the spec's, or one made of the imported schedules that declare
+    // their tokens per step (each file is one point of its series).
+    let sweep: Option<SweepSpec> = spec.sweep.clone().or_else(|| {
+        let mut values: Vec<f64> = imports.iter().filter_map(|s| s.tokens_per_step).collect();
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        (!values.is_empty()).then_some(SweepSpec {
+            param: SweepParam::TokensPerStep,
+            values,
+        })
+    });
+    let imports_in_sweep = imports.iter().any(|s| s.tokens_per_step.is_some());
     // Then the inputs: every missing path at once, each with the key that names it.
     let missing = spec.missing_paths();
     if !missing.is_empty() {
@@ -97,6 +111,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             args.spec.display(),
             list.join(", ")
         );
+    }
+    // Imported trajectories are read and checked in full now (it takes no model), so a bad
+    // line fails before the probe rather than after it.
+    for s in &imports {
+        cmd::import::check(&import_args(&spec, s, Path::new("")))
+            .with_context(|| format!("{}: schedule `{}`", args.spec.display(), s.name))?;
     }
 
     let out = args.out.clone();
@@ -120,8 +140,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     }
-    let n_stages =
-        3 + schedules.len() + usize::from(spec.report.enabled) + usize::from(spec.sweep.is_some());
+    let n_stages = 3
+        + schedules.len()
+        + imports.len()
+        + usize::from(spec.report.enabled)
+        + usize::from(sweep.is_some());
     let mut stage = 0;
     let mut announce = |what: &str| {
         stage += 1;
@@ -239,6 +262,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         decode_stages.insert(name.clone(), format!("decode/{name}").into());
         decode_dirs.push(dir);
     }
+    for s in &imports {
+        announce(&format!(
+            "import `{}`: {}",
+            s.name,
+            s.trajectories.as_deref().expect("an import").display()
+        ));
+        let dir = out.join("decode").join(&s.name);
+        cmd::import::import(&import_args(&spec, s, &dir))?;
+        decode_stages.insert(s.name.clone(), format!("decode/{}", s.name).into());
+        decode_dirs.push(dir);
+    }
     if !decode_stages.is_empty() {
         stages.insert("decode".into(), decode_stages.into());
     }
@@ -259,7 +293,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     stages.insert("analysis".into(), "analysis".into());
 
     // The sweep: the swept stage once per value, each with its own analysis, then one table of curves.
-    if let Some(sweep) = &spec.sweep {
+    if let Some(sweep) = &sweep {
         announce(&format!(
             "sweep `{}` over {} values",
             sweep.param.name(),
@@ -285,10 +319,24 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 )?;
                 records.push(p);
             } else {
-                for (name, schedule) in &schedules {
+                // Built-in schedules are decoded again only in the spec's own sweep.
+                let decoded = if spec.sweep.is_some() {
+                    schedules.as_slice()
+                } else {
+                    &[]
+                };
+                for (name, schedule) in decoded {
                     let s = swept_schedule(schedule, sweep.param, v)?;
                     let p = dir.join("decode").join(name);
                     run_decode(&session, &spec, &s, &p, global)?;
+                    records.push(p);
+                }
+                // Imported trajectories join the value they declare, under their series' name.
+                for s in imports.iter().filter(|s| {
+                    sweep.param == SweepParam::TokensPerStep && s.tokens_per_step == Some(v)
+                }) {
+                    let p = dir.join("decode").join(s.series());
+                    cmd::import::import(&import_args(&spec, s, &p))?;
                     records.push(p);
                 }
             }
@@ -300,13 +348,23 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             };
             run_analysis(
                 &spec,
-                records,
+                records.clone(),
                 index.as_deref(),
                 &model_tokenizer,
                 &a,
                 &quiet,
             )?;
-            let metrics: MetricsFile = cp_records::read_json(&a.join(files::METRICS_JSON))?;
+            let mut metrics: MetricsFile = cp_records::read_json(&a.join(files::METRICS_JSON))?;
+            // An analysis of one decode folder leaves its metrics unlabelled; with imported
+            // series, values hold different folders, so each metric names its series.
+            if imports_in_sweep && records.len() == 1 {
+                let series = records[0].file_name().expect("a folder").to_string_lossy();
+                for m in &mut metrics.metrics {
+                    if m.name.starts_with("trap.") && !m.name.contains('@') {
+                        m.name = format!("{}@{series}", m.name);
+                    }
+                }
+            }
             per_value.push((label.clone(), v, metrics));
         }
         write_sweep(&out.join("sweep"), sweep.param, &per_value)?;
@@ -339,7 +397,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 labels: Some(vec![spec.name.clone()]),
                 index: index.clone(),
                 token_ranks: None,
-                sweep: spec.sweep.as_ref().map(|_| out.join("sweep")),
+                sweep: sweep.as_ref().map(|_| out.join("sweep")),
                 prompt: None,
                 out: out.join("report"),
                 formats: spec.report.formats.clone(),
@@ -429,6 +487,23 @@ fn run_decode(
     };
     stages::run_decode(session, schedule, &stage, dir, global)?;
     Ok(())
+}
+
+/// `collapse-probe import` arguments for an imported `[[schedule]]`: the spec's model folder
+/// gives the tokenizer, mask id, end ids and vocabulary bound, as for a decoded schedule.
+fn import_args(spec: &Spec, s: &ScheduleSection, out: &Path) -> cmd::import::Args {
+    cmd::import::Args {
+        input: s.trajectories.clone().expect("an imported schedule"),
+        model: Some(spec.model.path.clone()),
+        tokenizer: None,
+        mask_id: s.mask_id,
+        vocab_size: None,
+        eos_id: Vec::new(),
+        allow_remasking: s.allow_remasking.unwrap_or(false),
+        name: Some(s.name.clone()),
+        out: out.to_owned(),
+        format: Format::Parquet,
+    }
 }
 
 /// The analysis stage, through `collapse-probe analyze`'s own argument conversion.
