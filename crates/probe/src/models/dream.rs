@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::{check_inputs, normalise_valid, Context, Linear, RmsNorm, Rope};
+use super::{check_inputs, normalise_valid, Context, Linear, RmsNorm, Rope, SwiGlu};
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
 use crate::weights::WeightSource;
@@ -248,37 +248,13 @@ impl Attention {
     }
 }
 
-/// `model.layers.{i}.mlp`.
-#[derive(Debug)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-}
-
-impl Mlp {
-    fn load(src: &mut dyn WeightSource, cfg: &DreamConfig, p: &str) -> Result<Self, ProbeError> {
-        let (d, m) = (cfg.hidden_size, cfg.intermediate_size);
-        Ok(Mlp {
-            gate_proj: Linear::load(src, &format!("{p}.gate_proj"), d, m, false)?,
-            up_proj: Linear::load(src, &format!("{p}.up_proj"), d, m, false)?,
-            down_proj: Linear::load(src, &format!("{p}.down_proj"), m, d, false)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.down_proj
-            .forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
-    }
-}
-
 /// `model.layers.{i}`.
 #[derive(Debug)]
 struct DecoderLayer {
     input_layernorm: RmsNorm,
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
+    mlp: SwiGlu,
 }
 
 impl DecoderLayer {
@@ -303,7 +279,7 @@ impl DecoderLayer {
                 true,
                 false,
             )?,
-            mlp: Mlp::load(src, cfg, &format!("{p}.mlp"))?,
+            mlp: SwiGlu::load(src, &format!("{p}.mlp"), d, cfg.intermediate_size)?,
         })
     }
 

@@ -9,6 +9,10 @@
 
 pub(crate) mod dream;
 pub(crate) mod llada;
+pub(crate) mod llada2;
+pub(crate) mod llada_moe;
+pub(crate) mod mdlm;
+pub(crate) mod moe;
 pub(crate) mod torchscript;
 
 use tch::{Device, Kind, Tensor};
@@ -51,6 +55,36 @@ impl Linear {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
+    }
+}
+
+/// `down_proj(silu(gate_proj(x)) * up_proj(x))`, without biases: Dream's and the MoE
+/// models' dense MLPs, and every expert.
+#[derive(Debug)]
+pub(crate) struct SwiGlu {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl SwiGlu {
+    /// Loads `{prefix}.{gate,up,down}_proj.weight` for width `width`.
+    pub(crate) fn load(
+        src: &mut dyn WeightSource,
+        prefix: &str,
+        d: i64,
+        width: i64,
+    ) -> Result<Self, ProbeError> {
+        Ok(SwiGlu {
+            gate_proj: Linear::load(src, &format!("{prefix}.gate_proj"), d, width, false)?,
+            up_proj: Linear::load(src, &format!("{prefix}.up_proj"), d, width, false)?,
+            down_proj: Linear::load(src, &format!("{prefix}.down_proj"), width, d, false)?,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        self.down_proj
+            .forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
     }
 }
 
@@ -185,6 +219,39 @@ impl Context {
         let half = x.size()[3] / 2;
         let rotated = Tensor::cat(&[&x.narrow(3, half, half).neg(), &x.narrow(3, 0, half)], 3);
         (x * &self.cos + rotated * &self.sin).to_kind(kind)
+    }
+
+    /// Restricts attention to block-causal, as LLaDA2.0's sampler runs its model: positions
+    /// fall in blocks of `block` counted from position 0, and a query attends to the keys of
+    /// its own block and of every earlier one (bidirectional inside a block).
+    pub(crate) fn block_causal(mut self, len: i64, block: i64) -> Self {
+        let device = self.cos.device();
+        let blocks = Tensor::arange(len, (Kind::Int64, device)).divide_scalar_mode(block, "floor");
+        let allowed = blocks
+            .unsqueeze(0)
+            .le_tensor(&blocks.unsqueeze(1))
+            .view([1, 1, len, len]);
+        self.mask = Some(match self.mask.take() {
+            Some(padding) => padding.logical_and(&allowed),
+            None => allowed,
+        });
+        self
+    }
+
+    /// RoPE on the first `dims` values of each head of `x` `[B, H, L, head_dim]`, the rest
+    /// passed through (partial rotary); the context's tables must be `dims` wide.
+    pub(crate) fn rope_partial(&self, x: &Tensor, dims: i64) -> Tensor {
+        let head_dim = x.size()[3];
+        if dims == head_dim {
+            return self.rope(x);
+        }
+        Tensor::cat(
+            &[
+                self.rope(&x.narrow(3, 0, dims)),
+                x.narrow(3, dims, head_dim - dims),
+            ],
+            3,
+        )
     }
 
     /// Bidirectional scaled-dot-product attention, `q` `[B, H, L, d]`, `k`/`v` `[B, H_kv, L, d]`.
