@@ -24,6 +24,13 @@ pub trait MaskedDenoiser {
     /// batch only sequences of equal length.
     fn supports_padding(&self) -> bool;
 
+    /// The block length of a block-causal attention (LLaDA2.0: positions fall in blocks from
+    /// position 0, and each attends to its block and the earlier ones); `None` for
+    /// bidirectional models. A schedule that decodes in blocks must use the same ones.
+    fn attention_blocks(&self) -> Option<i64> {
+        None
+    }
+
     /// Aligned logits for positions `from..L` of each row, as float32 `[B, L - from, V]`.
     ///
     /// `ids` is int64 `[B, L]`. `valid` is an optional bool `[B, L]` that is false at left

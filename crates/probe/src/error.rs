@@ -43,6 +43,9 @@ pub enum ProbeError {
         name: String,
         dtype: &'static str,
     },
+    /// A checkpoint's tensor names are not the architecture's: both lists.
+    #[error("{file}: {message}")]
+    TensorSet { file: PathBuf, message: String },
     /// A safetensors file is malformed.
     #[error("{path}: {message}")]
     Safetensors { path: PathBuf, message: String },

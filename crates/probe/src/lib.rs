@@ -37,6 +37,9 @@ pub use crate::load::{
 pub use crate::memory::{MemoryBudget, AVAILABLE_MEMORY_ENV, OVERHEAD_BYTES};
 pub use crate::models::dream::{DreamConfig, DreamModel};
 pub use crate::models::llada::{LladaConfig, LladaModel};
+pub use crate::models::llada2::{Llada2Config, Llada2Model, DEFAULT_BLOCK_LENGTH};
+pub use crate::models::llada_moe::{is_llada_moe, LladaMoeConfig, LladaMoeModel};
+pub use crate::models::mdlm::{MdlmConfig, MdlmModel};
 pub use crate::weights::{save_safetensors, SafetensorsSource, WeightSource};
 pub use cp_records::DTypeChoice;
 mod probe;

@@ -12,12 +12,16 @@ use crate::error::ProbeError;
 use crate::memory::{size, MemoryBudget, OVERHEAD_BYTES};
 use crate::models::dream::{DreamConfig, DreamModel};
 use crate::models::llada::{LladaConfig, LladaModel};
+use crate::models::llada2::{Llada2Config, Llada2Model, DEFAULT_BLOCK_LENGTH};
+use crate::models::llada_moe::{is_llada_moe, LladaMoeConfig, LladaMoeModel};
+use crate::models::mdlm::{MdlmConfig, MdlmModel};
 use crate::models::torchscript::TorchScriptModel;
 use crate::models::{from_config_value, parse_config_json};
-use crate::weights::{sha256_hex, SafetensorsSource, WeightSource};
+use crate::weights::{sha256_hex, KeySetCheck, SafetensorsSource, WeightSource};
 
-/// The `model_type`s [`load_model`] understands, as written in `config.json`.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llada", "Dream"];
+/// The `model_type`s [`load_model`] understands, as written in `config.json` (`llada` covers
+/// dense LLaDA and LLaDA-MoE, told apart by `architectures`).
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llada", "Dream", "llada2_moe", "mdlm"];
 
 /// Where the weights live and the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,12 +35,19 @@ pub enum DeviceChoice {
 }
 
 /// How [`load_model`] and [`load_torchscript`] place the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LoadOptions {
     pub dtype: DTypeChoice,
     pub device: DeviceChoice,
     /// Memory a CPU load may use, in bytes (`None`: [`MemoryBudget::detect`]).
     pub available_memory: Option<u64>,
+    /// LLaDA2.0's attention blocks (`--block-length`): `None` takes `block_length` of
+    /// `generation_config.json`, else [`crate::models::llada2::DEFAULT_BLOCK_LENGTH`].
+    /// Other architectures ignore it.
+    pub block_length: Option<i64>,
+    /// MDLM's diffusion time `t` in [0, 1] (`--timestep`), for time-conditioned checkpoints;
+    /// `None`: the fraction of masked positions of each row. Other architectures ignore it.
+    pub timestep: Option<f64>,
 }
 
 impl FromStr for DeviceChoice {
@@ -284,7 +295,37 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ProbeEr
     let (kind, dtype_note) = fit_in_memory(dir, &source, opts, device, kind)?;
     source.set_target(kind, device);
 
+    // What the manifest records of the attention and time the model was given.
+    let (mut block_length, mut timestep) = (None, None);
     let denoiser: Box<dyn MaskedDenoiser> = match model_type.as_str() {
+        "llada" if is_llada_moe(&config) => {
+            let cfg: LladaMoeConfig = from_config_value(&config_path, config.clone())?;
+            cfg.validate(&config_path)?;
+            Box::new(build_checked(&mut source, &[], |src| {
+                LladaMoeModel::new(&cfg, src, device)
+            })?)
+        }
+        "llada2_moe" => {
+            let cfg: Llada2Config = from_config_value(&config_path, config.clone())?;
+            cfg.validate(&config_path)?;
+            let block = match opts.block_length {
+                Some(b) => b,
+                None => generation_block_length(dir)?.unwrap_or(DEFAULT_BLOCK_LENGTH),
+            };
+            let model = build_checked(&mut source, &[], |src| Llada2Model::new(&cfg, src, device))?;
+            block_length = Some(block);
+            Box::new(model.with_block_length(Some(block))?)
+        }
+        "mdlm" => {
+            let cfg: MdlmConfig = from_config_value(&config_path, config.clone())?;
+            cfg.validate(&config_path)?;
+            // The rotary table is a buffer the model recomputes from the config.
+            let model = build_checked(&mut source, &["backbone.rotary_emb.inv_freq"], |src| {
+                MdlmModel::new(&cfg, src, device)
+            })?;
+            timestep = opts.timestep.filter(|_| cfg.time_conditioning);
+            Box::new(model.with_timestep(opts.timestep)?)
+        }
         "llada" => {
             let cfg: LladaConfig = from_config_value(&config_path, config.clone())?;
             cfg.validate(&config_path)?;
@@ -317,12 +358,47 @@ pub fn load_model(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ProbeEr
         device: device_name(device),
         mask_id: u32::try_from(denoiser.mask_id()).unwrap_or(u32::MAX),
         vocab_size: u32::try_from(denoiser.vocab_size()).unwrap_or(u32::MAX),
+        block_length,
+        timestep,
     };
     Ok(LoadedModel {
         denoiser,
         info,
         eos_ids,
     })
+}
+
+/// `block_length` of a folder's `generation_config.json` (LLaDA2.0's sampler setting), if any.
+fn generation_block_length(dir: &Path) -> Result<Option<i64>, ProbeError> {
+    let path = dir.join("generation_config.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let value = parse_config_json(&path, &bytes)?;
+    match value.get("block_length") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => match v.as_i64().filter(|&b| b >= 1) {
+            Some(b) => Ok(Some(b)),
+            None => Err(ProbeError::Config {
+                path,
+                message: format!("key `block_length`: expected a whole number >= 1, found {v}"),
+            }),
+        },
+    }
+}
+
+/// Builds a model through a [`KeySetCheck`], so that a checkpoint whose tensor names differ
+/// from what the architecture reads fails listing the missing and the unexpected names,
+/// rather than at the first one (or, for an unread tensor, not at all). `ignored` names
+/// tensors the checkpoint may hold that the model recomputes.
+fn build_checked<M>(
+    source: &mut SafetensorsSource,
+    ignored: &[&str],
+    build: impl FnOnce(&mut dyn WeightSource) -> Result<M, ProbeError>,
+) -> Result<M, ProbeError> {
+    let mut checked = KeySetCheck::new(source);
+    let built = build(&mut checked);
+    checked.finish(built, ignored)
 }
 
 /// Checks, from the headers alone, that the weights at `kind` plus libtorch fit in the memory
@@ -430,6 +506,8 @@ pub fn load_torchscript(
         device: device_name(device),
         mask_id: u32::try_from(mask_id).unwrap_or(u32::MAX),
         vocab_size: u32::try_from(model.vocab_size()).unwrap_or(u32::MAX),
+        block_length: None,
+        timestep: None,
     };
     Ok(LoadedModel {
         denoiser: Box::new(model),

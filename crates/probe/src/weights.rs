@@ -469,6 +469,86 @@ pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(),
     })
 }
 
+/// A [`SafetensorsSource`] that records which tensors an architecture asked for. A tensor the
+/// checkpoint lacks is noted and answered with a zero-stride placeholder of its shape (no
+/// memory), so the build goes on and every missing name is found; [`KeySetCheck::finish`]
+/// then also lists the checkpoint's tensors nobody asked for. A released checkpoint that names
+/// things otherwise thus fails with both lists, never with a forward pass that silently
+/// skips a tensor.
+pub(crate) struct KeySetCheck<'a> {
+    inner: &'a mut SafetensorsSource,
+    requested: std::collections::HashSet<String>,
+    missing: Vec<String>,
+}
+
+/// How many names of each list an error shows.
+const SHOWN_NAMES: usize = 12;
+
+impl<'a> KeySetCheck<'a> {
+    pub(crate) fn new(inner: &'a mut SafetensorsSource) -> Self {
+        KeySetCheck {
+            inner,
+            requested: Default::default(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// `built` unless names were missing or unexpected (`ignored` may be present unread).
+    pub(crate) fn finish<M>(
+        self,
+        built: Result<M, ProbeError>,
+        ignored: &[&str],
+    ) -> Result<M, ProbeError> {
+        let unexpected: Vec<String> = self
+            .inner
+            .names()
+            .into_iter()
+            .filter(|n| !self.requested.contains(n) && !ignored.contains(&n.as_str()))
+            .collect();
+        if self.missing.is_empty() && unexpected.is_empty() {
+            return built;
+        }
+        let list = |names: &[String]| {
+            let mut shown: Vec<String> = names
+                .iter()
+                .take(SHOWN_NAMES)
+                .map(|n| format!("`{n}`"))
+                .collect();
+            if names.len() > SHOWN_NAMES {
+                shown.push(format!("and {} more", names.len() - SHOWN_NAMES));
+            }
+            if shown.is_empty() {
+                "none".to_string()
+            } else {
+                shown.join(", ")
+            }
+        };
+        Err(ProbeError::TensorSet {
+            file: self.inner.origin.clone(),
+            message: format!(
+                "the tensor names differ from the layout this architecture reads (a checkpoint \
+                 that names its tensors otherwise is refused rather than run wrongly): \
+                 {} missing: {}; {} unexpected: {}",
+                self.missing.len(),
+                list(&self.missing),
+                unexpected.len(),
+                list(&unexpected)
+            ),
+        })
+    }
+}
+
+impl WeightSource for KeySetCheck<'_> {
+    fn tensor(&mut self, name: &str, shape: &[i64]) -> Result<Tensor, ProbeError> {
+        if self.inner.contains(name) {
+            self.requested.insert(name.to_string());
+            return self.inner.tensor(name, shape);
+        }
+        self.missing.push(name.to_string());
+        Ok(Tensor::zeros([1], (self.inner.kind, self.inner.device)).expand(shape, false))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,13 @@ pub struct ModelInfo {
     pub device: String,
     pub mask_id: u32,
     pub vocab_size: u32,
+    /// LLaDA2.0: the block length of the block-causal attention the model ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_length: Option<i64>,
+    /// MDLM with time conditioning: the diffusion time given with `--timestep` (absent: each
+    /// row's fraction of masked positions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestep: Option<f64>,
 }
 
 /// The prompts a run used.

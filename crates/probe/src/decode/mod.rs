@@ -217,6 +217,27 @@ static TORCH_RNG: Mutex<()> = Mutex::new(());
 /// Prompts are batched `opts.batch_size` at a time, left-padded when the model supports it,
 /// otherwise grouped by length. Fails when a prompt is empty or contains the mask id, when
 /// prompt plus generation exceeds the model's `max_len`, or when an option does not fit the model.
+/// A block-causal model (LLaDA2.0) decodes block-aligned schedules only in its own blocks: a
+/// schedule that commits in blocks of another size would condition every block on attention
+/// the model's sampler never gives it.
+fn check_attention_blocks(
+    model: &dyn MaskedDenoiser,
+    composed: &parts::Composed,
+) -> Result<(), ProbeError> {
+    if let (Some(model_block), parts::BlocksLayout::Aligned { size }) =
+        (model.attention_blocks(), &composed.blocks.layout)
+    {
+        if *size as i64 != model_block {
+            return Err(ProbeError::Input(format!(
+                "schedule `{}` decodes in blocks of {size}, but the model attends in blocks of \
+                 {model_block} (--block-length): give both the same length",
+                composed.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn decode(
     model: &dyn MaskedDenoiser,
     prompts: &[Vec<i64>],
@@ -239,7 +260,10 @@ pub fn decode(
     }
     // Everything but Dream's sampler runs as parts.
     match schedule {
-        ScheduleSpec::Parts(composed) => return decode_with(model, prompts, composed, opts),
+        ScheduleSpec::Parts(composed) => {
+            check_attention_blocks(model, composed)?;
+            return decode_with(model, prompts, composed, opts);
+        }
         ScheduleSpec::Llada(p) => {
             return decode_with(model, prompts, &parts::llada(p, schedule.to_string()), opts)
         }

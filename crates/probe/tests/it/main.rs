@@ -1,5 +1,7 @@
 mod decode;
 mod fakes;
+mod mdlm;
 mod models;
+mod moe;
 mod probe;
 mod trace_specs;

@@ -323,6 +323,7 @@ fn memory_is_checked_before_the_weights_are_read() {
         dtype,
         device: DeviceChoice::Cpu,
         available_memory: Some(bytes),
+        ..Default::default()
     };
     // Room for bf16 but not float32: auto keeps bf16 and says why.
     let room = OVERHEAD_BYTES + bf16_bytes + bf16_bytes / 2;
