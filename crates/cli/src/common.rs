@@ -96,6 +96,14 @@ pub struct ModelArgs {
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
     pub device: String,
+    /// LLaDA2.0: the block length of its block-causal attention, as its sampler runs it
+    /// (default: `block_length` of generation_config.json, else 32). Other models ignore it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub block_length: Option<i64>,
+    /// MDLM with time conditioning: the diffusion time t in [0, 1] the model is told
+    /// (default: each row's fraction of masked positions). Other models ignore it.
+    #[arg(long, value_name = "T")]
+    pub timestep: Option<f64>,
 }
 
 /// Which prompts to read and how to turn them into ids.
@@ -145,9 +153,16 @@ impl Session {
             .chat_template
             .parse()
             .with_context(|| "--chat-template")?;
+        if let Some(t) = model.timestep {
+            if !(0.0..=1.0).contains(&t) {
+                bail!("--timestep {t}: the diffusion time must lie in [0, 1]");
+            }
+        }
         let opts = LoadOptions {
             dtype: model.dtype,
             device: model.device.parse::<DeviceChoice>().context("--device")?,
+            block_length: model.block_length,
+            timestep: model.timestep,
             ..Default::default()
         };
         // Read the prompts first: a bad prompt file should fail before a large model loads.
@@ -213,6 +228,14 @@ impl Session {
             }
             _ => loaded,
         };
+        if !(0..loaded.vocab_size()).contains(&loaded.mask_id()) {
+            bail!(
+                "the model's mask id {} is outside its vocabulary of {} (config.json names none, \
+                 and the default is the released checkpoint's): give --mask-id",
+                loaded.mask_id(),
+                loaded.vocab_size()
+            );
+        }
         if let Some(t) = &text {
             let (model_mask, text_mask) = (loaded.mask_id(), t.mask_id() as i64);
             if model.mask_id.is_none() && model_mask != text_mask {
@@ -360,6 +383,9 @@ impl MaskedDenoiser for MaskOverride {
     }
     fn supports_padding(&self) -> bool {
         self.inner.supports_padding()
+    }
+    fn attention_blocks(&self) -> Option<i64> {
+        self.inner.attention_blocks()
     }
     fn logits(
         &self,

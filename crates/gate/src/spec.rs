@@ -52,6 +52,12 @@ pub struct ModelSpec {
     pub dtype: Option<DTypeChoice>,
     /// `cpu`, `cuda`, `cuda:N` or `auto`; the loader's default when absent.
     pub device: Option<String>,
+    /// The mask id, where `config.json` names none (as `--mask-id`).
+    pub mask_id: Option<u32>,
+    /// LLaDA2.0's attention block length (as `--block-length`).
+    pub block_length: Option<i64>,
+    /// MDLM's diffusion time for time-conditioned checkpoints (as `--timestep`).
+    pub timestep: Option<f64>,
 }
 
 /// `[prompts]`: the prompt file.
@@ -365,6 +371,17 @@ impl Spec {
                 return invalid(
                     "model.device".into(),
                     format!("`{device}`: expected `cpu`, `cuda`, `cuda:N` or `auto`"),
+                );
+            }
+        }
+        if self.model.block_length.is_some_and(|b| b < 1) {
+            return invalid("model.block_length".into(), "must be at least 1".into());
+        }
+        if let Some(t) = self.model.timestep {
+            if !(0.0..=1.0).contains(&t) {
+                return invalid(
+                    "model.timestep".into(),
+                    format!("the diffusion time must lie in [0, 1], found {t}"),
                 );
             }
         }

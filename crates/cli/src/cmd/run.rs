@@ -192,10 +192,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let model_args = ModelArgs {
         model: Some(spec.model.path.clone()),
         torchscript: None,
-        mask_id: None,
+        mask_id: spec.model.mask_id,
         tokenizer: None,
         dtype: spec.model.dtype.unwrap_or_default(),
         device: spec.model.device.clone().unwrap_or_else(|| "auto".into()),
+        block_length: spec.model.block_length,
+        timestep: spec.model.timestep,
     };
     let prompt_args = PromptArgs {
         prompts: spec.prompts.path.clone(),
@@ -496,7 +498,7 @@ fn import_args(spec: &Spec, s: &ScheduleSection, out: &Path) -> cmd::import::Arg
         input: s.trajectories.clone().expect("an imported schedule"),
         model: Some(spec.model.path.clone()),
         tokenizer: None,
-        mask_id: s.mask_id,
+        mask_id: s.mask_id.or(spec.model.mask_id),
         vocab_size: None,
         eos_id: Vec::new(),
         allow_remasking: s.allow_remasking.unwrap_or(false),

@@ -1,6 +1,7 @@
 //! Integration tests of the collapse-probe binary (one test binary, one module per area).
 
 mod analysis;
+mod architectures;
 mod gate;
 mod probe;
 mod schedules;
