@@ -5,6 +5,11 @@
 //! RSS (`/proc/self/clear_refs`), loads the checkpoint with `load_model` on the CPU and
 //! reads `VmHWM`. Target: peak RSS / weight bytes <= 1.2.
 //!
+//! With `CP_BENCH_LOAD_MEMORY_ARCH=llada-moe` the checkpoint is a random LLaDA-MoE one of about
+//! 540 MB instead (hidden 512, 4 layers of which 3 MoE with 40 experts of width 512, top-4, a
+//! shared expert, vocab 32000): every expert is a tensor of its own, so the load goes through
+//! several hundred small reads.
+//!
 //! Run: `cargo bench -p cp-probe --bench load_memory`
 
 mod common;
@@ -28,8 +33,14 @@ fn status_kib(key: &str) -> u64 {
 fn main() {
     // d_model 1024, 8 layers, mlp 2816, vocab 32000: 166M parameters, 666 MB in float32.
     let cfg = common::llada_config(1024, 8, 16, 2816, 32_000);
+    let moe = std::env::var("CP_BENCH_LOAD_MEMORY_ARCH").as_deref() == Ok("llada-moe");
+    let moe_cfg = common::llada_moe_config_json(512, 4, 40, 512, 32_000);
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        let bytes = common::write_random_llada(Path::new(&dir), &cfg, 0);
+        let bytes = if moe {
+            common::write_random_llada_moe(Path::new(&dir), &moe_cfg, 0)
+        } else {
+            common::write_random_llada(Path::new(&dir), &cfg, 0)
+        };
         println!("{bytes}");
         return;
     }
@@ -63,10 +74,14 @@ fn main() {
     let peak = status_kib("VmHWM:") * 1024;
     let after = status_kib("VmRSS:") * 1024;
     let mb = |b: u64| b as f64 / 1e6;
-    println!(
-        "load_memory: {} {} layers, d_model {}",
-        model.info.model_type, cfg.n_layers, cfg.d_model
-    );
+    if moe {
+        println!("load_memory: LLaDA-MoE {moe_cfg}");
+    } else {
+        println!(
+            "load_memory: {} {} layers, d_model {}",
+            model.info.model_type, cfg.n_layers, cfg.d_model
+        );
+    }
     println!("  weight bytes            {:>9.1} MB", mb(weight_bytes));
     println!("  RSS before load         {:>9.1} MB", mb(before));
     println!(

@@ -58,3 +58,46 @@ pub fn write_random_llada(dir: &Path, cfg: &LladaConfig, seed: i64) -> u64 {
     save_safetensors(&dir.join("model.safetensors"), &src.params).unwrap();
     src.params.iter().map(|(_, t)| (t.numel() * 4) as u64).sum()
 }
+
+/// A LLaDA-MoE `config.json` (`architectures: ["LLaDAMoEModelLM"]`): layer 0 dense, the others
+/// MoE with a shared expert, every switch on as in the released model.
+// Only `load_memory` writes MoE checkpoints; the other benches share this module.
+#[allow(dead_code)]
+pub fn llada_moe_config_json(
+    hidden: i64,
+    layers: i64,
+    experts: i64,
+    expert_width: i64,
+    vocab: i64,
+) -> serde_json::Value {
+    let freq: Vec<i64> = (0..layers).map(|i| i64::from(i > 0)).collect();
+    serde_json::json!({
+        "architectures": ["LLaDAMoEModelLM"], "model_type": "llada",
+        "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 8,
+        "num_key_value_heads": 4, "dense_intermediate_size": 4 * hidden,
+        "expert_intermediate_size": expert_width, "shared_expert_intermediate_size": expert_width,
+        "num_experts": experts, "num_experts_per_tok": 4, "moe_layer_freq": freq,
+        "qk_layernorm": true, "moe_router_enable_expert_bias": true, "vocab_size": vocab,
+        "mask_token_id": vocab - 1, "eos_token_id": vocab - 2, "rope_theta": 50000.0,
+        "rms_norm_eps": 1e-5, "max_position_embeddings": 4096, "dtype": "float32",
+    })
+}
+
+/// Writes a random LLaDA-MoE checkpoint of `config` to `dir`; returns the weight bytes.
+#[allow(dead_code)]
+pub fn write_random_llada_moe(dir: &Path, config: &serde_json::Value, seed: i64) -> u64 {
+    tch::manual_seed(seed);
+    let cfg: cp_probe::LladaMoeConfig =
+        serde_json::from_value(config.clone()).expect("a valid LLaDA-MoE config");
+    let mut src = Random { params: Vec::new() };
+    let model = cp_probe::LladaMoeModel::new(&cfg, &mut src, Device::Cpu)
+        .expect("random weights fit the config");
+    drop(model);
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(config).unwrap(),
+    )
+    .unwrap();
+    save_safetensors(&dir.join("model.safetensors"), &src.params).unwrap();
+    src.params.iter().map(|(_, t)| (t.numel() * 4) as u64).sum()
+}
