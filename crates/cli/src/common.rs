@@ -244,27 +244,7 @@ impl Session {
                 );
             }
         }
-        let ids = file
-            .prompts
-            .iter()
-            .map(|p| match &text {
-                Some(t) => p.to_ids(t).map(|v| v.into_iter().map(i64::from).collect()),
-                None => match &p.content {
-                    PromptContent::Ids(v) => Ok(v.iter().map(|&i| i64::from(i)).collect()),
-                    _ => unreachable!("a tokenizer is loaded for every non-id prompt"),
-                },
-            })
-            .collect::<Result<Vec<Vec<i64>>, _>>()?;
-        let prompts_info = PromptsInfo {
-            path: prompts.prompts.display().to_string(),
-            format: file.format.as_str().to_string(),
-            sha256: cp_records::sha256_file(&prompts.prompts)?,
-            count: file.prompts.len(),
-            chat_template: text
-                .as_ref()
-                .map_or_else(|| "none".to_string(), |t| t.describe_template().to_string()),
-            special_tokens: text.as_ref().map(|t| t.plain_special_tokens()),
-        };
+        let (ids, prompts_info) = encode_prompts(&file, text.as_ref(), &prompts.prompts)?;
         Ok(Session {
             model: loaded,
             text,
@@ -273,6 +253,34 @@ impl Session {
             prompts_info,
             started,
         })
+    }
+
+    /// Reads and encodes another prompt file with this session's tokenizer and template (a
+    /// spec's `[corrupt] texts`), for [`Session::swap_prompts`].
+    pub fn read_prompts(&self, path: &Path) -> anyhow::Result<Prompts> {
+        let file = read_prompts(path, None)?;
+        if self.text.is_none()
+            && !file
+                .prompts
+                .iter()
+                .all(|p| matches!(p.content, PromptContent::Ids(_)))
+        {
+            bail!(
+                "{}: text needs a tokenizer, and the model folder has none",
+                path.display()
+            );
+        }
+        let (ids, info) = encode_prompts(&file, self.text.as_ref(), path)?;
+        Ok(Prompts { file, ids, info })
+    }
+
+    /// Puts `prompts` in place of the session's prompts and returns the ones it had.
+    pub fn swap_prompts(&mut self, prompts: Prompts) -> Prompts {
+        Prompts {
+            file: std::mem::replace(&mut self.prompts, prompts.file),
+            ids: std::mem::replace(&mut self.ids, prompts.ids),
+            info: std::mem::replace(&mut self.prompts_info, prompts.info),
+        }
     }
 
     /// Renders one token for records: the tokenizer's text, or `<id>` without a tokenizer
@@ -345,6 +353,43 @@ impl Session {
     }
 }
 
+/// A prompt file, its token ids and what the manifest says of it.
+pub struct Prompts {
+    pub file: PromptFile,
+    pub ids: Vec<Vec<i64>>,
+    pub info: PromptsInfo,
+}
+
+/// Token ids of every prompt (templated by `text` as it says) and the manifest's record of the
+/// file. Without `text` every prompt must be pre-tokenized.
+fn encode_prompts(
+    file: &PromptFile,
+    text: Option<&ModelText>,
+    path: &Path,
+) -> anyhow::Result<(Vec<Vec<i64>>, PromptsInfo)> {
+    let ids = file
+        .prompts
+        .iter()
+        .map(|p| match text {
+            Some(t) => p.to_ids(t).map(|v| v.into_iter().map(i64::from).collect()),
+            None => match &p.content {
+                PromptContent::Ids(v) => Ok(v.iter().map(|&i| i64::from(i)).collect()),
+                _ => unreachable!("a tokenizer is loaded for every non-id prompt"),
+            },
+        })
+        .collect::<Result<Vec<Vec<i64>>, _>>()?;
+    let info = PromptsInfo {
+        path: path.display().to_string(),
+        format: file.format.as_str().to_string(),
+        sha256: cp_records::sha256_file(path)?,
+        count: file.prompts.len(),
+        chat_template: text
+            .map_or_else(|| "none".to_string(), |t| t.describe_template().to_string()),
+        special_tokens: text.map(|t| t.plain_special_tokens()),
+    };
+    Ok((ids, info))
+}
+
 /// The libtorch version tch was built against.
 pub const LIBTORCH_VERSION: &str = "2.13.0";
 
@@ -386,6 +431,13 @@ impl MaskedDenoiser for MaskOverride {
     }
     fn attention_blocks(&self) -> Option<i64> {
         self.inner.attention_blocks()
+    }
+    fn logits_at(
+        &self,
+        ids: &tch::Tensor,
+        rows: &tch::Tensor,
+    ) -> Result<tch::Tensor, cp_probe::ProbeError> {
+        self.inner.logits_at(ids, rows)
     }
     fn logits(
         &self,

@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Append N masks to each prompt and record the top-k predictions at every mask position.
     Probe(cmd::probe::Args),
+    /// Mask a share of every clean text under a scheme and record what the model lost at each
+    /// masked position (information loss by token frequency, ratio and context).
+    Corrupt(cmd::corrupt::Args),
     /// Run a decoding schedule and record the full trajectory.
     Decode(cmd::decode::Args),
     /// Turn trajectories decoded by another program (JSON Lines or Parquet) into a decode folder.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Probe(args) => cmd::probe::run(args, &global),
         Command::Decode(args) => cmd::decode::run(args, &global),
+        Command::Corrupt(args) => cmd::corrupt::run(args, &global),
         Command::Import(args) => cmd::import::run(args, &global),
         Command::Export(args) => cmd::export::run(args, &global),
         Command::Index(args) => cmd::index::run(args, &global),

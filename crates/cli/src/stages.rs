@@ -1,4 +1,5 @@
-//! The probe and decode stages on an open [`Session`]: what `probe`, `decode` and `run` share.
+//! The probe, decode and corrupt stages on an open [`Session`]: what `probe`, `decode`,
+//! `corrupt` and `run` share.
 //!
 //! Each stage writes one folder atomically (staged, then renamed into place) with its tables and a
 //! manifest, and reports what it did; the subcommands and `run` only differ in where the settings
@@ -9,9 +10,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use cp_probe::{
-    decode, probe, DecodeOptions, DecodeProgress, ProbeInput, ProbeSettings, ScheduleSpec,
+    corrupt, decode, probe, CorruptScheme, CorruptSettings, DecodeOptions, DecodeProgress,
+    ProbeInput, ProbeSettings, ScheduleSpec,
 };
-use cp_records::{files, write_json, write_table, Format, OutputDir};
+use cp_records::{files, write_json, write_table, CorruptText, Format, OutputDir};
 
 use crate::common::{list_files, GlobalArgs, Session};
 
@@ -227,5 +229,173 @@ pub fn run_decode(
         dir,
         generations: generations.len(),
         seconds,
+    })
+}
+
+/// Options of the corrupt stage (`collapse-probe corrupt`, a spec's `[corrupt]`).
+pub struct CorruptStage {
+    pub ratios: Vec<f64>,
+    pub samples: usize,
+    pub scheme: CorruptScheme,
+    pub seed: u64,
+    pub top_k: usize,
+    pub batch_size: usize,
+    pub format: Format,
+}
+
+/// What the corrupt stage did.
+pub struct CorruptDone {
+    pub dir: PathBuf,
+    pub records: usize,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+}
+
+/// 1-based corpus frequency rank of every id of a `vocab`-sized vocabulary: by count, most
+/// frequent first, ties by id; ids the corpus never shows come after every id it does.
+pub fn frequency_ranks(counts: &[u64], vocab: usize) -> Vec<u32> {
+    let count = |id: usize| counts.get(id).copied().unwrap_or(0);
+    let mut order: Vec<usize> = (0..vocab).collect();
+    order.sort_by(|&a, &b| count(b).cmp(&count(a)).then(a.cmp(&b)));
+    let mut rank = vec![0u32; vocab];
+    for (r, &id) in order.iter().enumerate() {
+        rank[id] = r as u32 + 1;
+    }
+    rank
+}
+
+/// The corrupt stage: every text of the session masked at every ratio and sample under the
+/// scheme, one forward pass per masked sequence; `corrupt` and `texts` tables and a manifest
+/// written to `out`. `index` gives the frequency ranks and the unigram of the context gain; it
+/// must have been built with the session's tokenizer.
+pub fn run_corrupt(
+    session: &Session,
+    stage: &CorruptStage,
+    index: &Path,
+    out: &Path,
+    global: &GlobalArgs,
+) -> anyhow::Result<CorruptDone> {
+    let header: cp_analysis::IndexHeader = cp_records::read_json(&index.join("index.json"))
+        .with_context(|| format!("--index {}: not an index folder", index.display()))?;
+    if let (Some(text), Some(built)) = (&session.text, header.tokenizer_sha256.as_deref()) {
+        let ours = cp_records::sha256_file(text.tokenizer().path())?;
+        if ours != built {
+            anyhow::bail!(
+                "--index {}: built with another tokenizer (SHA-256 {built}) than the model's {} ({ours})",
+                index.display(),
+                text.tokenizer().path().display()
+            );
+        }
+    }
+    let table = cp_analysis::Unigram::load(index)
+        .with_context(|| format!("--index {}: the unigram table", index.display()))?;
+    let vocab = session.model.vocab_size() as usize;
+    let log_unigram: Vec<f32> = unigram_probabilities(session, index)?
+        .into_iter()
+        .map(|p| p.ln())
+        .collect();
+    let texts: Vec<ProbeInput> = session
+        .prompts
+        .prompts
+        .iter()
+        .zip(&session.ids)
+        .enumerate()
+        .map(|(i, (p, ids))| ProbeInput {
+            prompt_index: i as u32,
+            prompt_id: p.id.clone(),
+            ids: ids.clone(),
+        })
+        .collect();
+    // Special tokens (BOS, end of text, template markers) are never masked: they carry no text.
+    let mut keep: Vec<u32> = Vec::new();
+    if let Some(text) = &session.text {
+        let mut seen: Vec<i64> = texts.iter().flat_map(|t| t.ids.iter().copied()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        keep = seen
+            .into_iter()
+            .map(|id| id as u32)
+            .filter(|&id| {
+                text.tokenizer()
+                    .decode(&[id], true)
+                    .is_ok_and(|s| s.is_empty())
+            })
+            .collect();
+    }
+    let settings = CorruptSettings {
+        ratios: stage.ratios.clone(),
+        samples: stage.samples,
+        scheme: stage.scheme,
+        seed: stage.seed,
+        top_k: stage.top_k,
+        batch_size: stage.batch_size,
+        freq_rank: frequency_ranks(table.counts(), vocab),
+        log_unigram,
+        keep,
+    };
+    settings.validate(session.model.as_ref(), &texts)?;
+
+    let jobs = (texts.len() * stage.ratios.len() * stage.samples) as u64;
+    let bar = global.progress(
+        jobs,
+        "{spinner} corrupt {pos}/{len} sequences [{elapsed_precise}] {wide_bar} {msg}",
+    );
+    let t0 = Instant::now();
+    let mut tokens = 0usize;
+    let records = corrupt(session.model.as_ref(), &texts, &settings, &mut |done, n| {
+        tokens += n;
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{:.0} tokens/s",
+            tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+        ));
+    })?;
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    let tokens_per_second = tokens as f64 / seconds.max(1e-9);
+
+    let staged = OutputDir::create(out)?;
+    write_table(
+        staged.path(),
+        files::CORRUPT_RECORDS,
+        &records,
+        stage.format,
+    )?;
+    let rows: Vec<CorruptText> = texts
+        .iter()
+        .map(|t| CorruptText {
+            text_index: t.prompt_index,
+            text_id: t.prompt_id.clone(),
+            ids: t.ids.iter().map(|&i| i as u32).collect(),
+        })
+        .collect();
+    write_table(staged.path(), files::CORRUPT_TEXTS, &rows, stage.format)?;
+    let params = serde_json::json!({
+        "scheme": stage.scheme.name(),
+        "ratios": stage.ratios,
+        "samples": stage.samples,
+        "seed": stage.seed,
+        "top_k": stage.top_k,
+        "batch_size": stage.batch_size,
+        "index": index.display().to_string(),
+        "index_tokenizer_sha256": header.tokenizer_sha256,
+        "never_masked": settings.keep,
+        "format": stage.format.extension(),
+        "threads": tch::get_num_threads(),
+        "forward_seconds": seconds,
+        "tokens_per_second": tokens_per_second,
+    });
+    let mut file_list = list_files(staged.path());
+    file_list.push(files::MANIFEST_JSON.to_string());
+    write_json(
+        &staged.path().join(files::MANIFEST_JSON),
+        &session.manifest("corrupt", stage.seed, params, file_list),
+    )?;
+    let dir = staged.commit()?;
+    Ok(CorruptDone {
+        dir,
+        records: records.len(),
+        seconds,
+        tokens_per_second,
     })
 }

@@ -32,6 +32,6 @@ pub use crate::compare::{compare, find_metrics, Comparison, Row, Verdict};
 pub use crate::error::GateError;
 pub use crate::render::{github_annotations, junit, markdown, summary_line, table};
 pub use crate::spec::{
-    MetricsSpec, ModelSpec, ProbeSpec, PromptsSpec, ReferenceSpec, ReportSpec, ScheduleSection,
-    ScheduleSource, Spec, SweepParam, SweepSpec,
+    CorruptSpec, MetricsSpec, ModelSpec, ProbeSpec, PromptsSpec, ReferenceSpec, ReportSpec,
+    ScheduleSection, ScheduleSource, Spec, SweepParam, SweepSpec, CORRUPT_SCHEMES,
 };

@@ -31,6 +31,9 @@ pub struct Spec {
     pub schedules: Vec<ScheduleSection>,
     /// Reference corpus statistics (unigram frequencies, n-grams) for the metrics; optional.
     pub reference: Option<ReferenceSpec>,
+    /// The corruption probe (information loss by token frequency and masking ratio); needs
+    /// `[reference]`.
+    pub corrupt: Option<CorruptSpec>,
     #[serde(default)]
     pub metrics: MetricsSpec,
     #[serde(default)]
@@ -153,6 +156,39 @@ impl ScheduleSection {
         self.series.as_deref().unwrap_or(&self.name)
     }
 }
+
+/// `[corrupt]`: `collapse-probe corrupt` over the spec's prompts as clean texts, once per
+/// scheme, into `DIR/corrupt/<scheme>/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorruptSpec {
+    /// Clean texts in any prompt-file format (resolved against the spec file), encoded as the
+    /// prompts are; the spec's prompts when absent.
+    pub texts: Option<PathBuf>,
+    /// Shares of each text's positions to mask, each in (0, 1).
+    pub ratios: Vec<f64>,
+    /// Masking draws per text and ratio.
+    pub samples: u32,
+    /// `uniform`, `rare-first`, `frequent-first`, `span`; one folder each.
+    pub schemes: Vec<String>,
+    /// Predictions recorded per masked position.
+    pub top_k: u32,
+}
+
+impl Default for CorruptSpec {
+    fn default() -> Self {
+        CorruptSpec {
+            texts: None,
+            ratios: vec![0.1, 0.3, 0.5, 0.7, 0.9],
+            samples: 4,
+            schemes: vec!["uniform".into()],
+            top_k: 5,
+        }
+    }
+}
+
+/// The schemes `[corrupt]` accepts (as `collapse-probe corrupt --scheme`).
+pub const CORRUPT_SCHEMES: &[&str] = &["uniform", "rare-first", "frequent-first", "span"];
 
 /// `[reference]`: the reference corpus statistics, as a prebuilt index or a corpus to index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,6 +364,9 @@ impl Spec {
                 resolve(f);
             }
         }
+        if let Some(t) = spec.corrupt.as_mut().and_then(|c| c.texts.as_mut()) {
+            resolve(t);
+        }
         if let Some(r) = &mut spec.reference {
             for p in [&mut r.index, &mut r.corpus, &mut r.tokenizer]
                 .into_iter()
@@ -495,6 +534,54 @@ impl Spec {
                 }
             }
         }
+        if let Some(c) = &self.corrupt {
+            if self.reference.is_none() {
+                return invalid(
+                    "corrupt".into(),
+                    "needs a [reference] section (frequency ranks and the unigram come from its index)"
+                        .into(),
+                );
+            }
+            if c.ratios.is_empty() {
+                return invalid("corrupt.ratios".into(), "give at least one ratio".into());
+            }
+            for (i, &r) in c.ratios.iter().enumerate() {
+                if !(r > 0.0 && r < 1.0) {
+                    return invalid(
+                        format!("corrupt.ratios[{i}]"),
+                        format!("{r} is outside (0, 1)"),
+                    );
+                }
+                if c.ratios[..i].contains(&r) {
+                    return invalid(
+                        format!("corrupt.ratios[{i}]"),
+                        format!("{r} is listed twice"),
+                    );
+                }
+            }
+            for (key, v) in [("corrupt.samples", c.samples), ("corrupt.top_k", c.top_k)] {
+                if v == 0 {
+                    return invalid(key.into(), "must be at least 1".into());
+                }
+            }
+            if c.schemes.is_empty() {
+                return invalid("corrupt.schemes".into(), "give at least one scheme".into());
+            }
+            for (i, s) in c.schemes.iter().enumerate() {
+                if !CORRUPT_SCHEMES.contains(&s.as_str()) {
+                    return invalid(
+                        format!("corrupt.schemes[{i}]"),
+                        format!("`{s}`: expected one of {}", CORRUPT_SCHEMES.join(", ")),
+                    );
+                }
+                if c.schemes[..i].contains(s) {
+                    return invalid(
+                        format!("corrupt.schemes[{i}]"),
+                        format!("`{s}` is listed twice"),
+                    );
+                }
+            }
+        }
         if let Some(r) = &self.reference {
             if r.index.is_some() == r.corpus.is_some() {
                 return invalid(
@@ -605,6 +692,9 @@ impl Spec {
             if let Some(t) = &s.trajectories {
                 check(format!("schedule[{i}].trajectories"), t);
             }
+        }
+        if let Some(t) = self.corrupt.as_ref().and_then(|c| c.texts.as_ref()) {
+            check("corrupt.texts".into(), t);
         }
         if let Some(r) = &self.reference {
             for (key, p) in [

@@ -38,4 +38,15 @@ pub trait MaskedDenoiser {
     /// so a padded row gives the same logits as the same row unpadded.
     fn logits(&self, ids: &Tensor, valid: Option<&Tensor>, from: i64)
         -> Result<Tensor, ProbeError>;
+
+    /// Aligned float32 logits `[N, V]` of chosen positions only: `rows` is int64 `[N]`, each an
+    /// index into the flattened `[B · L]` positions of `ids` (no padding). The default computes
+    /// every position and picks the rows; an architecture whose LM head works per position
+    /// overrides it to run the head on those rows alone (the corruption probe reads a few
+    /// scattered positions of every sequence).
+    fn logits_at(&self, ids: &Tensor, rows: &Tensor) -> Result<Tensor, ProbeError> {
+        let logits = self.logits(ids, None, 0)?;
+        let v = logits.size()[2];
+        Ok(logits.view([-1, v]).index_select(0, rows))
+    }
 }

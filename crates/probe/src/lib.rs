@@ -2,8 +2,8 @@
 //!
 //! Everything here talks to one seam, [`MaskedDenoiser`]: ids in, per-position
 //! logits out, plus the mask id. The architectures (LLaDA, Dream, any TorchScript
-//! module) implement it; the mask probe ([`probe`]) and every decoding schedule
-//! ([`decode`]) use only it.
+//! module) implement it; the mask probe ([`probe`]), the corruption probe ([`corrupt`]) and
+//! every decoding schedule ([`decode`]) use only it.
 //!
 //! ```no_run
 //! use cp_probe::{load_model, LoadOptions};
@@ -12,6 +12,7 @@
 //! # Ok::<(), cp_probe::ProbeError>(())
 //! ```
 
+mod corrupt;
 mod decode;
 mod denoiser;
 mod error;
@@ -20,6 +21,7 @@ mod memory;
 mod models;
 mod weights;
 
+pub use crate::corrupt::{corrupt, masked_count, masked_positions, CorruptScheme, CorruptSettings};
 pub use crate::decode::cpu as fast_paths;
 pub use crate::decode::parts;
 pub use crate::decode::{

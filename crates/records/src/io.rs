@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::metrics::{CurvePoint, PromptMetric};
-use crate::schema::{Generation, ProbeRecord, StepDistribution, StepRecord};
+use crate::schema::{
+    CorruptRecord, CorruptText, Generation, ProbeRecord, StepDistribution, StepRecord,
+};
 
 /// On-disk format of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -555,6 +557,86 @@ impl Table for ProbeRecord {
                 kl_unigram: kl[i],
                 xent_unigram: xent[i],
                 js_prev: js[i],
+            })
+            .collect())
+    }
+}
+
+impl Table for CorruptRecord {
+    fn to_frame(rows: &[Self]) -> PolarsResult<DataFrame> {
+        Frame::new()
+            .col("text_index", pluck!(rows, text_index))
+            .col("ratio", pluck!(rows, ratio))
+            .col("sample", pluck!(rows, sample))
+            .col("position", pluck!(rows, position))
+            .col("token_id", pluck!(rows, token_id))
+            .col("freq_rank", pluck!(rows, freq_rank))
+            .col("nll", pluck!(rows, nll))
+            .col("true_rank", pluck!(rows, true_rank))
+            .col("entropy", pluck!(rows, entropy))
+            .list_u32("top_ids", rows.iter().map(|r| r.top_ids.as_slice()))
+            .list_f32("top_probs", rows.iter().map(|r| r.top_probs.as_slice()))
+            .col("context_distance", pluck!(rows, context_distance))
+            .col("context_gain", pluck!(rows, context_gain))
+            .finish()
+    }
+    fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
+        let c = Cols { df, path };
+        let (ti, ratio, sample, pos, tid, rank) = (
+            c.u32("text_index")?,
+            c.f32("ratio")?,
+            c.u32("sample")?,
+            c.u32("position")?,
+            c.u32("token_id")?,
+            c.u32("freq_rank")?,
+        );
+        let (nll, true_rank, entropy, dist, gain) = (
+            c.f32("nll")?,
+            c.u32("true_rank")?,
+            c.f32("entropy")?,
+            c.u32("context_distance")?,
+            c.f32("context_gain")?,
+        );
+        let mut ids = c.list_u32("top_ids")?.into_iter();
+        let mut probs = c.list_f32("top_probs")?.into_iter();
+        Ok((0..df.height())
+            .map(|i| CorruptRecord {
+                text_index: ti[i],
+                ratio: ratio[i],
+                sample: sample[i],
+                position: pos[i],
+                token_id: tid[i],
+                freq_rank: rank[i],
+                nll: nll[i],
+                true_rank: true_rank[i],
+                entropy: entropy[i],
+                top_ids: ids.next().unwrap_or_default(),
+                top_probs: probs.next().unwrap_or_default(),
+                context_distance: dist[i],
+                context_gain: gain[i],
+            })
+            .collect())
+    }
+}
+
+impl Table for CorruptText {
+    fn to_frame(rows: &[Self]) -> PolarsResult<DataFrame> {
+        Frame::new()
+            .col("text_index", pluck!(rows, text_index))
+            .col("text_id", pluck!(rows, text_id))
+            .list_u32("ids", rows.iter().map(|r| r.ids.as_slice()))
+            .finish()
+    }
+    fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<Self>, Error> {
+        let c = Cols { df, path };
+        let ti = c.u32("text_index")?;
+        let mut text_id = c.str("text_id")?.into_iter();
+        let mut ids = c.list_u32("ids")?.into_iter();
+        Ok((0..df.height())
+            .map(|i| CorruptText {
+                text_index: ti[i],
+                text_id: text_id.next().unwrap_or_default(),
+                ids: ids.next().unwrap_or_default(),
             })
             .collect())
     }

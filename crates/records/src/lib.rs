@@ -33,7 +33,9 @@ pub use crate::io::{
 };
 pub use crate::manifest::{Manifest, ModelInfo, PromptsInfo};
 pub use crate::metrics::{Better, CurvePoint, Metric, MetricsFile, PromptMetric};
-pub use crate::schema::{Generation, ProbeRecord, StepDistribution, StepRecord};
+pub use crate::schema::{
+    CorruptRecord, CorruptText, Generation, ProbeRecord, StepDistribution, StepRecord,
+};
 pub use crate::trajectory::{
     read_trajectories, write_trajectories, Commit, Trajectories, Trajectory, TrajectoryForm,
     TrajectorySettings, TRAJECTORY_VERSION,
@@ -52,6 +54,10 @@ pub mod files {
     pub const DECODE_GENERATIONS: &str = "generations";
     /// Decode output (optional): top-K distributions of still-masked positions at every step.
     pub const DECODE_STEP_DISTRIBUTIONS: &str = "step_distributions";
+    /// Corrupt output: one row per masked position of every corrupted text.
+    pub const CORRUPT_RECORDS: &str = "corrupt";
+    /// Corrupt output: the clean texts as the model saw them.
+    pub const CORRUPT_TEXTS: &str = "texts";
     /// Analysis output: curves in long form.
     pub const CURVES: &str = "curves";
     /// Per-prompt metrics of an analysis (`PromptMetric` rows).

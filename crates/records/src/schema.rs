@@ -96,3 +96,45 @@ pub struct StepDistribution {
     pub top_ids: Vec<u32>,
     pub top_probs: Vec<f32>,
 }
+
+/// One masked position of one corrupted text after a single forward pass (`corrupt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorruptRecord {
+    /// Index of the text in the texts file (0-based, in file order).
+    pub text_index: u32,
+    /// The share of the text's eligible positions that were masked.
+    pub ratio: f32,
+    /// 0-based sample (masking draw) at this ratio.
+    pub sample: u32,
+    /// 0-based position in the clean sequence (`texts.parquet` `ids`).
+    pub position: u32,
+    /// The true (clean) token at this position.
+    pub token_id: u32,
+    /// 1-based rank of the token in the reference corpus by count (most frequent 1; ties by id;
+    /// tokens absent from the corpus after every present one).
+    pub freq_rank: u32,
+    /// `-ln p_model(token)`, nats.
+    pub nll: f32,
+    /// 1-based rank of the true token in the model's distribution (1 + tokens more probable).
+    pub true_rank: u32,
+    /// Entropy of the model's distribution at this position, nats.
+    pub entropy: f32,
+    /// Top-k token ids, most probable first.
+    pub top_ids: Vec<u32>,
+    /// Their probabilities.
+    pub top_probs: Vec<f32>,
+    /// Distance to the nearest position left unmasked (0: none left).
+    pub context_distance: u32,
+    /// `ln p_model(token) − ln p_unigram(token)`, nats: what the context told the model.
+    pub context_gain: f32,
+}
+
+/// One clean text of a `corrupt` run, as the model saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorruptText {
+    pub text_index: u32,
+    /// The text's `id` field when the file has one, else its index as text.
+    pub text_id: String,
+    /// The clean sequence (template and special tokens included).
+    pub ids: Vec<u32>,
+}

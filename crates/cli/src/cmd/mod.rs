@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod check;
+pub mod corrupt;
 pub mod decode;
 pub mod export;
 pub mod import;

@@ -5,6 +5,7 @@
 //! DIR/index/                   built from the spec's reference corpus (when it names one)
 //! DIR/probe/                   records.parquet
 //! DIR/decode/<schedule>/       steps.parquet, generations.parquet
+//! DIR/corrupt/<scheme>/        corrupt.parquet, texts.parquet (with a [corrupt] section)
 //! DIR/analysis/                metrics.json, curves.parquet (what `collapse-probe check` reads)
 //! DIR/report/                  report.html, summary.md, figures
 //! DIR/sweep/<param>=<value>/   the swept stage and its analysis, once per value
@@ -124,7 +125,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{}: cannot create the run folder", out.display()))?;
     // Rerunning into a run folder: its manifest (written last, so only a finished run has one) and
     // the schedule and sweep folders of the earlier spec go first, so nothing stale survives.
-    for stale in [files::MANIFEST_JSON, "decode", "sweep"] {
+    for stale in [files::MANIFEST_JSON, "decode", "corrupt", "sweep"] {
         let path = out.join(stale);
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
@@ -140,9 +141,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     }
+    let corrupt_schemes = spec.corrupt.as_ref().map_or(0, |c| c.schemes.len());
     let n_stages = 3
         + schedules.len()
         + imports.len()
+        + corrupt_schemes
         + usize::from(spec.report.enabled)
         + usize::from(sweep.is_some());
     let mut stage = 0;
@@ -279,11 +282,56 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         stages.insert("decode".into(), decode_stages.into());
     }
 
-    // Analysis of the probe and every schedule together.
+    // The corruption probe, once per scheme, over the prompts as clean texts.
+    let mut corrupt_dirs = Vec::new();
+    if let Some(c) = &spec.corrupt {
+        let index = index
+            .as_deref()
+            .expect("validated: [corrupt] needs [reference]");
+        // Other texts than the prompts take the prompts' place for this stage only.
+        let prompts = match &c.texts {
+            Some(path) => {
+                let texts = session
+                    .read_prompts(path)
+                    .with_context(|| format!("{}: `corrupt.texts`", args.spec.display()))?;
+                Some(session.swap_prompts(texts))
+            }
+            None => None,
+        };
+        let mut corrupt_stages = serde_json::Map::new();
+        for scheme in &c.schemes {
+            announce(&format!(
+                "corrupt `{scheme}`: {} texts x {} ratios x {} samples",
+                session.ids.len(),
+                c.ratios.len(),
+                c.samples
+            ));
+            let dir = out.join("corrupt").join(scheme);
+            let stage = stages::CorruptStage {
+                ratios: c.ratios.clone(),
+                samples: c.samples as usize,
+                scheme: scheme.parse()?,
+                seed: spec.seed,
+                top_k: c.top_k as usize,
+                batch_size: spec.probe.batch_size as usize,
+                format: Format::Parquet,
+            };
+            stages::run_corrupt(&session, &stage, index, &dir, global)?;
+            corrupt_stages.insert(scheme.clone(), format!("corrupt/{scheme}").into());
+            corrupt_dirs.push(dir);
+        }
+        if let Some(prompts) = prompts {
+            session.swap_prompts(prompts);
+        }
+        stages.insert("corrupt".into(), corrupt_stages.into());
+    }
+
+    // Analysis of the probe, every schedule and every corruption scheme together.
     announce("analyze");
     let analysis_dir = out.join("analysis");
     let mut records = vec![probe_dir.clone()];
     records.extend(decode_dirs.iter().cloned());
+    records.extend(corrupt_dirs.iter().cloned());
     run_analysis(
         &spec,
         records,

@@ -534,4 +534,24 @@ impl MaskedDenoiser for LladaModel {
                 .to_kind(Kind::Float)
         }))
     }
+
+    fn logits_at(&self, ids: &Tensor, rows: &Tensor) -> Result<Tensor, ProbeError> {
+        let (b, l) = check_inputs(ids, None, 0, self.device, self.cfg.logit_count())?;
+        if rows.numel() > 0 {
+            let (lo, hi) = (rows.min().int64_value(&[]), rows.max().int64_value(&[]));
+            if lo < 0 || hi >= b * l {
+                return Err(ProbeError::Input(format!(
+                    "rows must lie in 0..{}, found {}",
+                    b * l,
+                    if lo < 0 { lo } else { hi }
+                )));
+            }
+        }
+        Ok(tch::no_grad(|| {
+            let hidden = self.hidden(ids, None);
+            let d = hidden.size()[2];
+            self.head(&hidden.view([-1, d]).index_select(0, rows))
+                .to_kind(Kind::Float)
+        }))
+    }
 }
