@@ -219,7 +219,6 @@ impl Groups {
 }
 
 /// Polars' Kahan summation (`polars_utils::kahan_sum::KahanSum`), in the given order.
-#[cfg(test)]
 pub(crate) fn kahan_sum(values: &[f64]) -> f64 {
     let (mut sum, mut err) = (0.0f64, 0.0f64);
     for &v in values {

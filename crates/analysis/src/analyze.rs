@@ -4,12 +4,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use cp_records::{
-    files, read_table, write_json, write_table, CurvePoint, Format, Generation, Manifest,
-    MetricsFile, OutputDir, ProbeRecord, PromptMetric, SCHEMA_VERSION,
+    files, read_table, write_json, write_table, CorruptRecord, CurvePoint, Format, Generation,
+    Manifest, MetricsFile, OutputDir, ProbeRecord, PromptMetric, SCHEMA_VERSION,
 };
 use polars::prelude::*;
 
 use crate::collapse::{analyze_probe, Analysis, CollapseSettings, ProbeColumns};
+use crate::corrupt::analyze_corrupt;
 use crate::error::{AnalysisError, Result};
 use crate::index::NgramIndex;
 use crate::trap::{analyze_decode, TrapSettings};
@@ -22,6 +23,8 @@ pub enum RecordsKind {
     Probe,
     /// `generations.*` (and `steps.*`) from `collapse-probe decode`.
     Decode,
+    /// `corrupt.*` (and `texts.*`) from `collapse-probe corrupt`.
+    Corrupt,
 }
 
 /// A records folder to analyse, with the label that names its series and metric suffix.
@@ -54,12 +57,16 @@ pub fn detect(dir: &Path) -> Result<Vec<RecordsKind>> {
     if Format::find(dir, files::DECODE_GENERATIONS).is_ok() {
         kinds.push(RecordsKind::Decode);
     }
+    if Format::find(dir, files::CORRUPT_RECORDS).is_ok() {
+        kinds.push(RecordsKind::Corrupt);
+    }
     let manifest_path = dir.join(files::MANIFEST_JSON);
     if manifest_path.is_file() {
         let manifest: Manifest = cp_records::read_json(&manifest_path)?;
         let wanted = match manifest.kind.as_str() {
             "probe" => Some(RecordsKind::Probe),
             "decode" => Some(RecordsKind::Decode),
+            "corrupt" => Some(RecordsKind::Corrupt),
             _ => None,
         };
         if let Some(k) = wanted {
@@ -77,7 +84,7 @@ pub fn detect(dir: &Path) -> Result<Vec<RecordsKind>> {
     if kinds.is_empty() {
         return Err(AnalysisError::BadRecords {
             path: dir.to_owned(),
-            message: "neither probe records (records.parquet/.jsonl) nor decode output (generations.parquet/.jsonl)".into(),
+            message: "neither probe records (records.parquet/.jsonl), decode output (generations.parquet/.jsonl) nor corrupt records (corrupt.parquet/.jsonl)".into(),
         });
     }
     Ok(kinds)
@@ -113,6 +120,8 @@ pub fn detect_all(dirs: &[PathBuf]) -> Result<Vec<RecordsFolder>> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AnalyzeSettings {
     /// Their `end_ids` / `eos_ids` are ignored: each folder's come from [`Self::end_ids`].
+    /// Corrupt folders are bootstrapped over texts with `collapse.bootstrap` (the CLI gives
+    /// every group the same `--bootstrap` and `--seed`).
     pub collapse: CollapseSettings,
     pub trap: TrapSettings,
     /// End ids for every folder (`analyze --eos-id`); `None`: each folder's recorded ones.
@@ -172,8 +181,9 @@ pub fn read_probe_columns(dir: &Path) -> Result<ProbeColumns> {
 }
 
 /// Analyses every folder. `unigram` enables the frequency metrics of probe folders, `index`
-/// the unseen n-gram metrics of decode folders. When several folders hold the same kind of
-/// records, their metric names get the suffix `@label` and their curves the series `label`.
+/// the unseen n-gram metrics of decode folders (corrupt folders need neither: their records
+/// carry each token's frequency rank). When several folders hold the same kind of records,
+/// their metric names get the suffix `@label` and their curves the series `label`.
 pub fn analyze_folders(
     folders: &[RecordsFolder],
     unigram: Option<&Unigram>,
@@ -181,7 +191,11 @@ pub fn analyze_folders(
     settings: &AnalyzeSettings,
 ) -> Result<AnalysisOutput> {
     let count = |k: RecordsKind| folders.iter().filter(|f| f.kinds.contains(&k)).count();
-    let (n_probe, n_decode) = (count(RecordsKind::Probe), count(RecordsKind::Decode));
+    let (n_probe, n_decode, n_corrupt) = (
+        count(RecordsKind::Probe),
+        count(RecordsKind::Decode),
+        count(RecordsKind::Corrupt),
+    );
     let mut metrics = Vec::new();
     let mut curves = Vec::new();
     let mut per_prompt = Vec::new();
@@ -207,16 +221,19 @@ pub fn analyze_folders(
             eos_ids: ids.clone(),
             ..settings.trap.clone()
         };
-        end_ids.push(EndIdsUsed {
-            label: folder.label.clone(),
-            ids,
-            source,
-        });
+        // Only probe and decode metrics read end ids: a corrupt folder alone reports none.
+        if folder.kinds.iter().any(|&k| k != RecordsKind::Corrupt) {
+            end_ids.push(EndIdsUsed {
+                label: folder.label.clone(),
+                ids,
+                source,
+            });
+        }
         for &kind in &folder.kinds {
-            let several = if kind == RecordsKind::Probe {
-                n_probe > 1
-            } else {
-                n_decode > 1
+            let several = match kind {
+                RecordsKind::Probe => n_probe > 1,
+                RecordsKind::Decode => n_decode > 1,
+                RecordsKind::Corrupt => n_corrupt > 1,
             };
             let series = if several {
                 folder.label.clone()
@@ -237,6 +254,11 @@ pub fn analyze_folders(
                     let path = Format::find(&folder.path, files::DECODE_GENERATIONS)?;
                     let gens: Vec<Generation> = read_table(&path)?;
                     analyze_decode(&gens, index, &trap, &series)?
+                }
+                RecordsKind::Corrupt => {
+                    let path = Format::find(&folder.path, files::CORRUPT_RECORDS)?;
+                    let rows: Vec<CorruptRecord> = read_table(&path)?;
+                    analyze_corrupt(&rows, &settings.collapse.bootstrap, &series)?
                 }
             };
             skipped.extend(s.into_iter().map(|s| {

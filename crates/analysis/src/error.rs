@@ -50,7 +50,7 @@ pub enum AnalysisError {
     /// A token id cannot be stored (it collides with the document separator).
     #[error("{path}: token id {id} is reserved for the document separator")]
     ReservedTokenId { path: PathBuf, id: u32 },
-    /// A records folder holds neither probe records nor decode output, or holds inconsistent rows.
+    /// A records folder holds neither probe, decode nor corrupt records, or holds inconsistent rows.
     #[error("{path}: {message}")]
     BadRecords { path: PathBuf, message: String },
     /// A setting is out of range.

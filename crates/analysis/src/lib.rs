@@ -1,4 +1,5 @@
-//! Reference-corpus n-gram index and the frequency-collapse and marginal-trap metrics.
+//! Reference-corpus n-gram index and the frequency-collapse, marginal-trap and information-loss
+//! metrics.
 //! Pure Rust: this crate never links libtorch.
 //!
 //! - [`NgramIndex`]: a suffix array over a tokenized corpus (built by [`build_index`] or
@@ -6,6 +7,8 @@
 //!   search. [`Unigram`] reads just its unigram table (the probe uses it for KL to unigram).
 //! - [`analyze_probe`]: frequency-collapse metrics and curves from probe records.
 //! - [`analyze_decode`]: marginal-trap metrics and curves from decode generations.
+//! - [`analyze_corrupt`]: information-loss metrics and curves from corrupt records (by ratio,
+//!   frequency decile and distance to the nearest clean token).
 //! - [`analyze_folders`] / [`write_analysis`]: the `collapse-probe analyze` pipeline.
 //!
 //! Metric definitions live in `METRICS.md` next to this crate's `Cargo.toml`.
@@ -22,6 +25,7 @@ mod agg;
 mod analyze;
 mod collapse;
 mod corpus;
+mod corrupt;
 mod error;
 mod hint;
 mod index;
@@ -37,6 +41,7 @@ pub use crate::analyze::{
 };
 pub use crate::collapse::{analyze_probe, bands, onset, Analysis, CollapseSettings, ProbeColumns};
 pub use crate::corpus::{build_index, read_documents, BuildProgress, BuildSettings, DocSplit};
+pub use crate::corrupt::{analyze_corrupt, DecileBoundaries, DECILES};
 pub use crate::error::{AnalysisError, Result};
 pub use crate::index::{
     index_files, BuiltIndex, IndexBuilder, IndexHeader, NgramIndex, INDEX_FORMAT_VERSION, SEPARATOR,

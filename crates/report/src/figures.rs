@@ -28,6 +28,10 @@ pub mod curves {
     pub const XENT_UNIGRAM: &str = "xent_unigram";
     pub const JS_ADJACENT: &str = "js_adjacent";
     pub const UNSEEN_RATE: &str = "unseen_rate";
+    pub const CORRUPT_NLL_BY_DECILE: &str = "corrupt_nll_by_decile";
+    pub const CORRUPT_NLL_BY_RATIO: &str = "corrupt_nll_by_ratio";
+    pub const CORRUPT_CONCENTRATION: &str = "corrupt_concentration";
+    pub const CORRUPT_CONTEXT_GAIN: &str = "corrupt_context_gain";
 }
 
 /// Fraction of positions whose top-1 token is a frequent one above which the report marks collapse onset
@@ -46,20 +50,20 @@ pub struct Figure {
     pub caption: String,
 }
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(crate) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-fn u(pt: f64) -> i32 {
+pub(crate) fn u(pt: f64) -> i32 {
     (pt * UNITS_PER_PT).round() as i32
 }
 
 /// A text style of `pt` points (plotters writes `font-size = size / 1.24`).
-fn font(pt: f64) -> TextStyle<'static> {
+pub(crate) fn font(pt: f64) -> TextStyle<'static> {
     ("sans-serif", pt * UNITS_PER_PT * 1.24)
         .into_font()
         .color(&BLACK)
 }
 
-fn draw_err<E: std::fmt::Debug>(figure: &str) -> impl Fn(E) -> ReportError + '_ {
+pub(crate) fn draw_err<E: std::fmt::Debug>(figure: &str) -> impl Fn(E) -> ReportError + '_ {
     move |e| ReportError::Draw {
         figure: figure.to_owned(),
         message: format!("{e:?}"),
@@ -67,7 +71,7 @@ fn draw_err<E: std::fmt::Debug>(figure: &str) -> impl Fn(E) -> ReportError + '_ 
 }
 
 /// Draws into a fresh SVG of `width` × `height_pt` points.
-fn draw_svg(
+pub(crate) fn draw_svg(
     figure: &str,
     width: ColumnWidth,
     height_pt: f64,
@@ -89,20 +93,20 @@ fn draw_svg(
 // Legends: a strip above the plot, wrapped into rows, so a legend never hides data.
 
 #[derive(Clone, Copy)]
-enum Swatch {
+pub(crate) enum Swatch {
     Line,
     Dashed,
     Box,
 }
 
-struct LegendItem {
-    label: String,
-    colour: RGBColor,
-    swatch: Swatch,
+pub(crate) struct LegendItem {
+    pub(crate) label: String,
+    pub(crate) colour: RGBColor,
+    pub(crate) swatch: Swatch,
 }
 
 const SWATCH_PT: f64 = 12.0;
-const LEGEND_ROW_PT: f64 = LABEL_PT * 1.5;
+pub(crate) const LEGEND_ROW_PT: f64 = LABEL_PT * 1.5;
 
 fn legend_layout(
     area: &Area,
@@ -129,14 +133,22 @@ fn legend_layout(
     Ok(rows)
 }
 
-fn legend_height_pt(area: &Area, items: &[LegendItem], figure: &str) -> Result<f64, ReportError> {
+pub(crate) fn legend_height_pt(
+    area: &Area,
+    items: &[LegendItem],
+    figure: &str,
+) -> Result<f64, ReportError> {
     if items.len() < 2 {
         return Ok(0.0);
     }
     Ok(legend_layout(area, items, figure)?.len() as f64 * LEGEND_ROW_PT + 2.0)
 }
 
-fn draw_legend(area: &Area, items: &[LegendItem], figure: &str) -> Result<(), ReportError> {
+pub(crate) fn draw_legend(
+    area: &Area,
+    items: &[LegendItem],
+    figure: &str,
+) -> Result<(), ReportError> {
     let rows = legend_layout(area, items, figure)?;
     let style = font(TICK_PT).pos(Pos::new(HPos::Left, VPos::Center));
     let left = u(6.0);
@@ -186,30 +198,30 @@ fn draw_legend(area: &Area, items: &[LegendItem], figure: &str) -> Result<(), Re
 // Line charts with interquartile bands.
 
 /// One line of a line chart.
-struct Line {
-    label: String,
-    colour: RGBColor,
-    points: Vec<CurvePoint>,
-    markers: bool,
+pub(crate) struct Line {
+    pub(crate) label: String,
+    pub(crate) colour: RGBColor,
+    pub(crate) points: Vec<CurvePoint>,
+    pub(crate) markers: bool,
 }
 
 /// One panel of a line-chart figure.
-struct Panel {
-    title: Option<String>,
-    x_label: String,
-    y_label: String,
-    lines: Vec<Line>,
+pub(crate) struct Panel {
+    pub(crate) title: Option<String>,
+    pub(crate) x_label: String,
+    pub(crate) y_label: String,
+    pub(crate) lines: Vec<Line>,
     /// Fixed y range (e.g. 0–1 for fractions); otherwise from the data, starting at zero.
-    y_range: Option<(f64, f64)>,
+    pub(crate) y_range: Option<(f64, f64)>,
     /// Vertical marker lines: x, label, colour.
-    markers: Vec<(f64, String, RGBColor)>,
+    pub(crate) markers: Vec<(f64, String, RGBColor)>,
     /// Draw the interquartile band (q25–q75) behind each line.
-    bands: bool,
+    pub(crate) bands: bool,
     /// The points' x are log2 of the value; ticks are labelled with the value (1, 2, 4, ...).
-    log2_x: bool,
+    pub(crate) log2_x: bool,
 }
 
-fn nice_label(v: f64) -> String {
+pub(crate) fn nice_label(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -400,7 +412,7 @@ fn draw_panel(area: &Area, panel: &Panel, figure: &str) -> Result<(), ReportErro
 }
 
 /// Draws line-chart panels side by side (double width) or stacked (single width) under one legend.
-fn line_figure(
+pub(crate) fn line_figure(
     name: &str,
     width: ColumnWidth,
     panels: &[Panel],
@@ -539,7 +551,7 @@ fn lines_or_probe(
     }
 }
 
-fn legend_for(lines: &[Line]) -> Vec<LegendItem> {
+pub(crate) fn legend_for(lines: &[Line]) -> Vec<LegendItem> {
     lines
         .iter()
         .map(|l| LegendItem {
@@ -1582,6 +1594,9 @@ pub fn build_figures(
             tradeoff_figure(inputs, width)?,
             same_step_figure(inputs, width)?,
             sweep_figure(inputs, width)?,
+            crate::corrupt_figures::heatmap_figure(inputs, width)?,
+            crate::corrupt_figures::concentration_figure(inputs, width)?,
+            crate::corrupt_figures::context_gain_figure(inputs, width)?,
         ];
         out.extend(figures.into_iter().flatten());
     }

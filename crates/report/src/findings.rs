@@ -1,11 +1,13 @@
-//! The report's first section: whether frequency collapse and the marginal trap are present,
-//! in plain words with the numbers behind each verdict and the figure that shows it.
+//! The report's first section: whether frequency collapse and the marginal trap are present, and
+//! whether rare tokens lose more than frequent ones when context is masked away, in plain words
+//! with the numbers behind each verdict and the figure that shows it.
 //!
 //! Everything here reads the analyses' headline metrics (and the sweep's), never the records:
 //! a finding says nothing the metric tables below it do not also hold.
 
 use cp_records::Metric;
 
+use crate::information_loss::{corrupt_folders, CorruptFolder};
 use crate::inputs::{split_metric_name, ReportInputs, RunData, SweepData};
 use crate::markdown::format_number;
 
@@ -41,7 +43,7 @@ pub struct Finding {
 }
 
 /// The findings of every run: frequency collapse where the run has probe metrics, the
-/// marginal trap where it has decode metrics.
+/// marginal trap where it has decode metrics; then rare-token fragility for every corrupt folder.
 pub fn findings(inputs: &ReportInputs) -> Vec<Finding> {
     let several = inputs.runs.len() > 1;
     let mut out = Vec::new();
@@ -57,6 +59,16 @@ pub fn findings(inputs: &ReportInputs) -> Vec<Finding> {
         }
         if let Some(mut f) = trap_finding(run, inputs.sweep.as_ref()) {
             f.title.push_str(&suffix);
+            out.push(f);
+        }
+    }
+    let folders = corrupt_folders(inputs);
+    let named = several || folders.len() > 1;
+    for folder in &folders {
+        if let Some(mut f) = fragility_finding(folder) {
+            if named {
+                f.title.push_str(&format!(" ({})", folder.name));
+            }
             out.push(f);
         }
     }
@@ -355,6 +367,139 @@ fn trap_finding(run: &RunData, sweep: Option<&SweepData>) -> Option<Finding> {
     })
 }
 
+/// Whether rare tokens are harder to recover than frequent ones, and whether they lose more as
+/// the masked ratio grows: decile 10 against decile 1 at the lowest and highest ratio, and the
+/// fragility gap with its standard error. Stated whichever way the numbers go.
+fn fragility_finding(folder: &CorruptFolder) -> Option<Finding> {
+    let ratios = folder.ratios();
+    let cell = |base: &str, r: &str| folder.metric(base, Some(r)).map(|m| m.value);
+    // The ratios at which both deciles have tokens.
+    let measured: Vec<(&str, f64, f64)> = ratios
+        .iter()
+        .filter_map(|(r, _)| {
+            Some((
+                r.as_str(),
+                cell("corrupt.nll_rare", r)?,
+                cell("corrupt.nll_frequent", r)?,
+            ))
+        })
+        .collect();
+    let figures = vec![
+        crate::corrupt_figures::HEATMAP,
+        crate::corrupt_figures::CONCENTRATION,
+        crate::corrupt_figures::CONTEXT_GAIN,
+    ];
+    let title = "Rare-token fragility".to_string();
+    if measured.is_empty() {
+        folder.metric("corrupt.texts", None)?;
+        return Some(Finding {
+            title,
+            verdict: Verdict::NotMeasured,
+            text: "The rarest or the most frequent frequency decile has no masked token at any \
+                   ratio, so rare and frequent tokens cannot be compared."
+                .into(),
+            figures,
+        });
+    }
+    let (lo, hi) = (measured[0], measured[measured.len() - 1]);
+    let first = |(r, rare, frequent): (&str, f64, f64)| {
+        format!(
+            "at ratio {r} the rarest tenth of the masked tokens (frequency decile 10) costs {} \
+             nats each against {} for the most frequent tenth (decile 1)",
+            short(rare),
+            short(frequent)
+        )
+    };
+    let then = |(r, rare, frequent): (&str, f64, f64)| {
+        format!("at ratio {r}, {} against {}", short(rare), short(frequent))
+    };
+    let harder = measured.iter().filter(|(_, r, f)| r > f).count();
+    let which = match (harder, measured.len()) {
+        (0, 1) => "Rare tokens are not harder to recover than frequent ones here".to_string(),
+        (1, 1) => "Rare tokens are harder to recover than frequent ones".to_string(),
+        (0, _) => "Rare tokens are not harder to recover than frequent ones at any ratio".into(),
+        (h, n) if h == n => {
+            "Rare tokens are harder to recover than frequent ones at every ratio".into()
+        }
+        (h, n) => format!("Rare tokens are harder to recover at {h} of the {n} ratios"),
+    };
+    let numbers = if lo.0 == hi.0 {
+        format!("{which}: {}.", first(lo))
+    } else {
+        format!("{which}: {}; {}.", first(lo), then(hi))
+    };
+    let gap = folder.metric("corrupt.fragility_gap", None);
+    let (verdict, tail) = match gap {
+        None if ratios.len() < 2 => (
+            Verdict::NotMeasured,
+            " Whether they lose more as the context disappears needs a second masked ratio.".into(),
+        ),
+        None => (
+            Verdict::NotMeasured,
+            format!(
+                " No fragility gap: at ratio {} or {} the rarest or the most frequent decile has \
+                 no masked token (a scheme that masks by frequency leaves the other end unmasked \
+                 at low ratios).",
+                ratios[0].0,
+                ratios[ratios.len() - 1].0
+            ),
+        ),
+        Some(g) => {
+            let rare = folder.metric("corrupt.fragility_rare", None);
+            let frequent = folder.metric("corrupt.fragility_frequent", None);
+            let rises = match (rare, frequent) {
+                (Some(r), Some(f)) => format!(
+                    " From ratio {} to {} the rare tokens' NLL rises by {} nats and the frequent \
+                     ones' by {}:",
+                    lo.0,
+                    hi.0,
+                    short(r.value),
+                    short(f.value)
+                ),
+                _ => String::new(),
+            };
+            let se = g.stderr.filter(|s| s.is_finite());
+            let with_se = match se {
+                Some(se) => format!("{} ± {} nats", short(g.value), short(se)),
+                None => format!("{} nats (no standard error)", short(g.value)),
+            };
+            let two_se = 2.0 * se.unwrap_or(0.0);
+            let (verdict, reading) = if g.value > two_se {
+                (
+                    Verdict::Present,
+                    "rare tokens lose more than frequent ones as the context disappears",
+                )
+            } else if g.value < -two_se {
+                (
+                    Verdict::Absent,
+                    "frequent tokens lose more than rare ones as the context disappears",
+                )
+            } else {
+                (
+                    Verdict::Absent,
+                    "within two standard errors of zero: no sign that rare tokens lose more than \
+                     frequent ones as the context disappears",
+                )
+            };
+            let beyond = if se.is_some() && g.value.abs() > two_se {
+                ", more than two standard errors from zero"
+            } else {
+                ""
+            };
+            (
+                verdict,
+                format!("{rises} a fragility gap of {with_se}{beyond}; {reading}."),
+            )
+        }
+    };
+    Some(Finding {
+        title,
+        verdict,
+        text: format!("{numbers}{tail}"),
+        figures,
+    })
+}
+
 /// Whether `a` exceeds `b` by more than two standard errors of the difference (by any amount
 /// when neither has one).
 fn significantly_above(a: &Metric, b: &Metric) -> bool {
@@ -565,6 +710,104 @@ mod tests {
                 .contains("from 10% to 30% (10 percentage points per doubling)"),
             "{}",
             lines[0].text
+        );
+    }
+
+    fn fragility(gap: f64, se: f64) -> RunData {
+        run(vec![
+            m("corrupt.texts", 20.0, None),
+            m("corrupt.nll@ratio=0.1", 2.0, None),
+            m("corrupt.nll@ratio=0.5", 3.0, None),
+            m("corrupt.nll_rare@ratio=0.1", 5.0, Some(0.2)),
+            m("corrupt.nll_frequent@ratio=0.1", 1.0, Some(0.1)),
+            m("corrupt.nll_rare@ratio=0.5", 5.0 + 0.5 + gap, Some(0.2)),
+            m("corrupt.nll_frequent@ratio=0.5", 1.5, Some(0.1)),
+            m("corrupt.fragility_rare", 0.5 + gap, Some(se)),
+            m("corrupt.fragility_frequent", 0.5, Some(se)),
+            m("corrupt.fragility_gap", gap, Some(se)),
+        ])
+    }
+
+    fn fragility_of(r: &RunData) -> Finding {
+        let inputs = ReportInputs {
+            runs: vec![r.clone()],
+            ..ReportInputs::default()
+        };
+        let found = findings(&inputs);
+        assert_eq!(found.len(), 1, "{found:?}");
+        found.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn rare_tokens_losing_more_is_stated_with_the_gap_and_its_error() {
+        let f = fragility_of(&fragility(1.5, 0.2));
+        assert_eq!(f.verdict, Verdict::Present);
+        assert_eq!(f.title, "Rare-token fragility");
+        assert!(
+            f.text.contains("at ratio 0.1 the rarest tenth of the masked tokens (frequency decile 10) costs 5 nats each against 1")
+                && f.text.contains("; at ratio 0.5, 7 against 1.5.")
+                && f.text.contains("rises by 2 nats and the frequent ones' by 0.5")
+                && f.text.contains("a fragility gap of 1.5 ± 0.2 nats, more than two standard errors from zero"),
+            "{}",
+            f.text
+        );
+        assert!(f
+            .text
+            .starts_with("Rare tokens are harder to recover than frequent ones at every ratio"));
+    }
+
+    #[test]
+    fn a_gap_within_two_errors_or_below_zero_is_said_plainly() {
+        let f = fragility_of(&fragility(0.3, 0.2));
+        assert_eq!(f.verdict, Verdict::Absent);
+        assert!(
+            f.text.contains("within two standard errors of zero"),
+            "{}",
+            f.text
+        );
+        let f = fragility_of(&fragility(-1.0, 0.2));
+        assert_eq!(f.verdict, Verdict::Absent);
+        assert!(
+            f.text.contains("frequent tokens lose more than rare ones"),
+            "{}",
+            f.text
+        );
+        // One ratio: the deciles compare, the fragility is not measured.
+        let one = run(vec![
+            m("corrupt.texts", 20.0, None),
+            m("corrupt.nll_rare@ratio=0.3", 0.8, None),
+            m("corrupt.nll_frequent@ratio=0.3", 1.2, None),
+        ]);
+        let f = fragility_of(&one);
+        assert_eq!(f.verdict, Verdict::NotMeasured);
+        assert!(
+            f.text
+                .starts_with("Rare tokens are not harder to recover than frequent ones here")
+                && f.text.contains("needs a second masked ratio"),
+            "{}",
+            f.text
+        );
+    }
+
+    #[test]
+    fn a_scheme_that_leaves_a_decile_unmasked_has_no_gap_and_says_why() {
+        // Rare-first at a low ratio masks no frequent token.
+        let r = run(vec![
+            m("corrupt.texts", 20.0, None),
+            m("corrupt.nll@ratio=0.1", 5.0, None),
+            m("corrupt.nll_rare@ratio=0.1", 5.0, None),
+            m("corrupt.nll_rare@ratio=0.5", 6.0, None),
+            m("corrupt.nll_frequent@ratio=0.5", 2.0, None),
+            m("corrupt.fragility_rare", 1.0, None),
+        ]);
+        let f = fragility_of(&r);
+        assert_eq!(f.verdict, Verdict::NotMeasured);
+        assert!(
+            f.text
+                .starts_with("Rare tokens are harder to recover than frequent ones: at ratio 0.5")
+                && f.text.contains("No fragility gap: at ratio 0.1 or 0.5"),
+            "{}",
+            f.text
         );
     }
 

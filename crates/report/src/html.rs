@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::figures::Figure;
 use crate::findings::{findings, Verdict};
+use crate::information_loss::{corrupt_folders, folder_rows, ratio_table};
 use crate::inputs::{RankSource, ReportInputs, TokenRanks};
 use crate::markdown::{better_symbol, format_number, format_value, metric_tables};
 use crate::style::{hex, rank_bin_labels, ColumnWidth, RANK_BIN_UPPER, RANK_RAMP};
@@ -173,14 +174,22 @@ pub(crate) fn report_html(inputs: &ReportInputs, parts: &PageParts) -> String {
          <header><h1>{title}</h1><p class=\"sub\">collapse-probe {} · frequency collapse and the marginal trap in masked diffusion LMs</p>\n",
         escape(parts.tool_version)
     );
+    let corrupt = !corrupt_folders(inputs).is_empty();
+    h.push_str("<nav><a href=\"#findings\">Findings</a> <a href=\"#figures\">Figures</a> ");
+    if corrupt {
+        h.push_str("<a href=\"#information-loss\">Information loss</a> ");
+    }
     h.push_str(
-        "<nav><a href=\"#findings\">Findings</a> <a href=\"#figures\">Figures</a> <a href=\"#metrics\">Headline metrics</a> \
+        "<a href=\"#metrics\">Headline metrics</a> \
          <a href=\"#runs\">Runs</a> <a href=\"#prompts\">Per prompt</a> <a href=\"#browser\">Predictions by position</a> \
          <a href=\"#samples\">Generated samples</a></nav></header>\n<main>\n",
     );
     // The verdicts first, then the figures they cite, then the full tables.
     findings_section(&mut h, inputs, parts);
     figures_section(&mut h, parts);
+    if corrupt {
+        information_loss_section(&mut h, inputs, parts);
+    }
     metrics_section(&mut h, inputs);
     runs_section(&mut h, inputs);
     per_prompt_section(&mut h, inputs, parts.max_prompts);
@@ -278,7 +287,12 @@ fn metrics_section(h: &mut String, inputs: &ReportInputs) {
     h.push_str("<section id=\"metrics\"><h2>Headline metrics</h2>\n");
     let tables = metric_tables(inputs);
     if tables.is_empty() {
-        h.push_str("<p class=\"muted\">No metrics.json in the analysis folders.</p></section>\n");
+        let why = if corrupt_folders(inputs).is_empty() {
+            "No metrics.json in the analysis folders."
+        } else {
+            "Every headline metric is an information-loss one: see <a href=\"#information-loss\">Information loss</a>."
+        };
+        let _ = writeln!(h, "<p class=\"muted\">{why}</p></section>");
         return;
     }
     for table in &tables {
@@ -443,41 +457,146 @@ fn findings_section(h: &mut String, inputs: &ReportInputs, parts: &PageParts) {
     h.push_str("</section>\n");
 }
 
-fn figures_section(h: &mut String, parts: &PageParts) {
-    h.push_str("<section id=\"figures\"><h2>Figures</h2>\n");
-    // The page shows each figure once, at double width when it was drawn at both.
+/// The figures `wanted` keeps, each once, at double width when it was drawn at both.
+fn shown_figures<'a>(parts: &PageParts<'a>, wanted: impl Fn(&str) -> bool) -> Vec<&'a Figure> {
     let mut shown: Vec<&Figure> = Vec::new();
-    for f in parts.figures {
+    for f in parts.figures.iter().filter(|f| wanted(&f.name)) {
         match shown.iter().position(|s| s.name == f.name) {
             Some(i) if f.width == ColumnWidth::Double => shown[i] = f,
             Some(_) => {}
             None => shown.push(f),
         }
     }
+    shown
+}
+
+/// One figure: its inline SVG, caption and files.
+fn figure_html(h: &mut String, f: &Figure, parts: &PageParts) {
+    let svg = f.svg.find("<svg").map(|i| &f.svg[i..]).unwrap_or(&f.svg);
+    let _ = write!(
+        h,
+        "<figure id=\"fig-{}\" class=\"{}\">{}<figcaption><b>{}.</b> {}",
+        escape(&f.name),
+        f.width.name(),
+        svg,
+        escape(&f.name),
+        escape(&f.caption)
+    );
+    if let Some(files) = parts.files.get(&f.name) {
+        h.push_str(" <span class=\"files\">Files:");
+        for file in files {
+            let _ = write!(h, " <a href=\"{0}\">{0}</a>", escape(file));
+        }
+        h.push_str("</span>");
+    }
+    h.push_str("</figcaption></figure>\n");
+}
+
+fn figures_section(h: &mut String, parts: &PageParts) {
+    h.push_str("<section id=\"figures\"><h2>Figures</h2>\n");
+    // The information-loss figures have their own section.
+    let shown = shown_figures(parts, |name| {
+        !crate::corrupt_figures::FIGURES.contains(&name)
+    });
     if shown.is_empty() {
-        h.push_str("<p class=\"muted\">No figure: the inputs hold none of the curves the figures need.</p>\n");
+        let more = if parts
+            .figures
+            .iter()
+            .any(|f| crate::corrupt_figures::FIGURES.contains(&f.name.as_str()))
+        {
+            " (the information-loss figures are in their own section)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            h,
+            "<p class=\"muted\">No figure: the inputs hold none of the curves the figures need{more}.</p>"
+        );
     }
     for f in shown {
-        let svg = f.svg.find("<svg").map(|i| &f.svg[i..]).unwrap_or(&f.svg);
-        let _ = write!(
-            h,
-            "<figure id=\"fig-{}\" class=\"{}\">{}<figcaption><b>{}.</b> {}",
-            escape(&f.name),
-            f.width.name(),
-            svg,
-            escape(&f.name),
-            escape(&f.caption)
-        );
-        if let Some(files) = parts.files.get(&f.name) {
-            h.push_str(" <span class=\"files\">Files:");
-            for file in files {
-                let _ = write!(h, " <a href=\"{0}\">{0}</a>", escape(file));
-            }
-            h.push_str("</span>");
-        }
-        h.push_str("</figcaption></figure>\n");
+        figure_html(h, f, parts);
     }
     h.push_str("</section>\n");
+}
+
+/// The corrupt folders' figures and metrics: the loss by frequency decile and masked ratio.
+fn information_loss_section(h: &mut String, inputs: &ReportInputs, parts: &PageParts) {
+    h.push_str(
+        "<section id=\"information-loss\"><h2>Information loss</h2>\n<p>What the model loses at masked \
+         positions of clean texts (<code>collapse-probe corrupt</code>): the negative log-likelihood (NLL) of the \
+         true token by the share of positions masked, by the token's corpus-frequency decile (1 most frequent, \
+         10 rarest), and how much of it the rarest positions carry. Definitions: crates/analysis/METRICS.md, \
+         \u{201c}Information loss\u{201d}.</p>\n",
+    );
+    for f in shown_figures(parts, |name| {
+        crate::corrupt_figures::FIGURES.contains(&name)
+    }) {
+        figure_html(h, f, parts);
+    }
+    let folders = corrupt_folders(inputs);
+    let table = ratio_table(&folders);
+    if !table.rows.is_empty() {
+        h.push_str("<table class=\"metrics\"><thead><tr><th>metric</th><th>folder</th><th>unit</th><th title=\"which direction is better\">better</th>");
+        for r in &table.ratios {
+            let _ = write!(h, "<th>ratio={}</th>", escape(r));
+        }
+        h.push_str("</tr></thead><tbody>\n");
+        for (base, what, folder, cells) in &table.rows {
+            let first = cells.iter().flatten().next().expect("a row has a value");
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code> <span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td class=\"c\">{}</td>",
+                escape(base),
+                escape(what),
+                escape(folder),
+                escape(&first.unit),
+                better_symbol(first.better)
+            );
+            for m in cells {
+                let _ = write!(
+                    h,
+                    "<td class=\"num\">{}</td>",
+                    m.map(|m| escape(&format_value(m)))
+                        .unwrap_or_else(|| "–".into())
+                );
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody></table>\n");
+    }
+    let rows = folder_rows(&folders);
+    if !rows.is_empty() {
+        h.push_str("<table class=\"metrics\"><thead><tr><th>metric</th><th>unit</th><th title=\"which direction is better\">better</th>");
+        for f in &folders {
+            let _ = write!(h, "<th>{}</th>", escape(&f.name));
+        }
+        h.push_str("</tr></thead><tbody>\n");
+        for (base, cells) in &rows {
+            let first = cells.iter().flatten().next().expect("a row has a value");
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"c\">{}</td>",
+                escape(base),
+                escape(&first.unit),
+                better_symbol(first.better)
+            );
+            for m in cells {
+                let _ = write!(
+                    h,
+                    "<td class=\"num\">{}</td>",
+                    m.map(|m| escape(&format_value(m)))
+                        .unwrap_or_else(|| "–".into())
+                );
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody></table>\n");
+    }
+    h.push_str(
+        "<p class=\"muted\">± is the bootstrap standard error over texts. The fragility metrics compare the \
+         lowest and the highest masked ratio: the rise of the rarest (or most frequent) decile's NLL, and the \
+         gap between the two.</p></section>\n",
+    );
 }
 
 fn browser_section(h: &mut String, inputs: &ReportInputs) {

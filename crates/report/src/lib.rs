@@ -6,11 +6,14 @@
 //!
 //! - `figures/{name}_{single,double}.{svg,png,pdf}`: entropy vs distance, frequent-token share with the
 //!   collapse onset, the paper's top-3-tokens-by-position view, KL-to-unigram and adjacent-position JS,
-//!   unseen n-gram rate vs tokens per step, same-step vs different-step unseen bigrams, and a sweep's
-//!   metrics against the swept parameter — each only when its data is there;
+//!   unseen n-gram rate vs tokens per step, same-step vs different-step unseen bigrams, a sweep's
+//!   metrics against the swept parameter, and for corrupt folders the NLL heat map by frequency
+//!   decile and masked ratio, the loss concentration on rare positions and the context gain by
+//!   distance — each only when its data is there;
 //! - `report.html`: one file, no network (inline SVG, CSS and JS): manifests, the metrics table, the
-//!   figures, a per-prompt browser of top-k predictions, generated samples with same-step pairs marked;
-//! - `summary.md`: the metrics table in Markdown;
+//!   figures, an "Information loss" section when a corrupt folder was analysed, a per-prompt browser of
+//!   top-k predictions, generated samples with same-step pairs marked;
+//! - `summary.md`: the metrics tables in Markdown;
 //! - `manifest.json` (kind `report`).
 //!
 //! Figures are drawn with plotters' SVG backend, in one embedded font (DejaVu Sans) and the Okabe–Ito
@@ -28,10 +31,12 @@
 //! # Ok::<(), cp_report::ReportError>(())
 //! ```
 
+mod corrupt_figures;
 mod error;
 mod figures;
 mod findings;
 mod html;
+mod information_loss;
 mod inputs;
 mod markdown;
 mod render;

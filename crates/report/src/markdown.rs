@@ -5,11 +5,13 @@ use std::fmt::Write as _;
 use cp_records::{Better, Metric};
 
 use crate::findings::findings;
+use crate::information_loss::{corrupt_folders, folder_rows, is_corrupt_metric, ratio_table};
 use crate::inputs::{ReportInputs, SweepData};
 
 /// The headline metrics laid out as tables: one with a column per run for metrics without an
 /// `@label`, and one with a column per (run, label) for the metrics an analysis of several decode
-/// folders names `<metric>@<label>`, so schedules sit side by side.
+/// folders names `<metric>@<label>`, so schedules sit side by side. Corrupt metrics are left to
+/// the information-loss tables ([`crate::information_loss`]): their `@ratio=R` is no folder.
 pub(crate) struct MetricTable<'a> {
     /// Empty for the first table; "per decode folder" for the labelled one.
     pub title: &'static str,
@@ -32,8 +34,14 @@ pub(crate) fn metric_tables(inputs: &ReportInputs) -> Vec<MetricTable<'_>> {
     };
     // (run, label) of every labelled column, in first-appearance order.
     let mut keys: Vec<(usize, String)> = Vec::new();
+    let shown = |m: &&Metric| !is_corrupt_metric(&m.name);
     for (r, run) in inputs.runs.iter().enumerate() {
-        for m in run.metrics.iter().flat_map(|f| f.metrics.iter()) {
+        for m in run
+            .metrics
+            .iter()
+            .flat_map(|f| f.metrics.iter())
+            .filter(shown)
+        {
             if let Some((_, label)) = m.name.split_once('@') {
                 if !keys.iter().any(|(kr, kl)| *kr == r && kl == label) {
                     keys.push((r, label.to_owned()));
@@ -52,7 +60,12 @@ pub(crate) fn metric_tables(inputs: &ReportInputs) -> Vec<MetricTable<'_>> {
         })
         .collect();
     for (r, run) in inputs.runs.iter().enumerate() {
-        for m in run.metrics.iter().flat_map(|f| f.metrics.iter()) {
+        for m in run
+            .metrics
+            .iter()
+            .flat_map(|f| f.metrics.iter())
+            .filter(shown)
+        {
             let (table, base, col) = match m.name.split_once('@') {
                 None => (&mut plain, m.name.as_str(), r),
                 Some((base, label)) => {
@@ -145,7 +158,10 @@ pub fn summary_markdown(inputs: &ReportInputs, title: &str, figures: &[String]) 
         out.push_str("\n## Headline metrics\n\n");
     }
     let tables = metric_tables(inputs);
-    if tables.is_empty() {
+    let corrupt = !corrupt_folders(inputs).is_empty();
+    if tables.is_empty() && corrupt {
+        out.push_str("Every headline metric is an information-loss one: see below.\n");
+    } else if tables.is_empty() {
         out.push_str("No headline metrics: the analysis folders have no `metrics.json`.\n");
     } else {
         for table in &tables {
@@ -173,6 +189,9 @@ pub fn summary_markdown(inputs: &ReportInputs, title: &str, figures: &[String]) 
         }
         out.push_str("\n± is the bootstrap standard error over prompts; ↑ higher is better, ↓ lower is better.\n");
     }
+    if corrupt {
+        information_loss(&mut out, inputs, figures);
+    }
     if let Some(sweep) = &inputs.sweep {
         sweep_table(&mut out, sweep);
     }
@@ -183,6 +202,78 @@ pub fn summary_markdown(inputs: &ReportInputs, title: &str, figures: &[String]) 
         }
     }
     out
+}
+
+/// The corrupt folders' metrics: by masked ratio, then per folder, and their figures.
+fn information_loss(out: &mut String, inputs: &ReportInputs, figures: &[String]) {
+    let folders = corrupt_folders(inputs);
+    out.push_str("\n## Information loss\n\n");
+    out.push_str(
+        "What the model loses at masked positions of clean texts (`collapse-probe corrupt`), by the share \
+         of positions masked; deciles are corpus-frequency deciles (1 most frequent, 10 rarest).\n",
+    );
+    let table = ratio_table(&folders);
+    if !table.rows.is_empty() {
+        let header: Vec<String> = table
+            .ratios
+            .iter()
+            .map(|r| format!("ratio={}", md_cell(r)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n| metric | folder | unit | better | {} |",
+            header.join(" | ")
+        );
+        let _ = writeln!(out, "|---|---|---|:-:|{}", "---:|".repeat(header.len()));
+        for (base, what, folder, cells) in &table.rows {
+            let first = cells.iter().flatten().next().expect("a row has a value");
+            let values: Vec<String> = cells
+                .iter()
+                .map(|m| m.map(format_value).unwrap_or_else(|| "–".into()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| `{base}` ({what}) | {} | {} | {} | {} |",
+                md_cell(folder),
+                md_cell(&first.unit),
+                better_symbol(first.better),
+                values.join(" | ")
+            );
+        }
+    }
+    let rows = folder_rows(&folders);
+    if !rows.is_empty() {
+        let names: Vec<String> = folders.iter().map(|f| md_cell(&f.name)).collect();
+        let _ = writeln!(out, "\n| metric | unit | better | {} |", names.join(" | "));
+        let _ = writeln!(out, "|---|---|:-:|{}", "---:|".repeat(names.len()));
+        for (base, cells) in &rows {
+            let first = cells.iter().flatten().next().expect("a row has a value");
+            let values: Vec<String> = cells
+                .iter()
+                .map(|m| m.map(format_value).unwrap_or_else(|| "–".into()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| `{base}` | {} | {} | {} |",
+                md_cell(&first.unit),
+                better_symbol(first.better),
+                values.join(" | ")
+            );
+        }
+    }
+    out.push_str("\n± is the bootstrap standard error over texts.\n");
+    let shown: Vec<String> = crate::corrupt_figures::FIGURES
+        .iter()
+        .filter(|name| figures.iter().any(|f| figure_stem(f) == **name))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    if !shown.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nFigures: {} (files under `figures/`).",
+            shown.join(", ")
+        );
+    }
 }
 
 /// The figure name of a figure file (`figures/top_tokens_double.svg` → `top_tokens`).

@@ -40,6 +40,42 @@ pub const RANK_RAMP: [RGBColor; 9] = [
     RGBColor(0x66, 0x25, 0x06),
 ];
 
+/// The sequential scale of the information-loss heat map: viridis (van der Walt and Smith,
+/// matplotlib), perceptually uniform and colour-blind safe, from light (little loss) to dark
+/// (much loss). Not the frequency ramp: in one report dark would then mean two things.
+pub const LOSS_RAMP: [RGBColor; 9] = [
+    RGBColor(0xFD, 0xE7, 0x25),
+    RGBColor(0xAD, 0xDC, 0x30),
+    RGBColor(0x5E, 0xC9, 0x62),
+    RGBColor(0x28, 0xAE, 0x80),
+    RGBColor(0x21, 0x91, 0x8C),
+    RGBColor(0x2C, 0x72, 0x8E),
+    RGBColor(0x3B, 0x52, 0x8B),
+    RGBColor(0x47, 0x2D, 0x7B),
+    RGBColor(0x44, 0x01, 0x54),
+];
+
+/// The colour of `t` in [0, 1] on [`LOSS_RAMP`] (linear between its stops; clamped), and the
+/// text colour that reads on it (white on the darker half).
+pub fn loss_colours(t: f64) -> (RGBColor, RGBColor) {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let h = t * (LOSS_RAMP.len() - 1) as f64;
+    let (i, f) = (h.floor() as usize, h.fract());
+    let (a, b) = (LOSS_RAMP[i], LOSS_RAMP[(i + 1).min(LOSS_RAMP.len() - 1)]);
+    let mix = |x: u8, y: u8| (f64::from(x) + (f64::from(y) - f64::from(x)) * f).round() as u8;
+    let fill = RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2));
+    let text = if t > 0.45 {
+        RGBColor(0xFF, 0xFF, 0xFF)
+    } else {
+        RGBColor(0, 0, 0)
+    };
+    (fill, text)
+}
+
 /// Fill of a token cell that holds an end-of-text, end-of-turn or padding token: blue, off the
 /// frequency ramp, so collapse to end-of-text reads apart from collapse to frequent words.
 pub const END_TOKEN_FILL: RGBColor = RGBColor(0x21, 0x4F, 0x8C);
@@ -197,6 +233,18 @@ mod tests {
         check("a\u{7}b", 8, "a\\x07b");
         check("<&\"'>", 8, "<&\"'>");
         check("internationalization", 6, "inter…");
+    }
+
+    #[test]
+    fn loss_scale_runs_light_to_dark_and_clamps() {
+        assert_eq!(loss_colours(0.0).0, LOSS_RAMP[0]);
+        assert_eq!(loss_colours(1.0).0, LOSS_RAMP[8]);
+        assert_eq!(loss_colours(2.0).0, LOSS_RAMP[8]);
+        assert_eq!(loss_colours(f64::NAN).0, LOSS_RAMP[0]);
+        // Halfway between the first two stops.
+        assert_eq!(loss_colours(1.0 / 16.0).0, RGBColor(0xD5, 0xE2, 0x2B));
+        assert_eq!(loss_colours(0.9).1, RGBColor(0xFF, 0xFF, 0xFF));
+        assert_eq!(loss_colours(0.1).1, RGBColor(0, 0, 0));
     }
 
     #[test]

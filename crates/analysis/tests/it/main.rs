@@ -1,4 +1,5 @@
 //! Integration tests of cp-analysis (one test binary, as in the rest of the workspace).
 
+mod corrupt;
 mod index;
 mod metrics;

@@ -385,3 +385,174 @@ pub fn demo_inputs() -> ReportInputs {
         sweep: Some(sweep(&[1.0, 2.0, 4.0, 8.0, 16.0])),
     }
 }
+
+/// An analysis of corrupt folders, one per scheme, named as `collapse-probe analyze` names them
+/// (`corrupt.<metric>@ratio=R[@scheme]`, series `[scheme:]ratio=R`). Rare deciles lose more, and
+/// more so at high ratios; each scheme after the first loses a little more.
+pub fn corrupt_run(label: &str, schemes: &[&str]) -> RunData {
+    let ratios = [0.1f32, 0.3, 0.5, 0.7];
+    let several = schemes.len() > 1;
+    let mut metrics = Vec::new();
+    let mut curves = Vec::new();
+    let metric =
+        |name: String, value: f64, unit: &str, better: Better, stderr: Option<f64>| Metric {
+            name,
+            value,
+            unit: unit.into(),
+            better,
+            stderr,
+            n: 400,
+        };
+    let point = |curve: &str, series: String, x: f64, mean: f64, spread: f64| CurvePoint {
+        curve: curve.into(),
+        series,
+        x,
+        mean,
+        median: mean,
+        q25: mean - spread,
+        q75: mean + spread,
+        n: 40,
+    };
+    for (k, scheme) in schemes.iter().enumerate() {
+        let suffix = if several {
+            format!("@{scheme}")
+        } else {
+            String::new()
+        };
+        let series = |name: &str| {
+            if several {
+                format!("{scheme}:{name}")
+            } else {
+                name.to_owned()
+            }
+        };
+        let nll = |d: f64, r: f64| 1.0 + 0.4 * d + r * (1.0 + 0.3 * d * (1.0 + 0.2 * k as f64));
+        for &ratio in &ratios {
+            let r = f64::from(ratio);
+            let at = |base: &str| format!("{base}@ratio={ratio}{suffix}");
+            let mean_nll = (1..=10).map(|d| nll(f64::from(d), r)).sum::<f64>() / 10.0;
+            metrics.push(metric(
+                at("corrupt.nll"),
+                mean_nll,
+                "nats",
+                Better::Lower,
+                Some(0.05),
+            ));
+            metrics.push(metric(
+                at("corrupt.nll_per_sequence"),
+                mean_nll * 64.0 * r,
+                "nats",
+                Better::Lower,
+                Some(2.0),
+            ));
+            metrics.push(metric(
+                at("corrupt.context_gain"),
+                4.0 - 3.0 * r,
+                "nats",
+                Better::Higher,
+                Some(0.1),
+            ));
+            metrics.push(metric(
+                at("corrupt.nll_frequent"),
+                nll(1.0, r),
+                "nats",
+                Better::Lower,
+                Some(0.05),
+            ));
+            metrics.push(metric(
+                at("corrupt.nll_rare"),
+                nll(10.0, r),
+                "nats",
+                Better::Lower,
+                Some(0.2),
+            ));
+            let more = 0.04 * k as f64;
+            for (top, share) in [(10, 0.18 + 0.1 * r + more), (20, 0.32 + 0.1 * r + more)] {
+                metrics.push(metric(
+                    at(&format!("corrupt.concentration_{top}")),
+                    share,
+                    "fraction",
+                    Better::Neither,
+                    Some(0.01),
+                ));
+                curves.push(CurvePoint {
+                    q25: share - 0.01,
+                    q75: share + 0.01,
+                    ..point(
+                        "corrupt_concentration",
+                        series(&format!("top{top}")),
+                        r,
+                        share,
+                        0.0,
+                    )
+                });
+            }
+            for d in 1..=10 {
+                curves.push(point(
+                    "corrupt_nll_by_decile",
+                    series(&format!("ratio={ratio}")),
+                    f64::from(d),
+                    nll(f64::from(d), r),
+                    0.5,
+                ));
+            }
+            curves.push(point(
+                "corrupt_nll_by_ratio",
+                if several {
+                    scheme.to_string()
+                } else {
+                    "all".into()
+                },
+                r,
+                mean_nll,
+                0.8,
+            ));
+            for distance in 1..=8 {
+                curves.push(point(
+                    "corrupt_context_gain",
+                    series(&format!("ratio={ratio}")),
+                    f64::from(distance),
+                    (4.0 - 3.0 * r) / f64::from(distance).sqrt(),
+                    0.6,
+                ));
+            }
+        }
+        let rise = |d: f64| nll(d, 0.7) - nll(d, 0.1);
+        for (base, value, better) in [
+            ("corrupt.fragility_rare", rise(10.0), Better::Lower),
+            ("corrupt.fragility_frequent", rise(1.0), Better::Lower),
+            (
+                "corrupt.fragility_gap",
+                rise(10.0) - rise(1.0),
+                Better::Neither,
+            ),
+        ] {
+            metrics.push(metric(
+                format!("{base}{suffix}"),
+                value,
+                "nats",
+                better,
+                Some(0.1),
+            ));
+        }
+        metrics.push(metric(
+            format!("corrupt.texts{suffix}"),
+            40.0,
+            "texts",
+            Better::Neither,
+            None,
+        ));
+    }
+    RunData {
+        label: label.into(),
+        dir: None,
+        manifest: None,
+        metrics: Some(MetricsFile {
+            schema_version: 1,
+            sources: vec![],
+            metrics,
+        }),
+        curves,
+        per_prompt: Vec::new(),
+    }
+}

@@ -569,3 +569,134 @@ fn tradeoff_and_sweep_figures_need_two_values() {
         "an integer parameter gets no fractional ticks"
     );
 }
+
+/// An analysis of corrupt folders (one per scheme) gets the information-loss figures, its own
+/// section in the page and in `summary.md`, and a rare-token finding; reports without one do not.
+#[test]
+fn corrupt_analysis_gets_an_information_loss_section_and_three_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = ReportInputs {
+        runs: vec![fixture::corrupt_run("schemes", &["uniform", "rare-first"])],
+        ..ReportInputs::default()
+    };
+    let out = render_report(&inputs, &dir.path().join("r"), &quick_options()).unwrap();
+    let expected = [
+        "corrupt_heatmap",
+        "corrupt_concentration",
+        "corrupt_context_gain",
+    ];
+    for width in [ColumnWidth::Single, ColumnWidth::Double] {
+        assert_eq!(figure_names(&out, width), expected);
+    }
+    for fig in &out.figures {
+        assert_eq!(fig.files.len(), 3, "{}", fig.name);
+        let text = std::fs::read_to_string(&fig.files[0]).unwrap();
+        usvg::Tree::from_str(&text, &usvg::Options::default())
+            .unwrap_or_else(|e| panic!("{} does not parse: {e}", fig.files[0].display()));
+        assert!(std::fs::read(&fig.files[2]).unwrap().starts_with(b"%PDF"));
+        let pixmap = Pixmap::decode_png(&std::fs::read(&fig.files[1]).unwrap()).unwrap();
+        let expected_w = (fig.width.width_pt() / 72.0 * 150.0).round() as u32;
+        assert!(pixmap.width().abs_diff(expected_w) <= 1, "{}", fig.name);
+    }
+    // The heat map: one panel per scheme, the values in the cells, the colour bar's title
+    // (plotters puts every text element's content on a line of its own).
+    let heatmap =
+        std::fs::read_to_string(dir.path().join("r/figures/corrupt_heatmap_double.svg")).unwrap();
+    for text in [
+        "uniform",
+        "rare-first",
+        "frequency decile (10 = rarest)",
+        "mean NLL per masked token (nats):",
+        "0.7",
+        // Decile 10 at ratio 0.7 of the second scheme: 1 + 4 + 0.7 × (1 + 3.6) = 8.22.
+        "8.2",
+    ] {
+        assert!(
+            heatmap.contains(&format!(">\n{text}\n<")),
+            "no {text} in the heat map"
+        );
+    }
+    let concentration = std::fs::read_to_string(
+        dir.path()
+            .join("r/figures/corrupt_concentration_single.svg"),
+    )
+    .unwrap();
+    assert!(
+        concentration.contains("rarest 10 % of masked positions")
+            && concentration.contains("equal share per position")
+    );
+    let gain =
+        std::fs::read_to_string(dir.path().join("r/figures/corrupt_context_gain_double.svg"))
+            .unwrap();
+    assert!(gain.contains("ratio 0.1") && gain.contains("ratio 0.7"));
+
+    let html = std::fs::read_to_string(&out.html).unwrap();
+    assert!(html.contains("<section id=\"information-loss\"><h2>Information loss</h2>"));
+    assert!(html.contains("href=\"#information-loss\""));
+    // Each figure once, inside the section; the general figure section says where they went.
+    let section = html.find("id=\"information-loss\"").unwrap();
+    for name in expected {
+        let anchor = format!("<figure id=\"fig-{name}\"");
+        assert_eq!(html.matches(&anchor).count(), 1, "{name}");
+        assert!(html.find(&anchor).unwrap() > section, "{name}");
+    }
+    assert!(html.contains("information-loss figures are in their own section"));
+    assert!(
+        html.contains("<th>ratio=0.1</th><th>ratio=0.3</th><th>ratio=0.5</th><th>ratio=0.7</th>")
+    );
+    assert!(html.contains("Rare-token fragility (uniform): present"));
+    assert!(html.contains("Rare-token fragility (rare-first): present"));
+    // The corrupt metrics are not mistaken for decode folders named `ratio=0.1`.
+    assert!(!html.contains("Metrics per decode folder"));
+
+    let md = std::fs::read_to_string(&out.summary).unwrap();
+    assert!(md.contains("\n## Information loss\n"), "{md}");
+    assert!(
+        md.contains(
+            "| metric | folder | unit | better | ratio=0.1 | ratio=0.3 | ratio=0.5 | ratio=0.7 |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| `corrupt.nll` (NLL per masked token) | uniform | nats | ↓ | 3.465 ± 0.0500 |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `corrupt.fragility_gap` | nats | · | 1.620 ± 0.1000 | 1.944 ± 0.1000 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Figures: `corrupt_heatmap`, `corrupt_concentration`, `corrupt_context_gain`"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Rare-token fragility (uniform): present.**"),
+        "{md}"
+    );
+    assert!(!md.contains("per decode folder"), "{md}");
+
+    // Beside other analyses: the demo's figures, then these; a report without a corrupt
+    // analysis has no such section.
+    let mut demo = fixture::demo_inputs();
+    demo.runs
+        .push(fixture::corrupt_run("corrupt", &["uniform"]));
+    let opts = ReportOptions {
+        formats: vec![FigureFormat::Svg],
+        widths: vec![ColumnWidth::Double],
+        ..quick_options()
+    };
+    let out = render_report(&demo, &dir.path().join("both"), &opts).unwrap();
+    let names = figure_names(&out, ColumnWidth::Double);
+    assert_eq!(names.len(), 8 + 3, "{names:?}");
+    assert_eq!(&names[8..], expected);
+    let md = std::fs::read_to_string(&out.summary).unwrap();
+    assert!(
+        md.contains("**Rare-token fragility (corrupt): present.**"),
+        "{md}"
+    );
+    let out = render_report(&fixture::demo_inputs(), &dir.path().join("demo"), &opts).unwrap();
+    let html = std::fs::read_to_string(&out.html).unwrap();
+    assert!(!html.contains("information-loss") && !html.contains("Rare-token"));
+}
