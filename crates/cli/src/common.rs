@@ -283,25 +283,29 @@ impl Session {
         }
     }
 
-    /// Renders one token for records: the tokenizer's text, or `<id>` without a tokenizer
-    /// or for ids past the tokenizer's vocabulary (models pad their embedding tables).
+    /// Renders one token for records (see [`token_text`]).
     pub fn token_text(&self, id: u32) -> String {
-        match &self.text {
-            Some(t) if (id as usize) < t.tokenizer().vocab_size() => t.tokenizer().token_text(id),
-            _ => format!("<{id}>"),
-        }
+        token_text(self.text.as_ref(), id)
     }
 
-    /// Decodes generated ids to text, skipping special tokens.
+    /// Decodes generated ids to text (see [`decode_text`]).
     pub fn decode_text(&self, ids: &[u32]) -> String {
-        match &self.text {
-            Some(t) => t.tokenizer().decode(ids, true).unwrap_or_default(),
-            None => ids
-                .iter()
-                .map(|i| format!("<{i}>"))
-                .collect::<Vec<_>>()
-                .join(" "),
-        }
+        decode_text(self.text.as_ref(), ids)
+    }
+
+    /// Every prompt as the probe and the corruption probe take it, with its index in the file.
+    pub fn inputs(&self) -> Vec<cp_probe::ProbeInput> {
+        self.prompts
+            .prompts
+            .iter()
+            .zip(&self.ids)
+            .enumerate()
+            .map(|(i, (p, ids))| cp_probe::ProbeInput {
+                prompt_index: i as u32,
+                prompt_id: p.id.clone(),
+                ids: ids.clone(),
+            })
+            .collect()
     }
 
     /// End-of-text / end-of-turn ids: the tokenizer side's, else config.json's `eos_token_id`.
@@ -350,6 +354,27 @@ impl Session {
             params,
             files,
         }
+    }
+}
+
+/// One token for records: the tokenizer's text, or `<id>` without a tokenizer or for ids past
+/// the tokenizer's vocabulary (models pad their embedding tables).
+pub fn token_text(text: Option<&ModelText>, id: u32) -> String {
+    match text {
+        Some(t) if (id as usize) < t.tokenizer().vocab_size() => t.tokenizer().token_text(id),
+        _ => format!("<{id}>"),
+    }
+}
+
+/// Generated ids as text, special tokens skipped; the ids as `<id>` without a tokenizer.
+pub fn decode_text(text: Option<&ModelText>, ids: &[u32]) -> String {
+    match text {
+        Some(t) => t.tokenizer().decode(ids, true).unwrap_or_default(),
+        None => ids
+            .iter()
+            .map(|i| format!("<{i}>"))
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use cp_probe::{
     corrupt, decode, probe, CorruptScheme, CorruptSettings, DecodeOptions, DecodeProgress,
-    ProbeInput, ProbeSettings, ScheduleSpec,
+    ProbeSettings, ScheduleSpec,
 };
 use cp_records::{files, write_json, write_table, CorruptText, Format, OutputDir};
 
@@ -48,18 +48,7 @@ pub fn run_probe(
     out: &Path,
     global: &GlobalArgs,
 ) -> anyhow::Result<ProbeDone> {
-    let inputs: Vec<ProbeInput> = session
-        .prompts
-        .prompts
-        .iter()
-        .zip(&session.ids)
-        .enumerate()
-        .map(|(i, (p, ids))| ProbeInput {
-            prompt_index: i as u32,
-            prompt_id: p.id.clone(),
-            ids: ids.clone(),
-        })
-        .collect();
+    let inputs = session.inputs();
     settings.validate(session.model.as_ref(), &inputs)?;
 
     let staged = OutputDir::create(out)?;
@@ -294,18 +283,7 @@ pub fn run_corrupt(
         .into_iter()
         .map(|p| p.ln())
         .collect();
-    let texts: Vec<ProbeInput> = session
-        .prompts
-        .prompts
-        .iter()
-        .zip(&session.ids)
-        .enumerate()
-        .map(|(i, (p, ids))| ProbeInput {
-            prompt_index: i as u32,
-            prompt_id: p.id.clone(),
-            ids: ids.clone(),
-        })
-        .collect();
+    let texts = session.inputs();
     // Special tokens (BOS, end of text, template markers) are never masked: they carry no text.
     let mut keep: Vec<u32> = Vec::new();
     if let Some(text) = &session.text {

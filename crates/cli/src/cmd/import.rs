@@ -12,7 +12,7 @@ use cp_records::{
 };
 use cp_text::{ModelText, TemplateChoice};
 
-use crate::common::{list_files, GlobalArgs};
+use crate::common::{decode_text, list_files, token_text, GlobalArgs};
 
 /// Arguments of `collapse-probe import`.
 #[derive(Debug, Clone, clap::Args)]
@@ -162,26 +162,14 @@ pub fn import(args: &Args) -> anyhow::Result<Imported> {
     let side = model_side(args)?;
     let trajectories = read_trajectories(&args.input, &settings(args, &side))?;
     let text = side.text.as_ref();
-    let token_text = |id: u32| match text {
-        Some(t) if (id as usize) < t.tokenizer().vocab_size() => t.tokenizer().token_text(id),
-        _ => format!("<{id}>"),
-    };
-    // The same text `decode` writes: special tokens skipped, or the ids without a tokenizer.
-    let decode_text = |ids: &[u32]| match text {
-        Some(t) => t.tokenizer().decode(ids, true).unwrap_or_default(),
-        None => ids
-            .iter()
-            .map(|i| format!("<{i}>"))
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
     warn_about_start_rows(&args.input, &trajectories);
     let mut generations = Vec::with_capacity(trajectories.items.len());
     let mut steps = Vec::new();
     for t in &trajectories.items {
         let mut g = t.generation.clone();
         if !t.text_given {
-            g.text = decode_text(&g.gen_ids);
+            // The same text `decode` writes.
+            g.text = decode_text(text, &g.gen_ids);
         }
         let prompt_len = g.prompt_ids.len() as u32;
         steps.extend(t.commits.iter().map(|c| StepRecord {
@@ -190,7 +178,7 @@ pub fn import(args: &Args) -> anyhow::Result<Imported> {
             position: prompt_len + c.gen_index,
             distance: c.gen_index + 1,
             token_id: c.token_id,
-            token: token_text(c.token_id),
+            token: token_text(text, c.token_id),
             prob: None,
             confidence: None,
             masked_after: c.masked_after,
