@@ -79,7 +79,19 @@ pub fn enabled(path: FastPath) -> bool {
         Ok(v) if v.trim() == "off" => FastPath::all().collect(),
         Ok(v) => v
             .split(',')
-            .filter_map(|name| PATHS.iter().find(|(_, n)| *n == name.trim()))
+            .filter(|name| !name.trim().is_empty())
+            .filter_map(|name| {
+                let found = PATHS.iter().find(|(_, n)| *n == name.trim());
+                if found.is_none() {
+                    // A benchmark knob: a misspelt name would silently measure nothing.
+                    eprintln!(
+                        "warning: {FAST_PATHS_ENV}: no fast path is called `{}` (known: {}, or `off`)",
+                        name.trim(),
+                        PATHS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                found
+            })
             .map(|(p, _)| *p)
             .collect(),
         Err(_) => Vec::new(),
