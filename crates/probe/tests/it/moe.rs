@@ -205,3 +205,117 @@ fn renamed_tensors_are_listed_missing_and_unexpected() {
         assert!(err.contains(needle), "`{needle}` not in: {err}");
     }
 }
+
+/// Random weights for whatever a config asks (norm weights 1), so that every switch of the
+/// configs can be built and run without a reference checkpoint.
+struct Random;
+
+impl cp_probe::WeightSource for Random {
+    fn tensor(&mut self, name: &str, shape: &[i64]) -> Result<Tensor, ProbeError> {
+        Ok(if name.contains("norm") && shape.len() == 1 {
+            Tensor::ones(shape, (Kind::Float, Device::Cpu))
+        } else {
+            Tensor::randn(shape, (Kind::Float, Device::Cpu)) * 0.2
+        })
+    }
+}
+
+/// Left padding must not change a row's logits, whatever the switches.
+fn padding_invariant(model: &dyn MaskedDenoiser, what: &str) {
+    let ids = Tensor::from_slice(&[3i64, 17, 42, 5, 9, 11, 31, 30]).view([1, 8]);
+    let plain = model.logits(&ids, None, 0).unwrap();
+    assert_eq!(plain.size(), [1, 8, 64], "{what}");
+    assert!(bool::try_from(plain.isfinite().all()).unwrap(), "{what}");
+    if model.supports_padding() {
+        let padded = Tensor::cat(&[Tensor::zeros([1, 2], (Kind::Int64, Device::Cpu)), ids], 1);
+        let valid = Tensor::cat(
+            &[
+                Tensor::zeros([1, 2], (Kind::Bool, Device::Cpu)),
+                Tensor::ones([1, 8], (Kind::Bool, Device::Cpu)),
+            ],
+            1,
+        );
+        let got = model.logits(&padded, Some(&valid), 2).unwrap();
+        assert!(
+            max_abs_diff(&got, &plain) < 1e-4,
+            "{what}: padding changed the logits"
+        );
+    }
+}
+
+#[test]
+fn llada_moe_switches_build_and_run() {
+    tch::manual_seed(0);
+    let base = serde_json::json!({
+        "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "vocab_size": 64, "dense_intermediate_size": 48,
+        "expert_intermediate_size": 16, "num_experts": 6, "num_experts_per_tok": 2,
+        "moe_layer_freq": [0, 1, 1], "mask_token_id": 63,
+    });
+    let variants = [
+        serde_json::json!({}),
+        serde_json::json!({"qk_layernorm": true, "moe_router_enable_expert_bias": true,
+            "shared_expert_intermediate_size": 24, "partial_rotary_factor": 0.5}),
+        serde_json::json!({"attention_bias": true, "tie_word_embeddings": true,
+            "moe_layer_freq": 1, "num_experts_per_tok": 6}),
+    ];
+    for (i, extra) in variants.iter().enumerate() {
+        let mut json = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            json[k] = v.clone();
+        }
+        let cfg: cp_probe::LladaMoeConfig = serde_json::from_value(json).unwrap();
+        let model = cp_probe::LladaMoeModel::new(&cfg, &mut Random, Device::Cpu).unwrap();
+        padding_invariant(&model, &format!("llada-moe variant {i}"));
+    }
+}
+
+#[test]
+fn llada2_switches_build_and_run() {
+    tch::manual_seed(0);
+    let base = serde_json::json!({
+        "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "vocab_size": 64, "intermediate_size": 48,
+        "moe_intermediate_size": 16, "num_experts": 8, "num_experts_per_tok": 2,
+        "n_group": 4, "topk_group": 2, "num_shared_experts": 1, "first_k_dense_replace": 1,
+        "partial_rotary_factor": 0.5, "mask_token_id": 63,
+    });
+    let variants = [
+        serde_json::json!({}),
+        serde_json::json!({"use_qkv_bias": true, "use_bias": true, "use_qk_norm": false,
+            "num_shared_experts": 0, "first_k_dense_replace": 0}),
+        serde_json::json!({"head_dim": 12, "n_group": 1, "topk_group": 1,
+            "num_shared_experts": 2, "num_experts_per_tok": 1, "tie_word_embeddings": true,
+            "partial_rotary_factor": 1.0}),
+    ];
+    for (i, extra) in variants.iter().enumerate() {
+        let mut json = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            json[k] = v.clone();
+        }
+        let cfg: Llada2Config = serde_json::from_value(json).unwrap();
+        cfg.validate(Path::new("config.json")).unwrap();
+        let model = Llada2Model::new(&cfg, &mut Random, Device::Cpu)
+            .unwrap()
+            .with_block_length(Some(4))
+            .unwrap();
+        padding_invariant(&model, &format!("llada2 variant {i}"));
+        // Block-causal: a later block never changes an earlier block's logits.
+        let ids = Tensor::from_slice(&[3i64, 17, 42, 5, 9, 11, 31, 30]).view([1, 8]);
+        let mut other = Vec::<i64>::try_from(ids.view([-1])).unwrap();
+        other[6] = 1;
+        let other = Tensor::from_slice(&other).view([1, 8]);
+        let (a, b) = (
+            model.logits(&ids, None, 0).unwrap(),
+            model.logits(&other, None, 0).unwrap(),
+        );
+        assert!(
+            max_abs_diff(&a.narrow(1, 0, 4), &b.narrow(1, 0, 4)) < 1e-5,
+            "variant {i}"
+        );
+        assert!(
+            max_abs_diff(&a.narrow(1, 4, 4), &b.narrow(1, 4, 4)) > 1e-4,
+            "variant {i}"
+        );
+    }
+}
