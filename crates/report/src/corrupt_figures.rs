@@ -381,6 +381,9 @@ pub(crate) fn concentration_figure(
 
 /// Context gain (what the visible context adds to the token's corpus probability) against the
 /// distance to the nearest unmasked token, one line per ratio, one panel per corrupt folder.
+/// Distances with fewer than [`MIN_POSITIONS_PER_DISTANCE`] masked positions are left out.
+const MIN_POSITIONS_PER_DISTANCE: u64 = 10;
+
 pub(crate) fn context_gain_figure(
     inputs: &ReportInputs,
     width: ColumnWidth,
@@ -400,6 +403,11 @@ pub(crate) fn context_gain_figure(
                     if !ratios.iter().any(|(x, _)| x == r) {
                         ratios.push((r.to_owned(), v));
                     }
+                    // Far distances have a handful of positions each; their means are noise.
+                    let points: Vec<_> = points
+                        .into_iter()
+                        .filter(|p| p.n >= MIN_POSITIONS_PER_DISTANCE)
+                        .collect();
                     Some((r.to_owned(), v, points))
                 })
                 .collect();
@@ -428,7 +436,8 @@ pub(crate) fn context_gain_figure(
                 .collect();
             Panel {
                 title: several.then(|| folder.name.clone()),
-                x_label: "distance to the nearest unmasked token".into(),
+                // Short: with four schemes side by side a long label runs into the next panel.
+                x_label: "distance to clean context".into(),
                 y_label: "context gain (nats)".into(),
                 lines,
                 y_range: None,
@@ -454,7 +463,7 @@ pub(crate) fn context_gain_figure(
         caption: "Context gain, ln p_model(token) − ln p_unigram(token): how much more probable the visible context \
                   makes the true token than its corpus frequency does, against the distance from the masked \
                   position to the nearest unmasked one, one line per masked ratio (line: mean; band: \
-                  interquartile range). A gain that falls to zero with distance means the model is back to \
+                  interquartile range; distances with fewer than 10 masked positions left out). A gain that falls to zero with distance means the model is back to \
                   guessing by frequency."
             .into(),
     }))
