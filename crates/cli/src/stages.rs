@@ -311,7 +311,9 @@ pub fn run_corrupt(
         log_unigram,
         keep,
     };
-    settings.validate(session.model.as_ref(), &texts)?;
+    settings
+        .validate(session.model.as_ref(), &texts)
+        .with_context(|| format!("texts {}", session.prompts_info.path))?;
 
     let jobs = (texts.len() * stage.ratios.len() * stage.samples) as u64;
     let bar = global.progress(

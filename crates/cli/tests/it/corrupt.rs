@@ -241,7 +241,7 @@ fn bad_corrupt_inputs_exit_2_naming_the_flag_or_file() {
                 specials.display().to_string(),
                 "--no-special-tokens".into(),
             ],
-            vec!["no token to mask"],
+            vec!["specials.txt", "no token to mask"],
         ),
     ];
     for (extra, needles) in cases {
