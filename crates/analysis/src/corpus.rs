@@ -18,6 +18,7 @@ pub use cp_records::DocSplit;
 
 use crate::error::{AnalysisError, Result};
 use crate::index::{index_files, IndexBuilder, IndexHeader, INDEX_FORMAT_VERSION};
+use crate::tokens::{read_token_documents, TokenSettings};
 
 /// How to build an index.
 #[derive(Debug, Clone)]
@@ -236,6 +237,60 @@ where
             Ok(())
         })?;
     }
+    write_index(
+        builder,
+        settings,
+        corpus,
+        settings.split.name(),
+        progress,
+        out,
+    )
+}
+
+/// Indexes pre-tokenized files (see [`crate::tokens`]) with no tokenizer run, writing the
+/// index folder `out` atomically. `settings` gives the tokenizer's hash and vocabulary.
+pub fn build_index_from_tokens(
+    files: &[PathBuf],
+    tokens: &TokenSettings,
+    settings: &BuildSettings,
+    progress: &(dyn Fn(BuildProgress) + Sync),
+    out: &Path,
+) -> Result<IndexHeader> {
+    let mut total = 0u64;
+    for p in files {
+        total += std::fs::metadata(p)
+            .map_err(|e| AnalysisError::io(p, e))?
+            .len();
+    }
+    let mut builder = IndexBuilder::new();
+    let mut done = 0u64;
+    progress(BuildProgress::Tokenizing { bytes: 0, total });
+    for path in files {
+        for doc in read_token_documents(path, tokens)? {
+            builder.push_document(&doc, path)?;
+        }
+        done += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        progress(BuildProgress::Tokenizing {
+            bytes: done.min(total),
+            total,
+        });
+    }
+    let split = match tokens.separator {
+        Some(id) => format!("tokens, documents cut at id {id}"),
+        None => "tokens, a document per file (per row for 2-D .npy and Parquet)".into(),
+    };
+    write_index(builder, settings, files, &split, progress, out)
+}
+
+/// Sorts the suffixes and writes the index files and `index.json` into `out` atomically.
+fn write_index(
+    builder: IndexBuilder,
+    settings: &BuildSettings,
+    sources: &[PathBuf],
+    doc_split: &str,
+    progress: &(dyn Fn(BuildProgress) + Sync),
+    out: &Path,
+) -> Result<IndexHeader> {
     progress(BuildProgress::Sorting {
         tokens: builder.token_count(),
     });
@@ -251,8 +306,8 @@ where
         token_count: built.token_count(),
         doc_count: built.doc_count(),
         file_bytes,
-        sources: corpus.iter().map(|p| p.display().to_string()).collect(),
-        doc_split: settings.split.name().into(),
+        sources: sources.iter().map(|p| p.display().to_string()).collect(),
+        doc_split: doc_split.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
     };
     cp_records::write_json(&staged.path().join(index_files::HEADER), &header)?;

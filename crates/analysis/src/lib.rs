@@ -32,6 +32,7 @@ mod index;
 mod sais;
 mod stats;
 mod store;
+mod tokens;
 mod trap;
 mod unigram;
 
@@ -40,7 +41,9 @@ pub use crate::analyze::{
     AnalysisOutput, AnalyzeSettings, EndIdsUsed, RecordsFolder, RecordsKind,
 };
 pub use crate::collapse::{analyze_probe, bands, onset, Analysis, CollapseSettings, ProbeColumns};
-pub use crate::corpus::{build_index, read_documents, BuildProgress, BuildSettings, DocSplit};
+pub use crate::corpus::{
+    build_index, build_index_from_tokens, read_documents, BuildProgress, BuildSettings, DocSplit,
+};
 pub use crate::corrupt::{analyze_corrupt, DecileBoundaries, DECILES};
 pub use crate::error::{AnalysisError, Result};
 pub use crate::index::{
@@ -48,6 +51,7 @@ pub use crate::index::{
 };
 pub use crate::sais::suffix_array;
 pub use crate::stats::{entropy_nats, mean, quantile, Bootstrap};
+pub use crate::tokens::{read_token_documents, TokenSettings, TokenWidth};
 pub use crate::trap::{analysed_tokens, analyze_decode, ngram_counts, TrapSettings};
 pub use crate::unigram::{FrequencyRanks, Unigram, UNIGRAM_FILE};
 

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use cp_analysis::{build_index, BuildProgress, BuildSettings, DocSplit, NgramIndex};
+use cp_analysis::{
+    build_index, build_index_from_tokens, BuildProgress, BuildSettings, DocSplit, NgramIndex,
+    TokenSettings, TokenWidth,
+};
 use cp_text::Tokenizer;
 
 use crate::common::GlobalArgs;
@@ -27,8 +30,20 @@ pub struct BuildArgs {
     #[arg(long, value_name = "PATH")]
     pub tokenizer: PathBuf,
     /// Corpus files: .jsonl (a text field), .parquet (a string column), anything else plain text.
-    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    #[arg(long, value_name = "FILE", num_args = 1.., required_unless_present = "tokens")]
     pub corpus: Vec<PathBuf>,
+    /// Pre-tokenized corpus files instead of --corpus: .npy (uint16/uint32, 1-D or a document
+    /// per row), .parquet (a list column, `input_ids` unless --text-field says otherwise), or raw
+    /// little-endian ids with --token-dtype. Ids are checked against the tokenizer's vocabulary.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "corpus")]
+    pub tokens: Vec<PathBuf>,
+    /// Width of the ids in raw --tokens files: u16 or u32.
+    #[arg(long, value_name = "u16|u32")]
+    pub token_dtype: Option<String>,
+    /// Cut flat --tokens files into documents at this id (an end-of-text id), so that no n-gram
+    /// crosses two documents.
+    #[arg(long, value_name = "ID")]
+    pub doc_separator: Option<u32>,
     /// The index folder to write (replaced atomically).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -79,7 +94,7 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let tokenizer = Tokenizer::from_file(&args.tokenizer).context("loading the tokenizer")?;
     let sha = cp_records::sha256_file(&args.tokenizer)?;
     let settings = BuildSettings {
-        text_field: args.text_field,
+        text_field: args.text_field.clone(),
         split: args.split,
         vocab_size: tokenizer.vocab_size() as u32,
         tokenizer_sha256: Some(sha),
@@ -90,7 +105,11 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         0,
         "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
     );
-    bar.set_message("tokenizing");
+    bar.set_message(if args.tokens.is_empty() {
+        "tokenizing"
+    } else {
+        "reading"
+    });
     let progress = |p: BuildProgress| match p {
         BuildProgress::Tokenizing { bytes, total } => {
             bar.set_length(total);
@@ -99,13 +118,33 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         BuildProgress::Sorting { tokens } => bar.set_message(format!("sorting {tokens} suffixes")),
         BuildProgress::Writing => bar.set_message("writing"),
     };
-    let header = build_index(
-        &args.corpus,
-        &settings,
-        |text| tokenizer.encode(text).map_err(|e| e.to_string()),
-        &progress,
-        &args.out,
-    )?;
+    let header = if args.tokens.is_empty() {
+        build_index(
+            &args.corpus,
+            &settings,
+            |text| tokenizer.encode(text).map_err(|e| e.to_string()),
+            &progress,
+            &args.out,
+        )?
+    } else {
+        let width = args
+            .token_dtype
+            .as_deref()
+            .map(str::parse::<TokenWidth>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--token-dtype {e}"))?;
+        let tokens = TokenSettings {
+            width,
+            column: if args.text_field == "text" {
+                "input_ids".into()
+            } else {
+                args.text_field.clone()
+            },
+            separator: args.doc_separator,
+            vocab_size: settings.vocab_size,
+        };
+        build_index_from_tokens(&args.tokens, &tokens, &settings, &progress, &args.out)?
+    };
     bar.finish_and_clear();
     if !global.quiet {
         eprintln!(

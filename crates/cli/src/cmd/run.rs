@@ -176,6 +176,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     out: dir.clone(),
                     text_field: "text".into(),
                     split: r.split,
+                    tokens: Vec::new(),
+                    token_dtype: None,
+                    doc_separator: None,
                 }),
                 global,
             )?;

@@ -6,5 +6,6 @@ mod corrupt;
 mod gate;
 mod probe;
 mod schedules;
+mod tokens;
 mod traces;
 mod trajectories;

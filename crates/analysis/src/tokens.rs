@@ -1,0 +1,366 @@
+//! Pre-tokenized corpora: token ids read straight into documents, with no tokenizer run.
+//!
+//! Recognised by extension:
+//! - `.npy`: a NumPy array of little-endian `u16` or `u32` (`<u2`, `<u4`), one-dimensional
+//!   (the whole file, cut at the document separator if one is given) or two-dimensional
+//!   (each row a document);
+//! - `.parquet`: a list-of-integers column (`input_ids` by default), each row a document;
+//! - anything else: raw little-endian ids of a declared width (`u16` or `u32`), like `.npy`'s
+//!   one-dimensional form.
+//!
+//! Corpora tokenized elsewhere are often stored flat with an end-of-text id between documents;
+//! `separator` cuts there (the separator itself belongs to no document), so that no n-gram
+//! crosses a document boundary, as with text corpora.
+
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::error::{AnalysisError, Result};
+
+/// The width of the ids of a raw token file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenWidth {
+    U16,
+    U32,
+}
+
+impl TokenWidth {
+    pub fn bytes(self) -> usize {
+        match self {
+            TokenWidth::U16 => 2,
+            TokenWidth::U32 => 4,
+        }
+    }
+}
+
+impl std::str::FromStr for TokenWidth {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "u16" | "uint16" => Ok(TokenWidth::U16),
+            "u32" | "uint32" => Ok(TokenWidth::U32),
+            _ => Err(format!("`{s}`: expected u16 or u32")),
+        }
+    }
+}
+
+/// How to read pre-tokenized files.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// Width of raw (`.bin`, extensionless) files; `.npy` files say their own.
+    pub width: Option<TokenWidth>,
+    /// The Parquet column of lists of ids.
+    pub column: String,
+    /// Cut flat files into documents at this id.
+    pub separator: Option<u32>,
+    /// Ids must be below this (the tokenizer's vocabulary).
+    pub vocab_size: u32,
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> AnalysisError {
+    AnalysisError::corrupt(path, message.into())
+}
+
+/// The documents of one pre-tokenized file, checked against the vocabulary.
+pub fn read_token_documents(path: &Path, settings: &TokenSettings) -> Result<Vec<Vec<u32>>> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let docs = match ext.as_str() {
+        "npy" => {
+            let bytes = std::fs::read(path).map_err(|e| AnalysisError::io(path, e))?;
+            let (width, shape, data) = parse_npy(path, &bytes)?;
+            let ids = decode_ids(path, data, width)?;
+            match shape.as_slice() {
+                [_] => split_flat(ids, settings.separator),
+                [rows, cols] => ids
+                    .chunks(*cols.max(&1))
+                    .take(*rows)
+                    .map(<[u32]>::to_vec)
+                    .collect(),
+                _ => {
+                    return Err(bad(
+                        path,
+                        format!("shape {shape:?}: expected 1 or 2 dimensions"),
+                    ))
+                }
+            }
+        }
+        "parquet" => read_parquet_ids(path, &settings.column)?,
+        _ => {
+            let width = settings.width.ok_or_else(|| {
+                bad(
+                    path,
+                    "a raw token file needs its id width (--token-dtype u16 or u32); .npy files carry theirs",
+                )
+            })?;
+            let bytes = std::fs::read(path).map_err(|e| AnalysisError::io(path, e))?;
+            split_flat(decode_ids(path, &bytes, width)?, settings.separator)
+        }
+    };
+    for (d, doc) in docs.iter().enumerate() {
+        if let Some(i) = doc.iter().position(|&t| t >= settings.vocab_size) {
+            return Err(bad(
+                path,
+                format!(
+                    "document {d}, token {i}: id {} is outside the tokenizer's vocabulary of {}",
+                    doc[i], settings.vocab_size
+                ),
+            ));
+        }
+    }
+    Ok(docs)
+}
+
+fn decode_ids(path: &Path, data: &[u8], width: TokenWidth) -> Result<Vec<u32>> {
+    if !data.len().is_multiple_of(width.bytes()) {
+        return Err(bad(
+            path,
+            format!(
+                "{} bytes of data is not a whole number of {}-byte ids (wrong --token-dtype, or a truncated file?)",
+                data.len(),
+                width.bytes()
+            ),
+        ));
+    }
+    Ok(match width {
+        TokenWidth::U16 => data
+            .chunks_exact(2)
+            .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        TokenWidth::U32 => data
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    })
+}
+
+fn split_flat(ids: Vec<u32>, separator: Option<u32>) -> Vec<Vec<u32>> {
+    match separator {
+        None => vec![ids],
+        Some(sep) => ids
+            .split(|&t| t == sep)
+            .filter(|d| !d.is_empty())
+            .map(<[u32]>::to_vec)
+            .collect(),
+    }
+}
+
+/// The id width, shape and data of a `.npy` file (format versions 1 to 3, C order).
+fn parse_npy<'a>(path: &Path, bytes: &'a [u8]) -> Result<(TokenWidth, Vec<usize>, &'a [u8])> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad(path, "not a .npy file (no \\x93NUMPY magic)"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => {
+            return Err(bad(
+                path,
+                format!(".npy format version {v} is not supported"),
+            ))
+        }
+    };
+    let end = start + header_len;
+    let header = bytes
+        .get(start..end)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad(path, "truncated .npy header"))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))?;
+        let rest = header[at + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?;
+        Some(rest.trim_start())
+    };
+    let descr = field("descr")
+        .and_then(|r| r.strip_prefix('\''))
+        .and_then(|r| r.split('\'').next())
+        .ok_or_else(|| bad(path, "the .npy header has no 'descr'"))?;
+    let width = match descr {
+        "<u2" | "|u2" => TokenWidth::U16,
+        "<u4" | "|u4" => TokenWidth::U32,
+        other => {
+            return Err(bad(
+                path,
+                format!("dtype `{other}`: token ids must be little-endian uint16 or uint32"),
+            ))
+        }
+    };
+    if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
+        return Err(bad(path, "a Fortran-order array; save it in C order"));
+    }
+    let shape_text = field("shape")
+        .and_then(|r| r.strip_prefix('('))
+        .and_then(|r| r.split(')').next())
+        .ok_or_else(|| bad(path, "the .npy header has no 'shape'"))?;
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| bad(path, format!("shape ({shape_text})")))
+        })
+        .collect::<Result<_>>()?;
+    let count: usize = shape.iter().product();
+    let data = &bytes[end..];
+    if data.len() != count * width.bytes() {
+        return Err(bad(
+            path,
+            format!(
+                "shape {shape:?} needs {} bytes of data, the file has {} (truncated?)",
+                count * width.bytes(),
+                data.len()
+            ),
+        ));
+    }
+    Ok((width, shape, data))
+}
+
+fn read_parquet_ids(path: &Path, column: &str) -> Result<Vec<Vec<u32>>> {
+    let file = std::fs::File::open(path).map_err(|e| AnalysisError::io(path, e))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| bad(path, format!("parquet: {e}")))?;
+    let col = df.column(column).map_err(|_| {
+        bad(
+            path,
+            format!("no column `{column}` (--text-field names it)"),
+        )
+    })?;
+    let list = col
+        .as_materialized_series()
+        .strict_cast(&DataType::List(Box::new(DataType::Int64)))
+        .map_err(|_| {
+            bad(
+                path,
+                format!(
+                    "column `{column}` is {}, not a list of integer ids",
+                    col.dtype()
+                ),
+            )
+        })?;
+    let mut docs = Vec::with_capacity(df.height());
+    for (row, value) in list.list().expect("cast").series_iter().enumerate() {
+        let Some(series) = value else {
+            continue;
+        };
+        let ids = series
+            .i64()
+            .expect("cast")
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.and_then(|v| u32::try_from(v).ok())
+                    .filter(|&v| v != u32::MAX)
+                    .ok_or_else(|| {
+                        bad(
+                            path,
+                            format!("row {row}, token {i}: {v:?} is not a token id"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        docs.push(ids);
+    }
+    Ok(docs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-1 `.npy` file of `ids` at `descr` with `shape`.
+    pub(crate) fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((header.len() as u16).to_le_bytes());
+        out.extend(header.as_bytes());
+        out.extend(data);
+        out
+    }
+
+    fn settings(separator: Option<u32>) -> TokenSettings {
+        TokenSettings {
+            width: None,
+            column: "input_ids".into(),
+            separator,
+            vocab_size: 100,
+        }
+    }
+
+    #[test]
+    fn npy_one_and_two_dimensions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        let data: Vec<u8> = [5u16, 6, 0, 7, 8, 9]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(&p, npy("<u2", "(6,)", &data)).unwrap();
+        assert_eq!(
+            read_token_documents(&p, &settings(Some(0))).unwrap(),
+            [vec![5, 6], vec![7, 8, 9]]
+        );
+        assert_eq!(
+            read_token_documents(&p, &settings(None)).unwrap(),
+            [vec![5, 6, 0, 7, 8, 9]]
+        );
+        let data: Vec<u8> = [1u32, 2, 3, 4, 5, 6]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(&p, npy("<u4", "(2, 3)", &data)).unwrap();
+        assert_eq!(
+            read_token_documents(&p, &settings(None)).unwrap(),
+            [vec![1, 2, 3], vec![4, 5, 6]]
+        );
+    }
+
+    #[test]
+    fn bad_token_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        std::fs::write(&p, npy("<f4", "(1,)", &[0, 0, 0, 0])).unwrap();
+        let e = read_token_documents(&p, &settings(None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a.npy") && e.contains("`<f4`"), "{e}");
+        std::fs::write(&p, npy("<u2", "(3,)", &[1, 0, 2, 0])).unwrap();
+        let e = read_token_documents(&p, &settings(None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let raw = dir.path().join("a.bin");
+        std::fs::write(&raw, [1u8, 0, 200, 0]).unwrap();
+        let e = read_token_documents(&raw, &settings(None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--token-dtype"), "{e}");
+        let s = TokenSettings {
+            width: Some(TokenWidth::U16),
+            ..settings(None)
+        };
+        let e = read_token_documents(&raw, &s).unwrap_err().to_string();
+        assert!(
+            e.contains("id 200") && e.contains("vocabulary of 100"),
+            "{e}"
+        );
+        std::fs::write(&raw, [1u8, 0, 2]).unwrap();
+        let e = read_token_documents(&raw, &s).unwrap_err().to_string();
+        assert!(e.contains("whole number"), "{e}");
+    }
+}

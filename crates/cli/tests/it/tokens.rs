@@ -1,0 +1,185 @@
+//! `index build --tokens`: a pre-tokenized corpus (.npy, raw ids, Parquet) gives the same index,
+//! file for file, as the text it was tokenized from.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cp_analysis::{read_documents, BuildSettings};
+use cp_records::{write_table, CorruptText, Format};
+use cp_text::Tokenizer;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_collapse-probe"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .unwrap()
+}
+
+/// A version-1 `.npy` header and data.
+fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "index.json")
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn pre_tokenized_corpora_index_like_their_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("fixtures/text-llada");
+    let tokenizer_path = model.join("tokenizer.json");
+    let corpus = model.join("corpus.txt");
+    let text_index = dir.path().join("text");
+    let o = run(&[
+        "index",
+        "build",
+        "--tokenizer",
+        tokenizer_path.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        text_index.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The same documents, tokenized here.
+    let tokenizer = Tokenizer::from_file(&tokenizer_path).unwrap();
+    let mut docs: Vec<Vec<u32>> = Vec::new();
+    read_documents(&corpus, &BuildSettings::default(), |batch, _| {
+        docs.extend(batch.iter().map(|d| tokenizer.encode(d).unwrap()));
+        Ok(())
+    })
+    .unwrap();
+    assert!(docs.len() > 10);
+    let sep: u32 = 65_535;
+    let flat: Vec<u32> = docs
+        .iter()
+        .flat_map(|d| d.iter().copied().chain([sep]))
+        .collect();
+
+    let u16_bytes: Vec<u8> = flat
+        .iter()
+        .flat_map(|&t| (t as u16).to_le_bytes())
+        .collect();
+    let u32_bytes: Vec<u8> = flat.iter().flat_map(|&t| t.to_le_bytes()).collect();
+    let npy_path = dir.path().join("kjv.npy");
+    std::fs::write(
+        &npy_path,
+        npy("<u2", &format!("({},)", flat.len()), &u16_bytes),
+    )
+    .unwrap();
+    let bin_path = dir.path().join("kjv.bin");
+    std::fs::write(&bin_path, &u32_bytes).unwrap();
+    let rows: Vec<CorruptText> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| CorruptText {
+            text_index: i as u32,
+            text_id: i.to_string(),
+            ids: d.clone(),
+        })
+        .collect();
+    write_table(dir.path(), "kjv", &rows, Format::Parquet).unwrap();
+    let parquet_path = dir.path().join("kjv.parquet");
+
+    let expected = files_of(&text_index);
+    let sep_text = sep.to_string();
+    for (name, extra) in [
+        (
+            "npy",
+            vec![npy_path.to_str().unwrap(), "--doc-separator", &sep_text],
+        ),
+        (
+            "bin",
+            vec![
+                bin_path.to_str().unwrap(),
+                "--token-dtype",
+                "u32",
+                "--doc-separator",
+                &sep_text,
+            ],
+        ),
+        (
+            "parquet",
+            vec![parquet_path.to_str().unwrap(), "--text-field", "ids"],
+        ),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "index",
+            "build",
+            "--tokenizer",
+            tokenizer_path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--tokens",
+        ];
+        args.extend(extra);
+        let o = run(&args);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(files_of(&out) == expected, "{name}: the index files differ");
+    }
+
+    // A raw file without its width, and ids outside the vocabulary, are refused by name.
+    let o = run(&[
+        "index",
+        "build",
+        "--tokenizer",
+        tokenizer_path.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+        "--tokens",
+        bin_path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("kjv.bin") && err.contains("--token-dtype"),
+        "{err}"
+    );
+    let o = run(&[
+        "index",
+        "build",
+        "--tokenizer",
+        tokenizer_path.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+        "--tokens",
+        npy_path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("kjv.npy") && err.contains("65535"), "{err}");
+    assert!(!dir.path().join("x").exists());
+}
