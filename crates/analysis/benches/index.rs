@@ -81,6 +81,7 @@ fn main() {
         sources: vec![],
         doc_split: "bench".into(),
         tool_version: "bench".into(),
+        shards: Vec::new(),
     };
     cp_records::write_json(&dir.path().join("index.json"), &header).unwrap();
     drop(built);

@@ -17,7 +17,9 @@ use rayon::prelude::*;
 pub use cp_records::DocSplit;
 
 use crate::error::{AnalysisError, Result};
-use crate::index::{index_files, IndexBuilder, IndexHeader, INDEX_FORMAT_VERSION};
+use std::collections::BTreeMap;
+
+use crate::index::{index_files, IndexBuilder, IndexHeader, INDEX_FORMAT_VERSION, SHARD_LIMIT};
 use crate::tokens::{read_token_documents, TokenSettings};
 
 /// How to build an index.
@@ -35,6 +37,9 @@ pub struct BuildSettings {
     pub tokenizer: Option<String>,
     /// Approximate bytes of text tokenized per parallel batch.
     pub batch_bytes: usize,
+    /// Most text entries (tokens plus a separator per document) per shard; `None`: the limit
+    /// of one piece ([`SHARD_LIMIT`]). A corpus that fits one shard is written in one piece.
+    pub shard_tokens: Option<u64>,
 }
 
 impl Default for BuildSettings {
@@ -46,6 +51,7 @@ impl Default for BuildSettings {
             tokenizer_sha256: None,
             tokenizer: None,
             batch_bytes: 8 << 20,
+            shard_tokens: None,
         }
     }
 }
@@ -212,7 +218,7 @@ where
             .map_err(|e| AnalysisError::io(p, e))?
             .len();
     }
-    let mut builder = IndexBuilder::new();
+    let mut builder = ShardedWriter::new(out, settings)?;
     let mut done = 0u64;
     progress(BuildProgress::Tokenizing { bytes: 0, total });
     for path in corpus {
@@ -237,14 +243,7 @@ where
             Ok(())
         })?;
     }
-    write_index(
-        builder,
-        settings,
-        corpus,
-        settings.split.name(),
-        progress,
-        out,
-    )
+    builder.finish(corpus, settings.split.name(), progress)
 }
 
 /// Indexes pre-tokenized files (see [`crate::tokens`]) with no tokenizer run, writing the
@@ -262,7 +261,7 @@ pub fn build_index_from_tokens(
             .map_err(|e| AnalysisError::io(p, e))?
             .len();
     }
-    let mut builder = IndexBuilder::new();
+    let mut builder = ShardedWriter::new(out, settings)?;
     let mut done = 0u64;
     progress(BuildProgress::Tokenizing { bytes: 0, total });
     for path in files {
@@ -279,25 +278,136 @@ pub fn build_index_from_tokens(
         Some(id) => format!("tokens, documents cut at id {id}"),
         None => "tokens, a document per file (per row for 2-D .npy and Parquet)".into(),
     };
-    write_index(builder, settings, files, &split, progress, out)
+    builder.finish(files, &split, progress)
 }
 
-/// Sorts the suffixes and writes the index files and `index.json` into `out` atomically.
-fn write_index(
+/// Documents in, an index folder out: one piece while the corpus fits a shard, else shard
+/// folders of at most `shard_tokens` entries each, written as they fill (so memory holds one
+/// shard at a time), with the summed unigram table and counts at the top. Everything goes to a
+/// staging folder, renamed into place by [`ShardedWriter::finish`].
+struct ShardedWriter<'a> {
+    settings: &'a BuildSettings,
+    staged: cp_records::OutputDir,
+    limit: u64,
+    current: IndexBuilder,
+    /// Finished shards: folder name, token and document counts.
+    shards: Vec<(String, u64, u64)>,
+    counts: Vec<u64>,
+}
+
+impl<'a> ShardedWriter<'a> {
+    fn new(out: &Path, settings: &'a BuildSettings) -> Result<Self> {
+        Ok(ShardedWriter {
+            settings,
+            staged: cp_records::OutputDir::create(out)?,
+            limit: settings
+                .shard_tokens
+                .unwrap_or(SHARD_LIMIT)
+                .clamp(2, SHARD_LIMIT),
+            current: IndexBuilder::new(),
+            shards: Vec::new(),
+            counts: Vec::new(),
+        })
+    }
+
+    fn push_document(&mut self, ids: &[u32], source: &Path) -> Result<()> {
+        // A document never straddles two shards, so no n-gram is lost at a cut.
+        if !ids.is_empty()
+            && self.current.entries() > 0
+            && self.current.entries() + ids.len() as u64 + 1 > self.limit
+        {
+            self.flush_shard(&|_| {})?;
+        }
+        self.current.push_document(ids, source)
+    }
+
+    fn flush_shard(&mut self, progress: &(dyn Fn(BuildProgress) + Sync)) -> Result<()> {
+        let name = format!("shard-{:05}", self.shards.len());
+        let dir = self.staged.path().join(&name);
+        std::fs::create_dir(&dir).map_err(|e| AnalysisError::io(&dir, e))?;
+        let builder = std::mem::take(&mut self.current);
+        let header = write_piece(builder, self.settings, &[], "", &dir, progress)?;
+        let (counts, total) = (self.unigram_of(&dir)?, header.token_count);
+        for (t, c) in counts.iter().enumerate() {
+            if t >= self.counts.len() {
+                self.counts.resize(t + 1, 0);
+            }
+            self.counts[t] += c;
+        }
+        self.shards.push((name, total, header.doc_count));
+        Ok(())
+    }
+
+    fn unigram_of(&self, dir: &Path) -> Result<Vec<u64>> {
+        Ok(crate::unigram::Unigram::load(dir)?.counts().to_vec())
+    }
+
+    fn finish(
+        mut self,
+        sources: &[PathBuf],
+        doc_split: &str,
+        progress: &(dyn Fn(BuildProgress) + Sync),
+    ) -> Result<IndexHeader> {
+        if self.shards.is_empty() {
+            let builder = std::mem::take(&mut self.current);
+            let header = write_piece(
+                builder,
+                self.settings,
+                sources,
+                doc_split,
+                self.staged.path(),
+                progress,
+            )?;
+            self.staged.commit()?;
+            return Ok(header);
+        }
+        if self.current.entries() > 0 {
+            self.flush_shard(progress)?;
+        }
+        progress(BuildProgress::Writing);
+        if self.counts.len() < self.settings.vocab_size as usize {
+            self.counts.resize(self.settings.vocab_size as usize, 0);
+        }
+        let unigram = self.staged.path().join(index_files::UNIGRAM);
+        let mut file_bytes = BTreeMap::new();
+        file_bytes.insert(
+            index_files::UNIGRAM.to_owned(),
+            crate::store::write_words(&unigram, crate::store::UNIGRAM_MAGIC, &self.counts)?,
+        );
+        let header = IndexHeader {
+            format_version: INDEX_FORMAT_VERSION,
+            tokenizer_sha256: self.settings.tokenizer_sha256.clone(),
+            tokenizer: self.settings.tokenizer.clone(),
+            vocab_size: self.counts.len() as u32,
+            token_count: self.shards.iter().map(|s| s.1).sum(),
+            doc_count: self.shards.iter().map(|s| s.2).sum(),
+            file_bytes,
+            sources: sources.iter().map(|p| p.display().to_string()).collect(),
+            doc_split: doc_split.into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            shards: self.shards.iter().map(|s| s.0.clone()).collect(),
+        };
+        cp_records::write_json(&self.staged.path().join(index_files::HEADER), &header)?;
+        self.staged.commit()?;
+        Ok(header)
+    }
+}
+
+/// Sorts one piece's suffixes and writes its files and `index.json` into the existing `dir`.
+fn write_piece(
     builder: IndexBuilder,
     settings: &BuildSettings,
     sources: &[PathBuf],
     doc_split: &str,
+    dir: &Path,
     progress: &(dyn Fn(BuildProgress) + Sync),
-    out: &Path,
 ) -> Result<IndexHeader> {
     progress(BuildProgress::Sorting {
         tokens: builder.token_count(),
     });
     let built = builder.finish(settings.vocab_size);
     progress(BuildProgress::Writing);
-    let staged = cp_records::OutputDir::create(out)?;
-    let file_bytes = built.write_files(staged.path())?;
+    let file_bytes = built.write_files(dir)?;
     let header = IndexHeader {
         format_version: INDEX_FORMAT_VERSION,
         tokenizer_sha256: settings.tokenizer_sha256.clone(),
@@ -309,9 +419,9 @@ fn write_index(
         sources: sources.iter().map(|p| p.display().to_string()).collect(),
         doc_split: doc_split.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
+        shards: Vec::new(),
     };
-    cp_records::write_json(&staged.path().join(index_files::HEADER), &header)?;
-    staged.commit()?;
+    cp_records::write_json(&dir.join(index_files::HEADER), &header)?;
     Ok(header)
 }
 

@@ -30,6 +30,11 @@ pub const INDEX_FORMAT_VERSION: u32 = 1;
 /// The id that ends every document in `tokens.bin`. It is never a valid token id.
 pub const SEPARATOR: u32 = u32::MAX;
 
+/// Most text entries (tokens plus one separator per document) one index piece holds: suffix
+/// positions have 31 bits, the suffix sort tagging entries with the 32nd. A larger corpus is
+/// built in shards of at most this many.
+pub const SHARD_LIMIT: u64 = (1 << 31) - 1;
+
 /// File names inside an index folder.
 pub mod index_files {
     /// The header ([`super::IndexHeader`]).
@@ -65,6 +70,10 @@ pub struct IndexHeader {
     pub doc_split: String,
     /// Version of collapse-probe that wrote the index.
     pub tool_version: String,
+    /// A sharded index: its shard folders, each a whole index of its documents (none: one
+    /// piece). Counts and the unigram table at the top are the sums over them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
 }
 
 impl IndexHeader {
@@ -102,8 +111,7 @@ impl IndexBuilder {
         if ids.is_empty() {
             return Ok(());
         }
-        // Suffix positions have 31 bits (the suffix sort tags entries with the 32nd).
-        let limit = (1u64 << 31) - 1;
+        let limit = SHARD_LIMIT;
         let total = self.text.len() as u64 + ids.len() as u64 + 1;
         if total > limit {
             return Err(AnalysisError::CorpusTooLarge {
@@ -133,6 +141,12 @@ impl IndexBuilder {
     /// Corpus tokens pushed so far (separators excluded).
     pub fn token_count(&self) -> u64 {
         self.text.len() as u64 - self.doc_count
+    }
+
+    /// Entries of the text so far: tokens plus one separator per document (what
+    /// [`SHARD_LIMIT`] bounds).
+    pub fn entries(&self) -> u64 {
+        self.text.len() as u64
     }
 
     /// Sorts the suffixes. `vocab_size` pads the unigram table to the tokenizer's vocabulary.
@@ -226,6 +240,8 @@ pub struct NgramIndex {
     /// over the samples to one block of `SAMPLE`.
     top: Vec<u128>,
     header: IndexHeader,
+    /// The pieces of a sharded index (then the fields above hold no text of their own).
+    shards: Vec<NgramIndex>,
 }
 
 /// Every `SAMPLE`-th suffix has its tokens 2 to 5 in [`NgramIndex::samples`] (built when the
@@ -279,6 +295,7 @@ impl NgramIndex {
             sources: Vec::new(),
             doc_split: "memory".into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
+            shards: Vec::new(),
         };
         Ok(built.into_index(header))
     }
@@ -308,6 +325,9 @@ impl NgramIndex {
                     found: found.to_owned(),
                 });
             }
+        }
+        if !header.shards.is_empty() {
+            return Self::open_shards(dir, header, tokenizer_sha256);
         }
         for (name, &bytes) in &header.file_bytes {
             let p = dir.join(name);
@@ -364,6 +384,48 @@ impl NgramIndex {
         Ok(Self::assemble(text, suffixes, unigram, header))
     }
 
+    /// A sharded index: every shard opened and checked, the counts summed.
+    fn open_shards(
+        dir: &Path,
+        header: IndexHeader,
+        tokenizer_sha256: Option<&str>,
+    ) -> Result<Self> {
+        let header_path = dir.join(index_files::HEADER);
+        let shards = header
+            .shards
+            .iter()
+            .map(|s| NgramIndex::open(&dir.join(s), tokenizer_sha256))
+            .collect::<Result<Vec<_>>>()?;
+        let (tokens, docs) = shards.iter().fold((0, 0), |(t, d), s| {
+            (t + s.header.token_count, d + s.header.doc_count)
+        });
+        if (tokens, docs) != (header.token_count, header.doc_count) {
+            return Err(AnalysisError::corrupt(
+                &header_path,
+                format!(
+                    "the shards hold {tokens} tokens in {docs} documents, index.json says {} in {}",
+                    header.token_count, header.doc_count
+                ),
+            ));
+        }
+        let unigram = Unigram::load(dir)?;
+        check_total(
+            &unigram,
+            header.token_count,
+            &dir.join(index_files::UNIGRAM),
+        )?;
+        Ok(NgramIndex {
+            text: Words::Owned(Vec::new()),
+            suffixes: Words::Owned(Vec::new()),
+            unigram,
+            bucket: Vec::new(),
+            samples: Vec::new(),
+            top: Vec::new(),
+            header,
+            shards,
+        })
+    }
+
     fn assemble(
         text: Words<u32>,
         suffixes: Words<u32>,
@@ -399,6 +461,7 @@ impl NgramIndex {
             samples,
             top,
             header,
+            shards: Vec::new(),
         }
     }
 
@@ -414,11 +477,18 @@ impl NgramIndex {
 
     /// Corpus tokens.
     pub fn token_count(&self) -> u64 {
+        if !self.shards.is_empty() {
+            return self.shards.iter().map(NgramIndex::token_count).sum();
+        }
         self.suffixes.as_slice().len() as u64
     }
 
     /// How often `ngram` occurs inside a document. The empty n-gram occurs `token_count` times.
     pub fn count(&self, ngram: &[u32]) -> u64 {
+        if !self.shards.is_empty() {
+            // Shards cut at document boundaries, so no occurrence spans two.
+            return self.shards.iter().map(|s| s.count(ngram)).sum();
+        }
         match ngram.split_first() {
             None => self.token_count(),
             Some(_) => {
@@ -430,6 +500,9 @@ impl NgramIndex {
 
     /// Whether `ngram` occurs inside some document.
     pub fn contains(&self, ngram: &[u32]) -> bool {
+        if !self.shards.is_empty() {
+            return self.shards.iter().any(|s| s.contains(ngram));
+        }
         let Some((&first, rest)) = ngram.split_first() else {
             return true;
         };
@@ -594,6 +667,14 @@ impl NgramIndex {
 
     /// The length of the longest prefix of `tokens` that occurs in the corpus.
     pub fn longest_prefix(&self, tokens: &[u32]) -> usize {
+        if !self.shards.is_empty() {
+            return self
+                .shards
+                .iter()
+                .map(|s| s.longest_prefix(tokens))
+                .max()
+                .unwrap_or(0);
+        }
         let Some((&first, _)) = tokens.split_first() else {
             return 0;
         };

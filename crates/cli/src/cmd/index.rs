@@ -44,6 +44,11 @@ pub struct BuildArgs {
     /// crosses two documents.
     #[arg(long, value_name = "ID")]
     pub doc_separator: Option<u32>,
+    /// Build in shards of at most N tokens (plus one separator per document), written one at a
+    /// time so that memory holds one shard; queries sum over them. Default: one piece up to
+    /// 2^31 - 1 entries, shards beyond.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub shard_tokens: Option<u64>,
     /// The index folder to write (replaced atomically).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -99,6 +104,7 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         vocab_size: tokenizer.vocab_size() as u32,
         tokenizer_sha256: Some(sha),
         tokenizer: Some(args.tokenizer.display().to_string()),
+        shard_tokens: args.shard_tokens,
         ..Default::default()
     };
     let bar = global.progress(

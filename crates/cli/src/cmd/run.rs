@@ -179,6 +179,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     tokens: Vec::new(),
                     token_dtype: None,
                     doc_separator: None,
+                    shard_tokens: None,
                 }),
                 global,
             )?;

@@ -183,3 +183,93 @@ fn pre_tokenized_corpora_index_like_their_text() {
     assert!(err.contains("kjv.npy") && err.contains("65535"), "{err}");
     assert!(!dir.path().join("x").exists());
 }
+
+/// An index built in shards answers every query as the one-piece index of the same corpus,
+/// and `analyze` gives the same metrics with either.
+#[test]
+fn sharded_index_answers_like_one_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("fixtures/text-llada");
+    let tokenizer_path = model.join("tokenizer.json");
+    let corpus = model.join("corpus.txt");
+    let build = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "index",
+            "build",
+            "--tokenizer",
+            tokenizer_path.to_str().unwrap(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--split",
+            "line",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let whole = build("whole", &[]);
+    let sharded = build("sharded", &["--shard-tokens", "200000"]);
+    let header: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sharded.join("index.json")).unwrap())
+            .unwrap();
+    let shards = header["shards"].as_array().unwrap().len();
+    assert!(shards >= 5, "{shards} shards");
+    let a = cp_analysis::NgramIndex::open(&whole, None).unwrap();
+    let b = cp_analysis::NgramIndex::open(&sharded, None).unwrap();
+    assert_eq!(a.token_count(), b.token_count());
+    assert_eq!(a.unigram(), b.unigram());
+    assert_eq!(a.header().doc_count, b.header().doc_count);
+    // Every n-gram of some verses (seen) and of shuffled ids (mostly unseen).
+    let tokenizer = Tokenizer::from_file(&tokenizer_path).unwrap();
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    let mut queries: Vec<Vec<u32>> = text
+        .lines()
+        .step_by(997)
+        .map(|l| tokenizer.encode(l).unwrap())
+        .collect();
+    queries.extend(queries.clone().into_iter().map(|mut q| {
+        q.reverse();
+        q
+    }));
+    for q in &queries {
+        assert_eq!(a.match_lengths(q, 8), b.match_lengths(q, 8), "{q:?}");
+        for n in 1..=q.len().min(4) {
+            for g in q.windows(n) {
+                assert_eq!(a.count(g), b.count(g), "{g:?}");
+                assert_eq!(a.contains(g), b.contains(g), "{g:?}");
+            }
+        }
+    }
+    // A shard size below one document: every document in a shard of its own, still whole.
+    let small = dir.path().join("small.txt");
+    std::fs::write(
+        &small,
+        "in the beginning\nand god said\nlet there be light\n",
+    )
+    .unwrap();
+    let out = dir.path().join("tiny");
+    let o = run(&[
+        "index",
+        "build",
+        "--tokenizer",
+        tokenizer_path.to_str().unwrap(),
+        "--corpus",
+        small.to_str().unwrap(),
+        "--split",
+        "line",
+        "--shard-tokens",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tiny = cp_analysis::NgramIndex::open(&out, None).unwrap();
+    assert_eq!(tiny.header().shards.len(), 3);
+    let light = tokenizer.encode("let there be light").unwrap();
+    assert_eq!(tiny.count(&light), 1);
+    assert_eq!(tiny.match_lengths(&light, 8)[0], light.len());
+}
