@@ -368,29 +368,53 @@ impl<'a> ShardedWriter<'a> {
         if self.counts.len() < self.settings.vocab_size as usize {
             self.counts.resize(self.settings.vocab_size as usize, 0);
         }
-        let unigram = self.staged.path().join(index_files::UNIGRAM);
-        let mut file_bytes = BTreeMap::new();
-        file_bytes.insert(
-            index_files::UNIGRAM.to_owned(),
-            crate::store::write_words(&unigram, crate::store::UNIGRAM_MAGIC, &self.counts)?,
-        );
-        let header = IndexHeader {
-            format_version: INDEX_FORMAT_VERSION,
-            tokenizer_sha256: self.settings.tokenizer_sha256.clone(),
-            tokenizer: self.settings.tokenizer.clone(),
-            vocab_size: self.counts.len() as u32,
-            token_count: self.shards.iter().map(|s| s.1).sum(),
-            doc_count: self.shards.iter().map(|s| s.2).sum(),
-            file_bytes,
-            sources: sources.iter().map(|p| p.display().to_string()).collect(),
-            doc_split: doc_split.into(),
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-            shards: self.shards.iter().map(|s| s.0.clone()).collect(),
-        };
-        cp_records::write_json(&self.staged.path().join(index_files::HEADER), &header)?;
+        let header = write_shard_set(
+            self.staged.path(),
+            &self.shards,
+            &self.counts,
+            (
+                self.settings.tokenizer_sha256.clone(),
+                self.settings.tokenizer.clone(),
+            ),
+            sources.iter().map(|p| p.display().to_string()).collect(),
+            doc_split,
+        )?;
         self.staged.commit()?;
         Ok(header)
     }
+}
+
+/// Writes the top of a sharded index folder `dir` whose shard folders are in place: the
+/// summed unigram table `counts` and `index.json` listing `shards` (name, tokens, documents).
+pub(crate) fn write_shard_set(
+    dir: &Path,
+    shards: &[(String, u64, u64)],
+    counts: &[u64],
+    (tokenizer_sha256, tokenizer): (Option<String>, Option<String>),
+    sources: Vec<String>,
+    doc_split: &str,
+) -> Result<IndexHeader> {
+    let unigram = dir.join(index_files::UNIGRAM);
+    let mut file_bytes = BTreeMap::new();
+    file_bytes.insert(
+        index_files::UNIGRAM.to_owned(),
+        crate::store::write_words(&unigram, crate::store::UNIGRAM_MAGIC, counts)?,
+    );
+    let header = IndexHeader {
+        format_version: INDEX_FORMAT_VERSION,
+        tokenizer_sha256,
+        tokenizer,
+        vocab_size: counts.len() as u32,
+        token_count: shards.iter().map(|s| s.1).sum(),
+        doc_count: shards.iter().map(|s| s.2).sum(),
+        file_bytes,
+        sources,
+        doc_split: doc_split.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        shards: shards.iter().map(|s| s.0.clone()).collect(),
+    };
+    cp_records::write_json(&dir.join(index_files::HEADER), &header)?;
+    Ok(header)
 }
 
 /// Sorts one piece's suffixes and writes its files and `index.json` into the existing `dir`.

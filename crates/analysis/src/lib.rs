@@ -29,6 +29,7 @@ mod corrupt;
 mod error;
 mod hint;
 mod index;
+mod merge;
 mod sais;
 mod stats;
 mod store;
@@ -49,6 +50,7 @@ pub use crate::error::{AnalysisError, Result};
 pub use crate::index::{
     index_files, BuiltIndex, IndexBuilder, IndexHeader, NgramIndex, INDEX_FORMAT_VERSION, SEPARATOR,
 };
+pub use crate::merge::merge_indexes;
 pub use crate::sais::suffix_array;
 pub use crate::stats::{entropy_nats, mean, quantile, Bootstrap};
 pub use crate::tokens::{read_token_documents, TokenSettings, TokenWidth};

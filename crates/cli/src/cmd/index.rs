@@ -21,6 +21,29 @@ pub enum Command {
     Build(BuildArgs),
     /// Print the corpus count of every n-gram of a query.
     Query(QueryArgs),
+    /// Join index folders built apart (one tokenizer) into one sharded index.
+    Merge(MergeArgs),
+    /// Check an index folder (every shard, every file) and print what it holds.
+    Info(InfoArgs),
+}
+
+/// Arguments of `index merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Index folders (one-piece or sharded), in the order their shards are to take.
+    #[arg(value_name = "INDEX", num_args = 1.., required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The merged index folder to write (atomically).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `index info`.
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// The index folder.
+    #[arg(value_name = "DIR")]
+    pub index: PathBuf,
 }
 
 /// Arguments of `index build`.
@@ -91,6 +114,21 @@ pub fn run(cmd: Command, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Build(args) => build(args, global),
         Command::Query(args) => query(args),
+        Command::Merge(args) => {
+            let header = cp_analysis::merge_indexes(&args.inputs, &args.out)?;
+            if !global.quiet {
+                eprintln!(
+                    "merged {} index folders: {} tokens in {} documents, {} shards -> {}",
+                    args.inputs.len(),
+                    header.token_count,
+                    header.doc_count,
+                    header.shards.len(),
+                    args.out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info(args) => info(args),
     }
 }
 
@@ -161,6 +199,37 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             header.bytes_per_token(),
             start.elapsed().as_secs_f64()
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
+    // Opening checks every file of every shard against its index.json.
+    let index = NgramIndex::open(&args.index, None)?;
+    let h = index.header();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "index\t{}", args.index.display())?;
+    writeln!(out, "tokens\t{}", h.token_count)?;
+    writeln!(out, "documents\t{}", h.doc_count)?;
+    writeln!(out, "vocab_size\t{}", h.vocab_size)?;
+    writeln!(
+        out,
+        "tokenizer\t{} ({})",
+        h.tokenizer.as_deref().unwrap_or("-"),
+        h.tokenizer_sha256.as_deref().unwrap_or("no hash")
+    )?;
+    writeln!(out, "documents from\t{}", h.doc_split)?;
+    writeln!(out, "sources\t{}", h.sources.join(", "))?;
+    if h.shards.is_empty() {
+        writeln!(out, "shards\tnone (one piece)")?;
+    } else {
+        writeln!(out, "shards\t{}", h.shards.len())?;
+        writeln!(out, "shard\ttokens\tdocuments")?;
+        for s in &h.shards {
+            let sh: cp_analysis::IndexHeader =
+                cp_records::read_json(&args.index.join(s).join("index.json"))?;
+            writeln!(out, "{s}\t{}\t{}", sh.token_count, sh.doc_count)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

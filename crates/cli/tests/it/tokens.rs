@@ -273,3 +273,110 @@ fn sharded_index_answers_like_one_piece() {
     assert_eq!(tiny.count(&light), 1);
     assert_eq!(tiny.match_lengths(&light, 8)[0], light.len());
 }
+
+/// Indexes built apart from two halves of a corpus, merged, answer as the index of the whole;
+/// `index info` lists the shards; indexes of another tokenizer are refused by name.
+#[test]
+fn merged_indexes_answer_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("fixtures/text-llada");
+    let tokenizer_path = model.join("tokenizer.json");
+    let text = std::fs::read_to_string(model.join("corpus.txt")).unwrap();
+    let books: Vec<&str> = text.split("\n\n").collect();
+    let half = books.len() / 2;
+    let first = dir.path().join("first.txt");
+    let second = dir.path().join("second.txt");
+    std::fs::write(&first, books[..half].join("\n\n")).unwrap();
+    std::fs::write(&second, books[half..].join("\n\n")).unwrap();
+    let build = |name: &str, corpus: &[&Path]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "index".to_string(),
+            "build".into(),
+            "--tokenizer".into(),
+            tokenizer_path.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--corpus".into(),
+        ];
+        args.extend(corpus.iter().map(|p| p.display().to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&refs);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let a = build("a", &[&first]);
+    let b = build("b", &[&second]);
+    let whole = build("whole", &[&first, &second]);
+    let merged = dir.path().join("merged");
+    let o = run(&[
+        "index",
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (m, w) = (
+        cp_analysis::NgramIndex::open(&merged, None).unwrap(),
+        cp_analysis::NgramIndex::open(&whole, None).unwrap(),
+    );
+    assert_eq!(m.header().shards.len(), 2);
+    assert_eq!(m.unigram(), w.unigram());
+    assert_eq!(
+        (m.token_count(), m.header().doc_count),
+        (w.token_count(), w.header().doc_count)
+    );
+    let tokenizer = Tokenizer::from_file(&tokenizer_path).unwrap();
+    for line in text.lines().step_by(1500) {
+        let q = tokenizer.encode(line).unwrap();
+        assert_eq!(m.match_lengths(&q, 6), w.match_lengths(&q, 6));
+        for g in q.windows(3) {
+            assert_eq!(m.count(g), w.count(g));
+        }
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_collapse-probe"))
+        .args(["index", "info", merged.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        info.contains("shards\t2") && info.contains("shard-00001"),
+        "{info}"
+    );
+
+    // An index of another tokenizer does not merge.
+    let toy = root().join("fixtures/toy-trap");
+    let corpus = dir.path().join("toy.txt");
+    std::fs::write(&corpus, "he likes apple\n").unwrap();
+    let other = dir.path().join("other");
+    let o = run(&[
+        "index",
+        "build",
+        "--tokenizer",
+        toy.join("tokenizer.json").to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let bad = dir.path().join("bad");
+    let o = run(&[
+        "index",
+        "merge",
+        a.to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("other") && err.contains("one tokenizer"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}
