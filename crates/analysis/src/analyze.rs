@@ -126,6 +126,10 @@ pub struct AnalyzeSettings {
     pub trap: TrapSettings,
     /// End ids for every folder (`analyze --eos-id`); `None`: each folder's recorded ones.
     pub end_ids: Option<Vec<u32>>,
+    /// Label every folder's metrics and series, even the only folder of its kind (`analyze
+    /// --label`): analyses to be compared by name whose folders differ (a sweep whose values
+    /// hold different schedules) stay comparable.
+    pub always_label: bool,
 }
 
 /// Which end ids the analysis of one folder used, and where they came from.
@@ -230,11 +234,12 @@ pub fn analyze_folders(
             });
         }
         for &kind in &folder.kinds {
-            let several = match kind {
-                RecordsKind::Probe => n_probe > 1,
-                RecordsKind::Decode => n_decode > 1,
-                RecordsKind::Corrupt => n_corrupt > 1,
-            };
+            let several = settings.always_label
+                || match kind {
+                    RecordsKind::Probe => n_probe > 1,
+                    RecordsKind::Decode => n_decode > 1,
+                    RecordsKind::Corrupt => n_corrupt > 1,
+                };
             let series = if several {
                 folder.label.clone()
             } else {

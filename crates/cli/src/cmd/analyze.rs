@@ -53,6 +53,10 @@ pub struct Args {
     /// Bootstrap replicates for standard errors (0 or 1: none).
     #[arg(long, value_name = "B", default_value_t = 1000)]
     pub bootstrap: usize,
+    /// Suffix every metric with its folder's label (`@label`) and name its series by it, even
+    /// when a folder is the only one of its kind.
+    #[arg(long)]
+    pub label: bool,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -91,6 +95,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         },
         end_ids: (!args.eos_id.is_empty()).then(|| args.eos_id.clone()),
+        always_label: args.label,
     };
     let folders = detect_all(&args.records)?;
     let sha = args

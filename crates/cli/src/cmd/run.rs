@@ -342,6 +342,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         index.as_deref(),
         &model_tokenizer,
         &analysis_dir,
+        false,
         global,
     )?;
     stages.insert("analysis".into(), "analysis".into());
@@ -400,25 +401,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 quiet: true,
                 ..global.clone()
             };
+            // With imported series the values hold different folders, so every metric names
+            // its series even where a value holds one folder.
             run_analysis(
                 &spec,
-                records.clone(),
+                records,
                 index.as_deref(),
                 &model_tokenizer,
                 &a,
+                imports_in_sweep,
                 &quiet,
             )?;
-            let mut metrics: MetricsFile = cp_records::read_json(&a.join(files::METRICS_JSON))?;
-            // An analysis of one decode folder leaves its metrics unlabelled; with imported
-            // series, values hold different folders, so each metric names its series.
-            if imports_in_sweep && records.len() == 1 {
-                let series = records[0].file_name().expect("a folder").to_string_lossy();
-                for m in &mut metrics.metrics {
-                    if m.name.starts_with("trap.") && !m.name.contains('@') {
-                        m.name = format!("{}@{series}", m.name);
-                    }
-                }
-            }
+            let metrics: MetricsFile = cp_records::read_json(&a.join(files::METRICS_JSON))?;
             per_value.push((label.clone(), v, metrics));
         }
         write_sweep(&out.join("sweep"), sweep.param, &per_value)?;
@@ -567,6 +561,7 @@ fn run_analysis(
     index: Option<&Path>,
     model_tokenizer: &Path,
     out: &Path,
+    label: bool,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
     // The index was built with (or must match) the model's tokenizer; analyze checks the hash.
@@ -595,6 +590,7 @@ fn run_analysis(
             keep_eos: false,
             seed: spec.seed,
             bootstrap: BOOTSTRAP,
+            label,
         },
         global,
     )?;
