@@ -149,15 +149,26 @@ fn settings(args: &Args, side: &ModelSide) -> TrajectorySettings {
     }
 }
 
-/// Reads and checks `args.input` as [`import`] would, writing nothing.
-pub fn check(args: &Args) -> anyhow::Result<()> {
-    let side = model_side(args)?;
-    read_trajectories(&args.input, &settings(args, &side))?;
-    Ok(())
+/// A trajectories file read, checked and turned into decode tables, ready to be written (once,
+/// or into several folders, as `run` does for a sweep).
+pub struct Prepared {
+    args: Args,
+    generations: Vec<cp_records::Generation>,
+    steps: Vec<StepRecord>,
+    end_ids: Vec<u32>,
+    form: &'static str,
+    params: serde_json::Value,
+    tokenizer: Option<String>,
+    seconds: f64,
 }
 
 /// Imports `args.input` into `args.out`; every check runs before anything is written.
 pub fn import(args: &Args) -> anyhow::Result<Imported> {
+    prepare(args)?.write(&args.out)
+}
+
+/// Reads and checks `args.input` and builds its tables, writing nothing.
+pub fn prepare(args: &Args) -> anyhow::Result<Prepared> {
     let t0 = std::time::Instant::now();
     let side = model_side(args)?;
     let trajectories = read_trajectories(&args.input, &settings(args, &side))?;
@@ -203,62 +214,78 @@ pub fn import(args: &Args) -> anyhow::Result<Imported> {
         );
     }
 
-    let staged = OutputDir::create(&args.out)?;
-    write_table(staged.path(), files::DECODE_STEPS, &steps, args.format)?;
-    write_table(
-        staged.path(),
-        files::DECODE_GENERATIONS,
-        &generations,
-        args.format,
-    )?;
     let name = args.name.clone().unwrap_or_else(|| stem(&args.input));
-    let input_sha256 = cp_records::sha256_file(&args.input)?;
-    let manifest = Manifest {
-        schema_version: cp_records::SCHEMA_VERSION,
-        kind: "decode".into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        command: std::env::args().collect(),
-        started_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        wall_time_s: t0.elapsed().as_secs_f64(),
-        seed: 0,
-        model: None,
-        tokenizer: text.map(|t| t.tokenizer().path().display().to_string()),
-        prompts: None,
-        libtorch_version: None,
-        end_ids: Some(end_ids),
-        params: serde_json::json!({
-            "schedule_spec": format!("import:{name}"),
-            "format": args.format.extension(),
-            "import": {
-                "name": name,
-                "path": args.input.display().to_string(),
-                "sha256": input_sha256,
-                "form": trajectories.form.name(),
-                "format_version": cp_records::TRAJECTORY_VERSION,
-                "mask_id": trajectories.mask_id,
-                "vocab_size": side.vocab_size,
-                "allow_remasking": args.allow_remasking,
-                "model": args.model.as_ref().map(|m| m.display().to_string()),
-                "config_sha256": side.config_sha256,
-                "unknown": ["steps.prob", "steps.confidence"],
-            },
-        }),
-        files: Vec::new(),
-    };
-    let mut manifest = manifest;
-    manifest.files = list_files(staged.path());
-    manifest.files.push(files::MANIFEST_JSON.into());
-    manifest.files.sort();
-    write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
-    let dir = staged.commit()?;
-    Ok(Imported {
-        dir,
-        generations: generations.len(),
+    let params = serde_json::json!({
+        "schedule_spec": format!("import:{name}"),
+        "format": args.format.extension(),
+        "import": {
+            "name": name,
+            "path": args.input.display().to_string(),
+            "sha256": cp_records::sha256_file(&args.input)?,
+            "form": trajectories.form.name(),
+            "format_version": cp_records::TRAJECTORY_VERSION,
+            "mask_id": trajectories.mask_id,
+            "vocab_size": side.vocab_size,
+            "allow_remasking": args.allow_remasking,
+            "model": args.model.as_ref().map(|m| m.display().to_string()),
+            "config_sha256": side.config_sha256,
+            "unknown": ["steps.prob", "steps.confidence"],
+        },
+    });
+    Ok(Prepared {
+        args: args.clone(),
+        generations,
+        steps,
+        end_ids,
         form: trajectories.form.name(),
+        params,
+        tokenizer: text.map(|t| t.tokenizer().path().display().to_string()),
+        seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+impl Prepared {
+    /// Writes the decode folder `out` atomically.
+    pub fn write(&self, out: &Path) -> anyhow::Result<Imported> {
+        let format = self.args.format;
+        let staged = OutputDir::create(out)?;
+        write_table(staged.path(), files::DECODE_STEPS, &self.steps, format)?;
+        write_table(
+            staged.path(),
+            files::DECODE_GENERATIONS,
+            &self.generations,
+            format,
+        )?;
+        let mut files_written = list_files(staged.path());
+        files_written.push(files::MANIFEST_JSON.into());
+        files_written.sort();
+        let manifest = Manifest {
+            schema_version: cp_records::SCHEMA_VERSION,
+            kind: "decode".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            command: std::env::args().collect(),
+            started_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            wall_time_s: self.seconds,
+            seed: 0,
+            model: None,
+            tokenizer: self.tokenizer.clone(),
+            prompts: None,
+            libtorch_version: None,
+            end_ids: Some(self.end_ids.clone()),
+            params: self.params.clone(),
+            files: files_written,
+        };
+        write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
+        let dir = staged.commit()?;
+        Ok(Imported {
+            dir,
+            generations: self.generations.len(),
+            form: self.form,
+        })
+    }
 }
 
 /// Histories hold the sequence after each step. A first row that commits nothing is legal (a

@@ -113,12 +113,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             list.join(", ")
         );
     }
-    // Imported trajectories are read and checked in full now (it takes no model), so a bad
-    // line fails before the probe rather than after it.
-    for s in &imports {
-        cmd::import::check(&import_args(&spec, s, Path::new("")))
-            .with_context(|| format!("{}: schedule `{}`", args.spec.display(), s.name))?;
-    }
+    // Imported trajectories are read, checked and tabled now (it takes no model), so a bad
+    // line fails before the probe rather than after it; each is then written where needed.
+    let prepared: Vec<cmd::import::Prepared> = imports
+        .iter()
+        .map(|s| {
+            cmd::import::prepare(&import_args(&spec, s))
+                .with_context(|| format!("{}: schedule `{}`", args.spec.display(), s.name))
+        })
+        .collect::<anyhow::Result<_>>()?;
 
     let out = args.out.clone();
     std::fs::create_dir_all(&out)
@@ -271,14 +274,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         decode_stages.insert(name.clone(), format!("decode/{name}").into());
         decode_dirs.push(dir);
     }
-    for s in &imports {
+    for (s, tables) in imports.iter().zip(&prepared) {
         announce(&format!(
             "import `{}`: {}",
             s.name,
             s.trajectories.as_deref().expect("an import").display()
         ));
         let dir = out.join("decode").join(&s.name);
-        cmd::import::import(&import_args(&spec, s, &dir))?;
+        tables.write(&dir)?;
         decode_stages.insert(s.name.clone(), format!("decode/{}", s.name).into());
         decode_dirs.push(dir);
     }
@@ -387,11 +390,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     records.push(p);
                 }
                 // Imported trajectories join the value they declare, under their series' name.
-                for s in imports.iter().filter(|s| {
+                for (s, tables) in imports.iter().zip(&prepared).filter(|(s, _)| {
                     sweep.param == SweepParam::TokensPerStep && s.tokens_per_step == Some(v)
                 }) {
                     let p = dir.join("decode").join(s.series());
-                    cmd::import::import(&import_args(&spec, s, &p))?;
+                    tables.write(&p)?;
                     records.push(p);
                 }
             }
@@ -539,7 +542,7 @@ fn run_decode(
 
 /// `collapse-probe import` arguments for an imported `[[schedule]]`: the spec's model folder
 /// gives the tokenizer, mask id, end ids and vocabulary bound, as for a decoded schedule.
-fn import_args(spec: &Spec, s: &ScheduleSection, out: &Path) -> cmd::import::Args {
+fn import_args(spec: &Spec, s: &ScheduleSection) -> cmd::import::Args {
     cmd::import::Args {
         input: s.trajectories.clone().expect("an imported schedule"),
         model: Some(spec.model.path.clone()),
@@ -549,7 +552,8 @@ fn import_args(spec: &Spec, s: &ScheduleSection, out: &Path) -> cmd::import::Arg
         eos_id: Vec::new(),
         allow_remasking: s.allow_remasking.unwrap_or(false),
         name: Some(s.name.clone()),
-        out: out.to_owned(),
+        // Prepared tables are written where `run` puts them, not here.
+        out: PathBuf::new(),
         format: Format::Parquet,
     }
 }
