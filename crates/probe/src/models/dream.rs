@@ -107,19 +107,18 @@ impl DreamConfig {
                 message: format!("key `{key}`: {why}"),
             })
         };
-        for (key, v) in [
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.kv_heads()),
-            ("intermediate_size", self.intermediate_size),
-            ("vocab_size", self.vocab_size),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if v <= 0 {
-                return fail(key, format!("must be positive, is {v}"));
-            }
-        }
+        super::require_positive(
+            path,
+            &[
+                ("hidden_size", self.hidden_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("num_attention_heads", self.num_attention_heads),
+                ("num_key_value_heads", self.kv_heads()),
+                ("intermediate_size", self.intermediate_size),
+                ("vocab_size", self.vocab_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+            ],
+        )?;
         if self.hidden_size % self.num_attention_heads != 0 {
             return fail(
                 "num_attention_heads",

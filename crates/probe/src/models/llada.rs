@@ -180,19 +180,18 @@ impl LladaConfig {
                 message: format!("key `{key}`: {why}"),
             })
         };
-        for (key, v) in [
-            ("d_model", self.d_model),
-            ("n_layers", self.n_layers),
-            ("n_heads", self.n_heads),
-            ("vocab_size", self.vocab_size),
-            ("max_sequence_length", self.max_sequence_length),
-            ("mlp_hidden_size", self.mlp_size()),
-            ("n_kv_heads", self.kv_heads()),
-        ] {
-            if v <= 0 {
-                return fail(key, format!("must be positive, is {v}"));
-            }
-        }
+        super::require_positive(
+            path,
+            &[
+                ("d_model", self.d_model),
+                ("n_layers", self.n_layers),
+                ("n_heads", self.n_heads),
+                ("vocab_size", self.vocab_size),
+                ("max_sequence_length", self.max_sequence_length),
+                ("mlp_hidden_size", self.mlp_size()),
+                ("n_kv_heads", self.kv_heads()),
+            ],
+        )?;
         if self.d_model % self.n_heads != 0 {
             return fail(
                 "n_heads",

@@ -144,24 +144,23 @@ impl Llada2Config {
                 message: format!("key `{key}`: {why}"),
             })
         };
-        for (key, v) in [
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.kv_heads()),
-            ("head_dim", self.head_dim()),
-            ("vocab_size", self.vocab_size),
-            ("intermediate_size", self.intermediate_size),
-            ("moe_intermediate_size", self.moe_intermediate_size),
-            ("num_experts", self.num_experts),
-            ("num_experts_per_tok", self.num_experts_per_tok),
-            ("n_group", self.n_group),
-            ("topk_group", self.topk_group),
-        ] {
-            if v <= 0 {
-                return fail(key, format!("must be positive, is {v}"));
-            }
-        }
+        super::require_positive(
+            path,
+            &[
+                ("hidden_size", self.hidden_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("num_attention_heads", self.num_attention_heads),
+                ("num_key_value_heads", self.kv_heads()),
+                ("head_dim", self.head_dim()),
+                ("vocab_size", self.vocab_size),
+                ("intermediate_size", self.intermediate_size),
+                ("moe_intermediate_size", self.moe_intermediate_size),
+                ("num_experts", self.num_experts),
+                ("num_experts_per_tok", self.num_experts_per_tok),
+                ("n_group", self.n_group),
+                ("topk_group", self.topk_group),
+            ],
+        )?;
         if self.num_attention_heads % self.kv_heads() != 0 {
             return fail(
                 "num_key_value_heads",

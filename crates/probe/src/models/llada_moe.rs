@@ -156,21 +156,20 @@ impl LladaMoeConfig {
                 message: format!("key `{key}`: {why}"),
             })
         };
-        for (key, v) in [
-            ("hidden_size", self.hidden_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.kv_heads()),
-            ("vocab_size", self.vocab_size),
-            ("dense_intermediate_size", self.dense_intermediate_size),
-            ("expert_intermediate_size", self.expert_intermediate_size),
-            ("num_experts", self.num_experts),
-            ("num_experts_per_tok", self.num_experts_per_tok),
-        ] {
-            if v <= 0 {
-                return fail(key, format!("must be positive, is {v}"));
-            }
-        }
+        super::require_positive(
+            path,
+            &[
+                ("hidden_size", self.hidden_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("num_attention_heads", self.num_attention_heads),
+                ("num_key_value_heads", self.kv_heads()),
+                ("vocab_size", self.vocab_size),
+                ("dense_intermediate_size", self.dense_intermediate_size),
+                ("expert_intermediate_size", self.expert_intermediate_size),
+                ("num_experts", self.num_experts),
+                ("num_experts_per_tok", self.num_experts_per_tok),
+            ],
+        )?;
         if self.num_experts_per_tok > self.num_experts {
             return fail(
                 "num_experts_per_tok",

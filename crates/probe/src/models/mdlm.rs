@@ -123,17 +123,16 @@ impl MdlmConfig {
                 message: format!("key `{key}`: {why}"),
             })
         };
-        for (key, v) in [
-            ("hidden_dim", self.hidden_dim),
-            ("cond_dim", self.cond_dim),
-            ("n_blocks", self.n_blocks),
-            ("n_heads", self.n_heads),
-            ("vocab_size", self.vocab_size),
-        ] {
-            if v <= 0 {
-                return fail(key, format!("must be positive, is {v}"));
-            }
-        }
+        super::require_positive(
+            path,
+            &[
+                ("hidden_dim", self.hidden_dim),
+                ("cond_dim", self.cond_dim),
+                ("n_blocks", self.n_blocks),
+                ("n_heads", self.n_heads),
+                ("vocab_size", self.vocab_size),
+            ],
+        )?;
         if self.hidden_dim % self.n_heads != 0 {
             return fail(
                 "n_heads",

@@ -338,6 +338,21 @@ pub(crate) fn normalise_valid(valid: Option<&Tensor>) -> Option<Tensor> {
     }
 }
 
+/// The first of `dims` (key, value) that is not positive, as an error naming the key of the
+/// config at `path`: every architecture's dimensions are checked alike.
+pub(crate) fn require_positive(
+    path: &std::path::Path,
+    dims: &[(&str, i64)],
+) -> Result<(), ProbeError> {
+    match dims.iter().find(|(_, v)| *v <= 0) {
+        Some((key, v)) => Err(ProbeError::Config {
+            path: path.to_path_buf(),
+            message: format!("key `{key}`: must be positive, is {v}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Reads `config.json` as JSON, naming the file (and the line and column) when it is not.
 pub(crate) fn read_config_json(path: &std::path::Path) -> Result<serde_json::Value, ProbeError> {
     let bytes = std::fs::read(path).map_err(|source| ProbeError::Io {
