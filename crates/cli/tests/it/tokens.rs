@@ -50,24 +50,38 @@ fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// `collapse-probe index build --tokenizer TOKENIZER --out OUT ARGS...`.
+fn index_build(tokenizer: &Path, out: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "index",
+        "build",
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// [`index_build`], which must succeed; returns `out`.
+fn index_built(tokenizer: &Path, out: PathBuf, args: &[&str]) -> PathBuf {
+    let o = index_build(tokenizer, &out, args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
 #[test]
 fn pre_tokenized_corpora_index_like_their_text() {
     let dir = tempfile::tempdir().unwrap();
     let model = root().join("fixtures/text-llada");
     let tokenizer_path = model.join("tokenizer.json");
     let corpus = model.join("corpus.txt");
-    let text_index = dir.path().join("text");
-    let o = run(&[
-        "index",
-        "build",
-        "--tokenizer",
-        tokenizer_path.to_str().unwrap(),
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--out",
-        text_index.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text_index = index_built(
+        &tokenizer_path,
+        dir.path().join("text"),
+        &["--corpus", corpus.to_str().unwrap()],
+    );
 
     // The same documents, tokenized here.
     let tokenizer = Tokenizer::from_file(&tokenizer_path).unwrap();
@@ -131,57 +145,34 @@ fn pre_tokenized_corpora_index_like_their_text() {
             vec![parquet_path.to_str().unwrap(), "--text-field", "ids"],
         ),
     ] {
-        let out = dir.path().join(name);
-        let mut args = vec![
-            "index",
-            "build",
-            "--tokenizer",
-            tokenizer_path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--tokens",
-        ];
+        let mut args = vec!["--tokens"];
         args.extend(extra);
-        let o = run(&args);
-        assert!(
-            o.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let out = index_built(&tokenizer_path, dir.path().join(name), &args);
         assert!(files_of(&out) == expected, "{name}: the index files differ");
     }
 
     // A raw file without its width, and ids outside the vocabulary, are refused by name.
-    let o = run(&[
-        "index",
-        "build",
-        "--tokenizer",
-        tokenizer_path.to_str().unwrap(),
-        "--out",
-        dir.path().join("x").to_str().unwrap(),
-        "--tokens",
-        bin_path.to_str().unwrap(),
-    ]);
+    let x = dir.path().join("x");
+    let o = index_build(
+        &tokenizer_path,
+        &x,
+        &["--tokens", bin_path.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("kjv.bin") && err.contains("--token-dtype"),
         "{err}"
     );
-    let o = run(&[
-        "index",
-        "build",
-        "--tokenizer",
-        tokenizer_path.to_str().unwrap(),
-        "--out",
-        dir.path().join("x").to_str().unwrap(),
-        "--tokens",
-        npy_path.to_str().unwrap(),
-    ]);
+    let o = index_build(
+        &tokenizer_path,
+        &x,
+        &["--tokens", npy_path.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("kjv.npy") && err.contains("65535"), "{err}");
-    assert!(!dir.path().join("x").exists());
+    assert!(!x.exists());
 }
 
 /// An index built in shards answers every query as the one-piece index of the same corpus,
@@ -193,23 +184,9 @@ fn sharded_index_answers_like_one_piece() {
     let tokenizer_path = model.join("tokenizer.json");
     let corpus = model.join("corpus.txt");
     let build = |name: &str, extra: &[&str]| {
-        let out = dir.path().join(name);
-        let mut args = vec![
-            "index",
-            "build",
-            "--tokenizer",
-            tokenizer_path.to_str().unwrap(),
-            "--corpus",
-            corpus.to_str().unwrap(),
-            "--split",
-            "line",
-            "--out",
-            out.to_str().unwrap(),
-        ];
+        let mut args = vec!["--corpus", corpus.to_str().unwrap(), "--split", "line"];
         args.extend_from_slice(extra);
-        let o = run(&args);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        out
+        index_built(&tokenizer_path, dir.path().join(name), &args)
     };
     let whole = build("whole", &[]);
     let sharded = build("sharded", &["--shard-tokens", "200000"]);
@@ -223,7 +200,7 @@ fn sharded_index_answers_like_one_piece() {
     assert_eq!(a.token_count(), b.token_count());
     assert_eq!(a.unigram(), b.unigram());
     assert_eq!(a.header().doc_count, b.header().doc_count);
-    // Every n-gram of some verses (seen) and of shuffled ids (mostly unseen).
+    // Every n-gram of some verses (seen) and of the same verses reversed (mostly unseen).
     let tokenizer = Tokenizer::from_file(&tokenizer_path).unwrap();
     let text = std::fs::read_to_string(&corpus).unwrap();
     let mut queries: Vec<Vec<u32>> = text
@@ -251,27 +228,55 @@ fn sharded_index_answers_like_one_piece() {
         "in the beginning\nand god said\nlet there be light\n",
     )
     .unwrap();
-    let out = dir.path().join("tiny");
-    let o = run(&[
-        "index",
-        "build",
-        "--tokenizer",
-        tokenizer_path.to_str().unwrap(),
-        "--corpus",
-        small.to_str().unwrap(),
-        "--split",
-        "line",
-        "--shard-tokens",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = index_built(
+        &tokenizer_path,
+        dir.path().join("tiny"),
+        &[
+            "--corpus",
+            small.to_str().unwrap(),
+            "--split",
+            "line",
+            "--shard-tokens",
+            "2",
+        ],
+    );
     let tiny = cp_analysis::NgramIndex::open(&out, None).unwrap();
     assert_eq!(tiny.header().shards.len(), 3);
     let light = tokenizer.encode("let there be light").unwrap();
     assert_eq!(tiny.count(&light), 1);
     assert_eq!(tiny.match_lengths(&light, 8)[0], light.len());
+
+    // And the analysis of a decode reads the same from either: metrics.json byte for byte.
+    let decoded = dir.path().join("decode");
+    let o = run(&[
+        "decode",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompts",
+        root().join("probes/prompts/kjv.txt").to_str().unwrap(),
+        "--chat-template",
+        "none",
+        "--schedule",
+        "llada:gen_length=16,steps=8,block_length=16",
+        "--out",
+        decoded.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let metrics = |index: &Path, out: &str| {
+        let out = dir.path().join(out);
+        let o = run(&[
+            "analyze",
+            "--records",
+            decoded.to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out.join("metrics.json")).unwrap()
+    };
+    assert!(metrics(&whole, "a-whole") == metrics(&sharded, "a-sharded"));
 }
 
 /// Indexes built apart from two halves of a corpus, merged, answer as the index of the whole;
@@ -289,21 +294,9 @@ fn merged_indexes_answer_as_one() {
     std::fs::write(&first, books[..half].join("\n\n")).unwrap();
     std::fs::write(&second, books[half..].join("\n\n")).unwrap();
     let build = |name: &str, corpus: &[&Path]| {
-        let out = dir.path().join(name);
-        let mut args = vec![
-            "index".to_string(),
-            "build".into(),
-            "--tokenizer".into(),
-            tokenizer_path.display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-            "--corpus".into(),
-        ];
-        args.extend(corpus.iter().map(|p| p.display().to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = run(&refs);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        out
+        let mut args = vec!["--corpus"];
+        args.extend(corpus.iter().map(|p| p.to_str().unwrap()));
+        index_built(&tokenizer_path, dir.path().join(name), &args)
     };
     let a = build("a", &[&first]);
     let b = build("b", &[&second]);
@@ -351,18 +344,11 @@ fn merged_indexes_answer_as_one() {
     let toy = root().join("fixtures/toy-trap");
     let corpus = dir.path().join("toy.txt");
     std::fs::write(&corpus, "he likes apple\n").unwrap();
-    let other = dir.path().join("other");
-    let o = run(&[
-        "index",
-        "build",
-        "--tokenizer",
-        toy.join("tokenizer.json").to_str().unwrap(),
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--out",
-        other.to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
+    let other = index_built(
+        &toy.join("tokenizer.json"),
+        dir.path().join("other"),
+        &["--corpus", corpus.to_str().unwrap()],
+    );
     let bad = dir.path().join("bad");
     let o = run(&[
         "index",
