@@ -8,6 +8,7 @@ use cp_records::{
     Manifest, MetricsFile, OutputDir, ProbeRecord, PromptMetric, SCHEMA_VERSION,
 };
 use polars::prelude::*;
+use polars_io::prelude::*;
 
 use crate::collapse::{analyze_probe, Analysis, CollapseSettings, ProbeColumns};
 use crate::corrupt::analyze_corrupt;

@@ -91,7 +91,7 @@ pub fn read_documents(
                 .metadata()
                 .map_err(|e| AnalysisError::io(path, e))?
                 .len();
-            use polars::prelude::*;
+            use polars_io::prelude::*;
             let df = ParquetReader::new(file)
                 .with_columns(Some(vec![settings.text_field.clone()]))
                 .finish()

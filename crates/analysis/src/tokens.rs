@@ -15,6 +15,7 @@
 use std::path::Path;
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 
 use crate::error::{AnalysisError, Result};
 

@@ -5,6 +5,7 @@ use std::io::BufRead;
 use std::path::Path;
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
