@@ -33,6 +33,7 @@ mod merge;
 mod sais;
 mod stats;
 mod store;
+mod sweep;
 mod tokens;
 mod trap;
 mod unigram;
@@ -53,6 +54,7 @@ pub use crate::index::{
 pub use crate::merge::merge_indexes;
 pub use crate::sais::suffix_array;
 pub use crate::stats::{entropy_nats, mean, quantile, Bootstrap};
+pub use crate::sweep::{combine_sweep, SweptValue};
 pub use crate::tokens::{read_token_documents, TokenSettings, TokenWidth};
 pub use crate::trap::{analysed_tokens, analyze_decode, ngram_counts, TrapSettings};
 pub use crate::unigram::{FrequencyRanks, Unigram, UNIGRAM_FILE};

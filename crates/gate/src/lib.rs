@@ -26,6 +26,7 @@ mod compare;
 mod error;
 mod render;
 mod spec;
+mod sweep;
 
 pub use crate::baseline::{Baseline, BaselineMetric, Tolerance, BASELINE_SCHEMA_VERSION};
 pub use crate::compare::{compare, find_metrics, Comparison, Row, Verdict};
@@ -33,5 +34,6 @@ pub use crate::error::GateError;
 pub use crate::render::{github_annotations, junit, markdown, summary_line, table};
 pub use crate::spec::{
     CorruptSpec, MetricsSpec, ModelSpec, ProbeSpec, PromptsSpec, ReferenceSpec, ReportSpec,
-    ScheduleSection, ScheduleSource, Spec, SweepParam, SweepSpec, CORRUPT_SCHEMES,
+    ScheduleSection, ScheduleSource, Spec, CORRUPT_SCHEMES,
 };
+pub use crate::sweep::{SweepParam, SweepSpec};

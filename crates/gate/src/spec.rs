@@ -9,6 +9,7 @@ use cp_records::{DTypeChoice, DocSplit, FigureFormat};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{read_text, toml_error, GateError};
+use crate::sweep::{SweepParam, SweepSpec};
 
 /// A probe spec (`probes/*.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,76 +253,6 @@ impl Default for ReportSpec {
             max_prompts: 200,
             max_samples: 50,
         }
-    }
-}
-
-/// Parameters a sweep can vary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SweepParam {
-    /// `probe.masks`: the probe is run once per value.
-    Masks,
-    /// Tokens committed per step, for every schedule.
-    TokensPerStep,
-    /// Number of decoding steps, for every schedule.
-    Steps,
-    /// Confidence threshold of threshold-based (parallel) schedules: `threshold`'s `tau`, the
-    /// `threshold` of `fastdllm`, `llada2` and `compose:`, KLASS's `conf_threshold`.
-    Threshold,
-    /// Fast-dLLM's `factor`.
-    Factor,
-    /// The EB-sampler's entropy budget `gamma`.
-    Gamma,
-    /// PC-Sampler's position-weight decay `lambda`.
-    Lambda,
-}
-
-impl SweepParam {
-    /// The name used in folder names and figures.
-    pub fn name(self) -> &'static str {
-        match self {
-            SweepParam::Masks => "masks",
-            SweepParam::TokensPerStep => "tokens_per_step",
-            SweepParam::Steps => "steps",
-            SweepParam::Threshold => "threshold",
-            SweepParam::Factor => "factor",
-            SweepParam::Gamma => "gamma",
-            SweepParam::Lambda => "lambda",
-        }
-    }
-
-    /// True for parameters that take whole numbers.
-    pub fn is_integer(self) -> bool {
-        matches!(
-            self,
-            SweepParam::Masks | SweepParam::TokensPerStep | SweepParam::Steps
-        )
-    }
-}
-
-/// `[sweep]`: run the swept stage once per value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SweepSpec {
-    pub param: SweepParam,
-    pub values: Vec<f64>,
-}
-
-impl SweepSpec {
-    /// `param=value` folder names (`masks=64`, `threshold=0.9`), in the order of `values`.
-    pub fn labels(&self) -> Vec<String> {
-        self.values
-            .iter()
-            .map(|v| format!("{}={}", self.param.name(), fmt_value(*v)))
-            .collect()
-    }
-}
-
-fn fmt_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
     }
 }
 

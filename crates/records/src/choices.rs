@@ -1,7 +1,7 @@
 //! The settings every stage names the same way: how a corpus is cut into documents, which
-//! dtype a model runs in, which file format a figure is written in. Each is defined here once;
-//! the spec file (serde), the command line (clap, behind the `clap` feature) and the library
-//! crates all use these types.
+//! dtype a model runs in, which file format a figure is written in, which parameter a sweep
+//! varies. Each is defined here once; the spec file (serde), the command line (clap, behind the
+//! `clap` feature) and the library crates all use these types.
 
 use std::fmt;
 use std::str::FromStr;
@@ -111,6 +111,50 @@ impl FigureFormat {
             FigureFormat::Png => "png",
             FigureFormat::Pdf => "pdf",
         }
+    }
+}
+
+/// Parameters a sweep can vary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepParam {
+    /// `probe.masks`: the probe is run once per value.
+    Masks,
+    /// Tokens committed per step, for every schedule.
+    TokensPerStep,
+    /// Number of decoding steps, for every schedule.
+    Steps,
+    /// Confidence threshold of threshold-based (parallel) schedules: `threshold`'s `tau`, the
+    /// `threshold` of `fastdllm`, `llada2` and `compose:`, KLASS's `conf_threshold`.
+    Threshold,
+    /// Fast-dLLM's `factor`.
+    Factor,
+    /// The EB-sampler's entropy budget `gamma`.
+    Gamma,
+    /// PC-Sampler's position-weight decay `lambda`.
+    Lambda,
+}
+
+impl SweepParam {
+    /// The name used in folder names and figures.
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepParam::Masks => "masks",
+            SweepParam::TokensPerStep => "tokens_per_step",
+            SweepParam::Steps => "steps",
+            SweepParam::Threshold => "threshold",
+            SweepParam::Factor => "factor",
+            SweepParam::Gamma => "gamma",
+            SweepParam::Lambda => "lambda",
+        }
+    }
+
+    /// True for parameters that take whole numbers.
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            SweepParam::Masks | SweepParam::TokensPerStep | SweepParam::Steps
+        )
     }
 }
 

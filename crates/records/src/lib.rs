@@ -25,7 +25,7 @@ mod metrics;
 mod schema;
 mod trajectory;
 
-pub use crate::choices::{DTypeChoice, DocSplit, FigureFormat};
+pub use crate::choices::{DTypeChoice, DocSplit, FigureFormat, SweepParam};
 pub use crate::error::Error;
 pub use crate::io::{
     atomic_write, read_json, read_table, sha256_file, write_json, write_table, Format, OutputDir,

@@ -23,11 +23,10 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use cp_gate::{ScheduleSection, ScheduleSource, Spec, SweepParam, SweepSpec};
-use cp_probe::{ProbeSettings, ScheduleSpec, TokensPerStep};
-use cp_records::{
-    files, write_json, write_table, CurvePoint, Format, Manifest, Metric, MetricsFile,
-};
+use cp_analysis::{combine_sweep, SweptValue};
+use cp_gate::{ScheduleSection, ScheduleSource, Spec, SweepParam};
+use cp_probe::{ProbeSettings, ScheduleSpec};
+use cp_records::{files, write_json, write_table, Format, Manifest, MetricsFile};
 
 use crate::cmd;
 use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
@@ -82,24 +81,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if let Some(sweep) = &spec.sweep {
         for &v in &sweep.values {
             for (name, s) in &schedules {
-                swept_schedule(s, sweep.param, v).with_context(|| {
+                s.swept(sweep.param, v).with_context(|| {
                     format!("sweep over `{}`, schedule `{name}`", sweep.param.name())
                 })?;
             }
         }
     }
-    // The sweep the run writes: the spec's, or one made of the imported schedules that declare
-    // their tokens per step (each file is one point of its series).
-    let sweep: Option<SweepSpec> = spec.sweep.clone().or_else(|| {
-        let mut values: Vec<f64> = imports.iter().filter_map(|s| s.tokens_per_step).collect();
-        values.sort_by(f64::total_cmp);
-        values.dedup();
-        (!values.is_empty()).then_some(SweepSpec {
-            param: SweepParam::TokensPerStep,
-            values,
-        })
-    });
-    let imports_in_sweep = imports.iter().any(|s| s.tokens_per_step.is_some());
+    let sweep = spec.run_sweep();
     // Then the inputs: every missing path at once, each with the key that names it.
     let missing = spec.missing_paths();
     if !missing.is_empty() {
@@ -378,21 +366,23 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 records.push(p);
             } else {
                 // Built-in schedules are decoded again only in the spec's own sweep.
-                let decoded = if spec.sweep.is_some() {
+                let decoded = if spec.sweep_decodes_schedules() {
                     schedules.as_slice()
                 } else {
                     &[]
                 };
                 for (name, schedule) in decoded {
-                    let s = swept_schedule(schedule, sweep.param, v)?;
+                    let s = schedule.swept(sweep.param, v)?;
                     let p = dir.join("decode").join(name);
                     run_decode(&session, &spec, &s, &p, global)?;
                     records.push(p);
                 }
                 // Imported trajectories join the value they declare, under their series' name.
-                for (s, tables) in imports.iter().zip(&prepared).filter(|(s, _)| {
-                    sweep.param == SweepParam::TokensPerStep && s.tokens_per_step == Some(v)
-                }) {
+                for (s, tables) in imports
+                    .iter()
+                    .zip(&prepared)
+                    .filter(|(s, _)| s.at_sweep_value(sweep, v))
+                {
                     let p = dir.join("decode").join(s.series());
                     tables.write(&p)?;
                     records.push(p);
@@ -412,11 +402,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 index.as_deref(),
                 &model_tokenizer,
                 &a,
-                imports_in_sweep,
+                spec.imports_in_sweep(),
                 &quiet,
             )?;
             let metrics: MetricsFile = cp_records::read_json(&a.join(files::METRICS_JSON))?;
-            per_value.push((label.clone(), v, metrics));
+            per_value.push(SweptValue {
+                label: label.clone(),
+                value: v,
+                metrics,
+            });
         }
         write_sweep(&out.join("sweep"), sweep.param, &per_value)?;
         stages.insert(
@@ -601,105 +595,13 @@ fn run_analysis(
     Ok(())
 }
 
-/// `schedule` with the swept parameter set to `value`; fails for schedules the parameter does not apply to.
-fn swept_schedule(
-    schedule: &ScheduleSpec,
-    param: SweepParam,
-    value: f64,
-) -> anyhow::Result<ScheduleSpec> {
-    let mut s = schedule.clone();
-    let n = value as usize;
-    match (param, &mut s) {
-        (SweepParam::Masks, _) => {}
-        (SweepParam::TokensPerStep, ScheduleSpec::Fixed(p)) => p.k = TokensPerStep::Count(n),
-        (SweepParam::TokensPerStep, ScheduleSpec::Llada(p)) => p.steps = p.gen_length.div_ceil(n),
-        (SweepParam::TokensPerStep, ScheduleSpec::Dream(p)) => {
-            p.steps = p.max_new_tokens.div_ceil(n)
-        }
-        (SweepParam::Steps, ScheduleSpec::Llada(p)) => p.steps = n,
-        (SweepParam::Steps, ScheduleSpec::Dream(p)) => p.steps = n,
-        (SweepParam::Steps, ScheduleSpec::Fixed(p)) => {
-            p.k = TokensPerStep::Count(p.gen_length.div_ceil(n))
-        }
-        (SweepParam::Threshold, ScheduleSpec::Threshold(p)) => p.tau = value,
-        (param, ScheduleSpec::Parts(c)) => {
-            let (key, v) = match (param, c.name) {
-                (SweepParam::Threshold, "klass") => ("conf_threshold", value.to_string()),
-                (SweepParam::Threshold, _) => ("threshold", value.to_string()),
-                (SweepParam::Factor, _) => ("factor", value.to_string()),
-                (SweepParam::Gamma, _) => ("gamma", value.to_string()),
-                (SweepParam::Lambda, _) => ("lambda", value.to_string()),
-                (SweepParam::Steps, "llada2") => ("steps_per_block", n.to_string()),
-                (SweepParam::Steps, _) => ("steps", n.to_string()),
-                (SweepParam::TokensPerStep, _) if n == 0 => {
-                    bail!("tokens per step must be at least 1")
-                }
-                (SweepParam::TokensPerStep, "llada2") => {
-                    let size = match c.blocks.layout {
-                        cp_probe::parts::BlocksLayout::Aligned { size } => size,
-                        _ => c.gen_length,
-                    };
-                    ("steps_per_block", size.div_ceil(n).to_string())
-                }
-                (SweepParam::TokensPerStep, _) => ("steps", c.gen_length.div_ceil(n).to_string()),
-                (SweepParam::Masks, _) => unreachable!("handled above"),
-            };
-            let name = c.name;
-            let swept = schedule.with_option(key, &v).expect("a composed schedule");
-            return swept.map_err(|e| {
-                anyhow::anyhow!("sweeping `{}` over a `{name}` schedule: {e}", param.name())
-            });
-        }
-        (param, s) => bail!(
-            "a `{}` schedule has no `{}` to sweep",
-            s.name(),
-            param.name()
-        ),
-    }
-    // Round-trip through the spec string so that the schedule's own checks (block divisibility, ...) run.
-    Ok(ScheduleSpec::parse(&s.to_string())?)
-}
-
 /// Writes `sweep/metrics.json` (every metric of every value, suffixed `@param=value`) and
 /// `sweep/curves.parquet` (one curve per metric against the swept value).
-fn write_sweep(
-    dir: &Path,
-    param: SweepParam,
-    per_value: &[(String, f64, MetricsFile)],
-) -> anyhow::Result<()> {
-    let mut metrics: Vec<Metric> = Vec::new();
-    let mut curves: Vec<CurvePoint> = Vec::new();
-    let mut sources = Vec::new();
-    for (label, x, file) in per_value {
-        sources.extend(file.sources.iter().cloned());
-        for m in &file.metrics {
-            metrics.push(Metric {
-                name: format!("{}@{label}", m.name),
-                ..m.clone()
-            });
-            let se = m.stderr.unwrap_or(0.0);
-            curves.push(CurvePoint {
-                curve: format!("sweep:{}", m.name),
-                series: param.name().into(),
-                x: *x,
-                mean: m.value,
-                median: m.value,
-                q25: m.value - se,
-                q75: m.value + se,
-                n: m.n,
-            });
-        }
-    }
+fn write_sweep(dir: &Path, param: SweepParam, values: &[SweptValue]) -> anyhow::Result<()> {
+    let (metrics, curves) = combine_sweep(param, values);
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
-    write_json(
-        &dir.join(files::METRICS_JSON),
-        &MetricsFile {
-            schema_version: cp_records::SCHEMA_VERSION,
-            sources,
-            metrics,
-        },
-    )?;
+    write_json(&dir.join(files::METRICS_JSON), &metrics)?;
     write_table(dir, files::CURVES, &curves, Format::Parquet)?;
     Ok(())
 }

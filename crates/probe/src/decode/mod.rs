@@ -19,6 +19,7 @@ mod engine;
 mod options;
 pub mod parts;
 mod spec;
+mod sweep;
 
 use std::sync::Mutex;
 
