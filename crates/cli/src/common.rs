@@ -63,7 +63,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use cp_probe::{
+use cp_model::{
     load_model, load_torchscript, DTypeChoice, DeviceChoice, LoadOptions, LoadedModel,
     MaskedDenoiser,
 };
@@ -294,13 +294,13 @@ impl Session {
     }
 
     /// Every prompt as the probe and the corruption probe take it, with its index in the file.
-    pub fn inputs(&self) -> Vec<cp_probe::ProbeInput> {
+    pub fn inputs(&self) -> Vec<cp_model::ProbeInput> {
         self.prompts
             .prompts
             .iter()
             .zip(&self.ids)
             .enumerate()
-            .map(|(i, (p, ids))| cp_probe::ProbeInput {
+            .map(|(i, (p, ids))| cp_model::ProbeInput {
                 prompt_index: i as u32,
                 prompt_id: p.id.clone(),
                 ids: ids.clone(),
@@ -461,7 +461,7 @@ impl MaskedDenoiser for MaskOverride {
         &self,
         ids: &tch::Tensor,
         rows: &tch::Tensor,
-    ) -> Result<tch::Tensor, cp_probe::ProbeError> {
+    ) -> Result<tch::Tensor, cp_model::ProbeError> {
         self.inner.logits_at(ids, rows)
     }
     fn logits(
@@ -469,7 +469,7 @@ impl MaskedDenoiser for MaskOverride {
         ids: &tch::Tensor,
         valid: Option<&tch::Tensor>,
         from: i64,
-    ) -> Result<tch::Tensor, cp_probe::ProbeError> {
+    ) -> Result<tch::Tensor, cp_model::ProbeError> {
         self.inner.logits(ids, valid, from)
     }
 }

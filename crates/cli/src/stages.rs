@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use cp_probe::{
-    corrupt, decode, probe, CorruptScheme, CorruptSettings, DecodeOptions, DecodeProgress,
+use cp_model::{
+    corrupt, decode, mask_probe, CorruptScheme, CorruptSettings, DecodeOptions, DecodeProgress,
     ProbeSettings, ScheduleSpec,
 };
 use cp_records::{files, write_json, write_table, CorruptText, Format, OutputDir};
@@ -58,7 +58,7 @@ pub fn run_probe(
     );
     let t0 = Instant::now();
     let mut tokens = 0usize;
-    let records = probe(
+    let records = mask_probe(
         session.model.as_ref(),
         &inputs,
         settings,

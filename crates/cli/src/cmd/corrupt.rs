@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cp_probe::CorruptScheme;
+use cp_model::CorruptScheme;
 use cp_records::Format;
 
 use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};

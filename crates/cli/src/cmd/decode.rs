@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cp_probe::ScheduleSpec;
+use cp_model::ScheduleSpec;
 use cp_records::Format;
 
 use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};

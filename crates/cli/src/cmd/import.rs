@@ -90,7 +90,7 @@ struct ModelSide {
 fn model_side(args: &Args) -> anyhow::Result<ModelSide> {
     let folder = match &args.model {
         Some(dir) => {
-            Some(cp_probe::folder_ids(dir).with_context(|| format!("--model {}", dir.display()))?)
+            Some(cp_model::folder_ids(dir).with_context(|| format!("--model {}", dir.display()))?)
         }
         None => None,
     };

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cp_probe::ProbeSettings;
+use cp_model::ProbeSettings;
 use cp_records::Format;
 
 use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};

@@ -25,7 +25,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use cp_analysis::{combine_sweep, SweptValue};
 use cp_gate::{ScheduleSection, ScheduleSource, Spec, SweepParam};
-use cp_probe::{ProbeSettings, ScheduleSpec};
+use cp_model::{ProbeSettings, ScheduleSpec};
 use cp_records::{files, write_json, write_table, Format, Manifest, MetricsFile};
 
 use crate::cmd;

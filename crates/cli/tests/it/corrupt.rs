@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cp_probe::{load_model, DeviceChoice, LoadOptions};
+use cp_model::{load_model, DeviceChoice, LoadOptions};
 use cp_records::{read_table, CorruptRecord, CorruptText};
 use tch::{Kind, Tensor};
 
@@ -139,7 +139,7 @@ fn recorded_nll_equals_an_independent_forward_pass() {
     // The masked share: round(ratio x eligible), here every position but BOS.
     for ((t, ratio, _), rows) in &groups {
         let eligible = texts[*t as usize].ids.len() - 1;
-        let expected = cp_probe::masked_count(f64::from(f32::from_bits(*ratio)), eligible);
+        let expected = cp_model::masked_count(f64::from(f32::from_bits(*ratio)), eligible);
         assert_eq!(rows.len(), expected);
     }
     // The same command gives the same records; another batch size too.

@@ -8,7 +8,7 @@ use std::process::Command;
 use cp_records::{read_table, Generation};
 use serde_json::Value;
 
-#[path = "../../../probe/tests/it/trace_specs.rs"]
+#[path = "../../../model/tests/it/trace_specs.rs"]
 pub(crate) mod trace_specs;
 
 use trace_specs::{ids, preset_spec_of, spec_of};

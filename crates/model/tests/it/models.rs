@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use cp_probe::{
+use cp_model::{
     load_model, load_torchscript, save_safetensors, DTypeChoice, DeviceChoice, DreamConfig,
     DreamModel, LladaConfig, LladaModel, LoadOptions, MaskedDenoiser, ProbeError,
     SafetensorsSource, WeightSource, OVERHEAD_BYTES,
@@ -754,12 +754,12 @@ fn torchscript_trace_of_llada_matches_the_native_model() {
 
     // The probe reads both the same way: case_a's 12 prompt ids + 20 masks fill the traced [1, 32].
     let prompt: Vec<i64> = Vec::try_from(ids.get(0).narrow(0, 0, 12)).unwrap();
-    let input = [cp_probe::ProbeInput {
+    let input = [cp_model::ProbeInput {
         prompt_index: 0,
         prompt_id: "a".into(),
         ids: prompt,
     }];
-    let settings = cp_probe::ProbeSettings {
+    let settings = cp_model::ProbeSettings {
         masks: 20,
         top_k: 5,
         batch_size: 1,
@@ -768,8 +768,10 @@ fn torchscript_trace_of_llada_matches_the_native_model() {
     };
     let native = load_model(&dir, &cpu()).unwrap();
     let text = |id: u32| id.to_string();
-    let a = cp_probe::probe(native.as_ref(), &input, &settings, &text, &mut |_, _| {}).unwrap();
-    let b = cp_probe::probe(traced.as_ref(), &input, &settings, &text, &mut |_, _| {}).unwrap();
+    let a =
+        cp_model::mask_probe(native.as_ref(), &input, &settings, &text, &mut |_, _| {}).unwrap();
+    let b =
+        cp_model::mask_probe(traced.as_ref(), &input, &settings, &text, &mut |_, _| {}).unwrap();
     assert_eq!(a.len(), 20);
     for (x, y) in a.iter().zip(&b) {
         assert_eq!((x.position, &x.top_ids), (y.position, &y.top_ids));

@@ -6,7 +6,7 @@
 //! needs; after it, which positions take which token. `decode_with` does the rest (batching,
 //! model calls, trajectories) and returns what `collapse-probe decode` writes.
 //!
-//!   cargo run -p cp-probe --example custom_schedule [-- MODEL_DIR]
+//!   cargo run -p cp-model --example custom_schedule [-- MODEL_DIR]
 //!
 //! (`just test` runs it from the build `cargo test --workspace` makes.)
 //!
@@ -15,7 +15,7 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-use cp_probe::{
+use cp_model::{
     decode_with, load_model, Call, DecodeOptions, LoadOptions, Pick, ProbeError, RowDecoder,
     Schedule, Sequence, StepView,
 };

@@ -142,7 +142,7 @@ pub fn plan_batches(prompts: &[ProbeInput], batch_size: usize, padding: bool) ->
 
 /// Runs the probe over every prompt. `token_text` renders one token id for the records;
 /// `on_batch(prompts_done, tokens_processed)` is called after each forward pass.
-pub fn probe(
+pub fn mask_probe(
     model: &dyn MaskedDenoiser,
     prompts: &[ProbeInput],
     settings: &ProbeSettings,

@@ -2,14 +2,14 @@
 //!
 //! Everything here talks to one seam, [`MaskedDenoiser`]: ids in, per-position
 //! logits out, plus the mask id. The architectures (LLaDA, Dream, any TorchScript
-//! module) implement it; the mask probe ([`probe`]), the corruption probe ([`corrupt`]) and
+//! module) implement it; the mask probe ([`mask_probe`]), the corruption probe ([`corrupt`]) and
 //! every decoding schedule ([`decode`]) use only it.
 //!
 //! ```no_run
-//! use cp_probe::{load_model, LoadOptions};
+//! use cp_model::{load_model, LoadOptions};
 //! let model = load_model("path/to/LLaDA-8B-Instruct".as_ref(), &LoadOptions::default())?;
 //! println!("mask id {}", model.mask_id());
-//! # Ok::<(), cp_probe::ProbeError>(())
+//! # Ok::<(), cp_model::ProbeError>(())
 //! ```
 
 mod corrupt;
@@ -44,6 +44,6 @@ pub use crate::models::llada_moe::{is_llada_moe, LladaMoeConfig, LladaMoeModel};
 pub use crate::models::mdlm::{MdlmConfig, MdlmModel};
 pub use crate::weights::{save_safetensors, SafetensorsSource, WeightSource};
 pub use cp_records::DTypeChoice;
-mod probe;
+mod mask_probe;
 
-pub use crate::probe::{plan_batches, probe, ProbeInput, ProbeSettings};
+pub use crate::mask_probe::{mask_probe, plan_batches, ProbeInput, ProbeSettings};

@@ -21,7 +21,7 @@ use cp_records::CorruptRecord;
 use crate::decode::cpu::uniforms;
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
-use crate::probe::ProbeInput;
+use crate::mask_probe::ProbeInput;
 
 /// Which positions a ratio masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The mask probe on a denoiser with known distributions.
 
-use cp_probe::{plan_batches, probe, ProbeError, ProbeInput, ProbeSettings};
+use cp_model::{mask_probe, plan_batches, ProbeError, ProbeInput, ProbeSettings};
 
 use crate::fakes::Constant;
 
@@ -24,7 +24,7 @@ fn uniform_distribution_has_entropy_ln_v_and_no_js() {
         eot_ids: vec![7],
         unigram: Some(vec![0.125; 8]),
     };
-    let recs = probe(
+    let recs = mask_probe(
         &model,
         &[input(0, 2), input(1, 4)],
         &settings,
@@ -64,7 +64,7 @@ fn top_k_margin_and_text() {
         eot_ids: vec![],
         unigram: None,
     };
-    let recs = probe(
+    let recs = mask_probe(
         &model,
         &[input(0, 1)],
         &settings,

@@ -7,14 +7,14 @@
 //! and one sample (batch 8), with a random frequency table. Tokens/s counts every position of
 //! every sequence.
 //!
-//! Run: `cargo bench -p cp-probe --bench corrupt_throughput`
+//! Run: `cargo bench -p cp-model --bench corrupt_throughput`
 
 mod common;
 
 use std::time::Instant;
 
-use cp_probe::{
-    corrupt, load_model, probe, CorruptScheme, CorruptSettings, DTypeChoice, DeviceChoice,
+use cp_model::{
+    corrupt, load_model, mask_probe, CorruptScheme, CorruptSettings, DTypeChoice, DeviceChoice,
     LoadOptions, ProbeInput, ProbeSettings,
 };
 use tch::{Device, Kind, Tensor};
@@ -80,7 +80,7 @@ fn main() {
     let tokens = (TEXTS * LEN) as f64;
     let run_probe = || {
         let t = Instant::now();
-        probe(
+        mask_probe(
             model.denoiser.as_ref(),
             &prompts,
             &probe_settings,

@@ -6,8 +6,8 @@
 //! selection, bookkeeping, host copies), and their ratio. Target: loop < 5 % of forward time.
 //!
 //! ```text
-//! cargo bench -p cp-probe --bench decode_overhead
-//! CP_BENCH_DEVICE=cuda CP_BENCH_D_MODEL=1024 CP_BENCH_LAYERS=8 cargo bench -p cp-probe --bench decode_overhead
+//! cargo bench -p cp-model --bench decode_overhead
+//! CP_BENCH_DEVICE=cuda CP_BENCH_D_MODEL=1024 CP_BENCH_LAYERS=8 cargo bench -p cp-model --bench decode_overhead
 //! ```
 //! Environment: CP_BENCH_DEVICE (cpu | cuda, default cpu), CP_BENCH_D_MODEL (256), CP_BENCH_LAYERS (4),
 //! CP_BENCH_VOCAB (8192), CP_BENCH_PROMPTS (4), CP_BENCH_PROMPT_LEN (32), CP_BENCH_GEN (64),
@@ -29,7 +29,7 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cp_probe::{
+use cp_model::{
     decode, load_model, save_safetensors, DecodeOptions, DeviceChoice, LoadOptions, MaskedDenoiser,
     ProbeError, ScheduleSpec,
 };

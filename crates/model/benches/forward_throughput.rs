@@ -7,13 +7,13 @@
 //! Tokens/s counts all 16 x 160 positions per pass. The official Python implementation
 //! does about 1,000 tokens/s in this setting.
 //!
-//! Run: `cargo bench -p cp-probe --bench forward_throughput`
+//! Run: `cargo bench -p cp-model --bench forward_throughput`
 
 mod common;
 
 use std::time::Instant;
 
-use cp_probe::{load_model, DTypeChoice, DeviceChoice, LoadOptions};
+use cp_model::{load_model, DTypeChoice, DeviceChoice, LoadOptions};
 use tch::{Device, Kind, Tensor};
 
 const PROMPTS: i64 = 16;

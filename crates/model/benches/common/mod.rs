@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use cp_probe::{save_safetensors, LladaConfig, LladaModel, ProbeError, WeightSource};
+use cp_model::{save_safetensors, LladaConfig, LladaModel, ProbeError, WeightSource};
 use tch::{Device, Kind, Tensor};
 
 /// Hands out N(0, 0.02) tensors (norm weights 1) and remembers them by name.
@@ -87,10 +87,10 @@ pub fn llada_moe_config_json(
 #[allow(dead_code)]
 pub fn write_random_llada_moe(dir: &Path, config: &serde_json::Value, seed: i64) -> u64 {
     tch::manual_seed(seed);
-    let cfg: cp_probe::LladaMoeConfig =
+    let cfg: cp_model::LladaMoeConfig =
         serde_json::from_value(config.clone()).expect("a valid LLaDA-MoE config");
     let mut src = Random { params: Vec::new() };
-    let model = cp_probe::LladaMoeModel::new(&cfg, &mut src, Device::Cpu)
+    let model = cp_model::LladaMoeModel::new(&cfg, &mut src, Device::Cpu)
         .expect("random weights fit the config");
     drop(model);
     std::fs::write(

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use cp_probe::{
+use cp_model::{
     load_model, save_safetensors, DeviceChoice, Llada2Config, Llada2Model, LoadOptions,
     MaskedDenoiser, ProbeError, SafetensorsSource,
 };
@@ -212,7 +212,7 @@ fn renamed_tensors_are_listed_missing_and_unexpected() {
 /// drawing from it here would change the seeded draws of the decode tests running beside.
 struct Random;
 
-impl cp_probe::WeightSource for Random {
+impl cp_model::WeightSource for Random {
     fn tensor(&mut self, name: &str, shape: &[i64]) -> Result<Tensor, ProbeError> {
         let n: i64 = shape.iter().product();
         Ok(if name.contains("norm") && shape.len() == 1 {
@@ -273,8 +273,8 @@ fn llada_moe_switches_build_and_run() {
         for (k, v) in extra.as_object().unwrap() {
             json[k] = v.clone();
         }
-        let cfg: cp_probe::LladaMoeConfig = serde_json::from_value(json).unwrap();
-        let model = cp_probe::LladaMoeModel::new(&cfg, &mut Random, Device::Cpu).unwrap();
+        let cfg: cp_model::LladaMoeConfig = serde_json::from_value(json).unwrap();
+        let model = cp_model::LladaMoeModel::new(&cfg, &mut Random, Device::Cpu).unwrap();
         padding_invariant(&model, &format!("llada-moe variant {i}"));
     }
 }

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cp_probe::fast_paths::{self, FastPath};
-use cp_probe::{
+use cp_model::fast_paths::{self, FastPath};
+use cp_model::{
     decode, load_model, DecodeOptions, DecodeOutput, LoadOptions, MaskedDenoiser, ProbeError,
     ScheduleSpec,
 };
@@ -241,7 +241,7 @@ fn check_real_model(dir: &str) {
     let loaded = load_model(
         &parity_dir(dir),
         &LoadOptions {
-            device: cp_probe::DeviceChoice::Cpu,
+            device: cp_model::DeviceChoice::Cpu,
             ..Default::default()
         },
     )
@@ -285,7 +285,7 @@ fn all_schedule_traces_reproduce_on_the_real_tiny_model() {
     let loaded = load_model(
         &parity_dir("llada-tiny"),
         &LoadOptions {
-            device: cp_probe::DeviceChoice::Cpu,
+            device: cp_model::DeviceChoice::Cpu,
             ..Default::default()
         },
     )
@@ -553,7 +553,7 @@ fn composed_schedules_batch_and_save_distributions_without_changing_trajectories
             // Tokens and steps alike; probabilities may differ in the last bits, since a
             // model call on more rows takes other matrix-multiply paths.
             assert_eq!(a.history, b.history, "{spec}");
-            let key = |t: &cp_probe::Trajectory| -> Vec<(u32, u32, i64)> {
+            let key = |t: &cp_model::Trajectory| -> Vec<(u32, u32, i64)> {
                 t.commits
                     .iter()
                     .map(|c| (c.step, c.gen_index, c.token_id))
@@ -1003,7 +1003,7 @@ fn decides_as_with_saved_distributions(
     let loaded = load_model(
         &dir,
         &LoadOptions {
-            device: cp_probe::DeviceChoice::Cpu,
+            device: cp_model::DeviceChoice::Cpu,
             ..Default::default()
         },
     )
@@ -1027,7 +1027,7 @@ fn decides_as_with_saved_distributions(
         for (a, b) in fast.trajectories.iter().zip(&full.trajectories) {
             assert_eq!(a.history, b.history, "{spec}");
             // Probabilities and confidences bit for bit (`Commit` compares floats by value).
-            let bits = |t: &cp_probe::Trajectory| {
+            let bits = |t: &cp_model::Trajectory| {
                 t.commits
                     .iter()
                     .map(|c| {

@@ -10,14 +10,14 @@
 //! shared expert, vocab 32000): every expert is a tensor of its own, so the load goes through
 //! several hundred small reads.
 //!
-//! Run: `cargo bench -p cp-probe --bench load_memory`
+//! Run: `cargo bench -p cp-model --bench load_memory`
 
 mod common;
 
 use std::path::Path;
 use std::time::Instant;
 
-use cp_probe::{load_model, DTypeChoice, DeviceChoice, LoadOptions};
+use cp_model::{load_model, DTypeChoice, DeviceChoice, LoadOptions};
 
 const CHILD_ENV: &str = "CP_BENCH_LOAD_MEMORY_WRITE";
 

@@ -21,7 +21,7 @@
 //! background table in `background.rs`); any other combination
 //! is written with the `compose:` schedule string (`grammar.rs`). A new part goes into the
 //! file of its kind as one more enum variant; a rule that does not fit the parts implements
-//! [`Schedule`] directly (see `crates/probe/examples/custom_schedule.rs`).
+//! [`Schedule`] directly (see `crates/model/examples/custom_schedule.rs`).
 
 mod background;
 mod blocks;

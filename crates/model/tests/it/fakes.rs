@@ -1,6 +1,6 @@
 //! Test denoisers shared by the integration tests.
 
-use cp_probe::{MaskedDenoiser, ProbeError};
+use cp_model::{MaskedDenoiser, ProbeError};
 use tch::{Device, Tensor};
 
 /// The same logits at every generated position: position-independent distributions (give the

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use cp_probe::{
+use cp_model::{
     MaskedDenoiser, MdlmConfig, MdlmModel, ProbeError, SafetensorsSource, WeightSource,
 };
 use tch::{Device, Kind, Tensor};
