@@ -19,9 +19,10 @@ default:
 setup:
     @scripts/setup-libtorch.sh "{{venv}}"
 
-# Build the collapse-probe binary.
-build: setup
-    cargo build -p collapse-probe
+# Build the collapse-probe binary; on a first run the libtorch venv is created while cargo
+# compiles the crates that do not need it (scripts/build.sh).
+build:
+    @scripts/build.sh "{{venv}}"
 
 # Every check CI runs (.ci/run calls this): formatting, clippy, the tests with the browser
 # test required (Chromium is installed when missing, or the command to install it is printed),
