@@ -132,6 +132,9 @@ mod tests {
             64.0,
         )
         .unwrap_err();
-        assert!(err.contains("steps"), "{err}");
+        assert!(
+            err.contains("option `steps` (64) must be divisible by the number of blocks"),
+            "{err}"
+        );
     }
 }
