@@ -70,6 +70,10 @@ pub struct Baseline {
     pub path: PathBuf,
     /// Where the values came from (a metrics file), for people reading the file.
     pub source: Option<String>,
+    /// The file's opening comment lines, `#` included: `--update-baseline` writes them back, so
+    /// a hand-written note on how the values were produced and why the tolerances are what they
+    /// are survives an update. `None` for a new baseline, which gets the generic header.
+    pub header: Option<String>,
     pub metrics: Vec<BaselineMetric>,
 }
 
@@ -197,6 +201,7 @@ impl Baseline {
         Ok(Baseline {
             path: path.to_owned(),
             source: raw.source,
+            header: leading_comments(text),
             metrics,
         })
     }
@@ -224,6 +229,7 @@ impl Baseline {
         Baseline {
             path: path.to_owned(),
             source: Some(source.to_owned()),
+            header: None,
             metrics,
         }
     }
@@ -266,6 +272,7 @@ impl Baseline {
         Ok(Baseline {
             path: self.path.clone(),
             source: Some(source.to_owned()),
+            header: self.header.clone(),
             metrics,
         })
     }
@@ -274,11 +281,16 @@ impl Baseline {
     /// [`Baseline::parse`] gives the same values bit for bit (floats are written in their shortest exact form).
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
-        out.push_str("# collapse-probe check baseline.\n");
-        out.push_str("# Values are rewritten by `collapse-probe check --update-baseline`, which keeps each metric's\n");
-        out.push_str("# `better` and `tolerance`: review those by hand. A regression is a move in the worse direction\n");
-        out.push_str("# (`better`; `neither` = either direction) by more than the tolerance: { abs = x } in the metric's\n");
-        out.push_str("# unit, { rel = x } times |value|, or { stderr = k } times sqrt(stderr² + run stderr²).\n");
+        match &self.header {
+            Some(header) => out.push_str(header),
+            None => {
+                out.push_str("# collapse-probe check baseline.\n");
+                out.push_str("# Values are rewritten by `collapse-probe check --update-baseline`, which keeps each metric's\n");
+                out.push_str("# `better` and `tolerance`: review those by hand. A regression is a move in the worse direction\n");
+                out.push_str("# (`better`; `neither` = either direction) by more than the tolerance: { abs = x } in the metric's\n");
+                out.push_str("# unit, { rel = x } times |value|, or { stderr = k } times sqrt(stderr² + run stderr²).\n");
+            }
+        }
         let _ = writeln!(out, "schema_version = {BASELINE_SCHEMA_VERSION}");
         if let Some(source) = &self.source {
             let _ = writeln!(out, "source = {}", toml_string(source));
@@ -312,6 +324,22 @@ impl Baseline {
         })?;
         Ok(())
     }
+}
+
+/// The comment lines (and blank lines between them) that open a file, each with its newline;
+/// `None` when the file does not open with a comment.
+fn leading_comments(text: &str) -> Option<String> {
+    let mut header = String::new();
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && !header.is_empty()) {
+            header.push_str(line);
+        } else {
+            break;
+        }
+    }
+    let header = header.trim_end().to_string();
+    (!header.is_empty()).then(|| header + "\n")
 }
 
 /// A float in TOML syntax, shortest form that reads back to the same bits.
@@ -500,6 +528,26 @@ unit = "nats"
                 }
             );
         }
+    }
+
+    #[test]
+    fn written_baseline_keeps_the_files_own_opening_comments() {
+        let text = format!("# How these values were made:\n#   collapse-probe run x.toml\n\n# Why the tolerances.\n{GOOD}");
+        let b = parse(&text).unwrap();
+        let written = b.to_toml();
+        assert!(
+            written.starts_with("# How these values were made:\n#   collapse-probe run x.toml\n\n# Why the tolerances.\nschema_version = 1\n"),
+            "{written}"
+        );
+        assert!(
+            !written.contains("collapse-probe check baseline."),
+            "{written}"
+        );
+        // A file without opening comments gets the generic header.
+        assert!(parse(GOOD)
+            .unwrap()
+            .to_toml()
+            .starts_with("# collapse-probe check baseline.\n"));
     }
 
     #[test]

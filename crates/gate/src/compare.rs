@@ -220,6 +220,7 @@ mod tests {
         Baseline {
             path: "b.toml".into(),
             source: None,
+            header: None,
             metrics: vec![BaselineMetric {
                 name: "m".into(),
                 value,
