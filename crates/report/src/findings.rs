@@ -2,8 +2,9 @@
 //! whether rare tokens lose more than frequent ones when context is masked away, in plain words
 //! with the numbers behind each verdict and the figure that shows it.
 //!
-//! Everything here reads the analyses' headline metrics (and the sweep's), never the records:
-//! a finding says nothing the metric tables below it do not also hold.
+//! Everything here reads the analyses' headline metrics (and the sweep's) and, for the share
+//! before the collapse onset, the share-by-distance curve, never the records: a finding says
+//! nothing the metric tables and figures below it do not also hold.
 
 use cp_records::Metric;
 
@@ -209,11 +210,26 @@ fn collapse_finding(run: &RunData) -> Option<Finding> {
         }
     };
     let (verdict, head) = if verdict_onset <= window {
+        let before = share_before_onset(run, verdict_onset)
+            .map(|share| {
+                format!(
+                    " Before it, at {} {}, {} are: there the predictions still follow the \
+                     prompt.",
+                    if verdict_onset > 2.0 {
+                        "distances"
+                    } else {
+                        "distance"
+                    },
+                    span(1.0, verdict_onset - 1.0),
+                    pct(share)
+                )
+            })
+            .unwrap_or_default();
         (
             Verdict::Present,
             format!(
                 "From distance {} of the {} probed masks on, at least {} of the top-k \
-                 predictions are generic (frequent corpus words or end tokens). {kind}",
+                 predictions are generic (frequent corpus words or end tokens).{before} {kind}",
                 format_number(verdict_onset),
                 format_number(window),
                 pct(theta)
@@ -241,6 +257,23 @@ fn collapse_finding(run: &RunData) -> Option<Finding> {
         text: format!("{head}{numbers}{note}"),
         figures: vec!["top_tokens", "frequent_share", "divergence"],
     })
+}
+
+/// The mean generic share (over prompts, then over distances) at the distances before the
+/// collapse onset, from the `generic_share` curve; `None` when the onset is distance 1 or the
+/// curve is absent.
+fn share_before_onset(run: &RunData, onset: f64) -> Option<f64> {
+    let curve = run.curve("generic_share");
+    let (_, points) = curve.first()?;
+    let before: Vec<f64> = points
+        .iter()
+        .filter(|p| p.x < onset)
+        .map(|p| p.mean)
+        .collect();
+    if before.is_empty() {
+        return None;
+    }
+    Some(before.iter().sum::<f64>() / before.len() as f64)
 }
 
 fn capitalise(s: &str) -> String {
@@ -640,6 +673,36 @@ mod tests {
         let f = collapse_finding(&r).unwrap();
         assert!(
             f.text.contains("collapse to the corpus's frequent words: they alone make up at least 50% from distance 5 on"),
+            "{}",
+            f.text
+        );
+        // With the share-by-distance curve, the share before the onset is stated.
+        let mut r = r;
+        r.curves = [
+            (1.0, 0.1),
+            (2.0, 0.3),
+            (3.0, 0.2),
+            (4.0, 0.4),
+            (5.0, 0.9),
+            (6.0, 1.0),
+        ]
+        .into_iter()
+        .map(|(x, mean)| cp_records::CurvePoint {
+            curve: "generic_share".into(),
+            series: "all".into(),
+            x,
+            mean,
+            median: mean,
+            q25: mean,
+            q75: mean,
+            n: 16,
+        })
+        .collect();
+        let f = collapse_finding(&r).unwrap();
+        assert!(
+            f.text.contains(
+                "Before it, at distances 1–4, 25% are: there the predictions still follow the prompt."
+            ),
             "{}",
             f.text
         );
