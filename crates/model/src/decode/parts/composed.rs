@@ -168,7 +168,13 @@ impl RowDecoder for ComposedRow<'_> {
         view.forbid(&forbidden)?;
         let sampled = c.token.choose(view)?;
         if let Some(kl) = &mut self.kl {
-            kl.update(view)?;
+            // The KL is due for the positions that may be read before the block changes: the
+            // current block's, or every one when any may become eligible.
+            let block = &self.blocks[self.block];
+            let due: Vec<usize> = (0..view.positions().len())
+                .filter(|&s| c.eligible == Eligible::All || block.contains(&view.positions()[s]))
+                .collect();
+            kl.update(view, &due)?;
         }
         let eligible = std::mem::take(&mut self.eligible);
         let scores = c.score.compute(

@@ -77,13 +77,10 @@ impl Score {
         };
         Ok(match self {
             Score::Confidence => from32(view.prob32()?),
-            Score::Confidence64 => {
-                let all = view.prob64()?;
-                Scores {
-                    values: slots.iter().map(|&s| all[s]).collect(),
-                    float32: false,
-                }
-            }
+            Score::Confidence64 => Scores {
+                values: view.prob64_of(&slots)?,
+                float32: false,
+            },
             Score::Margin => from32(view.margin()?),
             Score::NegEntropy => {
                 let h: Vec<f32> = view.entropy()?.iter().map(|&h| -h).collect();

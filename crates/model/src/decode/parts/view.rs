@@ -18,8 +18,9 @@ pub struct StepView {
     /// Whether `tokens` were chosen by [`StepView::set_tokens`] rather than the argmax.
     sampled: bool,
     prob32: Option<Vec<f32>>,
-    prob64: Option<Vec<f64>>,
-    softmax64: Option<Tensor>,
+    /// The float64 softmax of some slots, and which: the score and the KL history of a step
+    /// ask for the same slots, so it is computed once.
+    softmax64: Option<(Vec<usize>, Tensor)>,
     entropy: Option<Vec<f32>>,
     margin: Option<Vec<f32>>,
 }
@@ -33,7 +34,6 @@ impl StepView {
             tokens: None,
             sampled: false,
             prob32: None,
-            prob64: None,
             softmax64: None,
             entropy: None,
             margin: None,
@@ -99,7 +99,6 @@ impl StepView {
         self.tokens = Some(tokens);
         self.sampled = true;
         self.prob32 = None;
-        self.prob64 = None;
     }
 
     /// `softmax(logits)[token]` in float32 (LLaDA's `low_confidence`, PC-Sampler, LLaDA2.0).
@@ -145,31 +144,50 @@ impl StepView {
         host_f32(&p)
     }
 
-    /// `softmax(logits.to(float64))[token]` (Fast-dLLM, KLASS).
-    pub fn prob64(&mut self) -> Result<&[f64], ProbeError> {
-        if self.prob64.is_none() {
-            let p = match self.sampled {
-                true => {
-                    let idx = self.token_tensor()?;
-                    self.softmax64()?
-                        .f_gather(1, &idx, false)?
-                        .f_squeeze_dim(1)?
-                }
-                false => self.softmax64()?.f_amax([-1i64].as_slice(), false)?,
-            };
-            self.prob64 = Some(Vec::<f64>::try_from(&p.f_to_device(Device::Cpu)?)?);
+    /// `softmax(logits.to(float64))[token]` of some slots (Fast-dLLM, KLASS).
+    pub fn prob64_of(&mut self, slots: &[usize]) -> Result<Vec<f64>, ProbeError> {
+        if slots.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(self.prob64.as_deref().unwrap_or_default())
+        let p = match self.sampled {
+            true => {
+                let tokens = self.tokens_of(slots)?;
+                let idx = Tensor::f_from_slice(&tokens)?
+                    .f_unsqueeze(1)?
+                    .f_to_device(self.logits.device())?;
+                self.softmax64_of(slots)?
+                    .f_gather(1, &idx, false)?
+                    .f_squeeze_dim(1)?
+            }
+            false => self
+                .softmax64_of(slots)?
+                .f_amax([-1i64].as_slice(), false)?,
+        };
+        Ok(Vec::<f64>::try_from(&p.f_to_device(Device::Cpu)?)?)
     }
 
-    /// The float64 softmax `[n, V]` (KLASS's distributions).
-    pub fn softmax64(&mut self) -> Result<&Tensor, ProbeError> {
-        if self.softmax64.is_none() {
-            // `softmax(dtype=float64)` casts its input first: `softmax(logits.to(float64))`.
-            let p = self.logits.f_softmax(-1, Kind::Double)?;
-            self.softmax64 = Some(p);
+    /// The float64 softmax `[slots.len(), V]` of some slots (KLASS's distributions), row `i`
+    /// for slot `slots[i]`.
+    pub fn softmax64_of(&mut self, slots: &[usize]) -> Result<&Tensor, ProbeError> {
+        let known = matches!(&self.softmax64, Some((s, _)) if s == slots);
+        if !known {
+            // `softmax(dtype=float64)` casts its input first: `softmax(logits.to(float64))`,
+            // row by row, so a row's values do not depend on which other rows are computed.
+            let p = self.rows(slots)?.f_softmax(-1, Kind::Double)?;
+            self.softmax64 = Some((slots.to_vec(), p));
         }
-        Ok(self.softmax64.as_ref().expect("just computed"))
+        Ok(&self.softmax64.as_ref().expect("just computed").1)
+    }
+
+    /// The logits of some slots, `[slots.len(), V]` (the view's own tensor when they are all
+    /// of its slots, in order).
+    pub fn rows(&self, slots: &[usize]) -> Result<Tensor, ProbeError> {
+        if slots.len() == self.positions.len() && slots.iter().enumerate().all(|(i, &s)| i == s) {
+            return Ok(self.logits.shallow_clone());
+        }
+        let rows: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
+        let rows = Tensor::f_from_slice(&rows)?.f_to_device(self.logits.device())?;
+        Ok(self.logits.f_index_select(0, &rows)?)
     }
 
     /// Entropy in nats, float32, the quantity `torch.distributions.Categorical(logits=l).entropy()`
