@@ -37,6 +37,19 @@ pub struct RecordsFolder {
     /// The model's end ids as the folder's manifest records them (absent without a manifest
     /// or in one that predates them).
     pub end_ids: Option<Vec<u32>>,
+    /// For a folder of shard folders (`--shard`), the shards in order: their records,
+    /// concatenated, are the folder's. Empty for a plain records folder.
+    pub shards: Vec<PathBuf>,
+}
+
+impl RecordsFolder {
+    /// The folders whose tables make up this one: its shards, or itself.
+    pub fn parts(&self) -> Vec<&Path> {
+        match self.shards.is_empty() {
+            true => vec![self.path.as_path()],
+            false => self.shards.iter().map(PathBuf::as_path).collect(),
+        }
+    }
 }
 
 /// The end ids recorded in `dir/manifest.json`, if it has one that records them.
@@ -95,7 +108,31 @@ pub fn detect(dir: &Path) -> Result<Vec<RecordsKind>> {
 pub fn detect_all(dirs: &[PathBuf]) -> Result<Vec<RecordsFolder>> {
     let mut out: Vec<RecordsFolder> = Vec::new();
     for dir in dirs {
-        let kinds = detect(dir)?;
+        let shards = match Format::find(dir, files::PROBE_RECORDS)
+            .or_else(|_| Format::find(dir, files::DECODE_GENERATIONS))
+            .or_else(|_| Format::find(dir, files::CORRUPT_RECORDS))
+        {
+            Ok(_) => Vec::new(),
+            Err(_) => crate::shard_folders(dir)?.unwrap_or_default(),
+        };
+        let kinds = match shards.first() {
+            None => detect(dir)?,
+            Some(first) => {
+                let kinds = detect(first)?;
+                for shard in &shards[1..] {
+                    if detect(shard)? != kinds {
+                        return Err(AnalysisError::BadRecords {
+                            path: shard.clone(),
+                            message: format!(
+                                "holds other tables than {}: shards of different stages",
+                                first.display()
+                            ),
+                        });
+                    }
+                }
+                kinds
+            }
+        };
         let base = dir
             .canonicalize()
             .ok()
@@ -111,7 +148,8 @@ pub fn detect_all(dirs: &[PathBuf]) -> Result<Vec<RecordsFolder>> {
             path: dir.clone(),
             kinds,
             label,
-            end_ids: recorded_end_ids(dir)?,
+            end_ids: recorded_end_ids(shards.first().unwrap_or(dir))?,
+            shards,
         });
     }
     Ok(out)
@@ -253,17 +291,20 @@ pub fn analyze_folders(
                 skipped: s,
             } = match kind {
                 RecordsKind::Probe => {
-                    let cols = read_probe_columns(&folder.path)?;
+                    let mut cols = read_probe_columns(folder.parts()[0])?;
+                    for part in &folder.parts()[1..] {
+                        cols.append(read_probe_columns(part)?);
+                    }
                     analyze_probe(&cols, unigram, &collapse, &series)?
                 }
                 RecordsKind::Decode => {
-                    let path = Format::find(&folder.path, files::DECODE_GENERATIONS)?;
-                    let gens: Vec<Generation> = read_table(&path)?;
+                    let gens: Vec<Generation> =
+                        read_parts(&folder.parts(), files::DECODE_GENERATIONS)?;
                     analyze_decode(&gens, index, &trap, &series)?
                 }
                 RecordsKind::Corrupt => {
-                    let path = Format::find(&folder.path, files::CORRUPT_RECORDS)?;
-                    let rows: Vec<CorruptRecord> = read_table(&path)?;
+                    let rows: Vec<CorruptRecord> =
+                        read_parts(&folder.parts(), files::CORRUPT_RECORDS)?;
                     analyze_corrupt(&rows, &settings.collapse.bootstrap, &series)?
                 }
             };
@@ -301,6 +342,16 @@ pub fn analyze_folders(
         skipped,
         end_ids,
     })
+}
+
+/// The rows of table `name` of every folder of `parts`, in order.
+fn read_parts<T: cp_records::Table>(parts: &[&Path], name: &str) -> Result<Vec<T>> {
+    let mut rows = Vec::new();
+    for part in parts {
+        let path = Format::find(part, name)?;
+        rows.extend(read_table::<T>(&path)?);
+    }
+    Ok(rows)
 }
 
 /// Writes `metrics.json`, `curves.parquet`, `per_prompt.parquet` and `manifest.json` into `out` atomically.

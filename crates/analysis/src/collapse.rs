@@ -48,6 +48,27 @@ impl ProbeColumns {
         self.distance.is_empty()
     }
 
+    /// Appends the rows of `other` (the next shard's records).
+    pub fn append(&mut self, other: ProbeColumns) {
+        let base = self.top_ids.len();
+        if self.top_offsets.is_empty() {
+            self.top_offsets.push(0);
+        }
+        self.top_offsets
+            .extend(other.top_offsets.iter().skip(1).map(|&o| base + o));
+        self.prompt_index.extend(other.prompt_index);
+        self.distance.extend(other.distance);
+        self.top_ids.extend(other.top_ids);
+        self.top_probs.extend(other.top_probs);
+        self.entropy.extend(other.entropy);
+        self.max_prob.extend(other.max_prob);
+        self.margin.extend(other.margin);
+        self.eot_mass.extend(other.eot_mass);
+        self.kl_unigram.extend(other.kl_unigram);
+        self.xent_unigram.extend(other.xent_unigram);
+        self.js_prev.extend(other.js_prev);
+    }
+
     /// Columns of in-memory records.
     pub fn from_records(rows: &[ProbeRecord]) -> Self {
         let mut c = ProbeColumns {

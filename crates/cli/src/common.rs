@@ -106,6 +106,35 @@ pub struct ModelArgs {
     pub timestep: Option<f64>,
 }
 
+/// `--shard`: one process's part of a run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShardArgs {
+    /// Run only shard i of n (counted from 0): a contiguous part of the run's prompt batches,
+    /// written to OUT/shard=i/ with its manifest. `auto` reads a Slurm job array's
+    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX/JOB_COMPLETIONS. `analyze --records OUT` merges the shards.
+    #[arg(long, value_name = "i/n|auto", value_parser = parse_shard)]
+    pub shard: Option<cp_records::Shard>,
+}
+
+fn parse_shard(text: &str) -> Result<cp_records::Shard, String> {
+    cp_records::Shard::parse_with_env(text, &|name| std::env::var(name).ok())
+}
+
+impl ShardArgs {
+    /// Where the stage writes: `out` itself, or the shard's folder inside it (created).
+    pub fn out_dir(&self, out: &Path) -> anyhow::Result<PathBuf> {
+        match self.shard {
+            None => Ok(out.to_owned()),
+            Some(shard) => {
+                std::fs::create_dir_all(out)
+                    .with_context(|| format!("creating the shards' folder {}", out.display()))?;
+                Ok(out.join(shard.folder_name()))
+            }
+        }
+    }
+}
+
 /// Which prompts to read and how to turn them into ids.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PromptArgs {
@@ -351,6 +380,7 @@ impl Session {
             prompts: Some(self.prompts_info.clone()),
             libtorch_version: Some(LIBTORCH_VERSION.to_string()),
             end_ids: Some(self.eot_ids()),
+            shard: None,
             params,
             files,
         }

@@ -13,7 +13,9 @@ use cp_model::{
     corrupt, decode, mask_probe, CorruptScheme, CorruptSettings, DecodeOptions, DecodeProgress,
     ProbeSettings, ScheduleSpec,
 };
-use cp_records::{files, write_json, write_table, CorruptText, Format, OutputDir};
+use cp_records::{
+    files, write_json, write_table, CorruptText, Format, OutputDir, Shard, ShardInfo,
+};
 
 use crate::common::{list_files, GlobalArgs, Session};
 
@@ -40,15 +42,27 @@ pub struct ProbeDone {
 
 /// The probe stage: `settings.masks` masks after every prompt of the session, records written to
 /// `out` in `format` with a manifest. `unigram_index` names the index the unigram came from.
+///
+/// With `shard`, only its part of the prompts, in whole batches of `settings.batch_size` (the
+/// records of a prompt do not depend on its batch, so the shards' records together are the
+/// whole run's); the manifest says which.
 pub fn run_probe(
     session: &Session,
     settings: &ProbeSettings,
     unigram_index: Option<&Path>,
     format: Format,
     out: &Path,
+    shard: Option<Shard>,
     global: &GlobalArgs,
 ) -> anyhow::Result<ProbeDone> {
-    let inputs = session.inputs();
+    let mut inputs = session.inputs();
+    let total = inputs.len();
+    if let Some(shard) = shard {
+        let batch = settings.batch_size.max(1);
+        let batches = shard.range(total.div_ceil(batch));
+        inputs =
+            inputs[(batches.start * batch).min(total)..(batches.end * batch).min(total)].to_vec();
+    }
     settings.validate(session.model.as_ref(), &inputs)?;
 
     let staged = OutputDir::create(out)?;
@@ -90,10 +104,14 @@ pub fn run_probe(
     });
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
-    write_json(
-        &staged.path().join(files::MANIFEST_JSON),
-        &session.manifest("probe", 0, params, file_list),
-    )?;
+    let mut manifest = session.manifest("probe", 0, params, file_list);
+    manifest.shard = shard.map(|s| ShardInfo {
+        index: s.index,
+        count: s.count,
+        total_prompts: total,
+        prompts: inputs.iter().map(|p| p.prompt_index as usize).collect(),
+    });
+    write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     let dir = staged.commit()?;
     Ok(ProbeDone {
         dir,
@@ -109,6 +127,8 @@ pub struct DecodeStage {
     pub batch_size: usize,
     pub save_step_distributions: Option<usize>,
     pub format: Format,
+    /// Decode only this shard's batches (`DecodeOptions::shard`).
+    pub shard: Option<Shard>,
 }
 
 /// What the decode stage did.
@@ -147,6 +167,7 @@ pub fn run_decode(
         eot_ids: session.eot_ids().into_iter().map(i64::from).collect(),
         save_step_distributions: stage.save_step_distributions,
         progress: Some(&progress),
+        shard: stage.shard,
     };
     let mut schedule = schedule.clone();
     if let Some(background) = schedule.index_background() {
@@ -209,10 +230,14 @@ pub fn run_decode(
     });
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
-    write_json(
-        &staged.path().join(files::MANIFEST_JSON),
-        &session.manifest("decode", stage.seed, params, file_list),
-    )?;
+    let mut manifest = session.manifest("decode", stage.seed, params, file_list);
+    manifest.shard = stage.shard.map(|s| ShardInfo {
+        index: s.index,
+        count: s.count,
+        total_prompts: session.ids.len(),
+        prompts: output.prompt_indices.clone(),
+    });
+    write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     let dir = staged.commit()?;
     Ok(DecodeDone {
         dir,

@@ -23,6 +23,7 @@ mod io;
 mod manifest;
 mod metrics;
 mod schema;
+mod shard;
 mod trajectory;
 
 pub use crate::choices::{DTypeChoice, DocSplit, FigureFormat, SweepParam};
@@ -36,6 +37,7 @@ pub use crate::metrics::{Better, CurvePoint, Metric, MetricsFile, PromptMetric};
 pub use crate::schema::{
     CorruptRecord, CorruptText, Generation, ProbeRecord, StepDistribution, StepRecord,
 };
+pub use crate::shard::{Shard, ShardInfo};
 pub use crate::trajectory::{
     read_trajectories, write_trajectories, Commit, Trajectories, Trajectory, TrajectoryForm,
     TrajectorySettings, TRAJECTORY_VERSION,

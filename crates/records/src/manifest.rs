@@ -69,6 +69,9 @@ pub struct Manifest {
     /// told otherwise. Absent where the stage has no model, and in manifests older than it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_ids: Option<Vec<u32>>,
+    /// Which shard of a sharded run this folder is (`--shard`); absent for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::ShardInfo>,
     /// Every other setting of the stage, as given.
     pub params: serde_json::Value,
     /// Files in the folder that this manifest describes.

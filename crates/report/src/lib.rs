@@ -256,6 +256,7 @@ pub fn render_report(
             .find_map(|r| r.manifest.as_ref().and_then(|m| m.prompts.clone())),
         libtorch_version: None,
         end_ids: inputs.end_ids(),
+        shard: None,
         params: serde_json::json!({
             "options": opts,
             "analysis": inputs.runs.iter().map(|r| serde_json::json!({

@@ -148,8 +148,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         prompts: None,
         libtorch_version: None,
         end_ids: None,
+        shard: None,
         params: serde_json::json!({
-            "records": folders.iter().map(|f| serde_json::json!({"path": f.path.display().to_string(), "label": f.label, "kinds": f.kinds.iter().map(|k| format!("{k:?}").to_lowercase()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+            "records": folders.iter().map(|f| serde_json::json!({"path": f.path.display().to_string(), "label": f.label, "shards": f.shards.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(), "kinds": f.kinds.iter().map(|k| format!("{k:?}").to_lowercase()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
             "index": args.index.as_ref().map(|p| p.display().to_string()),
             "index_tokenizer_sha256": index.as_ref().and_then(|i| i.header().tokenizer_sha256.clone()),
             "top_frequent": args.top_frequent,

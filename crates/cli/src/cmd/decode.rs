@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use cp_model::ScheduleSpec;
 use cp_records::Format;
 
-use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session, ShardArgs};
 use crate::stages::{run_decode, DecodeStage};
 
 /// Arguments of `collapse-probe decode`.
@@ -34,6 +34,8 @@ pub struct Args {
     /// Output folder (steps, generations, manifest.json); written atomically.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Record format.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     pub format: Format,
@@ -57,8 +59,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         batch_size: args.batch_size,
         save_step_distributions: args.save_step_distributions,
         format: args.format,
+        shard: args.shard.shard,
     };
-    let done = run_decode(&session, &schedule, &stage, &args.out, global)?;
+    let out = args.shard.out_dir(&args.out)?;
+    let done = run_decode(&session, &schedule, &stage, &out, global)?;
     if !global.quiet {
         eprintln!(
             "decoded {} prompts with {schedule} in {:.2}s -> {}",

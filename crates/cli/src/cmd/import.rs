@@ -275,6 +275,7 @@ impl Prepared {
             prompts: None,
             libtorch_version: None,
             end_ids: Some(self.end_ids.clone()),
+            shard: None,
             params: self.params.clone(),
             files: files_written,
         };

@@ -7,7 +7,7 @@ use anyhow::Context;
 use cp_model::ProbeSettings;
 use cp_records::Format;
 
-use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session, ShardArgs};
 use crate::stages::{run_probe, unigram_probabilities};
 
 /// Arguments of `collapse-probe probe`.
@@ -33,6 +33,8 @@ pub struct Args {
     /// Output folder (records.parquet and manifest.json); written atomically.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Record format.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     pub format: Format,
@@ -58,7 +60,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         &settings,
         args.unigram.as_deref(),
         args.format,
-        &args.out,
+        &args.shard.out_dir(&args.out)?,
+        args.shard.shard,
         global,
     )?;
     if !global.quiet {

@@ -474,6 +474,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         prompts: Some(session.prompts_info.clone()),
         libtorch_version: Some(crate::common::LIBTORCH_VERSION.into()),
         end_ids: Some(session.eot_ids()),
+        shard: None,
         params: serde_json::json!({
             "spec_path": args.spec.display().to_string(),
             "spec_sha256": spec_sha256,
@@ -512,7 +513,15 @@ fn run_probe(
         eot_ids: session.eot_ids(),
         unigram,
     };
-    stages::run_probe(session, &settings, index, Format::Parquet, dir, global)?;
+    stages::run_probe(
+        session,
+        &settings,
+        index,
+        Format::Parquet,
+        dir,
+        None,
+        global,
+    )?;
     Ok(())
 }
 
@@ -529,6 +538,7 @@ fn run_decode(
         batch_size: spec.probe.batch_size as usize,
         save_step_distributions: None,
         format: Format::Parquet,
+        shard: None,
     };
     stages::run_decode(session, schedule, &stage, dir, global)?;
     Ok(())

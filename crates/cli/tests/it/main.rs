@@ -6,6 +6,7 @@ mod corrupt;
 mod gate;
 mod probe;
 mod schedules;
+mod shards;
 mod tokens;
 mod traces;
 mod trajectories;

@@ -45,6 +45,10 @@ pub struct DecodeOptions<'a> {
     pub save_step_distributions: Option<usize>,
     /// Called after every step of every batch.
     pub progress: Option<&'a dyn Fn(&DecodeProgress)>,
+    /// Decode only this shard's part of the batches (`Shard::range` over the whole run's
+    /// batches), each seeded as in the whole run, so that the shards' trajectories together
+    /// are the whole run's.
+    pub shard: Option<cp_records::Shard>,
 }
 
 impl Default for DecodeOptions<'_> {
@@ -55,6 +59,7 @@ impl Default for DecodeOptions<'_> {
             eot_ids: Vec::new(),
             save_step_distributions: None,
             progress: None,
+            shard: None,
         }
     }
 }
@@ -142,13 +147,16 @@ impl Trajectory {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeOutput {
     pub trajectories: Vec<Trajectory>,
+    /// The prompt index of each trajectory: `0..n` for a whole run, the shard's prompts for
+    /// a shard.
+    pub prompt_indices: Vec<usize>,
 }
 
 impl DecodeOutput {
     /// One row per committed position; `token` turns an id into its text.
     pub fn step_records(&self, token: &dyn Fn(u32) -> String) -> Vec<StepRecord> {
         let mut out = Vec::new();
-        for (i, t) in self.trajectories.iter().enumerate() {
+        for (&i, t) in self.prompt_indices.iter().zip(&self.trajectories) {
             for c in &t.commits {
                 out.push(StepRecord {
                     prompt_index: i as u32,
@@ -172,10 +180,10 @@ impl DecodeOutput {
         prompt_ids: &[String],
         text: &dyn Fn(&[u32]) -> String,
     ) -> Vec<Generation> {
-        self.trajectories
+        self.prompt_indices
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
+            .zip(&self.trajectories)
+            .map(|(&i, t)| {
                 let gen_ids: Vec<u32> = t.gen_ids().iter().map(|&x| x as u32).collect();
                 Generation {
                     prompt_index: i as u32,
@@ -194,7 +202,7 @@ impl DecodeOutput {
     /// One row per (prompt, step, still-masked position), when distributions were saved.
     pub fn step_distributions(&self) -> Vec<StepDistribution> {
         let mut out = Vec::new();
-        for (i, t) in self.trajectories.iter().enumerate() {
+        for (&i, t) in self.prompt_indices.iter().zip(&self.trajectories) {
             for d in &t.distributions {
                 out.push(StepDistribution {
                     prompt_index: i as u32,
@@ -342,21 +350,29 @@ fn in_batches(
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut trajectories: Vec<Option<Trajectory>> = vec![None; prompts.len()];
     let mut done = 0;
-    for (bi, batch) in batches(prompts, opts.batch_size, padding)
-        .into_iter()
-        .enumerate()
-    {
+    let all = batches(prompts, opts.batch_size, padding);
+    let ours = match opts.shard {
+        Some(shard) => shard.range(all.len()),
+        None => 0..all.len(),
+    };
+    for (bi, batch) in all.iter().enumerate() {
+        if !ours.contains(&bi) {
+            continue;
+        }
         tch::manual_seed(opts.seed.wrapping_add(bi as u64) as i64);
-        for (i, t) in batch.iter().zip(run(bi, &batch, done)?) {
+        for (i, t) in batch.iter().zip(run(bi, batch, done)?) {
             trajectories[*i] = Some(t);
         }
         done += batch.len();
     }
+    let (prompt_indices, trajectories) = trajectories
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t?)))
+        .unzip();
     Ok(DecodeOutput {
-        trajectories: trajectories
-            .into_iter()
-            .map(|t| t.expect("every prompt is in one batch"))
-            .collect(),
+        trajectories,
+        prompt_indices,
     })
 }
 

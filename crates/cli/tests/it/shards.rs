@@ -1,0 +1,205 @@
+//! `--shard i/n`: three shard processes side by side, merged by `analyze`, give the metrics of
+//! the unsharded run; incomplete or mixed shard folders and bad `--shard` values exit 2 naming
+//! what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn command(args: &[String]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_collapse-probe"));
+    c.args(args).args(["--quiet", "--threads", "1"]);
+    c
+}
+
+fn run(args: &[String]) -> Output {
+    command(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// `probe` or `decode` on the KJV fixture's 16 prompts, in batches of 3 (six batches).
+fn stage(kind: &str, out: &Path, seed: &str) -> Vec<String> {
+    let model = root().join("fixtures/text-llada");
+    let prompts = root().join("probes/prompts/kjv.txt");
+    let mut args = strings(&[
+        kind,
+        "--model",
+        model.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--chat-template",
+        "none",
+        "--batch-size",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    match kind {
+        "probe" => args.extend(strings(&["--masks", "24"])),
+        // Random positions: the shards must seed each batch as the whole run does.
+        _ => args.extend(strings(&[
+            "--schedule",
+            "fixed:gen_length=12,k=4,order=random",
+            "--seed",
+            seed,
+        ])),
+    }
+    args
+}
+
+fn analyze(records: &Path, index: &Path, out: &Path) -> Output {
+    run(&strings(&[
+        "analyze",
+        "--records",
+        records.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--bootstrap",
+        "50",
+        "--out",
+        out.to_str().unwrap(),
+    ]))
+}
+
+fn metrics(analysis: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(analysis.join("metrics.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["metrics"].clone()
+}
+
+#[test]
+fn three_shards_side_by_side_merge_into_the_unsharded_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = root().join("fixtures/text-llada");
+    let index = tmp.path().join("index");
+    let o = run(&strings(&[
+        "index",
+        "build",
+        "--tokenizer",
+        model.join("tokenizer.json").to_str().unwrap(),
+        "--corpus",
+        model.join("corpus.txt").to_str().unwrap(),
+        "--out",
+        index.to_str().unwrap(),
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for kind in ["probe", "decode"] {
+        let whole = tmp.path().join(format!("{kind}-whole"));
+        let o = run(&stage(kind, &whole, "7"));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let sharded = tmp.path().join(format!("{kind}-sharded"));
+        let children: Vec<Child> = (0..3)
+            .map(|i| {
+                let mut args = stage(kind, &sharded, "7");
+                args.extend(strings(&["--shard", &format!("{i}/3")]));
+                command(&args).spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        for i in 0..3 {
+            assert!(sharded.join(format!("shard={i}/manifest.json")).is_file());
+        }
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let o = analyze(&whole, &index, &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = analyze(&sharded, &index, &b);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let (whole_metrics, merged) = (metrics(&a), metrics(&b));
+        assert!(whole_metrics.as_array().unwrap().len() > 10);
+        assert_eq!(
+            whole_metrics, merged,
+            "{kind}: merged shards differ from the whole run"
+        );
+        std::fs::remove_dir_all(&a).unwrap();
+        std::fs::remove_dir_all(&b).unwrap();
+
+        if kind == "decode" {
+            // A shard of another seed is another run.
+            let mut args = stage(kind, &sharded, "8");
+            args.extend(strings(&["--shard", "1/3"]));
+            assert!(run(&args).status.success());
+            let o = analyze(&sharded, &index, &a);
+            assert_eq!(o.status.code(), Some(2));
+            assert!(stderr(&o).contains("differ in `seed`"), "{}", stderr(&o));
+            assert!(!a.exists());
+            // A missing shard.
+            std::fs::remove_dir_all(sharded.join("shard=1")).unwrap();
+            let o = analyze(&sharded, &index, &a);
+            assert_eq!(o.status.code(), Some(2));
+            assert!(
+                stderr(&o).contains("missing shard(s) 1 of 3"),
+                "{}",
+                stderr(&o)
+            );
+            // The same shard twice.
+            copy_dir(&sharded.join("shard=2"), &sharded.join("shard=5"));
+            let o = analyze(&sharded, &index, &a);
+            assert_eq!(o.status.code(), Some(2));
+            assert!(
+                stderr(&o).contains("shard 2 of 3 is there twice"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn bad_shard_values_exit_2_naming_the_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("p");
+    for (value, says) in [
+        ("3/3", "out of range"),
+        ("1/0", "at least 1"),
+        ("one/2", "not a whole number"),
+    ] {
+        let mut args = stage("probe", &out, "0");
+        args.extend(strings(&["--shard", value]));
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{value}");
+        assert!(
+            stderr(&o).contains("--shard") && stderr(&o).contains(says),
+            "{value}: {}",
+            stderr(&o)
+        );
+    }
+    // `auto` outside a job array says which variables it reads.
+    let mut args = stage("probe", &out, "0");
+    args.extend(strings(&["--shard", "auto"]));
+    let o = command(&args)
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("SLURM_ARRAY_TASK_ID"), "{}", stderr(&o));
+    // From a Slurm array's variables.
+    let o = command(&args)
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("shard=1/records.parquet").is_file());
+    assert!(!out.exists() || !out.join("shard=0").exists());
+}
