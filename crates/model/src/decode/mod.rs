@@ -5,8 +5,8 @@
 //! which positions were committed, with what probability and confidence, and optionally the
 //! top-K distributions of the positions that were still masked. The `llada` and `dream`
 //! schedules reproduce the official samplers token for token, and the presets the published
-//! 2025 samplers (see `fixtures/parity/README.md`). Every schedule but `dream` is a
-//! composition of parts run by `parts/runner.rs`; `dream` runs on `engine/`.
+//! 2025 samplers (see `fixtures/parity/README.md`). Every schedule is a composition of parts
+//! run by `parts/runner.rs`.
 //!
 //! Randomness comes from libtorch's global generator, seeded with `seed + batch index` before
 //! each batch: with one prompt per batch, `seed` plays the role of upstream's
@@ -15,7 +15,6 @@
 //! (see docs/internals.md).
 
 pub mod cpu;
-mod engine;
 mod options;
 pub mod parts;
 mod spec;
@@ -267,40 +266,19 @@ pub fn decode(
             )));
         }
     }
-    // Everything but Dream's sampler runs as parts.
-    match schedule {
+    // Every schedule runs as parts.
+    let spec = schedule.to_string();
+    let composed = match schedule {
         ScheduleSpec::Parts(composed) => {
             check_attention_blocks(model, composed)?;
             return decode_with(model, prompts, composed, opts);
         }
-        ScheduleSpec::Llada(p) => {
-            return decode_with(model, prompts, &parts::llada(p, schedule.to_string()), opts)
-        }
-        ScheduleSpec::Threshold(p) => {
-            return decode_with(
-                model,
-                prompts,
-                &parts::threshold(p, schedule.to_string()),
-                opts,
-            )
-        }
-        ScheduleSpec::Fixed(p) => {
-            return decode_with(model, prompts, &parts::fixed(p, schedule.to_string()), opts)
-        }
-        ScheduleSpec::Dream(_) => {}
-    }
-    check_inputs(model, prompts, schedule.gen_length(), opts)?;
-    in_batches(prompts, opts, model.supports_padding(), |_, batch, done| {
-        let run = engine::Batch {
-            model,
-            schedule,
-            opts,
-            prompts: batch.iter().map(|&i| prompts[i].as_slice()).collect(),
-            prompts_done: done,
-            prompts_total: prompts.len(),
-        };
-        run.run()
-    })
+        ScheduleSpec::Llada(p) => parts::llada(p, spec),
+        ScheduleSpec::Threshold(p) => parts::threshold(p, spec),
+        ScheduleSpec::Fixed(p) => parts::fixed(p, spec),
+        ScheduleSpec::Dream(p) => parts::dream(p, spec),
+    };
+    decode_with(model, prompts, &composed, opts)
 }
 
 /// Runs any [`Schedule`] (a composition of parts, or one of your own) on every prompt and

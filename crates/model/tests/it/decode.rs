@@ -988,17 +988,18 @@ fn saving_distributions_does_not_change_the_draws() {
     }
 }
 
-/// Runs `specs` on the text fixture with and without saved distributions, which keep every
-/// step on the tensor path (full rows, `[B, G]` tensors), and requires the same histories and
-/// the same probability and confidence bits, and that each of the fast paths `ran` did run
-/// (so that the comparison cannot pass by both sides taking the tensor path).
-fn decides_as_with_saved_distributions(
-    specs: &[&str],
-    eot_ids: Vec<i64>,
-    seed: u64,
-    ran: &[FastPath],
-) {
-    let before: Vec<usize> = ran.iter().map(|&p| fast_paths::runs(p)).collect();
+/// Runs `specs` on the text fixture with the CPU fast paths and with tensor paths only
+/// (`fast_paths::tensor_paths_only`), and requires the same histories and the same probability
+/// and confidence bits; each fast path in `ran` must have run in the first and none in the
+/// second (so that the comparison cannot pass by both sides taking the same path). Saving
+/// distributions on the fast side checks that it moves no decision either.
+fn decides_as_the_tensor_paths(specs: &[&str], eot_ids: Vec<i64>, seed: u64, ran: &[FastPath]) {
+    let count = || -> Vec<usize> {
+        FastPath::all()
+            .map(fast_paths::runs_on_this_thread)
+            .collect()
+    };
+    let before = count();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
     let loaded = load_model(
         &dir,
@@ -1022,8 +1023,14 @@ fn decides_as_with_saved_distributions(
             save_step_distributions: save,
             ..Default::default()
         };
-        let fast = run(m, &prompts, spec, &opts(None));
-        let full = run(m, &prompts, spec, &opts(Some(2)));
+        let fast = run(m, &prompts, spec, &opts(Some(2)));
+        let at_full = count();
+        let full = fast_paths::tensor_paths_only(|| run(m, &prompts, spec, &opts(None)));
+        assert_eq!(
+            count(),
+            at_full,
+            "{spec}: a fast path ran with tensor paths only"
+        );
         for (a, b) in fast.trajectories.iter().zip(&full.trajectories) {
             assert_eq!(a.history, b.history, "{spec}");
             // Probabilities and confidences bit for bit (`Commit` compares floats by value).
@@ -1044,17 +1051,20 @@ fn decides_as_with_saved_distributions(
             assert_eq!(bits(a), bits(b), "{spec}");
         }
     }
-    for (&path, before) in ran.iter().zip(before) {
-        assert!(
-            fast_paths::runs(path) > before,
-            "the fast path {} never ran",
-            path.name()
-        );
+    let after = count();
+    for (i, path) in FastPath::all().enumerate() {
+        if ran.contains(&path) {
+            assert!(
+                after[i] > before[i],
+                "the fast path {} never ran",
+                path.name()
+            );
+        }
     }
 }
 
 /// With a top-k filter on CPU, Dream's steps compute on the filter's support only and finish on
-/// the host; saving distributions needs the full rows. Both must decide the same.
+/// the host, and its draws use the host's inverse CDF; the tensor paths must decide the same.
 #[test]
 fn dream_top_k_on_the_support_decides_as_the_full_rows() {
     let specs = [
@@ -1067,7 +1077,7 @@ fn dream_top_k_on_the_support_decides_as_the_full_rows() {
         "dream:max_new_tokens=24,steps=12,alg=origin,temperature=0.7,top_p=0.9",
         "dream:max_new_tokens=24,steps=12,alg=origin,top_k=50",
     ];
-    decides_as_with_saved_distributions(
+    decides_as_the_tensor_paths(
         &specs,
         vec![0],
         4,
@@ -1076,7 +1086,7 @@ fn dream_top_k_on_the_support_decides_as_the_full_rows() {
 }
 
 /// Saving distributions computes every masked position's logits; the LLaDA-style steps must
-/// decide the same with and without them.
+/// decide the same with and without them (they have no fast path).
 #[test]
 fn llada_style_steps_decide_alike_with_saved_distributions() {
     let specs = [
@@ -1088,7 +1098,7 @@ fn llada_style_steps_decide_alike_with_saved_distributions() {
         "fixed:gen_length=24,k=3",
         "fixed:gen_length=24,k=2,order=random,temperature=0.7",
     ];
-    decides_as_with_saved_distributions(&specs, Vec::new(), 9, &[]);
+    decides_as_the_tensor_paths(&specs, Vec::new(), 9, &[]);
 }
 
 #[test]

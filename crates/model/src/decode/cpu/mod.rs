@@ -1,4 +1,4 @@
-//! The CPU fast paths of the official samplers' loop (`engine/`), behind one boundary.
+//! The CPU fast paths of the samplers' steps, behind one boundary.
 //!
 //! On the CPU the device memory is the host's: where one pass over the logit rows libtorch
 //! already holds beats a chain of tensor operations (each a pass and an allocation), the loop
@@ -7,9 +7,10 @@
 //! returns `None` where it does not apply (not a contiguous float32 CPU tensor, NaNs), so the
 //! caller takes the tensor path.
 //!
-//! Each fast path is a [`FastPath`]: the loop asks [`enabled`] before taking it and calls
+//! Each fast path is a [`FastPath`]: a step asks [`enabled`] before taking it and calls
 //! [`ran`] when it did, so that tests can assert that a comparison of host and tensor paths did
-//! not pass by both sides taking the tensor path, and benchmarks can switch a path off
+//! not pass by both sides taking the same path ([`runs_on_this_thread`], and
+//! [`tensor_paths_only`] for the tensor side), and benchmarks can switch a path off
 //! (`COLLAPSE_PROBE_CPU_FAST_PATHS=off`, or a comma-separated list of paths to switch off) to
 //! measure what it saves (docs/performance.md).
 
@@ -21,6 +22,7 @@ pub(crate) mod sparse;
 mod tests;
 mod top;
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -53,6 +55,26 @@ pub const FAST_PATHS_ENV: &str = "COLLAPSE_PROBE_CPU_FAST_PATHS";
 
 static RUNS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
 
+thread_local! {
+    /// Runs of each path on this thread, and whether this thread takes tensor paths only.
+    static THREAD_RUNS: [Cell<usize>; 2] = const { [const { Cell::new(0) }; 2] };
+    static TENSOR_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every fast path switched off on this thread (decoding runs on its caller's
+/// thread): the tensor paths a fast path is compared with.
+pub fn tensor_paths_only<R>(f: impl FnOnce() -> R) -> R {
+    let before = TENSOR_ONLY.with(|t| t.replace(true));
+    let out = f();
+    TENSOR_ONLY.with(|t| t.set(before));
+    out
+}
+
+/// How many times `path` has run on this thread (tests that run beside others compare it).
+pub fn runs_on_this_thread(path: FastPath) -> usize {
+    THREAD_RUNS.with(|r| r[path.index()].get())
+}
+
 impl FastPath {
     fn index(self) -> usize {
         PATHS
@@ -72,8 +94,12 @@ impl FastPath {
     }
 }
 
-/// Whether `path` may run: not switched off by [`FAST_PATHS_ENV`] (read once per process).
+/// Whether `path` may run: not switched off by [`FAST_PATHS_ENV`] (read once per process) nor
+/// by [`tensor_paths_only`].
 pub fn enabled(path: FastPath) -> bool {
+    if TENSOR_ONLY.with(Cell::get) {
+        return false;
+    }
     static OFF: OnceLock<Vec<FastPath>> = OnceLock::new();
     let off = OFF.get_or_init(|| match std::env::var(FAST_PATHS_ENV) {
         Ok(v) if v.trim() == "off" => FastPath::all().collect(),
@@ -102,6 +128,7 @@ pub fn enabled(path: FastPath) -> bool {
 /// Records that `path` ran.
 pub(crate) fn ran(path: FastPath) {
     RUNS[path.index()].fetch_add(1, Ordering::Relaxed);
+    THREAD_RUNS.with(|r| r[path.index()].set(r[path.index()].get() + 1));
 }
 
 /// How many times `path` has run in this process (tests compare it before and after).

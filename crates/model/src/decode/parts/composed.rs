@@ -6,12 +6,15 @@ use serde::Serialize;
 
 use super::blocks::{BlockLoop, Blocks, BlocksLayout};
 use super::count::{Count, CountInputs};
+use super::dream_token::{self, Reads};
 use super::eligible::Eligible;
 use super::kl_history::KlHistory;
 use super::score::Score;
-use super::token::TokenChoice;
+use super::token::{TokenChoice, TokenRule};
 use super::view::StepView;
 use super::{Call, Pick, RowDecoder, Schedule, Sequence};
+use tch::{Device, Kind, Tensor};
+
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
 
@@ -90,6 +93,8 @@ impl Schedule for Composed {
             plan: None,
             eligible: Vec::new(),
             kl: self.kl_history_length().map(KlHistory::new),
+            timesteps: None,
+            hints: Vec::new(),
         }))
     }
 }
@@ -108,6 +113,10 @@ struct ComposedRow<'a> {
     /// The eligible positions of the call in flight.
     eligible: Vec<usize>,
     kl: Option<KlHistory>,
+    /// Dream's timesteps, computed at the first call on the model's device.
+    timesteps: Option<Vec<f32>>,
+    /// Per slot, the top-k support's selection hint from the last call (`../cpu/sparse.rs`).
+    hints: Vec<f32>,
 }
 
 impl RowDecoder for ComposedRow<'_> {
@@ -166,7 +175,25 @@ impl RowDecoder for ComposedRow<'_> {
             forbidden.extend_from_slice(&seq.eot_ids);
         }
         view.forbid(&forbidden)?;
-        let sampled = c.token.choose(view)?;
+        // Without scores to compute, Dream's rule chooses tokens after the count, for the
+        // committed positions only (its `origin` draws the positions first).
+        let after_count = c.token.rule == TokenRule::Dream && c.score == Score::Unranked;
+        let sampled = match c.token.rule {
+            TokenRule::GumbelMax => c.token.choose(view)?,
+            TokenRule::Dream if after_count => None,
+            TokenRule::Dream => {
+                let reads = Reads {
+                    margin: c.score == Score::Margin,
+                    sum_p_log_p: c.score == Score::SumPLogP,
+                };
+                Some(dream_token::choose_all(
+                    &c.token,
+                    view,
+                    reads,
+                    &mut self.hints,
+                )?)
+            }
+        };
         if let Some(kl) = &mut self.kl {
             // The KL is due for the positions that may be read before the block changes: the
             // current block's, or every one when any may become eligible.
@@ -205,13 +232,35 @@ impl RowDecoder for ComposedRow<'_> {
                     .collect(),
             );
         }
-        let chosen = c.count.select(&scores, &inputs);
+        if let Some((eps, steps)) = c.count.timesteps() {
+            let device = view.logits().device();
+            let t = match &self.timesteps {
+                Some(t) => t,
+                // Upstream computes them on the model's device; so do we, so that
+                // `1 - s / t` sees the same float32 values there.
+                None => self.timesteps.insert(Vec::<f32>::try_from(
+                    &Tensor::f_linspace(1.0, eps, steps as i64 + 1, (Kind::Float, device))?
+                        .f_to_device(Device::Cpu)?,
+                )?),
+            };
+            let call = self.calls.min(steps - 1);
+            inputs.timestep = Some((t[call], t[call + 1], call + 1 == steps));
+            inputs.device = Some(device);
+        }
+        inputs.positions = eligible.clone();
+        inputs.seq_len = seq.ids.len();
+        let chosen = c.count.select(&scores, &inputs)?;
         self.calls += 1;
         let chosen_slots: Vec<usize> = chosen.iter().map(|&i| slots[i]).collect();
-        let tokens = view.tokens_of(&chosen_slots)?;
-        let probs = match sampled {
-            Some(p) => chosen_slots.iter().map(|&s| p[s]).collect(),
-            None => view.prob32_of(&chosen_slots)?,
+        let (tokens, probs) = if after_count {
+            dream_token::choose_some(&c.token, view, &chosen_slots)?
+        } else {
+            let tokens = view.tokens_of(&chosen_slots)?;
+            let probs = match sampled {
+                Some(p) => chosen_slots.iter().map(|&s| p[s]).collect(),
+                None => view.prob32_of(&chosen_slots)?,
+            };
+            (tokens, probs)
         };
         Ok(chosen
             .into_iter()
@@ -220,7 +269,10 @@ impl RowDecoder for ComposedRow<'_> {
                 position: eligible[i],
                 token,
                 prob,
-                score: scores.values[i],
+                score: match c.score {
+                    Score::Unranked => prob as f64,
+                    _ => scores.values[i],
+                },
             })
             .collect())
     }

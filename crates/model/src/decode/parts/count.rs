@@ -2,8 +2,12 @@
 
 use serde::Serialize;
 
+use tch::{Device, Kind, Tensor};
+
 use super::even::even_schedule;
 use super::score::Scores;
+use super::unique_top_k::unique_top_k;
+use crate::error::ProbeError;
 
 /// How a block's masks are spread over its steps, for the scheduled counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,6 +82,19 @@ pub enum Count {
         kl_threshold: f64,
         history: usize,
     },
+    /// Dream's timestep count: at call `c` of `steps`, with timesteps
+    /// `t = linspace(1, eps, steps + 1)` in float32, `int(n * (1 - t[c+1] / t[c]))` of the `n`
+    /// eligible positions, all of them at the last call; the highest scores over the whole
+    /// sequence (`topk`), or with `alg_temp > 0` a draw without replacement from
+    /// `softmax(score / alg_temp)`.
+    Timesteps {
+        eps: f64,
+        steps: usize,
+        alg_temp: f64,
+    },
+    /// Dream's `origin`: each eligible position independently, with probability
+    /// `1 - t[c+1] / t[c]` (1 at the last call), from one float32 uniform per position.
+    Bernoulli { eps: f64, steps: usize },
 }
 
 /// What a count may read besides the scores, aligned with the eligible positions.
@@ -89,17 +106,38 @@ pub struct CountInputs {
     pub entropy: Option<Vec<f32>>,
     /// KL stability, for KLASS.
     pub stable: Option<Vec<bool>>,
+    /// This call's timesteps `(t[c], t[c+1])` and whether it is the last, for Dream's counts.
+    pub timestep: Option<(f32, f32, bool)>,
+    /// The eligible positions (absolute, ascending), the sequence's length and the model's
+    /// device: counts that rank or draw over the whole sequence as upstream does.
+    pub positions: Vec<usize>,
+    pub seq_len: usize,
+    pub device: Option<Device>,
 }
 
 impl Count {
     /// Indices into the eligible positions (and `scores`) of the positions to commit.
-    pub fn select(&self, scores: &Scores, inputs: &CountInputs) -> Vec<usize> {
+    pub fn select(&self, scores: &Scores, inputs: &CountInputs) -> Result<Vec<usize>, ProbeError> {
         let n = scores.values.len();
         if n == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
+        }
+        match self {
+            Count::Timesteps { alg_temp, .. } => {
+                return dream_transfer(scores, inputs, *alg_temp);
+            }
+            Count::Bernoulli { .. } => {
+                let (t, s, last) = inputs.timestep.expect("Dream's counts are given timesteps");
+                let device = inputs.device.unwrap_or(Device::Cpu);
+                let draws = Tensor::f_rand([n as i64], (Kind::Float, device))?;
+                let draws = Vec::<f32>::try_from(&draws.f_to_device(Device::Cpu)?)?;
+                let p = if last { 1.0f32 } else { 1.0f32 - s / t };
+                return Ok((0..n).filter(|&i| draws[i] < p).collect());
+            }
+            _ => {}
         }
         let order = rank(&scores.values);
-        match self {
+        Ok(match self {
             Count::TopK { .. } => order[..inputs.scheduled.min(n)].to_vec(),
             Count::Threshold { threshold } => {
                 let t = scores.threshold(*threshold);
@@ -177,6 +215,17 @@ impl Count {
                     ready
                 }
             }
+            Count::Timesteps { .. } | Count::Bernoulli { .. } => unreachable!("handled above"),
+        })
+    }
+
+    /// Dream's `(eps, steps)` when the count follows its timesteps.
+    pub fn timesteps(&self) -> Option<(f64, usize)> {
+        match self {
+            Count::Timesteps { eps, steps, .. } | Count::Bernoulli { eps, steps } => {
+                Some((*eps, *steps))
+            }
+            _ => None,
         }
     }
 
@@ -204,6 +253,62 @@ impl Count {
             Count::Threshold { .. } | Count::Factor { .. } | Count::EntropyBudget { .. }
         )
     }
+}
+
+/// [`Count::Timesteps`]: `k` from the timesteps, then `topk` (or the `alg_temp` draw) over the
+/// whole sequence's confidences, -inf where a position is not eligible, as upstream's
+/// `full_confidence`.
+fn dream_transfer(
+    scores: &Scores,
+    inputs: &CountInputs,
+    alg_temp: f64,
+) -> Result<Vec<usize>, ProbeError> {
+    let n = scores.values.len();
+    let (t, s, last) = inputs.timestep.expect("Dream's counts are given timesteps");
+    // `int(n * (1 - s / t))` in float32, all remaining positions at the last call. Upstream
+    // counts the batch's mean; each row's own count keeps rows independent of their batch and
+    // equals upstream for one prompt.
+    let k = if last {
+        n
+    } else {
+        ((n as f32 * (1.0f32 - s / t)) as usize).min(n)
+    };
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let mut row = vec![f32::NEG_INFINITY; inputs.seq_len];
+    for (&p, &v) in inputs.positions.iter().zip(&scores.values) {
+        row[p] = v as f32;
+    }
+    let device = inputs.device.unwrap_or(Device::Cpu);
+    let picked: Vec<usize> = if alg_temp > 0.0 {
+        let weights = Tensor::f_from_slice(&row)?
+            .f_to_device(device)?
+            .f_div_scalar(alg_temp)?
+            .f_softmax(-1, Kind::Float)?;
+        host_indices(&weights.f_multinomial(k as i64, false)?)?
+    } else if let Some(top) = unique_top_k(&row, k) {
+        top
+    } else {
+        // A tie at the boundary: `topk`'s own order decides, as upstream.
+        let (_, idx) = Tensor::f_from_slice(&row)?
+            .f_to_device(device)?
+            .f_topk(k as i64, -1, true, true)?;
+        host_indices(&idx)?
+    };
+    let mut chosen: Vec<usize> = picked
+        .into_iter()
+        .filter_map(|p| inputs.positions.binary_search(&p).ok())
+        .collect();
+    chosen.sort_unstable();
+    Ok(chosen)
+}
+
+fn host_indices(t: &Tensor) -> Result<Vec<usize>, ProbeError> {
+    Ok(Vec::<i64>::try_from(&t.f_to_device(Device::Cpu)?)?
+        .into_iter()
+        .map(|i| i as usize)
+        .collect())
 }
 
 /// Indices sorted by score, highest first; equal scores keep position order.
@@ -244,10 +349,13 @@ mod tests {
         let c = Count::Threshold { threshold: 0.5 };
         let inputs = CountInputs::default();
         assert_eq!(
-            c.select(&scores(&[0.2, 0.6, 0.5, 0.1]), &inputs),
+            c.select(&scores(&[0.2, 0.6, 0.5, 0.1]), &inputs).unwrap(),
             vec![1, 2]
         );
-        assert_eq!(c.select(&scores(&[0.2, 0.3, 0.1]), &inputs), vec![1]);
+        assert_eq!(
+            c.select(&scores(&[0.2, 0.3, 0.1]), &inputs).unwrap(),
+            vec![1]
+        );
     }
 
     #[test]
@@ -256,13 +364,24 @@ mod tests {
         let inputs = CountInputs::default();
         // Thresholds: rank 1 needs 1 - 1/3, rank 2 needs 1 - 1/4.
         // Stop at rank 2 (0.7 < 0.75): commit 2.
-        assert_eq!(c.select(&scores(&[0.9, 0.8, 0.7, 0.1]), &inputs).len(), 2);
+        assert_eq!(
+            c.select(&scores(&[0.9, 0.8, 0.7, 0.1]), &inputs)
+                .unwrap()
+                .len(),
+            2
+        );
         // Stop at rank 1, the middle: commit 1.
-        assert_eq!(c.select(&scores(&[0.9, 0.5, 0.4]), &inputs).len(), 1);
+        assert_eq!(
+            c.select(&scores(&[0.9, 0.5, 0.4]), &inputs).unwrap().len(),
+            1
+        );
         // First failure at the last rank: every position, the failing one included.
-        assert_eq!(c.select(&scores(&[0.9, 0.8, 0.1]), &inputs).len(), 3);
+        assert_eq!(
+            c.select(&scores(&[0.9, 0.8, 0.1]), &inputs).unwrap().len(),
+            3
+        );
         // One eligible position: 1.
-        assert_eq!(c.select(&scores(&[0.01]), &inputs).len(), 1);
+        assert_eq!(c.select(&scores(&[0.01]), &inputs).unwrap().len(), 1);
     }
 
     #[test]
@@ -274,9 +393,9 @@ mod tests {
         };
         // Order by -entropy: 0.2, 0.5, 0.9, 3.0; budgets 0, 0.2, 0.7, 1.6.
         let s = scores(&[-0.5, -0.2, -0.9, -3.0]);
-        assert_eq!(c.select(&s, &inputs), vec![1, 0, 2]);
+        assert_eq!(c.select(&s, &inputs).unwrap(), vec![1, 0, 2]);
         let tight = Count::EntropyBudget { gamma: 0.0 };
-        assert_eq!(tight.select(&s, &inputs), vec![1]);
+        assert_eq!(tight.select(&s, &inputs).unwrap(), vec![1]);
     }
 
     #[test]
@@ -287,11 +406,11 @@ mod tests {
             scheduled: 2,
             ..Default::default()
         };
-        assert_eq!(c.select(&s, &two), vec![0, 1, 3]);
+        assert_eq!(c.select(&s, &two).unwrap(), vec![0, 1, 3]);
         let four = CountInputs {
             scheduled: 4,
             ..Default::default()
         };
-        assert_eq!(c.select(&s, &four), vec![0, 3, 1, 2]);
+        assert_eq!(c.select(&s, &four).unwrap(), vec![0, 3, 1, 2]);
     }
 }

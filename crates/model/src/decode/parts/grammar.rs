@@ -27,7 +27,7 @@ use super::count::{Count, Curve};
 use super::eligible::Eligible;
 use super::presets::{non_negative, positive, unit_interval};
 use super::score::Score;
-use super::token::TokenChoice;
+use super::token::{TokenChoice, TokenRule};
 use crate::decode::options::Options;
 
 /// The name before the colon.
@@ -280,6 +280,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
             top_p,
             forbid_mask,
             forbid_eot,
+            rule: TokenRule::GumbelMax,
         },
         score,
         count,
@@ -321,7 +322,8 @@ fn check_count(count: &Count) -> Result<(), String> {
                 ));
             }
         }
-        Count::TopK { .. } => {}
+        // Dream's counts come with the `dream` schedule, whose options are checked there.
+        Count::TopK { .. } | Count::Timesteps { .. } | Count::Bernoulli { .. } => {}
     }
     Ok(())
 }

@@ -27,6 +27,8 @@ mod background;
 mod blocks;
 mod composed;
 mod count;
+mod dream_filters;
+mod dream_token;
 mod eligible;
 mod even;
 mod grammar;
@@ -35,6 +37,7 @@ mod presets;
 pub(crate) mod runner;
 mod score;
 mod token;
+mod unique_top_k;
 mod view;
 
 pub use self::background::Background;
@@ -46,9 +49,9 @@ pub use self::even::even_schedule;
 pub(crate) use self::grammar::parse_composition;
 pub use self::grammar::COMPOSE;
 pub use self::presets::PRESETS;
-pub(crate) use self::presets::{build_preset, fixed, llada, threshold};
+pub(crate) use self::presets::{build_preset, dream, fixed, llada, threshold};
 pub use self::score::{Score, Scores};
-pub use self::token::TokenChoice;
+pub use self::token::{TokenChoice, TokenRule};
 pub use self::view::StepView;
 
 use crate::denoiser::MaskedDenoiser;

@@ -9,10 +9,11 @@ use super::composed::Composed;
 use super::count::{Count, Curve};
 use super::eligible::Eligible;
 use super::score::Score;
-use super::token::TokenChoice;
+use super::token::{TokenChoice, TokenRule};
 use crate::decode::options::Options;
 use crate::decode::spec::{
-    FixedOrder, FixedParams, LladaParams, Remasking, ThresholdParams, TokensPerStep,
+    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Remasking, ThresholdParams,
+    TokensPerStep,
 };
 
 /// The preset names, for error messages.
@@ -223,6 +224,7 @@ fn llada2(opts: &mut Options) -> Result<Composed, String> {
         top_p,
         forbid_mask: false,
         forbid_eot: false,
+        rule: TokenRule::GumbelMax,
     };
     let spec = format!(
         "llada2:max_new_tokens={max_new_tokens},block_size={block_size},steps_per_block={steps_per_block},threshold={threshold},minimal_topk={minimal_topk}"
@@ -272,6 +274,59 @@ pub(crate) fn llada(p: &LladaParams, spec: String) -> Composed {
         },
         count: Count::TopK { curve: Curve::Even },
         cfg_scale: (p.cfg_scale > 0.0).then_some(p.cfg_scale),
+    }
+}
+
+/// Dream's `diffusion_generate()` (`DreamGenerationMixin._sample`) as parts: one block of
+/// `steps` calls over every masked position; Dream's token rule (temperature, top-p, top-k,
+/// softmax; categorical draws); the `alg` confidence (`maskgit_plus`: the token's
+/// probability, `topk_margin`, `entropy`) ranked over the timestep count, or for `origin` a
+/// Bernoulli draw per position. Reproduces every official trace
+/// (`fixtures/parity/dream-tiny/decode_traces.json`).
+pub(crate) fn dream(p: &DreamParams, spec: String) -> Composed {
+    let ranked = |score| {
+        (
+            score,
+            Count::Timesteps {
+                eps: p.eps,
+                steps: p.steps,
+                alg_temp: p.alg_temp,
+            },
+        )
+    };
+    let (score, count) = match p.alg {
+        DreamAlg::Origin => (
+            Score::Unranked,
+            Count::Bernoulli {
+                eps: p.eps,
+                steps: p.steps,
+            },
+        ),
+        DreamAlg::MaskgitPlus => ranked(Score::Confidence),
+        DreamAlg::TopkMargin => ranked(Score::Margin),
+        DreamAlg::Entropy => ranked(Score::SumPLogP),
+    };
+    Composed {
+        name: "dream",
+        spec,
+        gen_length: p.max_new_tokens,
+        blocks: Blocks {
+            layout: BlocksLayout::Whole,
+            steps_per_block: Some(p.steps),
+            run: BlockLoop::Fixed,
+        },
+        eligible: Eligible::All,
+        token: TokenChoice {
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            forbid_mask: false,
+            forbid_eot: p.forbid_eot,
+            rule: TokenRule::Dream,
+        },
+        score,
+        count,
+        cfg_scale: None,
     }
 }
 

@@ -20,6 +20,13 @@ pub enum Score {
     Margin,
     /// Negative entropy of the position's distribution (the EB-sampler's order).
     NegEntropy,
+    /// Dream's `entropy` confidence: `(p * log(p + 1e-10)).sum(-1)` in float32, computed as
+    /// written (of the filtered distribution under Dream's token rule).
+    SumPLogP,
+    /// No order: the count draws its positions without reading scores (Dream's `origin`).
+    /// Tokens are then chosen after the count, for the committed positions only, and a
+    /// commit's recorded score is its token's probability.
+    Unranked,
     /// A uniform random number per position, drawn as LLaDA's `random` remasking draws them:
     /// `torch.rand` of one number per position of the whole sequence, on the model's device,
     /// so that a seed gives upstream's draws.
@@ -82,6 +89,11 @@ impl Score {
                 float32: false,
             },
             Score::Margin => from32(view.margin()?),
+            Score::SumPLogP => from32(view.sum_p_log_p()?),
+            Score::Unranked => Scores {
+                values: vec![0.0; eligible.len()],
+                float32: true,
+            },
             Score::NegEntropy => {
                 let h: Vec<f32> = view.entropy()?.iter().map(|&h| -h).collect();
                 from32(&h)

@@ -6,11 +6,8 @@ use tch::{Kind, Tensor};
 use super::view::StepView;
 use crate::error::ProbeError;
 
-/// The token choice: greedy argmax at temperature 0, otherwise Gumbel-max sampling of
-/// `softmax(logits / temperature)` after optional top-k and top-p filtering.
-///
-/// At temperature 0 the filters are not applied (they never change the argmax), as in the
-/// LLaDA2.0 sampler's `sample_tokens`.
+/// The token choice: a temperature, optional top-k and top-p filters, and the [`TokenRule`]
+/// that says how they shape the choice.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenChoice {
     pub temperature: f64,
@@ -24,6 +21,22 @@ pub struct TokenChoice {
     pub forbid_mask: bool,
     /// Never choose the caller's end-of-text / end-of-turn ids (`forbid_eot`).
     pub forbid_eot: bool,
+    pub rule: TokenRule,
+}
+
+/// How the temperature and filters shape the token choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRule {
+    /// Greedy argmax of the logits at temperature 0 (the filters are not applied: they never
+    /// change the argmax, as in the LLaDA2.0 sampler's `sample_tokens`); otherwise Gumbel-max
+    /// sampling of `softmax(logits / temperature)` after top-k and top-p (LLaDA's
+    /// `add_gumbel_noise`). The scores read the model's own distribution.
+    GumbelMax,
+    /// Dream's `sample_tokens`: temperature, top-p, top-k and softmax at every temperature;
+    /// the most probable token or a categorical draw (`dream_token.rs`). The scores read that
+    /// filtered distribution.
+    Dream,
 }
 
 impl TokenChoice {
@@ -35,13 +48,16 @@ impl TokenChoice {
             top_p: None,
             forbid_mask: false,
             forbid_eot: false,
+            rule: TokenRule::GumbelMax,
         }
     }
 
-    /// Chooses the token of every slot of `view`. Returns each one's probability under the
-    /// distribution it was drawn from (float32) when sampling; at temperature 0 that is
-    /// [`StepView::prob32`], left for the caller to compute where it needs it.
+    /// Chooses the token of every slot of `view` under [`TokenRule::GumbelMax`]. Returns each
+    /// one's probability under the distribution it was drawn from (float32) when sampling; at
+    /// temperature 0 that is [`StepView::prob32`], left for the caller to compute where it
+    /// needs it.
     pub fn choose(&self, view: &mut StepView) -> Result<Option<Vec<f32>>, ProbeError> {
+        debug_assert_eq!(self.rule, TokenRule::GumbelMax);
         if self.temperature == 0.0 {
             return Ok(None);
         }

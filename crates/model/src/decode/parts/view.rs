@@ -23,6 +23,7 @@ pub struct StepView {
     softmax64: Option<(Vec<usize>, Tensor)>,
     entropy: Option<Vec<f32>>,
     margin: Option<Vec<f32>>,
+    sum_p_log_p: Option<Vec<f32>>,
 }
 
 impl StepView {
@@ -37,6 +38,7 @@ impl StepView {
             softmax64: None,
             entropy: None,
             margin: None,
+            sum_p_log_p: None,
         }
     }
 
@@ -99,6 +101,36 @@ impl StepView {
         self.tokens = Some(tokens);
         self.sampled = true;
         self.prob32 = None;
+    }
+
+    /// Sets what a token rule that shapes the distribution itself (Dream's `sample_tokens`)
+    /// computed from it: each slot's token and its probability, and where computed, the
+    /// margin and `sum p log(p + 1e-10)` of that distribution. The scores read these instead
+    /// of computing them from the raw logits.
+    pub(crate) fn set_choice(
+        &mut self,
+        tokens: Vec<i64>,
+        prob32: Vec<f32>,
+        margin: Option<Vec<f32>>,
+        sum_p_log_p: Option<Vec<f32>>,
+    ) {
+        debug_assert_eq!(tokens.len(), self.positions.len());
+        self.tokens = Some(tokens);
+        self.sampled = true;
+        self.prob32 = Some(prob32);
+        self.margin = margin;
+        self.sum_p_log_p = sum_p_log_p;
+    }
+
+    /// Dream's entropy confidence `(p * log(p + 1e-10)).sum(-1)` of each slot's distribution,
+    /// float32 (the softmax of the logits unless the token rule set it).
+    pub fn sum_p_log_p(&mut self) -> Result<&[f32], ProbeError> {
+        if self.sum_p_log_p.is_none() {
+            let p = self.logits.f_softmax(-1, Kind::Float)?;
+            let h = super::dream_filters::neg_entropy(&p, None)?;
+            self.sum_p_log_p = Some(host_f32(&h)?);
+        }
+        Ok(self.sum_p_log_p.as_deref().unwrap_or_default())
     }
 
     /// `softmax(logits)[token]` in float32 (LLaDA's `low_confidence`, PC-Sampler, LLaDA2.0).
