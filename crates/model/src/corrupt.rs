@@ -18,7 +18,6 @@ use tch::{Device, Kind, Tensor};
 
 use cp_records::CorruptRecord;
 
-use crate::decode::cpu::uniforms;
 use crate::denoiser::MaskedDenoiser;
 use crate::error::ProbeError;
 use crate::mask_probe::ProbeInput;
@@ -382,6 +381,27 @@ fn corrupt_batch(
         top_probs: host_f32(&top_p)?,
         gain: host_f32(&gain)?,
     })
+}
+
+/// `n` uniform float64 draws in `[0, 1)` with 53 random bits each, from a generator seeded by
+/// `seed` (SplitMix64: fast, and statistically ample for sampling).
+fn uniforms(seed: u64, n: usize) -> Vec<f64> {
+    let mut rng = SplitMix64(seed);
+    (0..n)
+        .map(|_| (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64))
+        .collect()
+}
+
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
 }
 
 #[cfg(test)]

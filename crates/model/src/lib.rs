@@ -22,7 +22,6 @@ mod models;
 mod weights;
 
 pub use crate::corrupt::{corrupt, masked_count, masked_positions, CorruptScheme, CorruptSettings};
-pub use crate::decode::cpu as fast_paths;
 pub use crate::decode::parts;
 pub use crate::decode::{
     decode, decode_with, Call, Commit, Composed, DecodeOptions, DecodeOutput, DecodeProgress,

@@ -14,7 +14,6 @@
 //! draws; token sampling at temperature > 0 keeps upstream's distributions but not its stream
 //! (see docs/internals.md).
 
-pub mod cpu;
 mod options;
 pub mod parts;
 mod spec;

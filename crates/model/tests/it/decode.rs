@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use cp_model::fast_paths::{self, FastPath};
 use cp_model::{
     decode, load_model, DecodeOptions, DecodeOutput, LoadOptions, MaskedDenoiser, ProbeError,
     ScheduleSpec,
@@ -988,18 +987,10 @@ fn saving_distributions_does_not_change_the_draws() {
     }
 }
 
-/// Runs `specs` on the text fixture with the CPU fast paths and with tensor paths only
-/// (`fast_paths::tensor_paths_only`), and requires the same histories and the same probability
-/// and confidence bits; each fast path in `ran` must have run in the first and none in the
-/// second (so that the comparison cannot pass by both sides taking the same path). Saving
-/// distributions on the fast side checks that it moves no decision either.
-fn decides_as_the_tensor_paths(specs: &[&str], eot_ids: Vec<i64>, seed: u64, ran: &[FastPath]) {
-    let count = || -> Vec<usize> {
-        FastPath::all()
-            .map(fast_paths::runs_on_this_thread)
-            .collect()
-    };
-    let before = count();
+/// Runs `specs` on the text fixture with and without saved distributions (which read every
+/// masked position's logits), and requires the same histories and the same probability and
+/// confidence bits: saving distributions moves no decision and no random draw.
+fn decides_alike_with_saved_distributions(specs: &[&str], eot_ids: Vec<i64>, seed: u64) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/text-llada");
     let loaded = load_model(
         &dir,
@@ -1023,15 +1014,9 @@ fn decides_as_the_tensor_paths(specs: &[&str], eot_ids: Vec<i64>, seed: u64, ran
             save_step_distributions: save,
             ..Default::default()
         };
-        let fast = run(m, &prompts, spec, &opts(Some(2)));
-        let at_full = count();
-        let full = fast_paths::tensor_paths_only(|| run(m, &prompts, spec, &opts(None)));
-        assert_eq!(
-            count(),
-            at_full,
-            "{spec}: a fast path ran with tensor paths only"
-        );
-        for (a, b) in fast.trajectories.iter().zip(&full.trajectories) {
+        let saved = run(m, &prompts, spec, &opts(Some(2)));
+        let plain = run(m, &prompts, spec, &opts(None));
+        for (a, b) in saved.trajectories.iter().zip(&plain.trajectories) {
             assert_eq!(a.history, b.history, "{spec}");
             // Probabilities and confidences bit for bit (`Commit` compares floats by value).
             let bits = |t: &cp_model::Trajectory| {
@@ -1051,42 +1036,24 @@ fn decides_as_the_tensor_paths(specs: &[&str], eot_ids: Vec<i64>, seed: u64, ran
             assert_eq!(bits(a), bits(b), "{spec}");
         }
     }
-    let after = count();
-    for (i, path) in FastPath::all().enumerate() {
-        if ran.contains(&path) {
-            assert!(
-                after[i] > before[i],
-                "the fast path {} never ran",
-                path.name()
-            );
-        }
-    }
 }
 
-/// With a top-k filter on CPU, Dream's steps compute on the filter's support only and finish on
-/// the host, and its draws use the host's inverse CDF; the tensor paths must decide the same.
+/// Dream's steps, with every `alg`, filters and draws, decide alike with saved distributions.
 #[test]
-fn dream_top_k_on_the_support_decides_as_the_full_rows() {
+fn dream_steps_decide_alike_with_saved_distributions() {
     let specs = [
         "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50",
         "dream:max_new_tokens=24,steps=12,alg=maskgit_plus,top_k=20,temperature=0.7",
         "dream:max_new_tokens=24,steps=12,alg=topk_margin,top_k=5,temperature=1",
         "dream:max_new_tokens=24,steps=8,alg=entropy,top_k=1",
         "dream:max_new_tokens=24,steps=12,alg=entropy,top_k=50,temperature=0.5,forbid_eot=true",
-        // `origin` decides on the host too when no distributions are saved.
         "dream:max_new_tokens=24,steps=12,alg=origin,temperature=0.7,top_p=0.9",
         "dream:max_new_tokens=24,steps=12,alg=origin,top_k=50",
     ];
-    decides_as_the_tensor_paths(
-        &specs,
-        vec![0],
-        4,
-        &[FastPath::DreamSupport, FastPath::InverseCdf],
-    );
+    decides_alike_with_saved_distributions(&specs, vec![0], 4);
 }
 
-/// Saving distributions computes every masked position's logits; the LLaDA-style steps must
-/// decide the same with and without them (they have no fast path).
+/// The LLaDA-style steps decide alike with saved distributions.
 #[test]
 fn llada_style_steps_decide_alike_with_saved_distributions() {
     let specs = [
@@ -1098,7 +1065,7 @@ fn llada_style_steps_decide_alike_with_saved_distributions() {
         "fixed:gen_length=24,k=3",
         "fixed:gen_length=24,k=2,order=random,temperature=0.7",
     ];
-    decides_as_the_tensor_paths(&specs, Vec::new(), 9, &[]);
+    decides_alike_with_saved_distributions(&specs, Vec::new(), 9);
 }
 
 #[test]

@@ -94,7 +94,6 @@ impl Schedule for Composed {
             eligible: Vec::new(),
             kl: self.kl_history_length().map(KlHistory::new),
             timesteps: None,
-            hints: Vec::new(),
         }))
     }
 }
@@ -115,8 +114,6 @@ struct ComposedRow<'a> {
     kl: Option<KlHistory>,
     /// Dream's timesteps, computed at the first call on the model's device.
     timesteps: Option<Vec<f32>>,
-    /// Per slot, the top-k support's selection hint from the last call (`../cpu/sparse.rs`).
-    hints: Vec<f32>,
 }
 
 impl RowDecoder for ComposedRow<'_> {
@@ -186,12 +183,7 @@ impl RowDecoder for ComposedRow<'_> {
                     margin: c.score == Score::Margin,
                     sum_p_log_p: c.score == Score::SumPLogP,
                 };
-                Some(dream_token::choose_all(
-                    &c.token,
-                    view,
-                    reads,
-                    &mut self.hints,
-                )?)
+                Some(dream_token::choose_all(&c.token, view, reads)?)
             }
         };
         if let Some(kl) = &mut self.kl {

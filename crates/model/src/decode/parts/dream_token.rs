@@ -3,9 +3,6 @@
 //! their float32 softmax; the token is a categorical draw from it (temperature > 0) or its most
 //! probable entry, and the scores (`maskgit_plus`'s probability, `topk_margin`'s margin,
 //! `entropy`'s `sum p log(p + 1e-10)`) read that filtered distribution.
-//!
-//! On the CPU, a top-k filtered step without top-p is computed on the filter's support only
-//! (`../cpu/sparse.rs`, the same bits as the full rows).
 
 use tch::{Kind, Tensor};
 
@@ -14,7 +11,6 @@ use super::dream_filters::{
 };
 use super::token::TokenChoice;
 use super::view::StepView;
-use crate::decode::cpu::{self, sparse, FastPath};
 use crate::error::ProbeError;
 
 /// Which of the filtered distribution's per-slot values the step's score reads.
@@ -30,17 +26,11 @@ pub(crate) fn choose_all(
     token: &TokenChoice,
     view: &mut StepView,
     reads: Reads,
-    hints: &mut Vec<f32>,
 ) -> Result<Vec<f32>, ProbeError> {
     let n = view.positions().len();
     if n == 0 {
         view.set_choice(Vec::new(), Vec::new(), Some(Vec::new()), Some(Vec::new()));
         return Ok(Vec::new());
-    }
-    if let Some(c) = on_support(token, view, reads, hints)? {
-        cpu::ran(FastPath::DreamSupport);
-        view.set_choice(c.tokens, c.probs.clone(), c.margin, c.sum_p_log_p);
-        return Ok(c.probs);
     }
     let dist = filtered(token, view.logits().shallow_clone())?;
     let x0 = pick(token, &dist)?;
@@ -147,12 +137,6 @@ fn sample(probs: &Tensor) -> Result<Tensor, ProbeError> {
         return Ok(Tensor::f_zeros([0], (Kind::Int64, device))?);
     }
     let u = Tensor::f_rand([n, 1], (Kind::Double, device))?;
-    if cpu::enabled(FastPath::InverseCdf) {
-        if let Some(picks) = cpu::inverse_cdf(probs, &Vec::<f64>::try_from(&u.f_flatten(0, -1)?)?) {
-            cpu::ran(FastPath::InverseCdf);
-            return Ok(Tensor::f_from_slice(&picks)?);
-        }
-    }
     let cum = probs.f_cumsum(-1, Kind::Double)?;
     let total = cum.f_narrow(-1, v - 1, 1)?;
     let target = u.f_neg()?.f_add_scalar(1.0)?.f_mul(&total)?;
@@ -160,103 +144,6 @@ fn sample(probs: &Tensor) -> Result<Tensor, ProbeError> {
         .f_lt_tensor(&target)?
         .f_sum_dim_intlist(-1, false, Kind::Int64)?;
     Ok(below.f_clamp_max(v - 1)?)
-}
-
-/// What the support path computed, per slot.
-struct OnSupport {
-    tokens: Vec<i64>,
-    probs: Vec<f32>,
-    margin: Option<Vec<f32>>,
-    sum_p_log_p: Option<Vec<f32>>,
-}
-
-/// [`choose_all`] with a top-k filter and no top-p, on the filter's support only (CPU float32
-/// logits; see `../cpu/sparse.rs`): the same tokens, probabilities and scores as the full rows
-/// give. `None` where the full rows are needed.
-fn on_support(
-    token: &TokenChoice,
-    view: &StepView,
-    reads: Reads,
-    hints: &mut Vec<f32>,
-) -> Result<Option<OnSupport>, ProbeError> {
-    let Some(k) = token.top_k else {
-        return Ok(None);
-    };
-    if token.top_p.is_some_and(|t| t < 1.0) || !cpu::enabled(FastPath::DreamSupport) {
-        return Ok(None);
-    }
-    let logits = view.logits();
-    // SAFETY: the view's logits are only read until this function returns; nothing writes
-    // to them meanwhile.
-    let Some(data) = (unsafe { cpu::cpu_f32(logits) }) else {
-        return Ok(None);
-    };
-    let v = logits.size()[1] as usize;
-    let n = view.positions().len();
-    let rows: Vec<i64> = (0..n as i64).collect();
-    hints.resize(n, f32::NAN);
-    // The view's forbidden ids are already at -inf in its logits.
-    let Some(support) = sparse::top_k_support(data, v, &rows, k, token.temperature, &[], hints)
-    else {
-        return Ok(None);
-    };
-    let Some((probs, sums)) = sparse::probabilities(&support, v, reads.sum_p_log_p)? else {
-        return Ok(None);
-    };
-    // `sample`'s draw, on the same stream.
-    let u = match token.temperature > 0.0 {
-        true => Vec::<f64>::try_from(&Tensor::f_rand(
-            [n as i64],
-            (Kind::Double, logits.device()),
-        )?)?,
-        false => Vec::new(),
-    };
-    let mut out = OnSupport {
-        tokens: Vec::with_capacity(n),
-        probs: Vec::with_capacity(n),
-        margin: reads.margin.then(|| Vec::with_capacity(n)),
-        sum_p_log_p: reads.sum_p_log_p.then_some(sums),
-    };
-    let mut cum = Vec::with_capacity(k);
-    for r in 0..n {
-        let (idx, p) = (&support.idx[r * k..(r + 1) * k], &probs[r * k..(r + 1) * k]);
-        let j = if token.temperature > 0.0 {
-            // `sample`'s inverse CDF on the kept entries: the zeros between them add nothing
-            // to the running sum.
-            let Some(j) = cpu::inverse_cdf_row(p, u[r], &mut cum) else {
-                return Ok(None);
-            };
-            j
-        } else {
-            // The first maximum.
-            let mut best = 0;
-            for j in 1..k {
-                if p[j] > p[best] {
-                    best = j;
-                }
-            }
-            best
-        };
-        out.tokens.push(idx[j] as i64);
-        out.probs.push(p[j]);
-        if let Some(margin) = &mut out.margin {
-            // `probs.topk(2)`: the second value is 0 (off the support) when k = 1.
-            let (mut first, mut second) = (
-                f32::NEG_INFINITY,
-                if k == 1 { 0.0 } else { f32::NEG_INFINITY },
-            );
-            for &q in p {
-                if q > first {
-                    second = first;
-                    first = q;
-                } else if q > second {
-                    second = q;
-                }
-            }
-            margin.push(first - second);
-        }
-    }
-    Ok(Some(out))
 }
 
 fn host_f32(t: &Tensor) -> Result<Vec<f32>, ProbeError> {
