@@ -55,14 +55,9 @@ pub fn run_probe(
     shard: Option<Shard>,
     global: &GlobalArgs,
 ) -> anyhow::Result<ProbeDone> {
-    let mut inputs = session.inputs();
-    let total = inputs.len();
-    if let Some(shard) = shard {
-        let batch = settings.batch_size.max(1);
-        let batches = shard.range(total.div_ceil(batch));
-        inputs =
-            inputs[(batches.start * batch).min(total)..(batches.end * batch).min(total)].to_vec();
-    }
+    let all = session.inputs();
+    let total = all.len();
+    let inputs = shard_part(all, settings.batch_size, shard);
     settings.validate(session.model.as_ref(), &inputs)?;
 
     let staged = OutputDir::create(out)?;
@@ -105,12 +100,7 @@ pub fn run_probe(
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
     let mut manifest = session.manifest("probe", 0, params, file_list);
-    manifest.shard = shard.map(|s| ShardInfo {
-        index: s.index,
-        count: s.count,
-        total_prompts: total,
-        prompts: inputs.iter().map(|p| p.prompt_index as usize).collect(),
-    });
+    manifest.shard = shard_info(shard, total, &inputs);
     write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     let dir = staged.commit()?;
     Ok(ProbeDone {
@@ -129,6 +119,35 @@ pub struct DecodeStage {
     pub format: Format,
     /// Decode only this shard's batches (`DecodeOptions::shard`).
     pub shard: Option<Shard>,
+}
+
+/// Shard `shard`'s part of the prompts `all`: a contiguous range of whole batches of
+/// `batch_size` (all of them without a shard).
+fn shard_part(
+    all: Vec<cp_model::ProbeInput>,
+    batch_size: usize,
+    shard: Option<Shard>,
+) -> Vec<cp_model::ProbeInput> {
+    let Some(shard) = shard else {
+        return all;
+    };
+    let (total, batch) = (all.len(), batch_size.max(1));
+    let batches = shard.range(total.div_ceil(batch));
+    all[(batches.start * batch).min(total)..(batches.end * batch).min(total)].to_vec()
+}
+
+/// What a shard's manifest records: which shard, of how many prompts, and which it covered.
+fn shard_info(
+    shard: Option<Shard>,
+    total: usize,
+    inputs: &[cp_model::ProbeInput],
+) -> Option<ShardInfo> {
+    shard.map(|s| ShardInfo {
+        index: s.index,
+        count: s.count,
+        total_prompts: total,
+        prompts: inputs.iter().map(|p| p.prompt_index as usize).collect(),
+    })
 }
 
 /// What the decode stage did.
@@ -255,6 +274,8 @@ pub struct CorruptStage {
     pub top_k: usize,
     pub batch_size: usize,
     pub format: Format,
+    /// Only this shard's texts (`--shard`), in whole batches.
+    pub shard: Option<Shard>,
 }
 
 /// What the corrupt stage did.
@@ -308,11 +329,13 @@ pub fn run_corrupt(
         .into_iter()
         .map(|p| p.ln())
         .collect();
-    let texts = session.inputs();
+    let all = session.inputs();
+    let total = all.len();
     // Special tokens (BOS, end of text, template markers) are never masked: they carry no text.
+    // They are read from every text, so that every shard of a run keeps the same ones.
     let mut keep: Vec<u32> = Vec::new();
     if let Some(text) = &session.text {
-        let mut seen: Vec<i64> = texts.iter().flat_map(|t| t.ids.iter().copied()).collect();
+        let mut seen: Vec<i64> = all.iter().flat_map(|t| t.ids.iter().copied()).collect();
         seen.sort_unstable();
         seen.dedup();
         keep = seen
@@ -325,6 +348,7 @@ pub fn run_corrupt(
             })
             .collect();
     }
+    let texts = shard_part(all, stage.batch_size, stage.shard);
     let settings = CorruptSettings {
         ratios: stage.ratios.clone(),
         samples: stage.samples,
@@ -392,10 +416,9 @@ pub fn run_corrupt(
     });
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
-    write_json(
-        &staged.path().join(files::MANIFEST_JSON),
-        &session.manifest("corrupt", stage.seed, params, file_list),
-    )?;
+    let mut manifest = session.manifest("corrupt", stage.seed, params, file_list);
+    manifest.shard = shard_info(stage.shard, total, &texts);
+    write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     let dir = staged.commit()?;
     Ok(CorruptDone {
         dir,

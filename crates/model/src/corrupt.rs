@@ -7,9 +7,12 @@
 //! under schemes that mask the rarest, the most frequent, or one contiguous span.
 //!
 //! Every (text, ratio, sample) is one masked sequence, drawn from a generator seeded by the
-//! run's seed and those three indices, so a record can be rebuilt from `texts.parquet` and the
-//! seed, and the result does not depend on the batch size. Only the masked rows' statistics
-//! leave the device.
+//! run's seed and those three indices (the text's index in the whole run), so a record can be
+//! rebuilt from `texts.parquet` and the seed, and the draws do not depend on the batch size.
+//! A batch holds the sequences of one text only: a text's statistics then come from the same
+//! forward passes whichever other texts the run (or its shard) holds, to the last bit (libtorch's
+//! matrix products may round differently for other batch shapes). Only the masked rows'
+//! statistics leave the device.
 
 use std::fmt;
 use std::str::FromStr;
@@ -225,9 +228,10 @@ pub fn corrupt(
     settings.validate(model, texts)?;
     let device = model.device();
     let log_unigram = Tensor::from_slice(&settings.log_unigram).to_device(device);
-    // Texts of one length share forward passes; the jobs of a text stay together.
-    let mut by_len: std::collections::BTreeMap<usize, Vec<Job>> = Default::default();
+    // The jobs of a text share forward passes, in batches of their own.
+    let mut by_text: Vec<Vec<Job>> = Vec::with_capacity(texts.len());
     for (t, text) in texts.iter().enumerate() {
+        let mut jobs = Vec::with_capacity(settings.ratios.len() * settings.samples);
         for (r, &ratio) in settings.ratios.iter().enumerate() {
             for s in 0..settings.samples {
                 let masked = masked_positions(
@@ -236,9 +240,11 @@ pub fn corrupt(
                     settings.scheme,
                     &settings.freq_rank,
                     &settings.keep,
-                    job_seed(settings.seed, t, r, s),
+                    // The text's index in the whole run, so that a shard of the texts draws
+                    // what the whole run draws for them.
+                    job_seed(settings.seed, text.prompt_index as usize, r, s),
                 );
-                by_len.entry(text.ids.len()).or_default().push(Job {
+                jobs.push(Job {
                     text: t,
                     ratio: r,
                     sample: s,
@@ -246,10 +252,11 @@ pub fn corrupt(
                 });
             }
         }
+        by_text.push(jobs);
     }
     let mut records = Vec::new();
     let mut done = 0;
-    for jobs in by_len.values() {
+    for jobs in &by_text {
         for batch in jobs.chunks(settings.batch_size) {
             let stats = tch::no_grad(|| {
                 corrupt_batch(model, texts, batch, settings, &log_unigram, device)

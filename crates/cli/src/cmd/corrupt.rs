@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use cp_model::CorruptScheme;
 use cp_records::Format;
 
-use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session, ShardArgs};
 use crate::stages::{run_corrupt, CorruptStage};
 
 /// Arguments of `collapse-probe corrupt`.
@@ -51,12 +51,15 @@ pub struct Args {
     /// Predictions recorded per masked position.
     #[arg(long, default_value_t = 5, value_name = "K")]
     pub top_k: usize,
-    /// Masked sequences per forward pass.
+    /// Masked sequences per forward pass, all of one text (its ratios x samples sequences take
+    /// that many divided by N passes, rounded up).
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub batch_size: usize,
     /// Output folder (corrupt, texts, manifest.json); written atomically.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Record format.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     pub format: Format,
@@ -79,7 +82,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     let session = Session::open(&args.model, &prompts, global)
         .map_err(|e| e.context(format!("--texts {}", args.texts.display())))?;
-    let done = run_corrupt(&session, &stage, &args.index, &args.out, global)?;
+    let out = args.shard.out_dir(&args.out)?;
+    let done = run_corrupt(&session, &stage, &args.index, &out, global)?;
     if !global.quiet {
         eprintln!(
             "corrupted {} texts x {} ratios x {} samples ({} scheme): {} masked positions in {:.2}s ({:.0} tokens/s) -> {}",
@@ -129,5 +133,6 @@ fn stage_of(args: &Args) -> anyhow::Result<CorruptStage> {
         top_k: args.top_k,
         batch_size: args.batch_size,
         format: args.format,
+        shard: args.shard.shard,
     })
 }

@@ -27,15 +27,25 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// `probe` or `decode` on the KJV fixture's 16 prompts, in batches of 3 (six batches).
+/// `probe`, `decode` or `corrupt` on the KJV fixture's 16 prompts, in batches of 3 (six
+/// batches); `corrupt` reads the index `index`.
 fn stage(kind: &str, out: &Path, seed: &str) -> Vec<String> {
+    stage_with_index(kind, out, seed, Path::new(""))
+}
+
+fn stage_with_index(kind: &str, out: &Path, seed: &str, index: &Path) -> Vec<String> {
     let model = root().join("fixtures/text-llada");
     let prompts = root().join("probes/prompts/kjv.txt");
+    let texts_flag = if kind == "corrupt" {
+        "--texts"
+    } else {
+        "--prompts"
+    };
     let mut args = strings(&[
         kind,
         "--model",
         model.to_str().unwrap(),
-        "--prompts",
+        texts_flag,
         prompts.to_str().unwrap(),
         "--chat-template",
         "none",
@@ -46,6 +56,16 @@ fn stage(kind: &str, out: &Path, seed: &str) -> Vec<String> {
     ]);
     match kind {
         "probe" => args.extend(strings(&["--masks", "24"])),
+        "corrupt" => args.extend(strings(&[
+            "--index",
+            index.to_str().unwrap(),
+            "--ratios",
+            "0.2,0.6",
+            "--samples",
+            "2",
+            "--seed",
+            seed,
+        ])),
         // Random positions: the shards must seed each batch as the whole run does.
         _ => args.extend(strings(&[
             "--schedule",
@@ -92,14 +112,14 @@ fn three_shards_side_by_side_merge_into_the_unsharded_metrics() {
         index.to_str().unwrap(),
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
-    for kind in ["probe", "decode"] {
+    for kind in ["probe", "decode", "corrupt"] {
         let whole = tmp.path().join(format!("{kind}-whole"));
-        let o = run(&stage(kind, &whole, "7"));
+        let o = run(&stage_with_index(kind, &whole, "7", &index));
         assert!(o.status.success(), "{}", stderr(&o));
         let sharded = tmp.path().join(format!("{kind}-sharded"));
         let children: Vec<Child> = (0..3)
             .map(|i| {
-                let mut args = stage(kind, &sharded, "7");
+                let mut args = stage_with_index(kind, &sharded, "7", &index);
                 args.extend(strings(&["--shard", &format!("{i}/3")]));
                 command(&args).spawn().unwrap()
             })
