@@ -200,7 +200,7 @@ impl RowDecoder for ComposedRow<'_> {
             view,
             &eligible,
             (block_start, seq.ids.len()),
-            self.kl.as_ref(),
+            self.kl.as_mut(),
         )?;
         let slots: Vec<usize> = eligible
             .iter()
@@ -215,14 +215,28 @@ impl RowDecoder for ComposedRow<'_> {
             let h = view.entropy()?;
             inputs.entropy = Some(slots.iter().map(|&s| h[s]).collect());
         }
-        if let Count::ReadyElseTopK { kl_threshold, .. } = c.count {
-            let kl = self.kl.as_ref().expect("KLASS keeps the KL history");
-            inputs.stable = Some(
-                eligible
-                    .iter()
-                    .map(|&p| kl.stable(p, kl_threshold, self.calls))
-                    .collect(),
-            );
+        if let Count::ReadyElseTopK {
+            kl_threshold,
+            conf_threshold,
+            ..
+        } = c.count
+        {
+            // Only a position whose score passes the threshold can be ready: only its history
+            // is read (and its KL values computed).
+            let kl = self.kl.as_mut().expect("KLASS keeps the KL history");
+            let t = scores.threshold(conf_threshold);
+            let confident: Vec<usize> = (0..eligible.len())
+                .filter(|&i| scores.values[i] > t)
+                .collect();
+            let at: Vec<usize> = confident.iter().map(|&i| eligible[i]).collect();
+            let mut stable = vec![false; eligible.len()];
+            for (&i, s) in confident
+                .iter()
+                .zip(kl.stable(&at, kl_threshold, self.calls)?)
+            {
+                stable[i] = s;
+            }
+            inputs.stable = Some(stable);
         }
         if let Some((eps, steps)) = c.count.timesteps() {
             let device = view.logits().device();

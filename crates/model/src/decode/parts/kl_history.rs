@@ -1,180 +1,245 @@
-//! KLASS's state across steps: each masked position's distribution at the previous call
-//! and its recent KL divergences.
+//! KLASS's state across steps: each masked position's recent KL divergences between the
+//! distributions of consecutive calls.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::view::StepView;
 use crate::error::ProbeError;
 
 /// Carried across every step and block of one sequence, never reset.
 ///
-/// Upstream keeps `p_prev` and `kl_hist` for every position; only masked positions are ever
-/// read, and a masked position was masked at every earlier call, so keeping the rows of the
-/// masked positions gives the same values.
+/// Upstream keeps `p_prev` and `kl_hist` for every position and computes every position's KL at
+/// every call. Only masked positions are ever read, and only some of their entries: KLASS reads a
+/// position's history from call `length - 1` of its own block on, and only for positions whose
+/// confidence passes its threshold. So this history records *which* calls give a position an
+/// entry (every call of its block; upstream's `kl_hist` is a FIFO of `length` values, zeros
+/// before the first), keeps the last `length + 1` calls' logits, and computes an entry's KL
+/// `sum p (ln(p + 1e-12) - ln(p_prev + 1e-12))` (float64) the first time it is read. The values
+/// are upstream's; the float64 softmax of a call's due rows is the one the step's confidence
+/// score also reads.
 pub struct KlHistory {
     length: usize,
-    /// Positions of the rows of `prev`.
-    prev_positions: Vec<usize>,
-    /// `ln(p + 1e-12)` of the float64 softmax `[prev_positions.len(), V]` at the previous
-    /// call (none before the first), kept so that each call takes one logarithm, not two.
-    prev: Option<Tensor>,
-    /// The previous call's positions whose KL was not due then (the next block's), with that
-    /// call's float32 logits `[n, V]` and the row of each position in them: their
-    /// `ln(p + 1e-12)` is computed only if a later call needs it as `p_prev`, which happens once
-    /// per block, at its first call. The logits are the call's own tensor, kept, not copied.
-    pending: Option<Pending>,
-    /// The last `length` KL divergences of each position, oldest first (zeros at the start).
-    recent: HashMap<usize, Vec<f64>>,
+    /// The calls so far.
+    calls: usize,
+    /// The last `length + 1` calls, oldest first.
+    kept: VecDeque<CallRows>,
+    /// Per position, the calls that gave it an entry, oldest first (the last `length`).
+    entries: HashMap<usize, VecDeque<usize>>,
+    /// The KL of `(position, call)` entries already computed.
+    values: HashMap<(usize, usize), f64>,
 }
 
-struct Pending {
+/// One call's rows: every position of its view, the call's float32 logits of them (kept, not
+/// copied), and the float64 softmax of the due ones.
+struct CallRows {
+    call: usize,
     positions: Vec<usize>,
     logits: Tensor,
-    rows: Vec<i64>,
+    due_slots: Vec<usize>,
+    softmax: Tensor,
+}
+
+impl CallRows {
+    /// The float64 softmax rows `[n, V]` of `positions` (each in the call's view), in order:
+    /// from the due rows, or computed from the logits for the others.
+    fn softmax_rows(&self, positions: &[usize]) -> Result<Tensor, ProbeError> {
+        let device = self.softmax.device();
+        let (mut from_due, mut from_logits, mut order) = (Vec::new(), Vec::new(), Vec::new());
+        for &q in positions {
+            let slot = self
+                .positions
+                .binary_search(&q)
+                .expect("the position is in the call's view");
+            match self.due_slots.binary_search(&slot) {
+                Ok(row) => {
+                    order.push(from_due.len() as i64);
+                    from_due.push(row as i64);
+                }
+                Err(_) => {
+                    order.push(-1 - from_logits.len() as i64);
+                    from_logits.push(slot as i64);
+                }
+            }
+        }
+        let due = self
+            .softmax
+            .f_index_select(0, &Tensor::f_from_slice(&from_due)?.f_to_device(device)?)?;
+        if from_logits.is_empty() {
+            return Ok(due);
+        }
+        // `softmax(dtype=float64)` casts first, row by row.
+        let others = self
+            .logits
+            .f_index_select(0, &Tensor::f_from_slice(&from_logits)?.f_to_device(device)?)?
+            .f_softmax(-1, Kind::Double)?;
+        let base = from_due.len() as i64;
+        let at: Vec<i64> = order
+            .iter()
+            .map(|&o| if o >= 0 { o } else { base + (-1 - o) })
+            .collect();
+        Ok(Tensor::f_cat(&[due, others], 0)?
+            .f_index_select(0, &Tensor::f_from_slice(&at)?.f_to_device(device)?)?)
+    }
 }
 
 impl KlHistory {
     pub fn new(length: usize) -> KlHistory {
         KlHistory {
             length,
-            prev_positions: Vec::new(),
-            prev: None,
-            pending: None,
-            recent: HashMap::new(),
+            calls: 0,
+            kept: VecDeque::new(),
+            entries: HashMap::new(),
+            values: HashMap::new(),
         }
     }
 
-    /// Adds this call's KL divergence `sum p (ln(p + 1e-12) - ln(p_prev + 1e-12))` (float64)
-    /// for the slots `due` of `view` (ascending) whose positions were also in the previous
-    /// call's view (all of them at the first call, where `p_prev` is zero), and keeps this
-    /// call's distributions of every slot.
+    /// Records this call: the slots `due` of `view` (ascending) get an entry when their
+    /// position was in the previous call's view (all of them at the first call, where `p_prev`
+    /// is zero), and the call's distributions are kept.
     ///
     /// A position missing from the previous view gets no entry this call: the caller leaves
     /// out positions whose history is read only after calls that will hold them (KLASS reads
     /// a position's history only from call `length - 1` of its own block, whose entries were
     /// all made in that block; the view of every call holds the next block too, so that its
-    /// first entries have their `p_prev`). For the same reason the next block's slots need no
-    /// KL before their block starts: they are left out of `due`, and their distribution is
-    /// computed from the kept logits only at the first call that reads it.
+    /// first entries have their `p_prev`).
     pub fn update(&mut self, view: &mut StepView, due: &[usize]) -> Result<(), ProbeError> {
-        let positions: Vec<usize> = due.iter().map(|&s| view.positions()[s]).collect();
-        let later: Vec<usize> = (0..view.positions().len())
-            .filter(|s| due.binary_search(s).is_err())
-            .collect();
-        let p = view.softmax64_of(due)?.shallow_clone();
-        let mut log_p = p.f_add_scalar(1e-12)?;
-        let _ = log_p.f_log_()?;
-        let (with_prev, kl) = match &self.prev {
-            None if self.pending.is_none() => {
-                // ln(0 + 1e-12) everywhere: sum p * ln(1e-12) = ln(1e-12), as sum p = 1 to
-                // within float64 rounding; computed as upstream does, row by row.
-                let log_prev = log_p.f_full_like(1e-12f64.ln())?;
-                let kl = Tensor::f_linalg_vecdot(&p, &log_p, -1)?
-                    .f_sub(&Tensor::f_linalg_vecdot(&p, &log_prev, -1)?)?;
-                ((0..positions.len()).collect::<Vec<_>>(), kl)
-            }
-            _ => {
-                let (cur, log_prev) = self.previous_rows(&positions)?;
-                let device = log_p.device();
-                let (p_sel, log_p_sel) = if cur.len() == positions.len() {
-                    (p.shallow_clone(), log_p.shallow_clone())
-                } else {
-                    let rows: Vec<i64> = cur.iter().map(|&i| i as i64).collect();
-                    let rows = Tensor::f_from_slice(&rows)?.f_to_device(device)?;
-                    (p.f_index_select(0, &rows)?, log_p.f_index_select(0, &rows)?)
-                };
-                // The difference of two dot products: two reads of each row instead of three
-                // passes that write; in float64 the two orders differ by about 1e-15, far
-                // below any threshold's margin.
-                let kl = Tensor::f_linalg_vecdot(&p_sel, &log_p_sel, -1)?
-                    .f_sub(&Tensor::f_linalg_vecdot(&p_sel, &log_prev, -1)?)?;
-                (cur, kl)
-            }
-        };
-        let kl = Vec::<f64>::try_from(&kl.f_to_device(tch::Device::Cpu)?)?;
-        for (&i, &d) in with_prev.iter().zip(&kl) {
-            let h = self
-                .recent
-                .entry(positions[i])
-                .or_insert_with(|| vec![0.0; self.length]);
-            h.remove(0);
-            h.push(d);
-        }
-        self.pending = match later.is_empty() {
-            true => None,
-            false => Some(Pending {
-                positions: later.iter().map(|&s| view.positions()[s]).collect(),
-                logits: view.logits().shallow_clone(),
-                rows: later.iter().map(|&s| s as i64).collect(),
-            }),
-        };
-        self.prev_positions = positions;
-        self.prev = Some(log_p);
-        Ok(())
-    }
-
-    /// Of `positions`, the indices of those the previous call held, and their
-    /// `ln(p_prev + 1e-12)` rows `[n, V]` in that order: from `prev`, or computed now from the
-    /// kept logits of the positions that were not due then.
-    fn previous_rows(&self, positions: &[usize]) -> Result<(Vec<usize>, Tensor), ProbeError> {
-        let prev_len = self.prev_positions.len() as i64;
-        let (mut cur, mut source) = (Vec::new(), Vec::new());
-        let mut from_pending = Vec::new();
-        for (i, q) in positions.iter().enumerate() {
-            if let Ok(j) = self.prev_positions.binary_search(q) {
-                cur.push(i);
-                source.push(j as i64);
-            } else if let Some(pending) = &self.pending {
-                if let Ok(k) = pending.positions.binary_search(q) {
-                    cur.push(i);
-                    source.push(prev_len + from_pending.len() as i64);
-                    from_pending.push(pending.rows[k]);
+        let softmax = view.softmax64_of(due)?.shallow_clone();
+        let positions = view.positions().to_vec();
+        let call = self.calls;
+        let previous = self.kept.back().map(|c| &c.positions);
+        for &slot in due {
+            let q = positions[slot];
+            let has_prev = match previous {
+                None => call == 0,
+                Some(prev) => prev.binary_search(&q).is_ok(),
+            };
+            if has_prev {
+                let calls = self.entries.entry(q).or_default();
+                calls.push_back(call);
+                if calls.len() > self.length {
+                    calls.pop_front();
                 }
             }
         }
-        let mut parts = Vec::new();
-        if let Some(prev) = &self.prev {
-            parts.push(prev.shallow_clone());
+        self.kept.push_back(CallRows {
+            call,
+            positions,
+            logits: view.logits().shallow_clone(),
+            due_slots: due.to_vec(),
+            softmax,
+        });
+        if self.kept.len() > self.length + 1 {
+            self.kept.pop_front();
         }
-        if let (false, Some(pending)) = (from_pending.is_empty(), &self.pending) {
-            let logits = &pending.logits;
-            let rows = Tensor::f_from_slice(&from_pending)?.f_to_device(logits.device())?;
-            let mut log = logits
-                .f_index_select(0, &rows)?
-                .f_softmax(-1, tch::Kind::Double)?
-                .f_add_scalar(1e-12)?;
-            let _ = log.f_log_()?;
-            parts.push(log);
-        }
-        let all = match parts.len() {
-            1 => parts.pop().expect("one part"),
-            _ => Tensor::f_cat(&parts, 0)?,
-        };
-        if cur.is_empty() {
-            return Ok((cur, all.f_narrow(0, 0, 0)?));
-        }
-        let at = Tensor::f_from_slice(&source)?.f_to_device(all.device())?;
-        Ok((cur, all.f_index_select(0, &at)?))
+        let oldest = self.kept.front().map_or(0, |c| c.call);
+        self.values.retain(|&(_, c), _| c >= oldest);
+        self.calls += 1;
+        Ok(())
     }
 
-    /// Whether every KL divergence in `position`'s history is below `threshold`. Upstream
-    /// checks it only from call `length - 1` of a block on.
-    pub fn stable(&self, position: usize, threshold: f64, step_in_block: usize) -> bool {
-        step_in_block + 1 >= self.length
-            && self
-                .recent
-                .get(&position)
-                .is_some_and(|h| h.iter().all(|&d| d < threshold))
+    /// Whether every KL divergence in each position's history is below `threshold` (upstream
+    /// checks it only from call `length - 1` of a block on, `step_in_block`).
+    pub fn stable(
+        &mut self,
+        positions: &[usize],
+        threshold: f64,
+        step_in_block: usize,
+    ) -> Result<Vec<bool>, ProbeError> {
+        if step_in_block + 1 < self.length {
+            return Ok(vec![false; positions.len()]);
+        }
+        let histories = self.recent(positions)?;
+        Ok(histories
+            .iter()
+            .map(|h| h.iter().all(|&d| d < threshold))
+            .collect())
     }
 
-    /// The largest KL divergence in `position`'s history.
-    pub fn max_recent(&self, position: usize) -> f64 {
-        self.recent
-            .get(&position)
-            .map(|h| h.iter().copied().fold(f64::NEG_INFINITY, f64::max))
-            .unwrap_or(f64::INFINITY)
+    /// The largest KL divergence in each position's history (`+inf` for a position without one).
+    pub fn max_recent(&mut self, positions: &[usize]) -> Result<Vec<f64>, ProbeError> {
+        let known: Vec<bool> = positions
+            .iter()
+            .map(|q| self.entries.contains_key(q))
+            .collect();
+        Ok(self
+            .recent(positions)?
+            .iter()
+            .zip(known)
+            .map(|(h, k)| match k {
+                true => h.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                false => f64::INFINITY,
+            })
+            .collect())
+    }
+
+    /// The last `length` KL divergences of each position, oldest first, zeros where it has had
+    /// fewer entries (upstream's `kl_hist` starts at zero), computing those not computed yet.
+    pub fn recent(&mut self, positions: &[usize]) -> Result<Vec<Vec<f64>>, ProbeError> {
+        let wanted: Vec<(usize, usize)> = positions
+            .iter()
+            .flat_map(|&q| {
+                self.entries
+                    .get(&q)
+                    .into_iter()
+                    .flatten()
+                    .map(move |&c| (q, c))
+            })
+            .filter(|key| !self.values.contains_key(key))
+            .collect();
+        self.compute(&wanted)?;
+        Ok(positions
+            .iter()
+            .map(|q| {
+                let calls = self.entries.get(q);
+                let n = calls.map_or(0, VecDeque::len);
+                let mut h = vec![0.0; self.length - n];
+                h.extend(calls.into_iter().flatten().map(|&c| self.values[&(*q, c)]));
+                h
+            })
+            .collect())
+    }
+
+    /// Computes the KL of the `(position, call)` entries `wanted`, one batch per call.
+    fn compute(&mut self, wanted: &[(usize, usize)]) -> Result<(), ProbeError> {
+        let mut by_call: Vec<(usize, Vec<usize>)> = Vec::new();
+        for &(q, c) in wanted {
+            match by_call.iter_mut().find(|(call, _)| *call == c) {
+                Some((_, qs)) => qs.push(q),
+                None => by_call.push((c, vec![q])),
+            }
+        }
+        for (call, positions) in by_call {
+            let at = |call: usize| {
+                self.kept
+                    .iter()
+                    .find(|c| c.call == call)
+                    .expect("an entry's call and the one before are kept")
+            };
+            let p = at(call).softmax_rows(&positions)?;
+            let mut log_p = p.f_add_scalar(1e-12)?;
+            let _ = log_p.f_log_()?;
+            // `ln(p_prev + 1e-12)`; at the first call `p_prev` is zero, so `ln(1e-12)`
+            // everywhere, computed row by row as upstream does.
+            let log_prev = match call {
+                0 => log_p.f_full_like(1e-12f64.ln())?,
+                _ => {
+                    let mut rows = at(call - 1).softmax_rows(&positions)?.f_add_scalar(1e-12)?;
+                    let _ = rows.f_log_()?;
+                    rows
+                }
+            };
+            // The difference of two dot products: in float64 the two orders differ by about
+            // 1e-15, far below any threshold's margin.
+            let kl = Tensor::f_linalg_vecdot(&p, &log_p, -1)?
+                .f_sub(&Tensor::f_linalg_vecdot(&p, &log_prev, -1)?)?;
+            let kl = Vec::<f64>::try_from(&kl.f_to_device(tch::Device::Cpu)?)?;
+            for (q, d) in positions.into_iter().zip(kl) {
+                self.values.insert((q, call), d);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -221,7 +286,10 @@ mod tests {
                 positions
             };
             for q in current {
-                let (f, d) = (&full.recent[q], &deferred.recent[q]);
+                let (f, d) = (
+                    full.recent(&[*q]).unwrap().remove(0),
+                    deferred.recent(&[*q]).unwrap().remove(0),
+                );
                 match call {
                     // B's first call: only this call's entry is read later.
                     2 => assert_eq!(f.last(), d.last(), "position {q}"),
@@ -231,7 +299,7 @@ mod tests {
             }
             // Before B starts, no KL was computed for its positions.
             if call < 2 {
-                assert!(!deferred.recent.contains_key(&7) && full.recent.contains_key(&7));
+                assert!(!deferred.entries.contains_key(&7) && full.entries.contains_key(&7));
             }
         }
     }

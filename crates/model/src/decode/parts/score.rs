@@ -72,7 +72,7 @@ impl Score {
         view: &mut StepView,
         eligible: &[usize],
         (block_start, seq_len): (usize, usize),
-        kl: Option<&KlHistory>,
+        kl: Option<&mut KlHistory>,
     ) -> Result<Scores, ProbeError> {
         let slots: Vec<usize> = eligible
             .iter()
@@ -134,7 +134,7 @@ impl Score {
             Score::KlStability { .. } => {
                 let kl = kl.expect("the KL history is kept when the score needs it");
                 Scores {
-                    values: eligible.iter().map(|&p| -kl.max_recent(p)).collect(),
+                    values: kl.max_recent(eligible)?.into_iter().map(|d| -d).collect(),
                     float32: false,
                 }
             }
