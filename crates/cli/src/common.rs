@@ -106,6 +106,16 @@ pub struct ModelArgs {
     pub timestep: Option<f64>,
 }
 
+/// `--restart`: a killed run is resumed unless told otherwise.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResumeArgs {
+    /// Throw away the batches that an interrupted run of this command kept beside the output
+    /// folder (`.NAME.resume/`) and start over; without it, the same command started again
+    /// continues from its last completed batch.
+    #[arg(long)]
+    pub restart: bool,
+}
+
 /// `--shard`: one process's part of a run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShardArgs {

@@ -14,7 +14,8 @@ use cp_model::{
     ProbeSettings, ScheduleSpec,
 };
 use cp_records::{
-    files, write_json, write_table, CorruptText, Format, OutputDir, Shard, ShardInfo,
+    files, read_table, write_json, write_table, Checkpoint, CorruptText, Format, Generation,
+    OutputDir, ProbeRecord, Shard, ShardInfo, StepDistribution, StepRecord, Table,
 };
 
 use crate::common::{list_files, GlobalArgs, Session};
@@ -40,51 +41,96 @@ pub struct ProbeDone {
     pub tokens_per_second: f64,
 }
 
+/// Which part of a stage's batches a process runs, and what becomes of the batches an
+/// interrupted run kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Part {
+    /// Only this shard's batches (`--shard`).
+    pub shard: Option<Shard>,
+    /// Throw away the batches an interrupted run of the same command kept (`--restart`).
+    pub restart: bool,
+    /// Keep the batches once the output is written (`run` removes them when it is done).
+    pub keep_batches: bool,
+}
+
 /// The probe stage: `settings.masks` masks after every prompt of the session, records written to
 /// `out` in `format` with a manifest. `unigram_index` names the index the unigram came from.
 ///
-/// With `shard`, only its part of the prompts, in whole batches of `settings.batch_size` (the
+/// With a shard, only its part of the prompts, in whole batches of `settings.batch_size` (the
 /// records of a prompt do not depend on its batch, so the shards' records together are the
-/// whole run's); the manifest says which.
+/// whole run's); the manifest says which. Each batch is kept in a [`Checkpoint`] once done, so
+/// that the same command started again after the process was killed continues from there.
 pub fn run_probe(
     session: &Session,
     settings: &ProbeSettings,
     unigram_index: Option<&Path>,
     format: Format,
     out: &Path,
-    shard: Option<Shard>,
+    part: Part,
     global: &GlobalArgs,
 ) -> anyhow::Result<ProbeDone> {
     let all = session.inputs();
     let total = all.len();
-    let inputs = shard_part(all, settings.batch_size, shard);
+    let inputs = shard_part(all, settings.batch_size, part.shard);
     settings.validate(session.model.as_ref(), &inputs)?;
+    let command = serde_json::json!({
+        "stage": "probe",
+        "model": session.model.info,
+        "prompts": session.prompts_info,
+        "masks": settings.masks,
+        "top_k": settings.top_k,
+        "batch_size": settings.batch_size,
+        "eot_ids": settings.eot_ids,
+        "unigram": unigram_index.map(|p| p.display().to_string()),
+        "format": format.extension(),
+        "shard": part.shard,
+    });
+    let checkpoint = Checkpoint::open(out, &command, part.restart)?;
 
-    let staged = OutputDir::create(out)?;
     let bar = global.progress(
         inputs.len() as u64,
         "{spinner} probe {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}",
     );
     let t0 = Instant::now();
     let mut tokens = 0usize;
-    let records = mask_probe(
-        session.model.as_ref(),
-        &inputs,
-        settings,
-        &|id| session.token_text(id),
-        &mut |done, n| {
-            tokens += n;
-            bar.set_position(done as u64);
-            bar.set_message(format!(
-                "{:.0} tokens/s",
-                tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
-            ));
-        },
-    )?;
+    let batch = settings.batch_size.max(1);
+    let first_batch = inputs
+        .first()
+        .map_or(0, |p| p.prompt_index as usize / batch);
+    let chunks: Vec<&[cp_model::ProbeInput]> = inputs.chunks(batch).collect();
+    let mut prompts_before = 0;
+    for (k, chunk) in chunks.iter().enumerate() {
+        let b = first_batch + k;
+        if !checkpoint.has(b) {
+            let records = mask_probe(
+                session.model.as_ref(),
+                chunk,
+                settings,
+                &|id| session.token_text(id),
+                &mut |done, n| {
+                    tokens += n;
+                    bar.set_position((prompts_before + done) as u64);
+                    bar.set_message(format!(
+                        "{:.0} tokens/s",
+                        tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+                    ));
+                },
+            )?;
+            checkpoint.write_batch(b, |dir| {
+                write_table(dir, files::PROBE_RECORDS, &records, format).map(|_| ())
+            })?;
+        }
+        prompts_before += chunk.len();
+    }
     bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
     let tokens_per_second = tokens as f64 / seconds.max(1e-9);
 
+    let batch_dirs: Vec<PathBuf> = (first_batch..first_batch + chunks.len())
+        .map(|b| checkpoint.batch_dir(b))
+        .collect();
+    let records: Vec<ProbeRecord> = read_batches(&batch_dirs, files::PROBE_RECORDS)?;
+    let staged = OutputDir::create(out)?;
     write_table(staged.path(), files::PROBE_RECORDS, &records, format)?;
     let params = serde_json::json!({
         "masks": settings.masks,
@@ -100,9 +146,12 @@ pub fn run_probe(
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
     let mut manifest = session.manifest("probe", 0, params, file_list);
-    manifest.shard = shard_info(shard, total, &inputs);
+    manifest.shard = shard_info(part.shard, total, &inputs);
     write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     let dir = staged.commit()?;
+    if !part.keep_batches {
+        checkpoint.finish()?;
+    }
     Ok(ProbeDone {
         dir,
         prompts: inputs.len(),
@@ -117,8 +166,12 @@ pub struct DecodeStage {
     pub batch_size: usize,
     pub save_step_distributions: Option<usize>,
     pub format: Format,
-    /// Decode only this shard's batches (`DecodeOptions::shard`).
+    /// Decode only this shard's batches.
     pub shard: Option<Shard>,
+    /// Throw away the batches an interrupted run of the same command kept.
+    pub restart: bool,
+    /// Keep the batches once the output is written (`run` removes them when it is done).
+    pub keep_batches: bool,
 }
 
 /// Shard `shard`'s part of the prompts `all`: a contiguous range of whole batches of
@@ -159,6 +212,11 @@ pub struct DecodeDone {
 
 /// The decode stage: one schedule over every prompt of the session, trajectories written to `out`
 /// with a manifest.
+///
+/// The batches are decoded one at a time, each kept in a [`Checkpoint`] beside `out` once done,
+/// so that the same command started again after the process was killed continues from its last
+/// completed batch (`stage.restart` throws them away); the output is assembled from the kept
+/// batches, so it is the same whether or not the run was interrupted.
 pub fn run_decode(
     session: &Session,
     schedule: &ScheduleSpec,
@@ -169,25 +227,29 @@ pub fn run_decode(
     if stage.batch_size == 0 {
         anyhow::bail!("the batch size must be at least 1");
     }
+    let model = session.model.as_ref();
+    let all = cp_model::batch_count(model, &session.ids, stage.batch_size);
+    let ours = stage.shard.map_or(0..all, |s| s.range(all));
+    let eot_ids: Vec<i64> = session.eot_ids().into_iter().map(i64::from).collect();
+    let format = stage.format;
+    let command = serde_json::json!({
+        "stage": "decode",
+        "model": session.model.info,
+        "prompts": session.prompts_info,
+        "schedule": schedule.to_string(),
+        "seed": stage.seed,
+        "batch_size": stage.batch_size,
+        "eot_ids": eot_ids,
+        "save_step_distributions": stage.save_step_distributions,
+        "format": format.extension(),
+        "shard": stage.shard,
+    });
+    let checkpoint = Checkpoint::open(out, &command, stage.restart)?;
+
     let bar = global.progress(
         session.ids.len() as u64,
         "{spinner} decode {pos}/{len} prompts [{elapsed_precise}] {wide_bar} {msg}",
     );
-    let progress = |p: &DecodeProgress| {
-        bar.set_position(p.prompts_done as u64);
-        bar.set_message(match p.steps {
-            Some(n) => format!("step {}/{n}", p.step),
-            None => format!("step {}", p.step),
-        });
-    };
-    let opts = DecodeOptions {
-        seed: stage.seed,
-        batch_size: stage.batch_size,
-        eot_ids: session.eot_ids().into_iter().map(i64::from).collect(),
-        save_step_distributions: stage.save_step_distributions,
-        progress: Some(&progress),
-        shard: stage.shard,
-    };
     let mut schedule = schedule.clone();
     if let Some(background) = schedule.index_background() {
         let dir = background
@@ -203,26 +265,70 @@ pub fn run_decode(
         background.set_counts(table.counts().to_vec());
     }
     let schedule = &schedule;
-    let t0 = Instant::now();
-    let output = decode(session.model.as_ref(), &session.ids, schedule, &opts)?;
-    bar.finish_and_clear();
-    let seconds = t0.elapsed().as_secs_f64();
-
-    let staged = OutputDir::create(out)?;
-    let format = stage.format;
     let prompt_ids: Vec<String> = session
         .prompts
         .prompts
         .iter()
         .map(|p| p.id.clone())
         .collect();
-    write_table(
-        staged.path(),
-        files::DECODE_STEPS,
-        &output.step_records(&|id| session.token_text(id)),
-        format,
-    )?;
-    let generations = output.generations(&prompt_ids, &|ids| session.decode_text(ids));
+    let t0 = Instant::now();
+    let mut prompts_before = 0;
+    for b in ours.clone() {
+        if checkpoint.has(b) {
+            continue;
+        }
+        let progress = |p: &DecodeProgress| {
+            bar.set_position((prompts_before + p.prompts_in_batch) as u64);
+            bar.set_message(match p.steps {
+                Some(n) => format!("batch {b}, step {}/{n}", p.step),
+                None => format!("batch {b}, step {}", p.step),
+            });
+        };
+        let opts = DecodeOptions {
+            seed: stage.seed,
+            batch_size: stage.batch_size,
+            eot_ids: eot_ids.clone(),
+            save_step_distributions: stage.save_step_distributions,
+            progress: Some(&progress),
+            batches: Some(b..b + 1),
+        };
+        let output = decode(model, &session.ids, schedule, &opts)?;
+        prompts_before += output.prompt_indices.len();
+        checkpoint.write_batch(b, |dir| {
+            write_table(
+                dir,
+                files::DECODE_STEPS,
+                &output.step_records(&|id| session.token_text(id)),
+                format,
+            )?;
+            write_table(
+                dir,
+                files::DECODE_GENERATIONS,
+                &output.generations(&prompt_ids, &|ids| session.decode_text(ids)),
+                format,
+            )?;
+            if stage.save_step_distributions.is_some() {
+                write_table(
+                    dir,
+                    files::DECODE_STEP_DISTRIBUTIONS,
+                    &output.step_distributions(),
+                    format,
+                )?;
+            }
+            Ok(())
+        })?;
+    }
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+
+    // The kept batches, in prompt order (batches without padding group prompts by length).
+    let batch_dirs: Vec<PathBuf> = ours.map(|b| checkpoint.batch_dir(b)).collect();
+    let mut steps: Vec<StepRecord> = read_batches(&batch_dirs, files::DECODE_STEPS)?;
+    let mut generations: Vec<Generation> = read_batches(&batch_dirs, files::DECODE_GENERATIONS)?;
+    steps.sort_by_key(|r| r.prompt_index);
+    generations.sort_by_key(|g| g.prompt_index);
+    let staged = OutputDir::create(out)?;
+    write_table(staged.path(), files::DECODE_STEPS, &steps, format)?;
     write_table(
         staged.path(),
         files::DECODE_GENERATIONS,
@@ -230,13 +336,20 @@ pub fn run_decode(
         format,
     )?;
     if stage.save_step_distributions.is_some() {
+        let mut dists: Vec<StepDistribution> =
+            read_batches(&batch_dirs, files::DECODE_STEP_DISTRIBUTIONS)?;
+        dists.sort_by_key(|d| d.prompt_index);
         write_table(
             staged.path(),
             files::DECODE_STEP_DISTRIBUTIONS,
-            &output.step_distributions(),
+            &dists,
             format,
         )?;
     }
+    let opts = DecodeOptions {
+        eot_ids,
+        ..Default::default()
+    };
     let params = serde_json::json!({
         "schedule": schedule,
         "schedule_spec": schedule.to_string(),
@@ -254,10 +367,16 @@ pub fn run_decode(
         index: s.index,
         count: s.count,
         total_prompts: session.ids.len(),
-        prompts: output.prompt_indices.clone(),
+        prompts: generations
+            .iter()
+            .map(|g| g.prompt_index as usize)
+            .collect(),
     });
     write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     let dir = staged.commit()?;
+    if !stage.keep_batches {
+        checkpoint.finish()?;
+    }
     Ok(DecodeDone {
         dir,
         generations: generations.len(),
@@ -426,4 +545,13 @@ pub fn run_corrupt(
         seconds,
         tokens_per_second,
     })
+}
+
+/// The rows of table `name` of every folder of `dirs`, in order.
+fn read_batches<T: Table>(dirs: &[PathBuf], name: &str) -> anyhow::Result<Vec<T>> {
+    let mut rows = Vec::new();
+    for dir in dirs {
+        rows.extend(read_table::<T>(&Format::find(dir, name)?)?);
+    }
+    Ok(rows)
 }

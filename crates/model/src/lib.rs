@@ -24,10 +24,10 @@ mod weights;
 pub use crate::corrupt::{corrupt, masked_count, masked_positions, CorruptScheme, CorruptSettings};
 pub use crate::decode::parts;
 pub use crate::decode::{
-    decode, decode_with, Call, Commit, Composed, DecodeOptions, DecodeOutput, DecodeProgress,
-    DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Pick, Remasking, RowDecoder,
-    Schedule, ScheduleSpec, Sequence, StepTopK, StepView, ThresholdParams, TokensPerStep,
-    Trajectory,
+    batch_count, decode, decode_with, Call, Commit, Composed, DecodeOptions, DecodeOutput,
+    DecodeProgress, DreamAlg, DreamParams, FixedOrder, FixedParams, LladaParams, Pick, Remasking,
+    RowDecoder, Schedule, ScheduleSpec, Sequence, StepTopK, StepView, ThresholdParams,
+    TokensPerStep, Trajectory,
 };
 pub use crate::denoiser::MaskedDenoiser;
 pub use crate::error::ProbeError;

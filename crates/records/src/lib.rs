@@ -22,6 +22,7 @@ mod error;
 mod io;
 mod manifest;
 mod metrics;
+mod resume;
 mod schema;
 mod shard;
 mod trajectory;
@@ -34,6 +35,7 @@ pub use crate::io::{
 };
 pub use crate::manifest::{Manifest, ModelInfo, PromptsInfo};
 pub use crate::metrics::{Better, CurvePoint, Metric, MetricsFile, PromptMetric};
+pub use crate::resume::Checkpoint;
 pub use crate::schema::{
     CorruptRecord, CorruptText, Generation, ProbeRecord, StepDistribution, StepRecord,
 };

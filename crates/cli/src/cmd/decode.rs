@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use cp_model::ScheduleSpec;
 use cp_records::Format;
 
-use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session, ShardArgs};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, ResumeArgs, Session, ShardArgs};
 use crate::stages::{run_decode, DecodeStage};
 
 /// Arguments of `collapse-probe decode`.
@@ -36,6 +36,8 @@ pub struct Args {
     pub out: PathBuf,
     #[command(flatten)]
     pub shard: ShardArgs,
+    #[command(flatten)]
+    pub resume: ResumeArgs,
     /// Record format.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     pub format: Format,
@@ -60,6 +62,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         save_step_distributions: args.save_step_distributions,
         format: args.format,
         shard: args.shard.shard,
+        restart: args.resume.restart,
+        keep_batches: false,
     };
     let out = args.shard.out_dir(&args.out)?;
     let done = run_decode(&session, &schedule, &stage, &out, global)?;

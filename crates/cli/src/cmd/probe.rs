@@ -7,8 +7,8 @@ use anyhow::Context;
 use cp_model::ProbeSettings;
 use cp_records::Format;
 
-use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session, ShardArgs};
-use crate::stages::{run_probe, unigram_probabilities};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, ResumeArgs, Session, ShardArgs};
+use crate::stages::{run_probe, unigram_probabilities, Part};
 
 /// Arguments of `collapse-probe probe`.
 #[derive(Debug, clap::Args)]
@@ -35,6 +35,8 @@ pub struct Args {
     pub out: PathBuf,
     #[command(flatten)]
     pub shard: ShardArgs,
+    #[command(flatten)]
+    pub resume: ResumeArgs,
     /// Record format.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     pub format: Format,
@@ -61,7 +63,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         args.unigram.as_deref(),
         args.format,
         &args.shard.out_dir(&args.out)?,
-        args.shard.shard,
+        Part {
+            shard: args.shard.shard,
+            restart: args.resume.restart,
+            keep_batches: false,
+        },
         global,
     )?;
     if !global.quiet {

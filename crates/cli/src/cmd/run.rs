@@ -42,6 +42,8 @@ pub struct Args {
     /// schedule and sweep folders removed).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub resume: crate::common::ResumeArgs,
 }
 
 /// Bootstrap replicates of the analysis' standard errors (the `analyze` default).
@@ -116,9 +118,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{}: cannot create the run folder", out.display()))?;
     // Rerunning into a run folder: its manifest (written last, so only a finished run has one) and
     // the schedule and sweep folders of the earlier spec go first, so nothing stale survives.
+    // The batches an interrupted run kept (`.NAME.resume/` beside each stage folder) stay, unless
+    // --restart: the same spec continues from them.
     for stale in [files::MANIFEST_JSON, "decode", "corrupt", "sweep"] {
         let path = out.join(stale);
-        let removed = if path.is_dir() {
+        let removed = if path.is_dir() && !args.resume.restart {
+            remove_all_but_checkpoints(&path)
+        } else if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else if path.is_file() {
             std::fs::remove_file(&path)
@@ -230,9 +236,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         &session,
         &spec,
         spec.probe.masks as usize,
-        unigram.clone(),
-        index.as_deref(),
+        (unigram.clone(), index.as_deref()),
         &probe_dir,
+        args.resume.restart,
         global,
     )?;
     stages.insert("probe".into(), "probe".into());
@@ -258,7 +264,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     for (name, schedule) in &schedules {
         announce(&format!("decode `{name}`: {schedule}"));
         let dir = out.join("decode").join(name);
-        run_decode(&session, &spec, schedule, &dir, global)?;
+        run_decode(&session, &spec, schedule, &dir, args.resume.restart, global)?;
         decode_stages.insert(name.clone(), format!("decode/{name}").into());
         decode_dirs.push(dir);
     }
@@ -359,9 +365,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     &session,
                     &spec,
                     v as usize,
-                    unigram.clone(),
-                    index.as_deref(),
+                    (unigram.clone(), index.as_deref()),
                     &p,
+                    args.resume.restart,
                     global,
                 )?;
                 records.push(p);
@@ -375,7 +381,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 for (name, schedule) in decoded {
                     let s = schedule.swept(sweep.param, v)?;
                     let p = dir.join("decode").join(name);
-                    run_decode(&session, &spec, &s, &p, global)?;
+                    run_decode(&session, &spec, &s, &p, args.resume.restart, global)?;
                     records.push(p);
                 }
                 // Imported trajectories join the value they declare, under their series' name.
@@ -484,6 +490,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }),
         files: vec![files::MANIFEST_JSON.into()],
     };
+    remove_checkpoints(&out)
+        .with_context(|| format!("{}: removing the kept batches", out.display()))?;
     write_json(&out.join(files::MANIFEST_JSON), &manifest)?;
     if !global.quiet {
         eprintln!(
@@ -497,16 +505,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The probe stage with `masks` masks and the spec's other probe settings.
+/// The probe stage with `masks` masks and the spec's other probe settings; `reference` is the
+/// unigram of the reference index and the index. Batches are kept until the run is done.
 fn run_probe(
     session: &Session,
     spec: &Spec,
     masks: usize,
-    unigram: Option<Vec<f32>>,
-    index: Option<&Path>,
+    reference: (Option<Vec<f32>>, Option<&Path>),
     dir: &Path,
+    restart: bool,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
+    let (unigram, index) = reference;
     let settings = ProbeSettings {
         masks,
         top_k: spec.probe.top_k as usize,
@@ -520,7 +530,11 @@ fn run_probe(
         index,
         Format::Parquet,
         dir,
-        None,
+        stages::Part {
+            shard: None,
+            restart,
+            keep_batches: true,
+        },
         global,
     )?;
     Ok(())
@@ -532,6 +546,7 @@ fn run_decode(
     spec: &Spec,
     schedule: &ScheduleSpec,
     dir: &Path,
+    restart: bool,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
     let stage = DecodeStage {
@@ -540,6 +555,9 @@ fn run_decode(
         save_step_distributions: None,
         format: Format::Parquet,
         shard: None,
+        restart,
+        // A killed run reuses even the stages it finished; the run removes them when done.
+        keep_batches: true,
     };
     stages::run_decode(session, schedule, &stage, dir, global)?;
     Ok(())
@@ -614,5 +632,50 @@ fn write_sweep(dir: &Path, param: SweepParam, values: &[SweptValue]) -> anyhow::
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
     write_json(&dir.join(files::METRICS_JSON), &metrics)?;
     write_table(dir, files::CURVES, &curves, Format::Parquet)?;
+    Ok(())
+}
+
+/// Removes everything under `dir` except the checkpoints (`.NAME.resume/` folders) that stage
+/// folders of an interrupted run kept.
+fn remove_all_but_checkpoints(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.is_dir() && name.starts_with('.') && name.ends_with(".resume") {
+            continue;
+        }
+        if path.is_dir() {
+            remove_all_but_checkpoints(&path)?;
+            if std::fs::read_dir(&path)?.next().is_none() {
+                std::fs::remove_dir(&path)?;
+            }
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes every checkpoint (`.NAME.resume/`) under `dir`: once the run is complete, none is
+/// needed.
+fn remove_checkpoints(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') && name.ends_with(".resume") {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            remove_checkpoints(&path)?;
+        }
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod architectures;
 mod corrupt;
 mod gate;
 mod probe;
+mod resume;
 mod schedules;
 mod shards;
 mod tokens;

@@ -43,10 +43,10 @@ pub struct DecodeOptions<'a> {
     pub save_step_distributions: Option<usize>,
     /// Called after every step of every batch.
     pub progress: Option<&'a dyn Fn(&DecodeProgress)>,
-    /// Decode only this shard's part of the batches (`Shard::range` over the whole run's
-    /// batches), each seeded as in the whole run, so that the shards' trajectories together
-    /// are the whole run's.
-    pub shard: Option<cp_records::Shard>,
+    /// Decode only these of the run's batches ([`batch_count`] in all), each seeded as in the
+    /// whole run, so that the parts' trajectories together are the whole run's (a shard, or
+    /// one batch at a time for a run that can be resumed).
+    pub batches: Option<std::ops::Range<usize>>,
 }
 
 impl Default for DecodeOptions<'_> {
@@ -57,7 +57,7 @@ impl Default for DecodeOptions<'_> {
             eot_ids: Vec::new(),
             save_step_distributions: None,
             progress: None,
-            shard: None,
+            batches: None,
         }
     }
 }
@@ -313,6 +313,12 @@ pub fn decode_with(
     })
 }
 
+/// How many batches [`decode`] splits `prompts` into for `model` at `batch_size` prompts per
+/// batch (rows are left-padded when the model supports it, otherwise grouped by length).
+pub fn batch_count(model: &dyn MaskedDenoiser, prompts: &[Vec<i64>], batch_size: usize) -> usize {
+    batches(prompts, batch_size.max(1), model.supports_padding()).len()
+}
+
 /// Splits the prompts into batches, seeds libtorch's generator before each, and puts the
 /// trajectories back in prompt order. `run(batch index, prompt indices, prompts done)`.
 fn in_batches(
@@ -328,10 +334,7 @@ fn in_batches(
     let mut trajectories: Vec<Option<Trajectory>> = vec![None; prompts.len()];
     let mut done = 0;
     let all = batches(prompts, opts.batch_size, padding);
-    let ours = match opts.shard {
-        Some(shard) => shard.range(all.len()),
-        None => 0..all.len(),
-    };
+    let ours = opts.batches.clone().unwrap_or(0..all.len());
     for (bi, batch) in all.iter().enumerate() {
         if !ours.contains(&bi) {
             continue;
