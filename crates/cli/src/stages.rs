@@ -14,8 +14,8 @@ use cp_model::{
     ProbeSettings, ScheduleSpec,
 };
 use cp_records::{
-    files, read_table, write_json, write_table, Checkpoint, CorruptText, Format, Generation,
-    OutputDir, ProbeRecord, Shard, ShardInfo, StepDistribution, StepRecord, Table,
+    files, read_table, write_json, write_table, Checkpoint, CorruptRecord, CorruptText, Format,
+    Generation, OutputDir, ProbeRecord, Shard, ShardInfo, StepDistribution, StepRecord, Table,
 };
 
 use crate::common::{list_files, GlobalArgs, Session};
@@ -393,8 +393,8 @@ pub struct CorruptStage {
     pub top_k: usize,
     pub batch_size: usize,
     pub format: Format,
-    /// Only this shard's texts (`--shard`), in whole batches.
-    pub shard: Option<Shard>,
+    /// Which texts (`--shard`, in whole batches), and what becomes of kept batches.
+    pub part: Part,
 }
 
 /// What the corrupt stage did.
@@ -467,7 +467,7 @@ pub fn run_corrupt(
             })
             .collect();
     }
-    let texts = shard_part(all, stage.batch_size, stage.shard);
+    let texts = shard_part(all, stage.batch_size, stage.part.shard);
     let settings = CorruptSettings {
         ratios: stage.ratios.clone(),
         samples: stage.samples,
@@ -483,6 +483,22 @@ pub fn run_corrupt(
         .validate(session.model.as_ref(), &texts)
         .with_context(|| format!("texts {}", session.prompts_info.path))?;
 
+    let command = serde_json::json!({
+        "stage": "corrupt",
+        "model": session.model.info,
+        "texts": session.prompts_info,
+        "scheme": stage.scheme.name(),
+        "ratios": stage.ratios,
+        "samples": stage.samples,
+        "seed": stage.seed,
+        "top_k": stage.top_k,
+        "batch_size": stage.batch_size,
+        "index": index.display().to_string(),
+        "format": stage.format.extension(),
+        "shard": stage.part.shard,
+    });
+    let checkpoint = Checkpoint::open(out, &command, stage.part.restart)?;
+
     let jobs = (texts.len() * stage.ratios.len() * stage.samples) as u64;
     let bar = global.progress(
         jobs,
@@ -490,17 +506,35 @@ pub fn run_corrupt(
     );
     let t0 = Instant::now();
     let mut tokens = 0usize;
-    let records = corrupt(session.model.as_ref(), &texts, &settings, &mut |done, n| {
-        tokens += n;
-        bar.set_position(done as u64);
-        bar.set_message(format!(
-            "{:.0} tokens/s",
-            tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
-        ));
-    })?;
+    // Kept `batch_size` texts at a time: a text's records do not depend on the other texts.
+    let batch = stage.batch_size.max(1);
+    let first_batch = texts.first().map_or(0, |t| t.prompt_index as usize / batch);
+    let chunks: Vec<&[cp_model::ProbeInput]> = texts.chunks(batch).collect();
+    let mut jobs_before = 0;
+    for (k, chunk) in chunks.iter().enumerate() {
+        let b = first_batch + k;
+        if !checkpoint.has(b) {
+            let records = corrupt(session.model.as_ref(), chunk, &settings, &mut |done, n| {
+                tokens += n;
+                bar.set_position((jobs_before + done) as u64);
+                bar.set_message(format!(
+                    "{:.0} tokens/s",
+                    tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+                ));
+            })?;
+            checkpoint.write_batch(b, |dir| {
+                write_table(dir, files::CORRUPT_RECORDS, &records, stage.format).map(|_| ())
+            })?;
+        }
+        jobs_before += chunk.len() * stage.ratios.len() * stage.samples;
+    }
     bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
     let tokens_per_second = tokens as f64 / seconds.max(1e-9);
+    let batch_dirs: Vec<PathBuf> = (first_batch..first_batch + chunks.len())
+        .map(|b| checkpoint.batch_dir(b))
+        .collect();
+    let records: Vec<CorruptRecord> = read_batches(&batch_dirs, files::CORRUPT_RECORDS)?;
 
     let staged = OutputDir::create(out)?;
     write_table(
@@ -536,9 +570,12 @@ pub fn run_corrupt(
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
     let mut manifest = session.manifest("corrupt", stage.seed, params, file_list);
-    manifest.shard = shard_info(stage.shard, total, &texts);
+    manifest.shard = shard_info(stage.part.shard, total, &texts);
     write_json(&staged.path().join(files::MANIFEST_JSON), &manifest)?;
     let dir = staged.commit()?;
+    if !stage.part.keep_batches {
+        checkpoint.finish()?;
+    }
     Ok(CorruptDone {
         dir,
         records: records.len(),

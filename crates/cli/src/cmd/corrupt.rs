@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use cp_model::CorruptScheme;
 use cp_records::Format;
 
-use crate::common::{GlobalArgs, ModelArgs, PromptArgs, Session, ShardArgs};
-use crate::stages::{run_corrupt, CorruptStage};
+use crate::common::{GlobalArgs, ModelArgs, PromptArgs, ResumeArgs, Session, ShardArgs};
+use crate::stages::{run_corrupt, CorruptStage, Part};
 
 /// Arguments of `collapse-probe corrupt`.
 #[derive(Debug, clap::Args)]
@@ -60,6 +60,8 @@ pub struct Args {
     pub out: PathBuf,
     #[command(flatten)]
     pub shard: ShardArgs,
+    #[command(flatten)]
+    pub resume: ResumeArgs,
     /// Record format.
     #[arg(long, value_enum, default_value_t = Format::Parquet)]
     pub format: Format,
@@ -133,6 +135,10 @@ fn stage_of(args: &Args) -> anyhow::Result<CorruptStage> {
         top_k: args.top_k,
         batch_size: args.batch_size,
         format: args.format,
-        shard: args.shard.shard,
+        part: Part {
+            shard: args.shard.shard,
+            restart: args.resume.restart,
+            keep_batches: false,
+        },
     })
 }

@@ -316,7 +316,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 top_k: c.top_k as usize,
                 batch_size: spec.probe.batch_size as usize,
                 format: Format::Parquet,
-                shard: None,
+                part: stages::Part {
+                    shard: None,
+                    restart: args.resume.restart,
+                    keep_batches: true,
+                },
             };
             stages::run_corrupt(&session, &stage, index, &dir, global)?;
             corrupt_stages.insert(scheme.clone(), format!("corrupt/{scheme}").into());
