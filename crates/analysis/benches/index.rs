@@ -2,7 +2,10 @@
 //!
 //! `cargo bench -p cp-analysis --bench index` (tokens: `CP_BENCH_TOKENS`, default 20 M).
 //! The corpus is synthetic text-like data: documents of Zipf-distributed phrases over a
-//! 50k-token vocabulary, so it has the long repeats of real text.
+//! 50k-token vocabulary, so it has the long repeats of real text. With `CP_BENCH_DUMP=FILE` the
+//! bench only writes the corpus's tokens to FILE (raw little-endian u16, documents one after
+//! the other) and exits: `scripts/bench-tokengrams.sh` indexes that file with collapse-probe and
+//! with tokengrams.
 
 use std::time::Instant;
 
@@ -46,6 +49,16 @@ fn main() {
         "corpus: {total} tokens, {} documents, vocabulary {vocab}",
         docs.len()
     );
+    if let Ok(path) = std::env::var("CP_BENCH_DUMP") {
+        let bytes: Vec<u8> = docs
+            .iter()
+            .flatten()
+            .flat_map(|&t| (t as u16).to_le_bytes())
+            .collect();
+        std::fs::write(&path, bytes).unwrap();
+        println!("wrote {total} u16 tokens to {path}");
+        return;
+    }
 
     let mut builder = IndexBuilder::new();
     for d in &docs {
