@@ -73,18 +73,25 @@ pub fn run_probe(
     let total = all.len();
     let inputs = shard_part(all, settings.batch_size, part.shard);
     settings.validate(session.model.as_ref(), &inputs)?;
-    let command = serde_json::json!({
-        "stage": "probe",
-        "model": session.model.info,
-        "prompts": session.prompts_info,
+    // The stage's settings, in its manifest's params and in the command its kept batches
+    // belong to.
+    let given = serde_json::json!({
         "masks": settings.masks,
         "top_k": settings.top_k,
         "batch_size": settings.batch_size,
         "eot_ids": settings.eot_ids,
         "unigram": unigram_index.map(|p| p.display().to_string()),
         "format": format.extension(),
-        "shard": part.shard,
     });
+    let command = with_keys(
+        &given,
+        serde_json::json!({
+            "stage": "probe",
+            "model": session.model.info,
+            "prompts": session.prompts_info,
+            "shard": part.shard,
+        }),
+    );
     let checkpoint = Checkpoint::open(out, &command, part.restart)?;
 
     let bar = global.progress(
@@ -132,17 +139,14 @@ pub fn run_probe(
     let records: Vec<ProbeRecord> = read_batches(&batch_dirs, files::PROBE_RECORDS)?;
     let staged = OutputDir::create(out)?;
     write_table(staged.path(), files::PROBE_RECORDS, &records, format)?;
-    let params = serde_json::json!({
-        "masks": settings.masks,
-        "top_k": settings.top_k,
-        "batch_size": settings.batch_size,
-        "eot_ids": settings.eot_ids,
-        "unigram": unigram_index.map(|p| p.display().to_string()),
-        "format": format.extension(),
-        "threads": tch::get_num_threads(),
-        "forward_seconds": seconds,
-        "tokens_per_second": tokens_per_second,
-    });
+    let params = with_keys(
+        &given,
+        serde_json::json!({
+            "threads": tch::get_num_threads(),
+            "forward_seconds": seconds,
+            "tokens_per_second": tokens_per_second,
+        }),
+    );
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
     let mut manifest = session.manifest("probe", 0, params, file_list);
@@ -483,10 +487,9 @@ pub fn run_corrupt(
         .validate(session.model.as_ref(), &texts)
         .with_context(|| format!("texts {}", session.prompts_info.path))?;
 
-    let command = serde_json::json!({
-        "stage": "corrupt",
-        "model": session.model.info,
-        "texts": session.prompts_info,
+    // The stage's settings, in its manifest's params and in the command its kept batches
+    // belong to.
+    let given = serde_json::json!({
         "scheme": stage.scheme.name(),
         "ratios": stage.ratios,
         "samples": stage.samples,
@@ -495,8 +498,16 @@ pub fn run_corrupt(
         "batch_size": stage.batch_size,
         "index": index.display().to_string(),
         "format": stage.format.extension(),
-        "shard": stage.part.shard,
     });
+    let command = with_keys(
+        &given,
+        serde_json::json!({
+            "stage": "corrupt",
+            "model": session.model.info,
+            "texts": session.prompts_info,
+            "shard": stage.part.shard,
+        }),
+    );
     let checkpoint = Checkpoint::open(out, &command, stage.part.restart)?;
 
     let jobs = (texts.len() * stage.ratios.len() * stage.samples) as u64;
@@ -552,21 +563,16 @@ pub fn run_corrupt(
         })
         .collect();
     write_table(staged.path(), files::CORRUPT_TEXTS, &rows, stage.format)?;
-    let params = serde_json::json!({
-        "scheme": stage.scheme.name(),
-        "ratios": stage.ratios,
-        "samples": stage.samples,
-        "seed": stage.seed,
-        "top_k": stage.top_k,
-        "batch_size": stage.batch_size,
-        "index": index.display().to_string(),
+    let params = with_keys(
+        &given,
+        serde_json::json!({
         "index_tokenizer_sha256": header.tokenizer_sha256,
         "never_masked": settings.keep,
-        "format": stage.format.extension(),
         "threads": tch::get_num_threads(),
         "forward_seconds": seconds,
         "tokens_per_second": tokens_per_second,
-    });
+        }),
+    );
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
     let mut manifest = session.manifest("corrupt", stage.seed, params, file_list);
@@ -591,4 +597,13 @@ fn read_batches<T: Table>(dirs: &[PathBuf], name: &str) -> anyhow::Result<Vec<T>
         rows.extend(read_table::<T>(&Format::find(dir, name)?)?);
     }
     Ok(rows)
+}
+
+/// The JSON object `base` with the keys of the object `extra` added.
+fn with_keys(base: &serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    let mut out = base.clone();
+    if let (Some(out), serde_json::Value::Object(extra)) = (out.as_object_mut(), extra) {
+        out.extend(extra);
+    }
+    out
 }

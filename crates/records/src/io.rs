@@ -193,6 +193,21 @@ pub fn sha256_file(path: &Path) -> Result<String, Error> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// The folder that holds `target` (created) and `target`'s own name: where the hidden folders
+/// that belong to an output folder (its staging folder, its kept batches) go.
+pub(crate) fn parent_and_name(target: &Path) -> Result<(PathBuf, String), Error> {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    Ok((parent, name))
+}
+
 /// An output folder that is written in a hidden staging folder beside it and moved into place
 /// by [`OutputDir::commit`]. Dropping it uncommitted removes the staging folder, so an error
 /// leaves no partial output.
@@ -212,15 +227,7 @@ impl OutputDir {
                 message: "output path exists and is not a folder".into(),
             });
         }
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
+        let (parent, name) = parent_and_name(target)?;
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;

@@ -27,15 +27,7 @@ impl Checkpoint {
         command: &serde_json::Value,
         restart: bool,
     ) -> Result<Checkpoint, Error> {
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
+        let (parent, name) = crate::io::parent_and_name(target)?;
         remove_dead_staging(&parent, &name)?;
         let dir = parent.join(format!(".{name}.resume"));
         if restart && dir.exists() {

@@ -27,7 +27,7 @@ fn stderr(o: &Output) -> String {
 }
 
 /// An index of the KJV fixture's training text, built once per test.
-fn kjv_index(dir: &Path) -> PathBuf {
+pub(super) fn kjv_index(dir: &Path) -> PathBuf {
     let model = root().join("fixtures/text-llada");
     let index = dir.join("index");
     let o = run(&[

@@ -99,19 +99,7 @@ fn metrics(analysis: &Path) -> serde_json::Value {
 #[test]
 fn three_shards_side_by_side_merge_into_the_unsharded_metrics() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = root().join("fixtures/text-llada");
-    let index = tmp.path().join("index");
-    let o = run(&strings(&[
-        "index",
-        "build",
-        "--tokenizer",
-        model.join("tokenizer.json").to_str().unwrap(),
-        "--corpus",
-        model.join("corpus.txt").to_str().unwrap(),
-        "--out",
-        index.to_str().unwrap(),
-    ]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let index = super::corrupt::kjv_index(tmp.path());
     for kind in ["probe", "decode", "corrupt"] {
         let whole = tmp.path().join(format!("{kind}-whole"));
         let o = run(&stage_with_index(kind, &whole, "7", &index));
