@@ -390,6 +390,43 @@ fn llada_is_a_composition_of_parts_too() {
 }
 
 #[test]
+fn dream_is_a_composition_of_parts_too() {
+    // Dream's `diffusion_generate()`, written as parts (one block of fixed calls over every
+    // mask, Dream's token rule, the alg's score over the timestep count, or the origin draw),
+    // reproduces the official traces: each alg, greedy and with the default top-k of 50, and
+    // origin with its seeded draws.
+    let loaded = load_model(&parity_dir("dream-tiny"), &LoadOptions::default()).unwrap();
+    let all = traces("dream-tiny");
+    let base = "compose:gen_length=16,steps=8,eligible=all,token=dream";
+    for (name, parts) in [
+        ("maskgit_plus", "score=confidence,count=timesteps"),
+        ("topk_margin", "score=margin,count=timesteps"),
+        ("entropy", "score=sum_p_log_p,count=timesteps"),
+        (
+            "entropy_default_topk50",
+            "score=sum_p_log_p,count=timesteps,top_k=50",
+        ),
+        ("origin_seeded", "count=bernoulli"),
+    ] {
+        let spec = format!("{base},{parts}");
+        let mut t = all.iter().find(|t| t.name == name).unwrap().clone();
+        t.schedule = ScheduleSpec::parse(&spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        if let Err(e) = check_trace(&*loaded.denoiser, &t) {
+            panic!("{name} as {spec}: {e}");
+        }
+    }
+    // Bernoulli draws its positions: no score, and Dream's token rule.
+    for (bad, says) in [
+        ("count=bernoulli,score=margin", "reads no score"),
+        ("count=bernoulli,token=gumbel_max", "token=dream"),
+    ] {
+        let spec = format!("compose:gen_length=16,steps=8,eligible=all,{bad}");
+        let e = ScheduleSpec::parse(&spec).unwrap_err().to_string();
+        assert!(e.contains(says), "{spec}: {e}");
+    }
+}
+
+#[test]
 fn threshold_and_fixed_are_presets_of_parts() {
     // The crate's own `threshold` and `fixed` schedules are presets of parts; written out as
     // `compose:` strings they decode the text fixture alike (greedy, and with random order).

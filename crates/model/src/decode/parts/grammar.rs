@@ -10,13 +10,15 @@
 //! `after_prompt` with `block_length`, else `whole`); `block_length`; `steps` (model calls in
 //! all, split evenly over the blocks) or `steps_per_block`; `loop` = `fixed` | `at_most` |
 //! `until_filled`; `eligible` = `block` | `all` | `dilated` (with `groups`); `score` =
-//! `confidence` | `confidence64` | `margin` | `neg_entropy` | `random` | `pc` (with `lambda`,
-//! `alpha`, `background`) | `kl_stability` (with `history`); `count` = `top_k` | `cosine` |
-//! `linear` | `threshold` (with `threshold`) | `factor` (with `factor`) | `entropy_budget`
-//! (with `gamma`) | `threshold_else_top_k` (with `threshold`) | `ready_else_top_k` (with
-//! `conf_threshold`, `kl_threshold`, `history`) | `fixed_k` (with `k`); `temperature`, `top_k`,
-//! `top_p`, `forbid_mask`, `forbid_eot` for the token; `cfg_scale` (0) for classifier-free
-//! guidance as LLaDA's `generate()` applies it. An option the chosen parts do not read is an error.
+//! `confidence` | `confidence64` | `margin` | `neg_entropy` | `sum_p_log_p` | `random` | `pc`
+//! (with `lambda`, `alpha`, `background`) | `kl_stability` (with `history`); `count` = `top_k` |
+//! `cosine` | `linear` | `threshold` (with `threshold`) | `factor` (with `factor`) |
+//! `entropy_budget` (with `gamma`) | `threshold_else_top_k` (with `threshold`) |
+//! `ready_else_top_k` (with `conf_threshold`, `kl_threshold`, `history`) | `fixed_k` (with `k`) |
+//! `timesteps` (Dream's, with `eps`, `alg_temp`) | `bernoulli` (Dream's `origin`, with `eps`;
+//! no score); `token` = `gumbel_max` | `dream` (Dream's `sample_tokens`) with `temperature`,
+//! `top_k`, `top_p`, `forbid_mask`, `forbid_eot`; `cfg_scale` (0) for classifier-free guidance
+//! as LLaDA's `generate()` applies it. An option the chosen parts do not read is an error.
 
 use std::path::Path;
 
@@ -49,6 +51,8 @@ const PART_OPTIONS: &[&str] = &[
     "conf_threshold",
     "kl_threshold",
     "k",
+    "eps",
+    "alg_temp",
 ];
 
 /// Reads a `compose:` schedule from its options.
@@ -56,12 +60,14 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
     let gen_length = positive(opts, "gen_length", 128)?;
     let given: Vec<(String, String)> = opts.remaining().to_vec();
 
-    let score_name = opts.take("score").unwrap_or_else(|| "confidence".into());
+    let score_given = opts.take("score");
+    let score_name = score_given.clone().unwrap_or_else(|| "confidence".into());
     let score = match score_name.as_str() {
         "confidence" => Score::Confidence,
         "confidence64" => Score::Confidence64,
         "margin" => Score::Margin,
         "neg_entropy" => Score::NegEntropy,
+        "sum_p_log_p" => Score::SumPLogP,
         "random" => Score::Random,
         "pc" => Score::Pc {
             lambda: opts.f64("lambda")?.unwrap_or(0.25),
@@ -76,7 +82,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
         },
         other => {
             return Err(format!(
-                "option `score`: unknown part `{other}`; expected one of confidence, confidence64, margin, neg_entropy, random, pc, kl_stability"
+                "option `score`: unknown part `{other}`; expected one of confidence, confidence64, margin, neg_entropy, sum_p_log_p, random, pc, kl_stability"
             ))
         }
     };
@@ -112,11 +118,30 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
                 _ => positive(opts, "history", 2)?,
             },
         },
+        // Their `steps` is the block's, filled in below.
+        "timesteps" => Count::Timesteps {
+            eps: opts.f64("eps")?.unwrap_or(1e-3),
+            steps: 0,
+            alg_temp: opts.f64("alg_temp")?.unwrap_or(0.0),
+        },
+        "bernoulli" => {
+            if score_given.is_some() {
+                return Err("option `score`: count=bernoulli draws its positions and reads no score".into());
+            }
+            Count::Bernoulli {
+                eps: opts.f64("eps")?.unwrap_or(1e-3),
+                steps: 0,
+            }
+        }
         other => {
             return Err(format!(
-                "option `count`: unknown part `{other}`; expected one of top_k, fixed_k, cosine, linear, threshold, factor, entropy_budget, threshold_else_top_k, ready_else_top_k"
+                "option `count`: unknown part `{other}`; expected one of top_k, fixed_k, cosine, linear, threshold, factor, entropy_budget, threshold_else_top_k, ready_else_top_k, timesteps, bernoulli"
             ))
         }
+    };
+    let score = match count {
+        Count::Bernoulli { .. } => Score::Unranked,
+        _ => score,
     };
     check_count(&count)?;
     if let Score::Pc { lambda, alpha, .. } = &score {
@@ -205,7 +230,13 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
         ))
         }
         None if steps_per_block.is_none() => BlockLoop::UntilFilled,
-        None if matches!(count, Count::TopK { .. }) => BlockLoop::Fixed,
+        None if matches!(
+            count,
+            Count::TopK { .. } | Count::Timesteps { .. } | Count::Bernoulli { .. }
+        ) =>
+        {
+            BlockLoop::Fixed
+        }
         None => BlockLoop::AtMost,
     };
     if run != BlockLoop::UntilFilled && steps_per_block.is_none() {
@@ -217,6 +248,13 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
                 "at_most"
             }
         ));
+    }
+
+    let mut count = count;
+    if let Count::Timesteps { steps, .. } | Count::Bernoulli { steps, .. } = &mut count {
+        *steps = steps_per_block.ok_or_else(|| {
+            format!("option `steps` is required by count={count_name} (its timesteps)")
+        })?;
     }
 
     let eligible = match opts.take("eligible").as_deref() {
@@ -248,6 +286,18 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
     let cfg_scale = opts.f64("cfg_scale")?.unwrap_or(0.0);
     non_negative("cfg_scale", cfg_scale)?;
     let forbid_eot = opts.bool("forbid_eot")?.unwrap_or(false);
+    let rule = match opts.take("token").as_deref() {
+        None | Some("gumbel_max") => TokenRule::GumbelMax,
+        Some("dream") => TokenRule::Dream,
+        Some(other) => {
+            return Err(format!(
+                "option `token`: unknown part `{other}`; expected one of gumbel_max, dream"
+            ))
+        }
+    };
+    if rule == TokenRule::GumbelMax && score == Score::Unranked {
+        return Err("count=bernoulli chooses tokens after its draw: it takes token=dream".into());
+    }
 
     if let Some((key, _)) = opts
         .remaining()
@@ -280,7 +330,7 @@ pub(crate) fn parse_composition(opts: &mut Options) -> Result<Composed, String> 
             top_p,
             forbid_mask,
             forbid_eot,
-            rule: TokenRule::GumbelMax,
+            rule,
         },
         score,
         count,
@@ -322,8 +372,12 @@ fn check_count(count: &Count) -> Result<(), String> {
                 ));
             }
         }
-        // Dream's counts come with the `dream` schedule, whose options are checked there.
-        Count::TopK { .. } | Count::Timesteps { .. } | Count::Bernoulli { .. } => {}
+        Count::Timesteps { eps, alg_temp, .. } => {
+            unit_interval("eps", eps)?;
+            non_negative("alg_temp", alg_temp)?;
+        }
+        Count::Bernoulli { eps, .. } => unit_interval("eps", eps)?,
+        Count::TopK { .. } => {}
     }
     Ok(())
 }
