@@ -44,6 +44,16 @@ pub struct Args {
     pub out: PathBuf,
     #[command(flatten)]
     pub resume: crate::common::ResumeArgs,
+    /// Run only shard i of n of the model stages (probe, decode, corrupt, the sweep's): each
+    /// writes its part into `<stage folder>/shard=i/`, and the run stops before the analysis.
+    /// Every shard of a run writes into the same DIR; `run SPEC --out DIR --merge` then analyses
+    /// them together.
+    #[command(flatten)]
+    pub shard: crate::common::ShardArgs,
+    /// Analyse the shards that `--shard` runs wrote into DIR, write the sweep's table and the
+    /// report (the model stages are not run again).
+    #[arg(long, conflicts_with = "shard")]
+    pub merge: bool,
 }
 
 /// Bootstrap replicates of the analysis' standard errors (the `analyze` default).
@@ -120,7 +130,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // the schedule and sweep folders of the earlier spec go first, so nothing stale survives.
     // The batches an interrupted run kept (`.NAME.resume/` beside each stage folder) stay, unless
     // --restart: the same spec continues from them.
-    for stale in [files::MANIFEST_JSON, "decode", "corrupt", "sweep"] {
+    // A sharded run's shards and its merge share the folder: nothing is removed for them.
+    let stale_folders: &[&str] = match args.shard.shard.is_some() || args.merge {
+        true => &[files::MANIFEST_JSON],
+        false => &[files::MANIFEST_JSON, "decode", "corrupt", "sweep"],
+    };
+    for &stale in stale_folders {
         let path = out.join(stale);
         let removed = if path.is_dir() && !args.resume.restart {
             remove_all_but_checkpoints(&path)
@@ -159,6 +174,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // The reference index: built from a corpus into the run folder, or an existing one.
     let model_tokenizer = spec.model.path.join("tokenizer.json");
     let index: Option<PathBuf> = match &spec.reference {
+        Some(r)
+            if r.corpus.is_some()
+                && (args.shard.shard.is_some() || args.merge)
+                && out.join("index").join("index.json").is_file() =>
+        {
+            // One shard (or an earlier run) built it; the others use it.
+            announce("use the reference index in the run folder");
+            stages.insert("index".into(), "index".into());
+            Some(out.join("index"))
+        }
         Some(r) if r.corpus.is_some() => {
             announce("index the reference corpus");
             let dir = out.join("index");
@@ -225,6 +250,20 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .map(|dir| stages::unigram_probabilities(&session, dir))
         .transpose()?;
 
+    // Where each model stage writes (its shard's folder with --shard) and whether it runs (not
+    // with --merge, which analyses what the shards wrote).
+    let part = stages::Part {
+        shard: args.shard.shard,
+        restart: args.resume.restart,
+        // A killed run reuses even the stages it finished; the run removes them when done.
+        keep_batches: true,
+    };
+    let part_dir = |dir: &Path| match part.shard {
+        Some(s) => dir.join(s.folder_name()),
+        None => dir.to_owned(),
+    };
+    let model_stages = !args.merge;
+
     // Probe.
     announce(&format!(
         "probe: {} prompts x {} masks",
@@ -232,15 +271,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         spec.probe.masks
     ));
     let probe_dir = out.join("probe");
-    run_probe(
-        &session,
-        &spec,
-        spec.probe.masks as usize,
-        (unigram.clone(), index.as_deref()),
-        &probe_dir,
-        args.resume.restart,
-        global,
-    )?;
+    if model_stages {
+        run_probe(
+            &session,
+            &spec,
+            spec.probe.masks as usize,
+            (unigram.clone(), index.as_deref()),
+            &part_dir(&probe_dir),
+            part,
+            global,
+        )?;
+    }
     stages.insert("probe".into(), "probe".into());
 
     // PC-Sampler's background defaults to the reference index.
@@ -264,11 +305,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     for (name, schedule) in &schedules {
         announce(&format!("decode `{name}`: {schedule}"));
         let dir = out.join("decode").join(name);
-        run_decode(&session, &spec, schedule, &dir, args.resume.restart, global)?;
+        if model_stages {
+            run_decode(&session, &spec, schedule, &part_dir(&dir), part, global)?;
+        }
         decode_stages.insert(name.clone(), format!("decode/{name}").into());
         decode_dirs.push(dir);
     }
-    for (s, tables) in imports.iter().zip(&prepared) {
+    // Imported trajectories are the whole run's: the merge writes them, not the shards.
+    let whole_imports = if part.shard.is_some() {
+        &[][..]
+    } else {
+        &imports[..]
+    };
+    for (s, tables) in whole_imports.iter().zip(&prepared) {
         announce(&format!(
             "import `{}`: {}",
             s.name,
@@ -316,13 +365,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 top_k: c.top_k as usize,
                 batch_size: spec.probe.batch_size as usize,
                 format: Format::Parquet,
-                part: stages::Part {
-                    shard: None,
-                    restart: args.resume.restart,
-                    keep_batches: true,
-                },
+                part,
             };
-            stages::run_corrupt(&session, &stage, index, &dir, global)?;
+            if model_stages {
+                stages::run_corrupt(&session, &stage, index, &part_dir(&dir), global)?;
+            }
             corrupt_stages.insert(scheme.clone(), format!("corrupt/{scheme}").into());
             corrupt_dirs.push(dir);
         }
@@ -332,22 +379,26 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         stages.insert("corrupt".into(), corrupt_stages.into());
     }
 
-    // Analysis of the probe, every schedule and every corruption scheme together.
-    announce("analyze");
+    // Analysis of the probe, every schedule and every corruption scheme together (a shard
+    // stops before it; the merge analyses the folders of shard folders).
+    let shard_only = part.shard.is_some();
     let analysis_dir = out.join("analysis");
-    let mut records = vec![probe_dir.clone()];
-    records.extend(decode_dirs.iter().cloned());
-    records.extend(corrupt_dirs.iter().cloned());
-    run_analysis(
-        &spec,
-        records,
-        index.as_deref(),
-        &model_tokenizer,
-        &analysis_dir,
-        false,
-        global,
-    )?;
-    stages.insert("analysis".into(), "analysis".into());
+    if !shard_only {
+        announce("analyze");
+        let mut records = vec![probe_dir.clone()];
+        records.extend(decode_dirs.iter().cloned());
+        records.extend(corrupt_dirs.iter().cloned());
+        run_analysis(
+            &spec,
+            records,
+            index.as_deref(),
+            &model_tokenizer,
+            &analysis_dir,
+            false,
+            global,
+        )?;
+        stages.insert("analysis".into(), "analysis".into());
+    }
 
     // The sweep: the swept stage once per value, each with its own analysis, then one table of curves.
     if let Some(sweep) = &sweep {
@@ -365,15 +416,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             let mut records = Vec::new();
             if sweep.param == SweepParam::Masks {
                 let p = dir.join("probe");
-                run_probe(
-                    &session,
-                    &spec,
-                    v as usize,
-                    (unigram.clone(), index.as_deref()),
-                    &p,
-                    args.resume.restart,
-                    global,
-                )?;
+                if model_stages {
+                    run_probe(
+                        &session,
+                        &spec,
+                        v as usize,
+                        (unigram.clone(), index.as_deref()),
+                        &part_dir(&p),
+                        part,
+                        global,
+                    )?;
+                }
                 records.push(p);
             } else {
                 // Built-in schedules are decoded again only in the spec's own sweep.
@@ -385,11 +438,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 for (name, schedule) in decoded {
                     let s = schedule.swept(sweep.param, v)?;
                     let p = dir.join("decode").join(name);
-                    run_decode(&session, &spec, &s, &p, args.resume.restart, global)?;
+                    if model_stages {
+                        run_decode(&session, &spec, &s, &part_dir(&p), part, global)?;
+                    }
                     records.push(p);
                 }
                 // Imported trajectories join the value they declare, under their series' name.
-                for (s, tables) in imports
+                for (s, tables) in whole_imports
                     .iter()
                     .zip(&prepared)
                     .filter(|(s, _)| s.at_sweep_value(sweep, v))
@@ -398,6 +453,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                     tables.write(&p)?;
                     records.push(p);
                 }
+            }
+            if shard_only {
+                continue;
             }
             let a = dir.join("analysis");
             // The main analysis has already reported what it skipped; once is enough.
@@ -423,6 +481,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 metrics,
             });
         }
+        if shard_only {
+            return shard_done(&args, global);
+        }
         write_sweep(&out.join("sweep"), sweep.param, &per_value)?;
         stages.insert(
             "sweep".into(),
@@ -434,6 +495,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 "curves": "sweep/curves.parquet",
             }),
         );
+    }
+
+    if shard_only {
+        return shard_done(&args, global);
     }
 
     // Report.
@@ -448,8 +513,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         cmd::report::render(
             cmd::report::Args {
                 analysis: vec![analysis_dir.clone()],
-                probe: Some(probe_dir.clone()),
-                decode: decode_dirs.first().cloned(),
+                // Merged, the first shard's records give the report's first prompts.
+                probe: Some(first_part(&probe_dir)),
+                decode: decode_dirs.first().map(|d| first_part(d)),
                 labels: Some(vec![spec.name.clone()]),
                 index: index.clone(),
                 token_ranks: None,
@@ -517,7 +583,7 @@ fn run_probe(
     masks: usize,
     reference: (Option<Vec<f32>>, Option<&Path>),
     dir: &Path,
-    restart: bool,
+    part: stages::Part,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
     let (unigram, index) = reference;
@@ -534,11 +600,7 @@ fn run_probe(
         index,
         Format::Parquet,
         dir,
-        stages::Part {
-            shard: None,
-            restart,
-            keep_batches: true,
-        },
+        part,
         global,
     )?;
     Ok(())
@@ -550,7 +612,7 @@ fn run_decode(
     spec: &Spec,
     schedule: &ScheduleSpec,
     dir: &Path,
-    restart: bool,
+    part: stages::Part,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
     let stage = DecodeStage {
@@ -558,10 +620,9 @@ fn run_decode(
         batch_size: spec.probe.batch_size as usize,
         save_step_distributions: None,
         format: Format::Parquet,
-        shard: None,
-        restart,
-        // A killed run reuses even the stages it finished; the run removes them when done.
-        keep_batches: true,
+        shard: part.shard,
+        restart: part.restart,
+        keep_batches: part.keep_batches,
     };
     stages::run_decode(session, schedule, &stage, dir, global)?;
     Ok(())
@@ -682,4 +743,28 @@ fn remove_checkpoints(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A shard's model stages are written: says what comes next.
+fn shard_done(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    if !global.quiet {
+        eprintln!(
+            "shard {} of `{}` written into {}; once every shard is, run `collapse-probe run {} --out {} --merge`",
+            args.shard.shard.map(|s| s.to_string()).unwrap_or_default(),
+            args.spec.display(),
+            args.out.display(),
+            args.spec.display(),
+            args.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A stage folder's first shard (`shard=0/`) when it holds shards, else the folder itself.
+fn first_part(dir: &Path) -> PathBuf {
+    let first = dir.join("shard=0");
+    match first.is_dir() {
+        true => first,
+        false => dir.to_owned(),
+    }
 }

@@ -211,3 +211,57 @@ fn bad_shard_values_exit_2_naming_the_option() {
     assert!(out.join("shard=1/records.parquet").is_file());
     assert!(!out.exists() || !out.join("shard=0").exists());
 }
+
+#[test]
+fn run_shards_side_by_side_merge_into_the_unsharded_run() {
+    // The KJV spec: index, probe, two schedules, the corruption probe and a sweep of tokens per
+    // step. Two shards side by side, then the merge, against one whole run.
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = root().join("probes/text-llada.toml");
+    let run_spec = |out: &Path, extra: &[&str]| {
+        let mut args = strings(&[
+            "run",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        args.extend(strings(extra));
+        command(&args)
+    };
+    let whole = tmp.path().join("whole");
+    let o = run_spec(&whole, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sharded = tmp.path().join("sharded");
+    let children: Vec<Child> = (0..2)
+        .map(|i| {
+            run_spec(&sharded, &["--shard", &format!("{i}/2")])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert!(sharded
+        .join("decode/fixed-all/shard=1/manifest.json")
+        .is_file());
+    assert!(!sharded.join("analysis").exists(), "a shard analysed");
+    let o = run_spec(&sharded, &["--merge"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in ["analysis/metrics.json", "sweep/metrics.json"] {
+        let (a, b) = (whole.join(file), sharded.join(file));
+        let read = |p: &Path| {
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).unwrap()).unwrap()
+                ["metrics"]
+                .clone()
+        };
+        assert_eq!(read(&a), read(&b), "{file}");
+    }
+    assert!(sharded.join("report/report.html").is_file());
+    // --shard and --merge exclude each other.
+    let o = run_spec(&sharded, &["--merge", "--shard", "0/2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
