@@ -113,7 +113,7 @@ pub fn detect_all(dirs: &[PathBuf]) -> Result<Vec<RecordsFolder>> {
             .or_else(|_| Format::find(dir, files::CORRUPT_RECORDS))
         {
             Ok(_) => Vec::new(),
-            Err(_) => crate::shard_folders(dir)?.unwrap_or_default(),
+            Err(_) => cp_records::shard_folders(dir)?.unwrap_or_default(),
         };
         let kinds = match shards.first() {
             None => detect(dir)?,

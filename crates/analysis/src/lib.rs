@@ -31,7 +31,6 @@ mod hint;
 mod index;
 mod merge;
 mod sais;
-mod shards;
 mod stats;
 mod store;
 mod sweep;
@@ -54,7 +53,6 @@ pub use crate::index::{
 };
 pub use crate::merge::merge_indexes;
 pub use crate::sais::suffix_array;
-pub use crate::shards::shard_folders;
 pub use crate::stats::{entropy_nats, mean, quantile, Bootstrap};
 pub use crate::sweep::{combine_sweep, SweptValue};
 pub use crate::tokens::{read_token_documents, TokenSettings, TokenWidth};

@@ -39,7 +39,7 @@ pub use crate::resume::Checkpoint;
 pub use crate::schema::{
     CorruptRecord, CorruptText, Generation, ProbeRecord, StepDistribution, StepRecord,
 };
-pub use crate::shard::{Shard, ShardInfo};
+pub use crate::shard::{shard_folders, Shard, ShardInfo};
 pub use crate::trajectory::{
     read_trajectories, write_trajectories, Commit, Trajectories, Trajectory, TrajectoryForm,
     TrajectorySettings, TRAJECTORY_VERSION,

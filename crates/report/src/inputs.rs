@@ -399,10 +399,10 @@ fn find_source(runs: &[RunData], stem: &str) -> Option<PathBuf> {
             if let Some(parent) = dir.parent() {
                 candidates.push(parent.join(source));
             }
-            if let Some(found) = candidates
-                .into_iter()
-                .find(|c| Format::find(c, stem).is_ok())
-            {
+            // A folder of shards holds its tables in `shard=0/` and the others.
+            if let Some(found) = candidates.into_iter().find(|c| {
+                Format::find(c, stem).is_ok() || Format::find(&c.join("shard=0"), stem).is_ok()
+            }) {
                 return Some(found);
             }
         }
@@ -410,26 +410,40 @@ fn find_source(runs: &[RunData], stem: &str) -> Option<PathBuf> {
     None
 }
 
-/// Reads a probe folder (`records.parquet` or `.jsonl`, optional `manifest.json`).
+/// Reads a probe folder (`records.parquet` or `.jsonl`, optional `manifest.json`), or a folder
+/// of its shards (`--shard`), whose records are concatenated in shard order.
 pub fn load_probe(dir: &Path) -> Result<ProbeData, ReportError> {
-    let records = read_table(&Format::find(dir, files::PROBE_RECORDS)?)?;
+    let parts = parts_of(dir)?;
     Ok(ProbeData {
         dir: Some(dir.to_owned()),
-        manifest: read_manifest(dir)?,
-        records,
+        manifest: read_manifest(&parts[0])?,
+        records: read_parts(&parts, files::PROBE_RECORDS)?,
     })
 }
 
-/// Reads a decode folder (`steps` and `generations` tables, optional `manifest.json`).
+/// Reads a decode folder (`steps` and `generations` tables, optional `manifest.json`), or a
+/// folder of its shards.
 pub fn load_decode(dir: &Path) -> Result<DecodeData, ReportError> {
-    let steps = read_table(&Format::find(dir, files::DECODE_STEPS)?)?;
-    let generations = read_table(&Format::find(dir, files::DECODE_GENERATIONS)?)?;
+    let parts = parts_of(dir)?;
     Ok(DecodeData {
         dir: Some(dir.to_owned()),
-        manifest: read_manifest(dir)?,
-        steps,
-        generations,
+        manifest: read_manifest(&parts[0])?,
+        steps: read_parts(&parts, files::DECODE_STEPS)?,
+        generations: read_parts(&parts, files::DECODE_GENERATIONS)?,
     })
+}
+
+/// The folders whose tables make up `dir`: its shards in order, or itself.
+fn parts_of(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    Ok(cp_records::shard_folders(dir)?.unwrap_or_else(|| vec![dir.to_owned()]))
+}
+
+fn read_parts<T: cp_records::Table>(parts: &[PathBuf], stem: &str) -> Result<Vec<T>, ReportError> {
+    let mut rows = Vec::new();
+    for part in parts {
+        rows.extend(read_table::<T>(&Format::find(part, stem)?)?);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

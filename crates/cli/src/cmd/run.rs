@@ -513,9 +513,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         cmd::report::render(
             cmd::report::Args {
                 analysis: vec![analysis_dir.clone()],
-                // Merged, the first shard's records give the report's first prompts.
-                probe: Some(first_part(&probe_dir)),
-                decode: decode_dirs.first().map(|d| first_part(d)),
+                probe: Some(probe_dir.clone()),
+                decode: decode_dirs.first().cloned(),
                 labels: Some(vec![spec.name.clone()]),
                 index: index.clone(),
                 token_ranks: None,
@@ -758,13 +757,4 @@ fn shard_done(args: &Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A stage folder's first shard (`shard=0/`) when it holds shards, else the folder itself.
-fn first_part(dir: &Path) -> PathBuf {
-    let first = dir.join("shard=0");
-    match first.is_dir() {
-        true => first,
-        false => dir.to_owned(),
-    }
 }
