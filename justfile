@@ -34,6 +34,8 @@ test: setup
     cargo clippy --workspace --all-targets --quiet -- -D warnings
     COLLAPSE_PROBE_REQUIRE_CHROMIUM=1 cargo test --workspace --no-fail-fast
     "${CARGO_TARGET_DIR:-target}/debug/examples/custom_schedule" > /dev/null
+    # polars reads a sharded run's Parquet folders as one dataset (test_shard_dataset.py).
+    python -c "import polars" 2>/dev/null || python -m pip install --quiet --progress-bar off polars
     COLLAPSE_PROBE="${CARGO_TARGET_DIR:-target}/debug/collapse-probe" PYTHONDONTWRITEBYTECODE=1 \
         python -m unittest discover -s python/tests -t python
     just gate
