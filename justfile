@@ -26,8 +26,9 @@ build:
 
 # Every check CI runs (.ci/run calls this): formatting, clippy, the tests with the browser
 # test required (Chromium is installed when missing, or the command to install it is printed),
-# the custom-schedule example (built by cargo test), the Python recorder's tests (with the venv's
-# Python, against the binary cargo test built), and the fixture specs against their baselines.
+# the custom-schedule example (built by cargo test), the Python tests (the recorder's, and polars
+# reading a sharded run; with the venv's Python, into which polars is installed when missing,
+# against the binary cargo test built), and the fixture specs against their baselines.
 test: setup
     scripts/require-chromium.sh
     cargo fmt --all --check
