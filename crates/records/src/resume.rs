@@ -15,6 +15,8 @@ pub struct Checkpoint {
 }
 
 const COMMAND: &str = "command.json";
+/// The process writing the output, by PID: a second process on the same output is refused.
+const LOCK: &str = "lock";
 
 impl Checkpoint {
     /// Opens the checkpoint of the output folder `target` for the command described by
@@ -30,16 +32,32 @@ impl Checkpoint {
         let (parent, name) = crate::io::parent_and_name(target)?;
         remove_dead_staging(&parent, &name)?;
         let dir = parent.join(format!(".{name}.resume"));
-        if restart && dir.exists() {
-            fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // Locked first, so that --restart never throws away the batches of a live run.
+        take_lock(&dir.join(LOCK), target)?;
+        let checkpoint = Checkpoint { dir };
+        if restart {
+            let entries =
+                fs::read_dir(&checkpoint.dir).map_err(|e| Error::io(&checkpoint.dir, e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_name() == LOCK {
+                    continue;
+                }
+                let removed = match path.is_dir() {
+                    true => fs::remove_dir_all(&path),
+                    false => fs::remove_file(&path),
+                };
+                removed.map_err(|e| Error::io(&path, e))?;
+            }
         }
-        let recorded = dir.join(COMMAND);
+        let recorded = checkpoint.dir.join(COMMAND);
         if recorded.is_file() {
             let kept: serde_json::Value = crate::read_json(&recorded)?;
             if &kept != command {
                 let key = differing_key(&kept, command);
                 return Err(Error::Invalid {
-                    path: dir,
+                    path: checkpoint.dir.clone(),
                     message: format!(
                         "holds the completed batches of another command (`{key}` differs); \
                          give --restart to throw them away, or another --out"
@@ -47,10 +65,9 @@ impl Checkpoint {
                 });
             }
         } else {
-            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             crate::write_json(&recorded, command)?;
         }
-        Ok(Checkpoint { dir })
+        Ok(checkpoint)
     }
 
     /// Whether batch `batch` was completed by this or an earlier run.
@@ -85,6 +102,62 @@ impl Checkpoint {
     }
 }
 
+impl Drop for Checkpoint {
+    /// Releases the lock (the kept batches stay for the next run).
+    fn drop(&mut self) {
+        let lock = self.dir.join(LOCK);
+        if fs::read_to_string(&lock).is_ok_and(|pid| pid.trim() == std::process::id().to_string()) {
+            let _ = fs::remove_file(lock);
+        }
+    }
+}
+
+/// Whether the process `pid` runs (where `/proc` tells; elsewhere every process counts as gone).
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Takes the lock file `lock` for this process: created exclusively, or taken over from a
+/// process that no longer runs. Another live process holding it is an error naming `target`.
+fn take_lock(lock: &Path, target: &Path) -> Result<(), Error> {
+    let ours = std::process::id();
+    for _ in 0..2 {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(lock)
+        {
+            Ok(mut file) => {
+                use std::io::Write;
+                return write!(file, "{ours}").map_err(|e| Error::io(lock, e));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = fs::read_to_string(lock)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<u32>().ok());
+                match holder {
+                    Some(pid) if pid != ours && alive(pid) => {
+                        return Err(Error::Invalid {
+                            path: target.to_owned(),
+                            message: format!(
+                                "another process (PID {pid}) is writing this output; wait for it \
+                                 to finish, or give another --out"
+                            ),
+                        })
+                    }
+                    // A dead process's (or our own) lock: taken over.
+                    _ => fs::remove_file(lock).map_err(|e| Error::io(lock, e))?,
+                }
+            }
+            Err(e) => return Err(Error::io(lock, e)),
+        }
+    }
+    Err(Error::Invalid {
+        path: target.to_owned(),
+        message: "could not take the output's lock: another process keeps taking it".into(),
+    })
+}
+
 /// Removes `.{name}.partial-PID` staging folders (`OutputDir`) of processes that are no longer
 /// running, which a killed run leaves behind. Only where `/proc` tells whether a process lives.
 fn remove_dead_staging(parent: &Path, name: &str) -> Result<(), Error> {
@@ -100,9 +173,9 @@ fn remove_dead_staging(parent: &Path, name: &str) -> Result<(), Error> {
         let Some(pid) = file_name.strip_prefix(&prefix) else {
             continue;
         };
-        let alive = pid.parse::<u32>().is_ok_and(|pid| {
-            pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
-        });
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| pid == std::process::id() || alive(pid));
         if !alive {
             let path = entry.path();
             fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
@@ -156,6 +229,32 @@ mod tests {
         assert!(!c.has(3));
         c.finish().unwrap();
         assert!(!tmp.path().join(".out.resume").exists());
+    }
+
+    #[test]
+    fn a_live_process_holding_the_lock_is_refused_a_dead_one_is_taken_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let command = serde_json::json!({});
+        fs::create_dir_all(tmp.path().join(".out.resume")).unwrap();
+        let lock = tmp.path().join(".out.resume/lock");
+        // PID 1 always runs.
+        fs::write(&lock, "1").unwrap();
+        let e = Checkpoint::open(&out, &command, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("another process (PID 1)") && e.contains("out"),
+            "{e}"
+        );
+        fs::write(&lock, "999999999").unwrap();
+        let c = Checkpoint::open(&out, &command, false).unwrap();
+        assert_eq!(
+            fs::read_to_string(&lock).unwrap(),
+            std::process::id().to_string()
+        );
+        drop(c);
+        assert!(!lock.exists(), "the lock outlived its checkpoint");
     }
 
     #[test]
