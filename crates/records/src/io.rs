@@ -253,9 +253,12 @@ impl OutputDir {
     /// Moves the staged output into place. When the target folder exists, each staged entry
     /// replaces its namesake there; other files in it are left alone.
     pub fn commit(mut self) -> Result<PathBuf, Error> {
-        if !self.target.exists() {
+        // Another process (a shard of the same run building the same index) may create the
+        // target between the check and the rename: then its entries are replaced one by one.
+        let moved_whole = !self.target.exists() && fs::rename(&self.staging, &self.target).is_ok();
+        if !moved_whole && !self.target.is_dir() {
             fs::rename(&self.staging, &self.target).map_err(|e| Error::io(&self.target, e))?;
-        } else {
+        } else if !moved_whole {
             let entries = fs::read_dir(&self.staging).map_err(|e| Error::io(&self.staging, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io(&self.staging, e))?;
