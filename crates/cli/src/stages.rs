@@ -236,18 +236,25 @@ pub fn run_decode(
     let ours = stage.shard.map_or(0..all, |s| s.range(all));
     let eot_ids: Vec<i64> = session.eot_ids().into_iter().map(i64::from).collect();
     let format = stage.format;
-    let command = serde_json::json!({
-        "stage": "decode",
-        "model": session.model.info,
-        "prompts": session.prompts_info,
-        "schedule": schedule.to_string(),
-        "seed": stage.seed,
+    // The stage's settings, in its manifest's params and in the command its kept batches
+    // belong to.
+    let given = serde_json::json!({
+        "schedule_spec": schedule.to_string(),
         "batch_size": stage.batch_size,
         "eot_ids": eot_ids,
         "save_step_distributions": stage.save_step_distributions,
         "format": format.extension(),
-        "shard": stage.shard,
     });
+    let command = with_keys(
+        &given,
+        serde_json::json!({
+            "stage": "decode",
+            "model": session.model.info,
+            "prompts": session.prompts_info,
+            "seed": stage.seed,
+            "shard": stage.shard,
+        }),
+    );
     let checkpoint = Checkpoint::open(out, &command, stage.restart)?;
 
     let bar = global.progress(
@@ -350,20 +357,14 @@ pub fn run_decode(
             format,
         )?;
     }
-    let opts = DecodeOptions {
-        eot_ids,
-        ..Default::default()
-    };
-    let params = serde_json::json!({
-        "schedule": schedule,
-        "schedule_spec": schedule.to_string(),
-        "batch_size": stage.batch_size,
-        "eot_ids": opts.eot_ids,
-        "save_step_distributions": stage.save_step_distributions,
-        "format": format.extension(),
-        "threads": tch::get_num_threads(),
-        "decode_seconds": seconds,
-    });
+    let params = with_keys(
+        &given,
+        serde_json::json!({
+            "schedule": schedule,
+            "threads": tch::get_num_threads(),
+            "decode_seconds": seconds,
+        }),
+    );
     let mut file_list = list_files(staged.path());
     file_list.push(files::MANIFEST_JSON.to_string());
     let mut manifest = session.manifest("decode", stage.seed, params, file_list);

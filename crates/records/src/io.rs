@@ -228,6 +228,7 @@ impl OutputDir {
             });
         }
         let (parent, name) = parent_and_name(target)?;
+        remove_dead_staging(&parent, &name)?;
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
@@ -281,6 +282,37 @@ impl Drop for OutputDir {
             let _ = fs::remove_dir_all(&self.staging);
         }
     }
+}
+
+/// Whether the process `pid` runs (where `/proc` tells; elsewhere every process counts as gone).
+pub(crate) fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes `.{name}.partial-PID` staging folders (`OutputDir`) of processes that are no longer
+/// running, which a killed run leaves behind. Only where `/proc` tells whether a process lives.
+fn remove_dead_staging(parent: &Path, name: &str) -> Result<(), Error> {
+    if !Path::new("/proc/self").exists() {
+        return Ok(());
+    }
+    let prefix = format!(".{name}.partial-");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| pid == std::process::id() || alive(pid));
+        if !alive {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -865,6 +897,24 @@ impl Table for PromptMetric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_folders_of_dead_runs_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        // PIDs above the kernel's limit (4194304) are never alive.
+        let dead = tmp.path().join(".out.partial-999999999");
+        let ours = tmp
+            .path()
+            .join(format!(".out.partial-{}", std::process::id()));
+        let other = tmp.path().join(".other.partial-999999999");
+        for d in [&dead, &ours, &other] {
+            fs::create_dir(d).unwrap();
+        }
+        // Ours is the staging folder the new output takes; another output's is left alone.
+        let staged = OutputDir::create(&tmp.path().join("out")).unwrap();
+        assert_eq!(staged.path(), ours);
+        assert!(!dead.exists() && other.exists());
+    }
 
     fn probe_row(i: u32) -> ProbeRecord {
         ProbeRecord {

@@ -15,6 +15,8 @@ pub struct Checkpoint {
 }
 
 const COMMAND: &str = "command.json";
+/// A checkpoint folder is `.{name}` plus this.
+const SUFFIX: &str = ".resume";
 /// The process writing the output, by PID: a second process on the same output is refused.
 const LOCK: &str = "lock";
 
@@ -23,15 +25,14 @@ impl Checkpoint {
     /// `command` (its inputs and settings, nothing that changes between runs of the same
     /// command). Batches kept by an earlier run of the same command are reused; with `restart`
     /// they are thrown away first. Batches of another command are an error naming the setting
-    /// that differs. Staging folders left by dead runs beside `target` are removed.
+    /// that differs.
     pub fn open(
         target: &Path,
         command: &serde_json::Value,
         restart: bool,
     ) -> Result<Checkpoint, Error> {
         let (parent, name) = crate::io::parent_and_name(target)?;
-        remove_dead_staging(&parent, &name)?;
-        let dir = parent.join(format!(".{name}.resume"));
+        let dir = parent.join(format!(".{name}{SUFFIX}"));
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         // Locked first, so that --restart never throws away the batches of a live run.
         take_lock(&dir.join(LOCK), target)?;
@@ -96,6 +97,43 @@ impl Checkpoint {
         fs::rename(&tmp, &done).map_err(|e| Error::io(&done, e))
     }
 
+    /// Removes everything under `dir` except checkpoint folders, whose batches a run started
+    /// again reuses (`run` clears an interrupted run's stage folders this way).
+    pub fn keep_only_checkpoints(dir: &Path) -> Result<(), Error> {
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            if is_checkpoint(&path) {
+                continue;
+            }
+            if path.is_dir() {
+                Checkpoint::keep_only_checkpoints(&path)?;
+                let empty = fs::read_dir(&path)
+                    .map_err(|e| Error::io(&path, e))?
+                    .next()
+                    .is_none();
+                if empty {
+                    fs::remove_dir(&path).map_err(|e| Error::io(&path, e))?;
+                }
+            } else {
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every checkpoint folder under `dir` (`run`, once the whole run is done).
+    pub fn remove_all_under(dir: &Path) -> Result<(), Error> {
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            if is_checkpoint(&path) {
+                fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            } else if path.is_dir() {
+                Checkpoint::remove_all_under(&path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the checkpoint once the output folder is in place.
     pub fn finish(self) -> Result<(), Error> {
         fs::remove_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))
@@ -112,9 +150,13 @@ impl Drop for Checkpoint {
     }
 }
 
-/// Whether the process `pid` runs (where `/proc` tells; elsewhere every process counts as gone).
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// Whether `path` is a checkpoint folder (`.{name}.resume`).
+fn is_checkpoint(path: &Path) -> bool {
+    path.is_dir()
+        && path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(SUFFIX))
 }
 
 /// Takes the lock file `lock` for this process: created exclusively, or taken over from a
@@ -136,7 +178,7 @@ fn take_lock(lock: &Path, target: &Path) -> Result<(), Error> {
                     .ok()
                     .and_then(|p| p.trim().parse::<u32>().ok());
                 match holder {
-                    Some(pid) if pid != ours && alive(pid) => {
+                    Some(pid) if pid != ours && crate::io::alive(pid) => {
                         return Err(Error::Invalid {
                             path: target.to_owned(),
                             message: format!(
@@ -156,32 +198,6 @@ fn take_lock(lock: &Path, target: &Path) -> Result<(), Error> {
         path: target.to_owned(),
         message: "could not take the output's lock: another process keeps taking it".into(),
     })
-}
-
-/// Removes `.{name}.partial-PID` staging folders (`OutputDir`) of processes that are no longer
-/// running, which a killed run leaves behind. Only where `/proc` tells whether a process lives.
-fn remove_dead_staging(parent: &Path, name: &str) -> Result<(), Error> {
-    if !Path::new("/proc/self").exists() {
-        return Ok(());
-    }
-    let prefix = format!(".{name}.partial-");
-    let Ok(entries) = fs::read_dir(parent) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let alive = pid
-            .parse::<u32>()
-            .is_ok_and(|pid| pid == std::process::id() || alive(pid));
-        if !alive {
-            let path = entry.path();
-            fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-        }
-    }
-    Ok(())
 }
 
 /// The first top-level key in which two JSON objects differ (`command` when they are not both
@@ -232,6 +248,21 @@ mod tests {
     }
 
     #[test]
+    fn run_folders_keep_or_lose_their_checkpoints() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stage = tmp.path().join("decode");
+        let kept = stage.join(".a.resume/batch-000000");
+        for d in [&kept, &stage.join("a"), &stage.join("b/c")] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(stage.join("a/steps.parquet"), b"x").unwrap();
+        Checkpoint::keep_only_checkpoints(&stage).unwrap();
+        assert!(kept.is_dir() && !stage.join("a").exists() && !stage.join("b").exists());
+        Checkpoint::remove_all_under(tmp.path()).unwrap();
+        assert!(!stage.join(".a.resume").exists() && stage.is_dir());
+    }
+
+    #[test]
     fn a_live_process_holding_the_lock_is_refused_a_dead_one_is_taken_over() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
@@ -255,21 +286,5 @@ mod tests {
         );
         drop(c);
         assert!(!lock.exists(), "the lock outlived its checkpoint");
-    }
-
-    #[test]
-    fn staging_folders_of_dead_runs_are_removed() {
-        let tmp = tempfile::tempdir().unwrap();
-        // PIDs above the kernel's limit (4194304) are never alive.
-        let dead = tmp.path().join(".out.partial-999999999");
-        let ours = tmp
-            .path()
-            .join(format!(".out.partial-{}", std::process::id()));
-        let other = tmp.path().join(".other.partial-999999999");
-        for d in [&dead, &ours, &other] {
-            fs::create_dir(d).unwrap();
-        }
-        Checkpoint::open(&tmp.path().join("out"), &serde_json::json!({}), false).unwrap();
-        assert!(!dead.exists() && ours.exists() && other.exists());
     }
 }

@@ -137,12 +137,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     };
     for &stale in stale_folders {
         let path = out.join(stale);
-        let removed = if path.is_dir() && !args.resume.restart {
-            remove_all_but_checkpoints(&path)
+        let removed: anyhow::Result<()> = if path.is_dir() && !args.resume.restart {
+            cp_records::Checkpoint::keep_only_checkpoints(&path).map_err(Into::into)
         } else if path.is_dir() {
-            std::fs::remove_dir_all(&path)
+            std::fs::remove_dir_all(&path).map_err(Into::into)
         } else if path.is_file() {
-            std::fs::remove_file(&path)
+            std::fs::remove_file(&path).map_err(Into::into)
         } else {
             Ok(())
         };
@@ -152,6 +152,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 path.display()
             )
         })?;
+    }
+    // A merge needs every shard first: checked on the probe stage before anything is written.
+    if args.merge && cp_records::shard_folders(&out.join("probe"))?.is_none() {
+        bail!(
+            "--merge: {} holds no shard folders (shard=i/); run `collapse-probe run {} --out {} --shard i/n` for every shard first",
+            out.join("probe").display(),
+            args.spec.display(),
+            out.display()
+        );
     }
     let corrupt_schemes = spec.corrupt.as_ref().map_or(0, |c| c.schemes.len());
     let n_stages = 3
@@ -559,7 +568,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }),
         files: vec![files::MANIFEST_JSON.into()],
     };
-    remove_checkpoints(&out)
+    cp_records::Checkpoint::remove_all_under(&out)
         .with_context(|| format!("{}: removing the kept batches", out.display()))?;
     write_json(&out.join(files::MANIFEST_JSON), &manifest)?;
     if !global.quiet {
@@ -696,51 +705,6 @@ fn write_sweep(dir: &Path, param: SweepParam, values: &[SweptValue]) -> anyhow::
         .with_context(|| format!("{}: cannot create folder", dir.display()))?;
     write_json(&dir.join(files::METRICS_JSON), &metrics)?;
     write_table(dir, files::CURVES, &curves, Format::Parquet)?;
-    Ok(())
-}
-
-/// Removes everything under `dir` except the checkpoints (`.NAME.resume/` folders) that stage
-/// folders of an interrupted run kept.
-fn remove_all_but_checkpoints(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if path.is_dir() && name.starts_with('.') && name.ends_with(".resume") {
-            continue;
-        }
-        if path.is_dir() {
-            remove_all_but_checkpoints(&path)?;
-            if std::fs::read_dir(&path)?.next().is_none() {
-                std::fs::remove_dir(&path)?;
-            }
-        } else {
-            std::fs::remove_file(&path)?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes every checkpoint (`.NAME.resume/`) under `dir`: once the run is complete, none is
-/// needed.
-fn remove_checkpoints(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if !path.is_dir() {
-            continue;
-        }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') && name.ends_with(".resume") {
-            std::fs::remove_dir_all(&path)?;
-        } else {
-            remove_checkpoints(&path)?;
-        }
-    }
     Ok(())
 }
 

@@ -259,6 +259,25 @@ fn run_shards_side_by_side_merge_into_the_unsharded_run() {
         assert_eq!(read(&a), read(&b), "{file}");
     }
     assert!(sharded.join("report/report.html").is_file());
+    // A merge without shards says what to run first and writes nothing.
+    let empty = tmp.path().join("empty");
+    let o = run_spec(&empty, &["--merge"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("holds no shard folders"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_dir(&empty).map_or(0, |d| d.count()), 0);
+    // A missing shard is named.
+    std::fs::remove_dir_all(sharded.join("probe/shard=1")).unwrap();
+    let o = run_spec(&sharded, &["--merge"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("missing shard(s) 1 of 2"),
+        "{}",
+        stderr(&o)
+    );
     // --shard and --merge exclude each other.
     let o = run_spec(&sharded, &["--merge", "--shard", "0/2"])
         .output()
