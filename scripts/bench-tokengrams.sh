@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Index build throughput side by side with EleutherAI's tokengrams (`MemmapIndex.build`, a Rust
 # suffix-array builder): the same 20 M tokens (the synthetic text-like corpus of
-# crates/analysis/benches/index.rs, raw u16), whole processes, 2 threads, alternating, two
-# rounds. tokengrams is installed from PyPI into a bench venv (not the libtorch one).
+# crates/analysis/benches/index.rs, raw u16, every document ended by the id 50000 as in the
+# corpora language models train on), whole processes, 2 threads, alternating, two rounds.
+# collapse-probe is told that id ends documents (`--doc-separator`, so no n-gram crosses one);
+# tokengrams indexes it as a token. tokengrams is installed from PyPI into a bench venv (not
+# the libtorch one).
 #
 #   just build && scripts/bench-tokengrams.sh
 #
@@ -34,7 +37,7 @@ rate() { echo "scale=2; $n / $1 / 1000000" | bc; }
 for round in 1 2; do
     rm -rf "$work/ours" "$work/theirs.idx"
     start=$(date +%s.%N)
-    "$bin" index build --tokens "$work/tokens.bin" --token-dtype u16 --threads 2 \
+    "$bin" index build --tokens "$work/tokens.bin" --token-dtype u16 --doc-separator 50000 --threads 2 \
         --tokenizer "$work/tokenizer.json" --out "$work/ours" --quiet
     secs=$(echo "$(date +%s.%N) - $start" | bc)
     echo "collapse-probe  round $round  ${secs} s  $(rate "$secs") M tokens/s"

@@ -3,8 +3,8 @@
 //! `cargo bench -p cp-analysis --bench index` (tokens: `CP_BENCH_TOKENS`, default 20 M).
 //! The corpus is synthetic text-like data: documents of Zipf-distributed phrases over a
 //! 50k-token vocabulary, so it has the long repeats of real text. With `CP_BENCH_DUMP=FILE` the
-//! bench only writes the corpus's tokens to FILE (raw little-endian u16, documents one after
-//! the other) and exits: `scripts/bench-tokengrams.sh` indexes that file with collapse-probe and
+//! bench only writes the corpus's tokens to FILE (raw little-endian u16, every document ended
+//! by the id 50000) and exits: `scripts/bench-tokengrams.sh` indexes that file with collapse-probe and
 //! with tokengrams.
 
 use std::time::Instant;
@@ -50,13 +50,19 @@ fn main() {
         docs.len()
     );
     if let Ok(path) = std::env::var("CP_BENCH_DUMP") {
+        // Documents end with an end-of-text id, as in the pre-tokenized corpora language
+        // models train on; it lies outside the phrases' vocabulary.
+        let eos = vocab as u16;
         let bytes: Vec<u8> = docs
             .iter()
-            .flatten()
-            .flat_map(|&t| (t as u16).to_le_bytes())
+            .flat_map(|d| d.iter().map(|&t| t as u16).chain([eos]))
+            .flat_map(u16::to_le_bytes)
             .collect();
         std::fs::write(&path, bytes).unwrap();
-        println!("wrote {total} u16 tokens to {path}");
+        println!(
+            "wrote {} u16 tokens to {path} (documents ended by id {eos})",
+            total + docs.len()
+        );
         return;
     }
 

@@ -5,7 +5,8 @@
 //! Folder layout (see METRICS.md, "Index format"):
 //! - `index.json`: [`IndexHeader`];
 //! - `tokens.bin`: the corpus as `u32` ids, each document followed by [`SEPARATOR`];
-//! - `suffix.bin`: the `u32` start positions of every non-separator suffix, sorted;
+//! - `suffix.bin`: the `u32` start positions of every non-separator suffix, sorted by their
+//!   tokens up to their document's end (see `suffix_order`);
 //! - `unigram.bin`: `u64` counts by token id (see [`Unigram`]).
 //!
 //! Suffixes are ordered with the separator below every token id, so the suffixes that start
@@ -151,6 +152,11 @@ impl IndexBuilder {
 
     /// Sorts the suffixes. `vocab_size` pads the unigram table to the tokenizer's vocabulary.
     pub fn finish(self, vocab_size: u32) -> BuiltIndex {
+        self.finish_in_pieces(vocab_size, crate::suffix_order::MIN_PIECE)
+    }
+
+    /// [`IndexBuilder::finish`], cutting the text into pieces of at least `min_piece` entries.
+    fn finish_in_pieces(self, vocab_size: u32, min_piece: usize) -> BuiltIndex {
         let IndexBuilder {
             mut text,
             doc_count,
@@ -159,11 +165,11 @@ impl IndexBuilder {
         if counts.len() < vocab_size as usize {
             counts.resize(vocab_size as usize, 0);
         }
-        // SA-IS wants a compact alphabet with the separator smallest: shift ids by one in place
-        // (the separator wraps to 0), sort, and shift back.
+        // The sort wants a compact alphabet with the separator smallest: shift ids by one in
+        // place (the separator wraps to 0), sort, and shift back.
         let upper = counts.len() as u32;
         text.iter_mut().for_each(|t| *t = t.wrapping_add(1));
-        let mut suffixes = crate::sais::suffix_array(&text, upper);
+        let mut suffixes = crate::suffix_order::index_suffix_order(&text, upper, min_piece);
         text.iter_mut().for_each(|t| *t = t.wrapping_sub(1));
         // The first `doc_count` suffixes start with a separator; no n-gram query can match them.
         suffixes.drain(..doc_count as usize);
@@ -723,5 +729,54 @@ mod tests {
         assert!(idx.contains(&[3, 1, 2]) && !idx.contains(&[2, 3, 1]));
         assert_eq!(idx.longest_prefix(&[3, 1, 2, 3]), 3);
         assert_eq!(idx.match_lengths(&[1, 2, 3, 3], 5), vec![3, 2, 1, 1]);
+    }
+
+    #[test]
+    fn an_index_sorted_in_pieces_answers_like_one_sorted_whole() {
+        // Documents of a small alphabet (many repeats, long shared prefixes), sorted whole and
+        // in pieces of 200 entries (three levels of cuts).
+        let mut x = 42u64;
+        let mut next = move |k: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % k) as u32
+        };
+        let docs: Vec<Vec<u32>> = (0..300)
+            .map(|_| (0..1 + next(30)).map(|_| next(6)).collect())
+            .collect();
+        let built = |min_piece| {
+            let mut b = IndexBuilder::new();
+            for d in &docs {
+                b.push_document(d, Path::new("<test>")).unwrap();
+            }
+            let header = IndexHeader {
+                format_version: INDEX_FORMAT_VERSION,
+                tokenizer_sha256: None,
+                tokenizer: None,
+                vocab_size: 6,
+                token_count: b.token_count(),
+                doc_count: 300,
+                file_bytes: BTreeMap::new(),
+                sources: Vec::new(),
+                doc_split: "test".into(),
+                tool_version: "test".into(),
+                shards: Vec::new(),
+            };
+            b.finish_in_pieces(6, min_piece).into_index(header)
+        };
+        let (whole, pieces) = (built(usize::MAX / 2), built(200));
+        let brute = |q: &[u32]| -> u64 {
+            docs.iter()
+                .map(|d| d.windows(q.len()).filter(|w| *w == q).count() as u64)
+                .sum()
+        };
+        for _ in 0..2000 {
+            let q: Vec<u32> = (0..1 + next(5)).map(|_| next(6)).collect();
+            assert_eq!(pieces.count(&q), brute(&q), "{q:?}");
+            assert_eq!(pieces.count(&q), whole.count(&q), "{q:?}");
+            assert_eq!(pieces.contains(&q), whole.contains(&q), "{q:?}");
+            assert_eq!(pieces.match_lengths(&q, 5), whole.match_lengths(&q, 5));
+        }
     }
 }

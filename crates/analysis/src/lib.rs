@@ -33,6 +33,7 @@ mod merge;
 mod sais;
 mod stats;
 mod store;
+mod suffix_order;
 mod sweep;
 mod tokens;
 mod trap;

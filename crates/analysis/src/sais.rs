@@ -28,11 +28,6 @@ const NAIVE_THRESHOLD: usize = 16;
 /// # Panics
 /// If `s` has `u32::MAX` symbols or more, or a symbol is larger than `upper`.
 pub fn suffix_array(s: &[u32], upper: u32) -> Vec<u32> {
-    assert!(
-        s.len() < S_BEFORE as usize,
-        "text too long for 31-bit suffix positions"
-    );
-    let mut sa = vec![0u32; s.len()];
     if upper <= u16::MAX as u32 && s.len() >= NAIVE_THRESHOLD {
         // Half the bytes for the text: the induced sorts read it at random positions, and a
         // text that fits the cache better makes the top level markedly faster.
@@ -40,15 +35,25 @@ pub fn suffix_array(s: &[u32], upper: u32) -> Vec<u32> {
             panic!("symbol {} at {i} exceeds the alphabet bound {upper}", s[i]);
         }
         let narrow: Vec<u16> = s.iter().map(|&c| c as u16).collect();
-        sa_is(&narrow, upper, &mut sa);
+        sort(&narrow, upper)
     } else {
-        sa_is(s, upper, &mut sa);
+        sort(s, upper)
     }
+}
+
+/// The suffix array of `s` (symbols of either width), whose symbols all lie in `0..=upper`.
+pub(crate) fn sort<S: Symbol>(s: &[S], upper: u32) -> Vec<u32> {
+    assert!(
+        s.len() < S_BEFORE as usize,
+        "text too long for 31-bit suffix positions"
+    );
+    let mut sa = vec![0u32; s.len()];
+    sa_is(s, upper, &mut sa);
     sa
 }
 
 /// A text symbol: `u32` in general, `u16` for the top level of a small alphabet.
-trait Symbol: Copy + Ord + std::fmt::Display {
+pub(crate) trait Symbol: Copy + Ord + std::fmt::Display + Send + Sync {
     fn idx(self) -> usize;
 }
 
