@@ -265,8 +265,10 @@ pub fn build_index_from_tokens(
     let mut done = 0u64;
     progress(BuildProgress::Tokenizing { bytes: 0, total });
     for path in files {
-        for doc in read_token_documents(path, tokens)? {
-            builder.push_document(&doc, path)?;
+        let docs = read_token_documents(path, tokens)?;
+        builder.reserve(docs.entries());
+        for doc in docs.iter() {
+            builder.push_document(doc, path)?;
         }
         done += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         progress(BuildProgress::Tokenizing {
@@ -308,6 +310,12 @@ impl<'a> ShardedWriter<'a> {
             shards: Vec::new(),
             counts: Vec::new(),
         })
+    }
+
+    /// Makes room in the current shard for `entries` more (as many as it can take).
+    fn reserve(&mut self, entries: u64) {
+        let room = self.limit.saturating_sub(self.current.entries());
+        self.current.reserve(entries.min(room));
     }
 
     fn push_document(&mut self, ids: &[u32], source: &Path) -> Result<()> {

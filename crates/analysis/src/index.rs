@@ -144,6 +144,13 @@ impl IndexBuilder {
         self.text.len() as u64 - self.doc_count
     }
 
+    /// Makes room for `entries` more text entries, up to [`SHARD_LIMIT`] in all, so that a
+    /// large corpus read at once is copied in once.
+    pub fn reserve(&mut self, entries: u64) {
+        let room = SHARD_LIMIT.saturating_sub(self.text.len() as u64);
+        self.text.reserve(entries.min(room) as usize);
+    }
+
     /// Entries of the text so far: tokens plus one separator per document (what
     /// [`SHARD_LIMIT`] bounds).
     pub fn entries(&self) -> u64 {

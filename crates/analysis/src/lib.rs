@@ -56,7 +56,7 @@ pub use crate::merge::merge_indexes;
 pub use crate::sais::suffix_array;
 pub use crate::stats::{entropy_nats, mean, quantile, Bootstrap};
 pub use crate::sweep::{combine_sweep, SweptValue};
-pub use crate::tokens::{read_token_documents, TokenSettings, TokenWidth};
+pub use crate::tokens::{read_token_documents, TokenDocuments, TokenSettings, TokenWidth};
 pub use crate::trap::{analysed_tokens, analyze_decode, ngram_counts, TrapSettings};
 pub use crate::unigram::{FrequencyRanks, Unigram, UNIGRAM_FILE};
 

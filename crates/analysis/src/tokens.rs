@@ -12,10 +12,12 @@
 //! `separator` cuts there (the separator itself belongs to no document), so that no n-gram
 //! crosses a document boundary, as with text corpora.
 
+use std::ops::Range;
 use std::path::Path;
 
 use polars::prelude::*;
 use polars_io::prelude::*;
+use rayon::prelude::*;
 
 use crate::error::{AnalysisError, Result};
 
@@ -64,8 +66,66 @@ fn bad(path: &Path, message: impl Into<String>) -> AnalysisError {
     AnalysisError::corrupt(path, message.into())
 }
 
+/// The documents of one pre-tokenized file: its ids, and where each document lies among them
+/// (flat files keep their separators between the documents, unread).
+#[derive(Debug, Default)]
+pub struct TokenDocuments {
+    ids: Vec<u32>,
+    spans: Vec<Range<usize>>,
+}
+
+impl TokenDocuments {
+    /// The documents in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u32]> + '_ {
+        self.spans.iter().map(|r| &self.ids[r.clone()])
+    }
+
+    /// Text entries the documents take in an index: their ids, and a separator each.
+    pub fn entries(&self) -> u64 {
+        self.spans.iter().map(|r| r.len() as u64 + 1).sum()
+    }
+
+    /// A flat run of ids, cut at `separator` (empty documents dropped) or whole.
+    fn flat(ids: Vec<u32>, separator: Option<u32>) -> Self {
+        let spans = match separator {
+            None => std::iter::once(0..ids.len()).collect(),
+            Some(sep) => {
+                let mut spans = Vec::new();
+                let mut start = 0;
+                for (i, _) in ids.iter().enumerate().filter(|(_, &t)| t == sep) {
+                    spans.push(start..i);
+                    start = i + 1;
+                }
+                spans.push(start..ids.len());
+                spans.retain(|r| !r.is_empty());
+                spans
+            }
+        };
+        TokenDocuments { ids, spans }
+    }
+
+    /// `rows` documents of `cols` ids each.
+    fn rows(ids: Vec<u32>, rows: usize, cols: usize) -> Self {
+        let spans = (0..rows).map(|r| r * cols..(r + 1) * cols).collect();
+        TokenDocuments { ids, spans }
+    }
+
+    /// The first document id outside `0..vocab_size`: (document, position, id).
+    fn first_outside(&self, vocab_size: u32) -> Option<(usize, usize, u32)> {
+        // In parallel over the documents, which are in file order: the first hit is the
+        // first outside id in the file.
+        let d = self
+            .spans
+            .par_iter()
+            .position_first(|r| self.ids[r.clone()].iter().any(|&t| t >= vocab_size))?;
+        let doc = &self.ids[self.spans[d].clone()];
+        let i = doc.iter().position(|&t| t >= vocab_size)?;
+        Some((d, i, doc[i]))
+    }
+}
+
 /// The documents of one pre-tokenized file, checked against the vocabulary.
-pub fn read_token_documents(path: &Path, settings: &TokenSettings) -> Result<Vec<Vec<u32>>> {
+pub fn read_token_documents(path: &Path, settings: &TokenSettings) -> Result<TokenDocuments> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -77,12 +137,8 @@ pub fn read_token_documents(path: &Path, settings: &TokenSettings) -> Result<Vec
             let (width, shape, data) = parse_npy(path, &bytes)?;
             let ids = decode_ids(path, data, width)?;
             match shape.as_slice() {
-                [_] => split_flat(ids, settings.separator),
-                [rows, cols] => ids
-                    .chunks(*cols.max(&1))
-                    .take(*rows)
-                    .map(<[u32]>::to_vec)
-                    .collect(),
+                [_] => TokenDocuments::flat(ids, settings.separator),
+                [rows, cols] => TokenDocuments::rows(ids, *rows, *cols),
                 _ => {
                     return Err(bad(
                         path,
@@ -100,19 +156,17 @@ pub fn read_token_documents(path: &Path, settings: &TokenSettings) -> Result<Vec
                 )
             })?;
             let bytes = std::fs::read(path).map_err(|e| AnalysisError::io(path, e))?;
-            split_flat(decode_ids(path, &bytes, width)?, settings.separator)
+            TokenDocuments::flat(decode_ids(path, &bytes, width)?, settings.separator)
         }
     };
-    for (d, doc) in docs.iter().enumerate() {
-        if let Some(i) = doc.iter().position(|&t| t >= settings.vocab_size) {
-            return Err(bad(
-                path,
-                format!(
-                    "document {d}, token {i}: id {} is outside the tokenizer's vocabulary of {}",
-                    doc[i], settings.vocab_size
-                ),
-            ));
-        }
+    if let Some((d, i, id)) = docs.first_outside(settings.vocab_size) {
+        return Err(bad(
+            path,
+            format!(
+                "document {d}, token {i}: id {id} is outside the tokenizer's vocabulary of {}",
+                settings.vocab_size
+            ),
+        ));
     }
     Ok(docs)
 }
@@ -128,27 +182,18 @@ fn decode_ids(path: &Path, data: &[u8], width: TokenWidth) -> Result<Vec<u32>> {
             ),
         ));
     }
+    // In parallel: a corpus file is read whole, and on one core decoding it is a tenth of
+    // an index build.
     Ok(match width {
         TokenWidth::U16 => data
-            .chunks_exact(2)
+            .par_chunks_exact(2)
             .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
             .collect(),
         TokenWidth::U32 => data
-            .chunks_exact(4)
+            .par_chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
     })
-}
-
-fn split_flat(ids: Vec<u32>, separator: Option<u32>) -> Vec<Vec<u32>> {
-    match separator {
-        None => vec![ids],
-        Some(sep) => ids
-            .split(|&t| t == sep)
-            .filter(|d| !d.is_empty())
-            .map(<[u32]>::to_vec)
-            .collect(),
-    }
 }
 
 /// The id width, shape and data of a `.npy` file (format versions 1 to 3, C order).
@@ -226,7 +271,7 @@ fn parse_npy<'a>(path: &Path, bytes: &'a [u8]) -> Result<(TokenWidth, Vec<usize>
     Ok((width, shape, data))
 }
 
-fn read_parquet_ids(path: &Path, column: &str) -> Result<Vec<Vec<u32>>> {
+fn read_parquet_ids(path: &Path, column: &str) -> Result<TokenDocuments> {
     let file = std::fs::File::open(path).map_err(|e| AnalysisError::io(path, e))?;
     let df = ParquetReader::new(file)
         .finish()
@@ -249,11 +294,12 @@ fn read_parquet_ids(path: &Path, column: &str) -> Result<Vec<Vec<u32>>> {
                 ),
             )
         })?;
-    let mut docs = Vec::with_capacity(df.height());
+    let mut docs = TokenDocuments::default();
     for (row, value) in list.list().expect("cast").series_iter().enumerate() {
         let Some(series) = value else {
             continue;
         };
+        let start = docs.ids.len();
         let ids = series
             .i64()
             .expect("cast")
@@ -270,7 +316,8 @@ fn read_parquet_ids(path: &Path, column: &str) -> Result<Vec<Vec<u32>>> {
                     })
             })
             .collect::<Result<Vec<u32>>>()?;
-        docs.push(ids);
+        docs.ids.extend(ids);
+        docs.spans.push(start..docs.ids.len());
     }
     Ok(docs)
 }
@@ -294,6 +341,11 @@ mod tests {
         out
     }
 
+    fn read(path: &Path, settings: &TokenSettings) -> Vec<Vec<u32>> {
+        let docs = read_token_documents(path, settings).unwrap();
+        docs.iter().map(<[u32]>::to_vec).collect()
+    }
+
     fn settings(separator: Option<u32>) -> TokenSettings {
         TokenSettings {
             width: None,
@@ -312,23 +364,14 @@ mod tests {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         std::fs::write(&p, npy("<u2", "(6,)", &data)).unwrap();
-        assert_eq!(
-            read_token_documents(&p, &settings(Some(0))).unwrap(),
-            [vec![5, 6], vec![7, 8, 9]]
-        );
-        assert_eq!(
-            read_token_documents(&p, &settings(None)).unwrap(),
-            [vec![5, 6, 0, 7, 8, 9]]
-        );
+        assert_eq!(read(&p, &settings(Some(0))), [vec![5, 6], vec![7, 8, 9]]);
+        assert_eq!(read(&p, &settings(None)), [vec![5, 6, 0, 7, 8, 9]]);
         let data: Vec<u8> = [1u32, 2, 3, 4, 5, 6]
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
         std::fs::write(&p, npy("<u4", "(2, 3)", &data)).unwrap();
-        assert_eq!(
-            read_token_documents(&p, &settings(None)).unwrap(),
-            [vec![1, 2, 3], vec![4, 5, 6]]
-        );
+        assert_eq!(read(&p, &settings(None)), [vec![1, 2, 3], vec![4, 5, 6]]);
     }
 
     #[test]
@@ -363,5 +406,18 @@ mod tests {
         std::fs::write(&raw, [1u8, 0, 2]).unwrap();
         let e = read_token_documents(&raw, &s).unwrap_err().to_string();
         assert!(e.contains("whole number"), "{e}");
+        // The first outside id in the file is named, with its document and position; the
+        // separator itself may lie outside the vocabulary.
+        let ids: Vec<u8> = [1u16, 2, 999, 3, 200, 999, 250, 999]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(&raw, ids).unwrap();
+        let s = TokenSettings {
+            separator: Some(999),
+            ..s
+        };
+        let e = read_token_documents(&raw, &s).unwrap_err().to_string();
+        assert!(e.contains("document 1, token 1: id 200"), "{e}");
     }
 }
