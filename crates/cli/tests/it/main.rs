@@ -2,6 +2,7 @@
 
 mod analysis;
 mod architectures;
+mod binaries;
 mod corrupt;
 mod gate;
 mod probe;
