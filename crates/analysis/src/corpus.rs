@@ -265,11 +265,11 @@ pub fn build_index_from_tokens(
     let mut done = 0u64;
     progress(BuildProgress::Tokenizing { bytes: 0, total });
     for path in files {
-        let docs = read_token_documents(path, tokens)?;
-        builder.reserve(docs.entries());
-        for doc in docs.iter() {
-            builder.push_document(doc, path)?;
-        }
+        read_token_documents(path, tokens, |docs| {
+            builder.reserve(docs.entries());
+            docs.iter()
+                .try_for_each(|doc| builder.push_document(doc, path))
+        })?;
         done += std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         progress(BuildProgress::Tokenizing {
             bytes: done.min(total),

@@ -12,6 +12,8 @@
 //! `separator` cuts there (the separator itself belongs to no document), so that no n-gram
 //! crosses a document boundary, as with text corpora.
 
+use std::fs::File;
+use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 
@@ -124,51 +126,131 @@ impl TokenDocuments {
     }
 }
 
-/// The documents of one pre-tokenized file, checked against the vocabulary.
-pub fn read_token_documents(path: &Path, settings: &TokenSettings) -> Result<TokenDocuments> {
+/// Ids per block when a flat file is read a block at a time (256 MiB of `u32`).
+const BLOCK_IDS: usize = 1 << 26;
+
+/// Reads the documents of one pre-tokenized file, checked against the vocabulary, and hands
+/// them to `each` in file order, a block of whole documents at a time. Flat files cut at a
+/// separator (raw ids, one-dimensional `.npy`) are read a block at a time, so memory holds a
+/// block and the document running on past it, not the file; other files are one block.
+pub fn read_token_documents(
+    path: &Path,
+    settings: &TokenSettings,
+    each: impl FnMut(&TokenDocuments) -> Result<()>,
+) -> Result<()> {
+    read_in_blocks(path, settings, BLOCK_IDS, each)
+}
+
+fn read_in_blocks(
+    path: &Path,
+    settings: &TokenSettings,
+    block_ids: usize,
+    mut each: impl FnMut(&TokenDocuments) -> Result<()>,
+) -> Result<()> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let docs = match ext.as_str() {
-        "npy" => {
-            let bytes = std::fs::read(path).map_err(|e| AnalysisError::io(path, e))?;
-            let (width, shape, data) = parse_npy(path, &bytes)?;
-            let ids = decode_ids(path, data, width)?;
-            match shape.as_slice() {
-                [_] => TokenDocuments::flat(ids, settings.separator),
-                [rows, cols] => TokenDocuments::rows(ids, *rows, *cols),
-                _ => {
-                    return Err(bad(
-                        path,
-                        format!("shape {shape:?}: expected 1 or 2 dimensions"),
-                    ))
-                }
+    // Documents in earlier blocks, to name a bad id's document in the whole file.
+    let mut before = 0;
+    let mut checked = |docs: &TokenDocuments| -> Result<()> {
+        if let Some((d, i, id)) = docs.first_outside(settings.vocab_size) {
+            return Err(bad(
+                path,
+                format!(
+                    "document {}, token {i}: id {id} is outside the tokenizer's vocabulary of {}",
+                    before + d,
+                    settings.vocab_size
+                ),
+            ));
+        }
+        before += docs.spans.len();
+        each(docs)
+    };
+    if ext == "parquet" {
+        return checked(&read_parquet_ids(path, &settings.column)?);
+    }
+    let mut file = File::open(path).map_err(|e| AnalysisError::io(path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| AnalysisError::io(path, e))?
+        .len();
+    let (width, data_len) = if ext == "npy" {
+        let (width, shape, data_len) = read_npy_header(path, &mut file, file_len)?;
+        match shape.as_slice() {
+            [_] => (width, data_len),
+            [rows, cols] => {
+                let ids = read_ids(path, &mut file, data_len, width)?;
+                return checked(&TokenDocuments::rows(ids, *rows, *cols));
+            }
+            _ => {
+                return Err(bad(
+                    path,
+                    format!("shape {shape:?}: expected 1 or 2 dimensions"),
+                ))
             }
         }
-        "parquet" => read_parquet_ids(path, &settings.column)?,
-        _ => {
-            let width = settings.width.ok_or_else(|| {
-                bad(
-                    path,
-                    "a raw token file needs its id width (--token-dtype u16 or u32); .npy files carry theirs",
-                )
-            })?;
-            let bytes = std::fs::read(path).map_err(|e| AnalysisError::io(path, e))?;
-            TokenDocuments::flat(decode_ids(path, &bytes, width)?, settings.separator)
-        }
+    } else {
+        let width = settings.width.ok_or_else(|| {
+            bad(
+                path,
+                "a raw token file needs its id width (--token-dtype u16 or u32); .npy files carry theirs",
+            )
+        })?;
+        (width, file_len)
     };
-    if let Some((d, i, id)) = docs.first_outside(settings.vocab_size) {
+    if !data_len.is_multiple_of(width.bytes() as u64) {
         return Err(bad(
             path,
             format!(
-                "document {d}, token {i}: id {id} is outside the tokenizer's vocabulary of {}",
-                settings.vocab_size
+                "{data_len} bytes of data is not a whole number of {}-byte ids (wrong --token-dtype, or a truncated file?)",
+                width.bytes()
             ),
         ));
     }
-    Ok(docs)
+    let Some(separator) = settings.separator else {
+        // One document, the whole file.
+        let ids = read_ids(path, &mut file, data_len, width)?;
+        return checked(&TokenDocuments::flat(ids, None));
+    };
+    let block_bytes = (block_ids * width.bytes()) as u64;
+    let mut left = data_len;
+    let mut run_on: Vec<u32> = Vec::new();
+    while left > 0 {
+        let bytes = block_bytes.min(left);
+        left -= bytes;
+        let block = read_ids(path, &mut file, bytes, width)?;
+        let mut ids = if run_on.is_empty() {
+            block
+        } else {
+            run_on.extend(block);
+            std::mem::take(&mut run_on)
+        };
+        // The block's documents end at its last separator; the rest runs on into the next.
+        if left > 0 {
+            let end = ids
+                .iter()
+                .rposition(|&t| t == separator)
+                .map_or(0, |i| i + 1);
+            run_on = ids.split_off(end);
+        }
+        checked(&TokenDocuments::flat(ids, Some(separator)))?;
+    }
+    Ok(())
+}
+
+/// Reads `bytes` bytes of ids from `file` and decodes them.
+fn read_ids(path: &Path, file: &mut File, bytes: u64, width: TokenWidth) -> Result<Vec<u32>> {
+    let mut data = Vec::with_capacity(bytes as usize);
+    let read = file
+        .take(bytes)
+        .read_to_end(&mut data)
+        .map_err(|e| AnalysisError::io(path, e))?;
+    if read as u64 != bytes {
+        return Err(bad(path, "the file ended early (truncated?)"));
+    }
+    decode_ids(path, &data, width)
 }
 
 fn decode_ids(path: &Path, data: &[u8], width: TokenWidth) -> Result<Vec<u32>> {
@@ -196,15 +278,23 @@ fn decode_ids(path: &Path, data: &[u8], width: TokenWidth) -> Result<Vec<u32>> {
     })
 }
 
-/// The id width, shape and data of a `.npy` file (format versions 1 to 3, C order).
-fn parse_npy<'a>(path: &Path, bytes: &'a [u8]) -> Result<(TokenWidth, Vec<usize>, &'a [u8])> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+/// Reads a `.npy` file's header (format versions 1 to 3, C order), leaving `file` at the start
+/// of its data: the id width, the shape, and the data's length in bytes.
+fn read_npy_header(
+    path: &Path,
+    file: &mut File,
+    file_len: u64,
+) -> Result<(TokenWidth, Vec<usize>, u64)> {
+    let io = |e| AnalysisError::io(path, e);
+    let mut head = vec![0u8; file_len.min(12) as usize];
+    file.read_exact(&mut head).map_err(io)?;
+    if head.len() < 10 || &head[..6] != b"\x93NUMPY" {
         return Err(bad(path, "not a .npy file (no \\x93NUMPY magic)"));
     }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+    let (header_len, start) = match head[6] {
+        1 => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
+        2 | 3 if head.len() >= 12 => (
+            u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
             12,
         ),
         v => {
@@ -215,10 +305,15 @@ fn parse_npy<'a>(path: &Path, bytes: &'a [u8]) -> Result<(TokenWidth, Vec<usize>
         }
     };
     let end = start + header_len;
-    let header = bytes
-        .get(start..end)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad(path, "truncated .npy header"))?;
+    if (end as u64) > file_len {
+        return Err(bad(path, "truncated .npy header"));
+    }
+    // The header starts after the magic, version and length; `head` may hold its first bytes.
+    let mut header = head.split_off(start.min(head.len()));
+    let read = header.len();
+    header.resize(header_len, 0);
+    file.read_exact(&mut header[read..]).map_err(io)?;
+    let header = std::str::from_utf8(&header).map_err(|_| bad(path, "truncated .npy header"))?;
     let field = |key: &str| -> Option<&str> {
         let at = header.find(&format!("'{key}'"))?;
         let rest = header[at + key.len() + 2..]
@@ -257,18 +352,17 @@ fn parse_npy<'a>(path: &Path, bytes: &'a [u8]) -> Result<(TokenWidth, Vec<usize>
         })
         .collect::<Result<_>>()?;
     let count: usize = shape.iter().product();
-    let data = &bytes[end..];
-    if data.len() != count * width.bytes() {
+    let data_len = file_len - end as u64;
+    if data_len != (count * width.bytes()) as u64 {
         return Err(bad(
             path,
             format!(
-                "shape {shape:?} needs {} bytes of data, the file has {} (truncated?)",
+                "shape {shape:?} needs {} bytes of data, the file has {data_len} (truncated?)",
                 count * width.bytes(),
-                data.len()
             ),
         ));
     }
-    Ok((width, shape, data))
+    Ok((width, shape, data_len))
 }
 
 fn read_parquet_ids(path: &Path, column: &str) -> Result<TokenDocuments> {
@@ -342,8 +436,22 @@ mod tests {
     }
 
     fn read(path: &Path, settings: &TokenSettings) -> Vec<Vec<u32>> {
-        let docs = read_token_documents(path, settings).unwrap();
-        docs.iter().map(<[u32]>::to_vec).collect()
+        read_blocks(path, settings, BLOCK_IDS).unwrap()
+    }
+
+    fn read_blocks(path: &Path, settings: &TokenSettings, block: usize) -> Result<Vec<Vec<u32>>> {
+        let mut docs = Vec::new();
+        read_in_blocks(path, settings, block, |block| {
+            docs.extend(block.iter().map(<[u32]>::to_vec));
+            Ok(())
+        })?;
+        Ok(docs)
+    }
+
+    fn error(path: &Path, settings: &TokenSettings) -> String {
+        read_token_documents(path, settings, |_| Ok(()))
+            .unwrap_err()
+            .to_string()
     }
 
     fn settings(separator: Option<u32>) -> TokenSettings {
@@ -379,32 +487,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.npy");
         std::fs::write(&p, npy("<f4", "(1,)", &[0, 0, 0, 0])).unwrap();
-        let e = read_token_documents(&p, &settings(None))
-            .unwrap_err()
-            .to_string();
+        let e = error(&p, &settings(None));
         assert!(e.contains("a.npy") && e.contains("`<f4`"), "{e}");
         std::fs::write(&p, npy("<u2", "(3,)", &[1, 0, 2, 0])).unwrap();
-        let e = read_token_documents(&p, &settings(None))
-            .unwrap_err()
-            .to_string();
+        let e = error(&p, &settings(None));
         assert!(e.contains("truncated"), "{e}");
         let raw = dir.path().join("a.bin");
         std::fs::write(&raw, [1u8, 0, 200, 0]).unwrap();
-        let e = read_token_documents(&raw, &settings(None))
-            .unwrap_err()
-            .to_string();
+        let e = error(&raw, &settings(None));
         assert!(e.contains("--token-dtype"), "{e}");
         let s = TokenSettings {
             width: Some(TokenWidth::U16),
             ..settings(None)
         };
-        let e = read_token_documents(&raw, &s).unwrap_err().to_string();
+        let e = error(&raw, &s);
         assert!(
             e.contains("id 200") && e.contains("vocabulary of 100"),
             "{e}"
         );
         std::fs::write(&raw, [1u8, 0, 2]).unwrap();
-        let e = read_token_documents(&raw, &s).unwrap_err().to_string();
+        let e = error(&raw, &s);
         assert!(e.contains("whole number"), "{e}");
         // The first outside id in the file is named, with its document and position; the
         // separator itself may lie outside the vocabulary.
@@ -417,7 +519,61 @@ mod tests {
             separator: Some(999),
             ..s
         };
-        let e = read_token_documents(&raw, &s).unwrap_err().to_string();
+        let e = error(&raw, &s);
         assert!(e.contains("document 1, token 1: id 200"), "{e}");
+    }
+
+    #[test]
+    fn flat_files_read_a_block_at_a_time_give_the_same_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        // Documents of 0 to 30 ids (empty ones dropped), one longer than any block.
+        let mut ids: Vec<u16> = Vec::new();
+        let mut x = 7u32;
+        for d in 0..60u32 {
+            let len = if d == 20 { 50 } else { (d * 7) % 31 };
+            for _ in 0..len {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                ids.push(1 + (x >> 16) as u16 % 90);
+            }
+            ids.push(0);
+        }
+        ids.extend([5, 6, 7]); // a last document with no separator after it
+        let bytes: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let raw = dir.path().join("a.bin");
+        std::fs::write(&raw, &bytes).unwrap();
+        let npy_path = dir.path().join("a.npy");
+        std::fs::write(&npy_path, npy("<u2", &format!("({},)", ids.len()), &bytes)).unwrap();
+        let s = TokenSettings {
+            width: Some(TokenWidth::U16),
+            ..settings(Some(0))
+        };
+        let whole = read(&raw, &s);
+        // Documents 0 and 31 are empty.
+        assert_eq!(
+            whole.len(),
+            58 + 1,
+            "60 documents, two of them empty, and the tail"
+        );
+        assert_eq!(whole.last().unwrap(), &[5, 6, 7]);
+        for block in [1, 2, 7, 16, 49] {
+            assert_eq!(
+                read_blocks(&raw, &s, block).unwrap(),
+                whole,
+                "block {block}"
+            );
+            assert_eq!(
+                read_blocks(&npy_path, &s, block).unwrap(),
+                whole,
+                "block {block}"
+            );
+        }
+        // A bad id is named by its document in the whole file, whichever block it is in.
+        let mut bad_ids = ids.clone();
+        let at = bad_ids.len() - 2;
+        bad_ids[at] = 100;
+        let bytes: Vec<u8> = bad_ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&raw, &bytes).unwrap();
+        let e = read_blocks(&raw, &s, 7).unwrap_err().to_string();
+        assert!(e.contains("document 58, token 1: id 100"), "{e}");
     }
 }
