@@ -159,11 +159,11 @@ impl IndexBuilder {
 
     /// Sorts the suffixes. `vocab_size` pads the unigram table to the tokenizer's vocabulary.
     pub fn finish(self, vocab_size: u32) -> BuiltIndex {
-        self.finish_in_pieces(vocab_size, crate::suffix_order::MIN_PIECE)
+        self.finish_in_pieces(vocab_size, crate::suffix_order::PIECES)
     }
 
-    /// [`IndexBuilder::finish`], cutting the text into pieces of at least `min_piece` entries.
-    fn finish_in_pieces(self, vocab_size: u32, min_piece: usize) -> BuiltIndex {
+    /// [`IndexBuilder::finish`], cutting the text into pieces as `pieces` allows.
+    fn finish_in_pieces(self, vocab_size: u32, pieces: crate::suffix_order::Pieces) -> BuiltIndex {
         let IndexBuilder {
             mut text,
             doc_count,
@@ -173,7 +173,7 @@ impl IndexBuilder {
             counts.resize(vocab_size as usize, 0);
         }
         let upper = counts.len() as u32;
-        let mut suffixes = crate::suffix_order::index_suffix_order(&mut text, upper, min_piece);
+        let mut suffixes = crate::suffix_order::index_suffix_order(&mut text, upper, pieces);
         // The first `doc_count` suffixes start with a separator; no n-gram query can match them.
         suffixes.drain(..doc_count as usize);
         BuiltIndex {
@@ -753,7 +753,7 @@ mod tests {
             .map(|_| (0..1 + next(30)).map(|_| next(6) * scale).collect())
             .collect();
         let vocab = 6 * scale;
-        let built = |min_piece| {
+        let built = |first: usize| {
             let mut b = IndexBuilder::new();
             for d in &docs {
                 b.push_document(d, Path::new("<test>")).unwrap();
@@ -771,7 +771,11 @@ mod tests {
                 tool_version: "test".into(),
                 shards: Vec::new(),
             };
-            b.finish_in_pieces(vocab, min_piece).into_index(header)
+            let pieces = crate::suffix_order::Pieces {
+                first,
+                deeper: first,
+            };
+            b.finish_in_pieces(vocab, pieces).into_index(header)
         };
         let (whole, pieces) = (built(usize::MAX / 2), built(200));
         let brute = |q: &[u32]| -> u64 {

@@ -5,7 +5,7 @@
 //! matter. That freedom lets a large text be sorted in pieces. The text is cut at a separator
 //! near its middle, each half is sorted on its own core (SA-IS is one core's work), and the two
 //! sorted halves are merged, ties up to a separator going to the first half. Halves of a large
-//! text are cut again, down to `MIN_PIECE` entries or `MAX_DEPTH` cuts.
+//! text are cut again, down to the sizes of [`PIECES`] or `MAX_DEPTH` cuts.
 //!
 //! The cuts depend on the text alone, never on the thread count, so an index's files are the
 //! same whichever machine built them. A text without a separator near its middle (one huge
@@ -16,10 +16,23 @@ use rayon::prelude::*;
 use crate::hint::prefetch;
 use crate::sais::{self, Symbol};
 
-/// Below twice this many entries a text is sorted in one piece. Each level of cuts adds a merge
-/// pass over the whole text; on two cores, 20 M entries sorted in 1.95 s as one piece, 1.0 s as
-/// two, 1.15 s as four and 1.4 s as eight (`index build` of the `index` bench's corpus).
-pub(crate) const MIN_PIECE: usize = 1 << 23;
+/// How small pieces may get: a text is cut in two while each half would hold at least
+/// `first` entries (the first cut) or `deeper` (every cut below it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pieces {
+    pub first: usize,
+    pub deeper: usize,
+}
+
+/// The first cut pays on any machine with two cores: the halves sort side by side and the merge
+/// is one more pass over the text. A deeper cut adds another pass and pays only with more cores
+/// than pieces: on two cores 20 M entries sorted in 1.95 s as one piece, 1.0 s as two, 1.15 s
+/// as four and 1.4 s as eight (`index build` of the `index` bench's corpus). So deeper cuts
+/// wait for pieces of 32 M entries, corpora that machines with more cores index.
+pub(crate) const PIECES: Pieces = Pieces {
+    first: 1 << 20,
+    deeper: 1 << 25,
+};
 
 /// At most `2^MAX_DEPTH` pieces: each level of merges passes over the whole text once more.
 const MAX_DEPTH: u32 = 3;
@@ -29,8 +42,8 @@ const AHEAD: usize = 24;
 
 /// The suffix order of the index text `text` (ids below `upper`, every document ended by
 /// [`SEPARATOR`](crate::index::SEPARATOR), the last entry too), sorted in pieces of at least
-/// `min_piece` entries (normally [`MIN_PIECE`]). `text` is left as it was.
-pub(crate) fn index_suffix_order(text: &mut [u32], upper: u32, min_piece: usize) -> Vec<u32> {
+/// the sizes `pieces` allow (normally [`PIECES`]). `text` is left as it was.
+pub(crate) fn index_suffix_order(text: &mut [u32], upper: u32, pieces: Pieces) -> Vec<u32> {
     // The sort wants a compact alphabet with the separator smallest: ids shifted up by one,
     // the separator wrapping to 0.
     if upper <= u16::MAX as u32 {
@@ -45,28 +58,96 @@ pub(crate) fn index_suffix_order(text: &mut [u32], upper: u32, min_piece: usize)
                 c as u16
             })
             .collect();
-        sort_pieces(&narrow, upper, min_piece, 0)
+        sort_pieces(&narrow, upper, pieces, 0)
     } else {
         text.iter_mut().for_each(|t| *t = t.wrapping_add(1));
-        let order = sort_pieces(text, upper, min_piece, 0);
+        let order = sort_pieces(text, upper, pieces, 0);
         text.iter_mut().for_each(|t| *t = t.wrapping_sub(1));
         order
     }
 }
 
-fn sort_pieces<S: Symbol>(text: &[S], upper: u32, min_piece: usize, depth: u32) -> Vec<u32> {
-    let cut = (depth < MAX_DEPTH && text.len() >= 2 * min_piece)
+fn sort_pieces<S: Symbol>(text: &[S], upper: u32, pieces: Pieces, depth: u32) -> Vec<u32> {
+    let least = if depth == 0 {
+        pieces.first
+    } else {
+        pieces.deeper
+    };
+    let cut = (depth < MAX_DEPTH && text.len() >= 2 * least)
         .then(|| separator_cut(text))
         .flatten();
     let Some(cut) = cut else {
         return sais::sort(text, upper);
     };
     let (first, second) = text.split_at(cut);
+    if shared_share(first, second) > MAX_SHARED {
+        // Merging compares a suffix with its copy in the other half up to their document's end;
+        // with many copies that costs more than the second core saves.
+        return sais::sort(text, upper);
+    }
     let (a, b) = rayon::join(
-        || sort_pieces(first, upper, min_piece, depth + 1),
-        || sort_pieces(second, upper, min_piece, depth + 1),
+        || sort_pieces(first, upper, pieces, depth + 1),
+        || sort_pieces(second, upper, pieces, depth + 1),
     );
     merge(text, &a, &b, cut as u32)
+}
+
+/// The length of the substrings [`shared_share`] looks for.
+const SHARED_LEN: usize = 16;
+
+/// Above this share of shared substrings a text is not cut. Copied documents make the merge
+/// walk each copy to its end: four copies of the `index` bench's 20 M tokens sorted in 10.1 s
+/// as one piece and 21.8 s as two. The halves of the bench's corpus share 0.17 % of their
+/// substrings, those of the KJV text 0.2-0.3 %; the copies, all of them.
+const MAX_SHARED: f64 = 0.02;
+
+/// About what share of `second`'s substrings of [`SHARED_LEN`] symbols (within a document)
+/// also occur in `first`: estimated on one substring in 128, chosen by its hash (by content, so
+/// that a substring in both halves is sampled in both).
+fn shared_share<S: Symbol>(first: &[S], second: &[S]) -> f64 {
+    let mut seen = sampled_hashes(first);
+    seen.par_sort_unstable();
+    seen.dedup();
+    let probes = sampled_hashes(second);
+    if probes.is_empty() {
+        return 0.0;
+    }
+    let hits = probes
+        .par_iter()
+        .filter(|h| seen.binary_search(h).is_ok())
+        .count();
+    hits as f64 / probes.len() as f64
+}
+
+/// The hashes of `text`'s substrings of [`SHARED_LEN`] symbols without a separator whose
+/// scrambled hash has its top seven bits zero (a polynomial hash, so that the window rolls).
+fn sampled_hashes<S: Symbol>(text: &[S]) -> Vec<u64> {
+    const BASE: u64 = 0x9E37_79B9_7F4A_7C15;
+    let top = BASE.wrapping_pow(SHARED_LEN as u32 - 1);
+    let chunk = 1 << 16;
+    (0..text.len().div_ceil(chunk))
+        .into_par_iter()
+        .flat_map_iter(|c| {
+            // Windows starting in this chunk; the last ones read into the next.
+            let (start, end) = (c * chunk, ((c + 1) * chunk).min(text.len()));
+            let window_end = (end + SHARED_LEN - 1).min(text.len());
+            let part = &text[start..window_end];
+            let mut out = Vec::new();
+            let (mut hash, mut clean) = (0u64, 0usize);
+            for (i, &c) in part.iter().enumerate() {
+                if i >= SHARED_LEN {
+                    hash = hash.wrapping_sub((part[i - SHARED_LEN].idx() as u64).wrapping_mul(top));
+                }
+                hash = hash.wrapping_mul(BASE).wrapping_add(c.idx() as u64);
+                // How many symbols since the last separator.
+                clean = if c.idx() == 0 { 0 } else { clean + 1 };
+                if clean >= SHARED_LEN && hash.wrapping_mul(BASE) >> 57 == 0 {
+                    out.push(hash);
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// A cut just after a separator, the one nearest the middle within the middle half of the text.
@@ -169,6 +250,12 @@ fn merge_part<S: Symbol>(text: &[S], a: &[u32], b: &[u32], offset: u32, out: &mu
 mod tests {
     use super::*;
 
+    /// Pieces of 64 entries: texts of a few hundred documents get three levels of cuts.
+    const SMALL: Pieces = Pieces {
+        first: 64,
+        deeper: 64,
+    };
+
     /// A text of `docs` documents of random lengths over a small alphabet (long repeats),
     /// each ended by the separator 0.
     fn documents(seed: u64, docs: usize, alphabet: u32) -> Vec<u32> {
@@ -212,12 +299,14 @@ mod tests {
         for (seed, alphabet) in [(1, 3), (2, 50), (3, 1000), (4, 70_000)] {
             let text = documents(seed, 400, alphabet);
             let upper = alphabet;
-            // Pieces of 64 entries: three levels of cuts and merges.
+            // Pieces of 64 entries: three levels of cuts and merges (the halves share little).
+            let (first, second) = text.split_at(separator_cut(&text).unwrap());
+            assert!(shared_share(first, second) < MAX_SHARED);
             let pieces = if upper <= u16::MAX as u32 {
                 let narrow: Vec<u16> = text.iter().map(|&c| c as u16).collect();
-                sort_pieces(&narrow, upper, 64, 0)
+                sort_pieces(&narrow, upper, SMALL, 0)
             } else {
-                sort_pieces(&text, upper, 64, 0)
+                sort_pieces(&text, upper, SMALL, 0)
             };
             check_order(&text, &pieces);
             let whole = sais::sort(&text, upper);
@@ -239,13 +328,35 @@ mod tests {
         // Small texts are one piece: exactly the suffix array (of the shifted ids).
         let mut unshifted: Vec<u32> = text.iter().map(|&c| c.wrapping_sub(1)).collect();
         assert_eq!(
-            index_suffix_order(&mut unshifted, 20, MIN_PIECE),
+            index_suffix_order(&mut unshifted, 20, PIECES),
             sais::sort(&text, 20)
         );
         assert!(unshifted
             .iter()
             .zip(&text)
             .all(|(&u, &t)| u.wrapping_add(1) == t));
+    }
+
+    #[test]
+    fn halves_that_copy_each_other_are_not_cut() {
+        let text = documents(5, 4000, 1000);
+        let cut = separator_cut(&text).unwrap();
+        let (first, second) = text.split_at(cut);
+        assert!(shared_share(first, second) < 0.01);
+        // The second half a copy of the first: everything is shared, and the text is sorted
+        // in one piece, which is the suffix array itself.
+        let copied: Vec<u32> = first.iter().chain(first).copied().collect();
+        let (a, b) = copied.split_at(first.len());
+        assert!(shared_share(a, b) > 0.99);
+        assert_eq!(
+            sort_pieces(&copied, 1000, SMALL, 0),
+            sais::sort(&copied, 1000)
+        );
+        // A tenth copied: above the limit too.
+        let mut some: Vec<u32> = second.to_vec();
+        let tenth = some.len() / 10;
+        some[..tenth].copy_from_slice(&first[..tenth]);
+        assert!(shared_share(first, &some) > MAX_SHARED);
     }
 
     #[test]
@@ -257,7 +368,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| sort_pieces(&narrow, 7, 32, 0))
+                .install(|| sort_pieces(&narrow, 7, SMALL, 0))
         };
         assert_eq!(run(1), run(3));
     }
