@@ -126,8 +126,8 @@ impl TokenDocuments {
     }
 }
 
-/// Ids per block when a flat file is read a block at a time (256 MiB of `u32`).
-const BLOCK_IDS: usize = 1 << 26;
+/// Ids per block when a flat file is read a block at a time (64 MiB of `u32`).
+const BLOCK_IDS: usize = 1 << 24;
 
 /// Reads the documents of one pre-tokenized file, checked against the vocabulary, and hands
 /// them to `each` in file order, a block of whole documents at a time. Flat files cut at a
