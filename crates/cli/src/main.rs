@@ -23,9 +23,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if !subcommand_name(&args).is_some_and(ModelFreeCommand::has) {
-        // Model subcommands, the top-level help and version, and usage errors without a
-        // subcommand: the model binary knows them all.
+    let version = matches!(args.get(1..), Some([v]) if v == "--version" || v == "-V");
+    if !version && !subcommand_name(&args).is_some_and(ModelFreeCommand::has) {
+        // Model subcommands, the top-level help, and usage errors without a subcommand: the
+        // model binary knows them all. (Both binaries have one version.)
         return hand_over(&args);
     }
     let cli = match Cli::try_parse_from(&args) {
