@@ -9,7 +9,8 @@
 #
 #   just build && scripts/bench-tokengrams.sh
 #
-# Prints one line per run: tool, round, seconds, million tokens per second.
+# Prints one line per run: tool, round, seconds, million tokens per second. CP_BENCH_ROUNDS
+# sets the number of rounds (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${COLLAPSE_PROBE_BENCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/collapse-probe/bench-venv}"
@@ -34,13 +35,17 @@ json.dump({"version": "1.0", "truncation": None, "padding": None, "added_tokens"
 PY
 export RAYON_NUM_THREADS=2
 rate() { echo "scale=2; $n / $1 / 1000000" | bc; }
-for round in 1 2; do
+# Each run starts with the previous one's output flushed to disk: both write about 160 MB, and
+# writing into a backlog of dirty pages slows a run by a varying amount.
+for round in $(seq "${CP_BENCH_ROUNDS:-2}"); do
     rm -rf "$work/ours" "$work/theirs.idx"
+    sync
     start=$(date +%s.%N)
     "$bin" index build --tokens "$work/tokens.bin" --token-dtype u16 --doc-separator 50000 --threads 2 \
         --tokenizer "$work/tokenizer.json" --out "$work/ours" --quiet
     secs=$(echo "$(date +%s.%N) - $start" | bc)
     echo "collapse-probe  round $round  ${secs} s  $(rate "$secs") M tokens/s"
+    sync
     start=$(date +%s.%N)
     # The build call alone is timed too: importing tokengrams (it imports transformers) takes
     # a share of the whole process.
