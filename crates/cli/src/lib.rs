@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+pub mod allocator;
 pub mod cmd;
 pub mod common;
 

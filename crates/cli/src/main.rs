@@ -22,6 +22,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    collapse_probe::allocator::configure();
     let args: Vec<OsString> = std::env::args_os().collect();
     let version = matches!(args.get(1..), Some([v]) if v == "--version" || v == "-V");
     if !version && !subcommand_name(&args).is_some_and(ModelFreeCommand::has) {

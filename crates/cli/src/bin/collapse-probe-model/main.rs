@@ -48,6 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    collapse_probe::allocator::configure();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
