@@ -163,6 +163,8 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         BuildProgress::Writing => bar.set_message("writing"),
     };
     let header = if args.tokens.is_empty() {
+        // Tokenizing reallocates large buffers document after document (see `allocator`).
+        crate::allocator::keep_freed_memory(true);
         build_index(
             &args.corpus,
             &settings,
