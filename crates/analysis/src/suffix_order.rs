@@ -9,7 +9,7 @@
 //!
 //! The cuts depend on the text alone, never on the thread count, so an index's files are the
 //! same whichever machine built them. A text without a separator near its middle (one huge
-//! document) is sorted in one piece.
+//! document), or whose halves copy each other (see [`MAX_SHARED`]), is sorted in one piece.
 
 use rayon::prelude::*;
 
