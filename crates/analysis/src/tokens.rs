@@ -64,8 +64,14 @@ pub struct TokenSettings {
     pub vocab_size: u32,
 }
 
+/// A token file that cannot be read as one: named with what is wrong (not as a corrupt index,
+/// which it is not).
 fn bad(path: &Path, message: impl Into<String>) -> AnalysisError {
-    AnalysisError::corrupt(path, message.into())
+    AnalysisError::Corpus {
+        path: path.to_owned(),
+        line: None,
+        message: message.into(),
+    }
 }
 
 /// The documents of one pre-tokenized file: its ids, and where each document lies among them
@@ -264,8 +270,7 @@ fn decode_ids(path: &Path, data: &[u8], width: TokenWidth) -> Result<Vec<u32>> {
             ),
         ));
     }
-    // In parallel: a corpus file is read whole, and on one core decoding it is a tenth of
-    // an index build.
+    // In parallel: on one core, decoding a block of ids took a tenth of an index build.
     Ok(match width {
         TokenWidth::U16 => data
             .par_chunks_exact(2)
@@ -575,5 +580,6 @@ mod tests {
         std::fs::write(&raw, &bytes).unwrap();
         let e = read_blocks(&raw, &s, 7).unwrap_err().to_string();
         assert!(e.contains("document 58, token 1: id 100"), "{e}");
+        assert!(!e.contains("index"), "a token file is not an index: {e}");
     }
 }
