@@ -10,7 +10,7 @@ use cp_analysis::{
     build_index, build_index_from_tokens, BuildProgress, BuildSettings, DocSplit, NgramIndex,
     TokenSettings, TokenWidth,
 };
-use cp_text::Tokenizer;
+use cp_text::{CorpusEncoder, Tokenizer};
 
 use crate::common::GlobalArgs;
 
@@ -165,10 +165,11 @@ fn build(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let header = if args.tokens.is_empty() {
         // Tokenizing reallocates large buffers document after document (see `allocator`).
         crate::allocator::keep_freed_memory(true);
+        let encoder = CorpusEncoder::new(&tokenizer);
         build_index(
             &args.corpus,
             &settings,
-            |text| tokenizer.encode(text).map_err(|e| e.to_string()),
+            |text| encoder.encode(text).map_err(|e| e.to_string()),
             &progress,
             &args.out,
         )?

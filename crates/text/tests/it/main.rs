@@ -1,6 +1,7 @@
 //! Integration tests of cp-text: real chat templates, tiny tokenizers built on the fly,
 //! model folders and prompt files on disk.
 
+mod corpus_encoder;
 mod model;
 mod prompts;
 mod templates;
