@@ -3,7 +3,7 @@
 //! The index needs its suffixes in the order of their tokens up to the end of their document:
 //! no query reaches past a separator, so how two suffixes that agree up to one compare does not
 //! matter. That freedom lets a large text be sorted in pieces. The text is cut at a separator
-//! near its middle, each half is sorted on its own core (SA-IS is one core's work), and the two
+//! near its middle, each half is sorted on its own core (libsais runs on one core here), and the two
 //! sorted halves are merged, ties up to a separator going to the first half. Halves of a large
 //! text are cut again, down to the sizes of [`PIECES`] or `MAX_DEPTH` cuts.
 //!
@@ -50,7 +50,7 @@ pub(crate) fn index_suffix_order(text: &mut [u32], upper: u32, pieces: Pieces) -
         // Half the bytes for the text, shifted as it is narrowed: the induced sorts and the
         // merge read it at random positions, and a text that fits the cache better is
         // markedly faster.
-        let narrow: Vec<u16> = text
+        let mut narrow: Vec<u16> = text
             .par_iter()
             .map(|&c| {
                 let c = c.wrapping_add(1);
@@ -58,7 +58,7 @@ pub(crate) fn index_suffix_order(text: &mut [u32], upper: u32, pieces: Pieces) -
                 c as u16
             })
             .collect();
-        sort_pieces(&narrow, upper, pieces, 0)
+        sort_pieces(&mut narrow, upper, pieces, 0)
     } else {
         text.iter_mut().for_each(|t| *t = t.wrapping_add(1));
         let order = sort_pieces(text, upper, pieces, 0);
@@ -67,7 +67,8 @@ pub(crate) fn index_suffix_order(text: &mut [u32], upper: u32, pieces: Pieces) -
     }
 }
 
-fn sort_pieces<S: Symbol>(text: &[S], upper: u32, pieces: Pieces, depth: u32) -> Vec<u32> {
+/// `text` is the same afterwards; it is mutable because libsais borrows a wide text as scratch.
+fn sort_pieces<S: Symbol>(text: &mut [S], upper: u32, pieces: Pieces, depth: u32) -> Vec<u32> {
     let least = if depth == 0 {
         pieces.first
     } else {
@@ -85,6 +86,7 @@ fn sort_pieces<S: Symbol>(text: &[S], upper: u32, pieces: Pieces, depth: u32) ->
         // with many copies that costs more than the second core saves.
         return sais::sort(text, upper);
     }
+    let (first, second) = text.split_at_mut(cut);
     let (a, b) = rayon::join(
         || sort_pieces(first, upper, pieces, depth + 1),
         || sort_pieces(second, upper, pieces, depth + 1),
@@ -303,13 +305,17 @@ mod tests {
             let (first, second) = text.split_at(separator_cut(&text).unwrap());
             assert!(shared_share(first, second) < MAX_SHARED);
             let pieces = if upper <= u16::MAX as u32 {
-                let narrow: Vec<u16> = text.iter().map(|&c| c as u16).collect();
-                sort_pieces(&narrow, upper, SMALL, 0)
+                let mut narrow: Vec<u16> = text.iter().map(|&c| c as u16).collect();
+                sort_pieces(&mut narrow, upper, SMALL, 0)
             } else {
-                sort_pieces(&text, upper, SMALL, 0)
+                // libsais borrows a wide text as scratch space; it must come back unchanged.
+                let mut wide = text.clone();
+                let order = sort_pieces(&mut wide, upper, SMALL, 0);
+                assert_eq!(wide, text);
+                order
             };
             check_order(&text, &pieces);
-            let whole = sais::sort(&text, upper);
+            let whole = sais::suffix_array(&text, upper);
             assert!(whole
                 .iter()
                 .zip(&pieces)
@@ -329,7 +335,7 @@ mod tests {
         let mut unshifted: Vec<u32> = text.iter().map(|&c| c.wrapping_sub(1)).collect();
         assert_eq!(
             index_suffix_order(&mut unshifted, 20, PIECES),
-            sais::sort(&text, 20)
+            sais::suffix_array(&text, 20)
         );
         assert!(unshifted
             .iter()
@@ -349,8 +355,8 @@ mod tests {
         let (a, b) = copied.split_at(first.len());
         assert!(shared_share(a, b) > 0.99);
         assert_eq!(
-            sort_pieces(&copied, 1000, SMALL, 0),
-            sais::sort(&copied, 1000)
+            sort_pieces(&mut copied.clone(), 1000, SMALL, 0),
+            sais::suffix_array(&copied, 1000)
         );
         // A tenth copied: above the limit too.
         let mut some: Vec<u32> = second.to_vec();
@@ -364,11 +370,12 @@ mod tests {
         let text = documents(11, 300, 7);
         let narrow: Vec<u16> = text.iter().map(|&c| c as u16).collect();
         let run = |threads| {
+            let mut narrow = narrow.clone();
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| sort_pieces(&narrow, 7, SMALL, 0))
+                .install(|| sort_pieces(&mut narrow, 7, SMALL, 0))
         };
         assert_eq!(run(1), run(3));
     }

@@ -141,7 +141,8 @@ fn byte_level_shapes_encode_as_the_library_encodes_them() {
 
 #[test]
 fn other_shapes_are_encoded_by_the_library() {
-    let shapes: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let shapes: Vec<(&str, Edit)> = vec![
         (
             "whitespace split",
             Box::new(|t| t["pre_tokenizer"] = json!({"type": "WhitespaceSplit"})),
