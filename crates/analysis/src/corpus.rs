@@ -8,9 +8,11 @@
 //! Documents are tokenized in parallel batches (rayon) with a caller-supplied tokenizer, so
 //! this crate never depends on a particular tokenizer library.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
@@ -284,10 +286,17 @@ pub fn build_index_from_tokens(
 }
 
 /// Documents in, an index folder out: one piece while the corpus fits a shard, else shard
-/// folders of at most `shard_tokens` entries each, written as they fill (so memory holds one
-/// shard at a time), with the summed unigram table and counts at the top. Everything goes to a
-/// staging folder, renamed into place by [`ShardedWriter::finish`].
+/// folders of at most `shard_tokens` entries each, written as they fill, with the summed
+/// unigram table and counts at the top. Everything goes to a staging folder, renamed into
+/// place by [`ShardedWriter::finish`].
+///
+/// A full shard is sorted and written on a thread of its own while the next one is read,
+/// as many at a time as [`background_shards`] allows (none when memory holds only the shard
+/// being filled). Shards are named and summed in corpus order whichever finishes first, so
+/// the files are the same either way.
 struct ShardedWriter<'a> {
+    /// Declared before `staged`, so dropped (and waited for) before the staging folder is.
+    sorting: BackgroundShards,
     settings: &'a BuildSettings,
     staged: cp_records::OutputDir,
     limit: u64,
@@ -295,20 +304,53 @@ struct ShardedWriter<'a> {
     /// Finished shards: folder name, token and document counts.
     shards: Vec<(String, u64, u64)>,
     counts: Vec<u64>,
+    /// How many shards may be in `sorting` at once.
+    background: usize,
+}
+
+/// A shard folder written: its name, header and unigram counts.
+struct WrittenShard {
+    name: String,
+    header: IndexHeader,
+    counts: Vec<u64>,
+}
+
+/// A shard's peak memory per entry while it is sorted and merged, rounded up from the 13–14
+/// bytes measured (docs/scale.md).
+const SHARD_BYTES_PER_ENTRY: u64 = 16;
+
+/// How many full shards of `limit` entries may be sorted in the background while the next is
+/// filled: as many as half of `available` bytes holds beside the shard being filled, and no more
+/// than one per two of rayon's `threads` (shards sorting side by side share those threads; each
+/// sort already keeps two busy). Unknown memory: none.
+fn background_shards(limit: u64, threads: usize, available: Option<u64>) -> usize {
+    let Some(available) = available else {
+        return 0;
+    };
+    let shard = limit.saturating_mul(SHARD_BYTES_PER_ENTRY).max(1);
+    let by_memory = (available / 2 / shard).saturating_sub(1);
+    by_memory.min((threads / 2).max(1) as u64) as usize
 }
 
 impl<'a> ShardedWriter<'a> {
     fn new(out: &Path, settings: &'a BuildSettings) -> Result<Self> {
+        let limit = settings
+            .shard_tokens
+            .unwrap_or(SHARD_LIMIT)
+            .clamp(2, SHARD_LIMIT);
         Ok(ShardedWriter {
             settings,
             staged: cp_records::OutputDir::create(out)?,
-            limit: settings
-                .shard_tokens
-                .unwrap_or(SHARD_LIMIT)
-                .clamp(2, SHARD_LIMIT),
+            limit,
             current: IndexBuilder::new(),
             shards: Vec::new(),
             counts: Vec::new(),
+            sorting: BackgroundShards::default(),
+            background: background_shards(
+                limit,
+                rayon::current_num_threads(),
+                crate::memory::available_bytes(),
+            ),
         })
     }
 
@@ -330,24 +372,45 @@ impl<'a> ShardedWriter<'a> {
     }
 
     fn flush_shard(&mut self, progress: &(dyn Fn(BuildProgress) + Sync)) -> Result<()> {
-        let name = format!("shard-{:05}", self.shards.len());
+        let name = format!("shard-{:05}", self.shards.len() + self.sorting.0.len());
         let dir = self.staged.path().join(&name);
         std::fs::create_dir(&dir).map_err(|e| AnalysisError::io(&dir, e))?;
         let builder = std::mem::take(&mut self.current);
-        let header = write_piece(builder, self.settings, &[], "", &dir, progress)?;
-        let (counts, total) = (self.unigram_of(&dir)?, header.token_count);
-        for (t, c) in counts.iter().enumerate() {
+        if self.background == 0 {
+            let shard = write_shard(builder, self.settings, name, &dir, progress)?;
+            self.add_shard(shard);
+            return Ok(());
+        }
+        while self.sorting.0.len() >= self.background {
+            self.wait_for_oldest()?;
+        }
+        let settings = self.settings.clone();
+        self.sorting.0.push_back(std::thread::spawn(move || {
+            write_shard(builder, &settings, name, &dir, &|_| {})
+        }));
+        Ok(())
+    }
+
+    /// Waits for the oldest background shard and adds it to the finished ones.
+    fn wait_for_oldest(&mut self) -> Result<()> {
+        if let Some(handle) = self.sorting.0.pop_front() {
+            let shard = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            self.add_shard(shard);
+        }
+        Ok(())
+    }
+
+    fn add_shard(&mut self, shard: WrittenShard) {
+        for (t, c) in shard.counts.iter().enumerate() {
             if t >= self.counts.len() {
                 self.counts.resize(t + 1, 0);
             }
             self.counts[t] += c;
         }
-        self.shards.push((name, total, header.doc_count));
-        Ok(())
-    }
-
-    fn unigram_of(&self, dir: &Path) -> Result<Vec<u64>> {
-        Ok(crate::unigram::Unigram::load(dir)?.counts().to_vec())
+        self.shards
+            .push((shard.name, shard.header.token_count, shard.header.doc_count));
     }
 
     fn finish(
@@ -356,7 +419,7 @@ impl<'a> ShardedWriter<'a> {
         doc_split: &str,
         progress: &(dyn Fn(BuildProgress) + Sync),
     ) -> Result<IndexHeader> {
-        if self.shards.is_empty() {
+        if self.shards.is_empty() && self.sorting.0.is_empty() {
             let builder = std::mem::take(&mut self.current);
             let header = write_piece(
                 builder,
@@ -371,6 +434,9 @@ impl<'a> ShardedWriter<'a> {
         }
         if self.current.entries() > 0 {
             self.flush_shard(progress)?;
+        }
+        while !self.sorting.0.is_empty() {
+            self.wait_for_oldest()?;
         }
         progress(BuildProgress::Writing);
         if self.counts.len() < self.settings.vocab_size as usize {
@@ -457,6 +523,37 @@ fn write_piece(
     Ok(header)
 }
 
+/// Sorts and writes one shard into `dir` (see [`write_piece`]).
+fn write_shard(
+    builder: IndexBuilder,
+    settings: &BuildSettings,
+    name: String,
+    dir: &Path,
+    progress: &(dyn Fn(BuildProgress) + Sync),
+) -> Result<WrittenShard> {
+    let header = write_piece(builder, settings, &[], "", dir, progress)?;
+    let counts = crate::unigram::Unigram::load(dir)?.counts().to_vec();
+    Ok(WrittenShard {
+        name,
+        header,
+        counts,
+    })
+}
+
+/// Shards being sorted and written on threads of their own, oldest first.
+#[derive(Default)]
+struct BackgroundShards(VecDeque<JoinHandle<Result<WrittenShard>>>);
+
+impl Drop for BackgroundShards {
+    /// A build that fails waits for its background shards, so that none writes into the
+    /// staging folder after it is removed.
+    fn drop(&mut self) {
+        for handle in self.0.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,6 +574,83 @@ mod tests {
         })
         .unwrap();
         out
+    }
+
+    #[test]
+    fn background_shards_are_bounded_by_memory_and_threads() {
+        let gb = 1u64 << 30;
+        // 20 M-entry shards peak at 320 MB: half of 24 GB holds 37 of them beside the one
+        // being filled, but two threads allow one.
+        assert_eq!(background_shards(20_000_000, 2, Some(24 * gb)), 1);
+        assert_eq!(background_shards(20_000_000, 64, Some(24 * gb)), 32);
+        assert_eq!(background_shards(20_000_000, 64, Some(4 * gb)), 5);
+        // Shards of 2^31 entries need 32 GB each: one at a time below 128 GB.
+        assert_eq!(background_shards(SHARD_LIMIT, 64, Some(100 * gb)), 0);
+        assert_eq!(background_shards(SHARD_LIMIT, 64, Some(200 * gb)), 2);
+        assert_eq!(background_shards(1000, 8, None), 0);
+    }
+
+    /// The same shard folders, byte for byte, whether shards are sorted in the background
+    /// (several at a time) or one after the other.
+    #[test]
+    fn shards_sorted_in_the_background_write_the_same_files() {
+        let settings = BuildSettings {
+            shard_tokens: Some(300),
+            vocab_size: 50,
+            ..Default::default()
+        };
+        let mut state = 7u64;
+        let docs: Vec<Vec<u32>> = (0..200)
+            .map(|_| {
+                (0..1 + state % 23)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (state >> 33) as u32 % 50
+                    })
+                    .collect()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let build = |name: &str, background: usize| {
+            let out = dir.path().join(name);
+            let mut writer = ShardedWriter::new(&out, &settings).unwrap();
+            writer.background = background;
+            for d in &docs {
+                writer.push_document(d, Path::new("docs")).unwrap();
+            }
+            writer.finish(&[], "test", &|_| {}).unwrap();
+            out
+        };
+        let one_by_one = build("one-by-one", 0);
+        let background = build("background", 3);
+        let files = |root: &Path| {
+            let mut found = Vec::new();
+            let mut stack = vec![root.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else {
+                        found.push((
+                            p.strip_prefix(root).unwrap().to_path_buf(),
+                            std::fs::read(&p).unwrap(),
+                        ));
+                    }
+                }
+            }
+            found.sort();
+            found
+        };
+        let (a, b) = (files(&one_by_one), files(&background));
+        assert!(a.iter().filter(|(p, _)| p.ends_with("suffix.bin")).count() >= 5);
+        assert_eq!(a.len(), b.len());
+        for ((pa, da), (pb, db)) in a.iter().zip(&b) {
+            assert_eq!(pa, pb);
+            assert!(da == db, "{} differs", pa.display());
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod corrupt;
 mod error;
 mod hint;
 mod index;
+mod memory;
 mod merge;
 mod sais;
 mod stats;
