@@ -67,7 +67,7 @@ impl Symbol for u32 {
         let alphabet = upper as usize + 1;
         // libsais asks for 6 slots per symbol of the alphabet past the array's end for its
         // buckets (it allocates them itself otherwise).
-        let spare = 6 * alphabet;
+        let spare = (6 * alphabet).min(i32::MAX as usize - text.len());
         let mut sa = Vec::<u32>::with_capacity(text.len() + spare);
         // SAFETY: `text` holds `text.len()` symbols below `alphabet`, all below 2^31, and `sa`
         // has room for `text.len() + spare` entries; `u32` and `i32` share their layout.

@@ -53,9 +53,11 @@ static BYTE_CHARS: LazyLock<[char; 256]> = LazyLock::new(|| {
     chars
 });
 
-/// Once a memo holds this many pre-tokens it starts again, so that a corpus of billions of
-/// tokens (and so of many rare pre-tokens) is encoded in bounded memory.
-const MEMO_LIMIT: usize = 1 << 20;
+/// Once a memo holds this many pre-tokens, or this many ids, it starts again, so that a corpus
+/// of billions of tokens (and so of many rare pre-tokens) is encoded in bounded memory (and
+/// the ids' offsets fit in `u32`).
+const MEMO_PIECES: usize = 1 << 20;
+const MEMO_IDS: usize = 1 << 24;
 
 /// Encodes documents to exactly the ids [`Tokenizer::encode`] gives, faster for corpora.
 ///
@@ -76,12 +78,24 @@ struct PieceSplitter<'t> {
 }
 
 /// Ids of the pre-tokens seen so far, all in one buffer.
-#[derive(Default)]
 struct PieceMemo {
     spans: HashMap<Box<str>, (u32, u32)>,
     ids: Vec<u32>,
     /// Reused for each pre-token's byte-level form.
     mapped: String,
+    /// [`MEMO_PIECES`] and [`MEMO_IDS`] (smaller in tests).
+    limits: (usize, usize),
+}
+
+impl Default for PieceMemo {
+    fn default() -> Self {
+        PieceMemo {
+            spans: HashMap::new(),
+            ids: Vec::new(),
+            mapped: String::new(),
+            limits: (MEMO_PIECES, MEMO_IDS),
+        }
+    }
 }
 
 impl<'t> CorpusEncoder<'t> {
@@ -127,9 +141,6 @@ impl<'t> CorpusEncoder<'t> {
             if result.is_err() {
                 break;
             }
-        }
-        if memo.spans.len() > MEMO_LIMIT || memo.ids.len() > MEMO_LIMIT * 16 {
-            memo = PieceMemo::default();
         }
         self.memos
             .lock()
@@ -269,11 +280,53 @@ impl PieceMemo {
         self.mapped
             .extend(piece.bytes().map(|b| BYTE_CHARS[b as usize]));
         let tokens = model.tokenize(&self.mapped).map_err(|e| e.to_string())?;
+        let (max_pieces, max_ids) = self.limits;
+        if self.spans.len() >= max_pieces || self.ids.len() + tokens.len() > max_ids {
+            self.spans.clear();
+            self.ids.clear();
+        }
+        if tokens.len() > max_ids {
+            // One pre-token longer than a memo (a huge run without a pattern match).
+            out.extend(tokens.iter().map(|t| t.id));
+            return Ok(());
+        }
         let start = self.ids.len();
         self.ids.extend(tokens.iter().map(|t| t.id));
         out.extend_from_slice(&self.ids[start..]);
         self.spans
             .insert(piece.into(), (start as u32, tokens.len() as u32));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memo that starts again every few pre-tokens, or skips one longer than itself, still
+    /// gives the model's ids.
+    #[test]
+    fn a_full_memo_starts_again_and_keeps_giving_the_models_ids() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/text-llada/tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&path).unwrap();
+        let model = tokenizer.inner().get_model();
+        let text = "In the beginning God created the heaven and the earth, and the earth was \
+                    without form, and void; and darkness was upon the face of the deep.";
+        let splitter = PieceSplitter::of(&tokenizer).unwrap();
+        for limits in [(3, 1000), (1000, 4), (2, 2), (MEMO_PIECES, MEMO_IDS)] {
+            let mut memo = PieceMemo {
+                limits,
+                ..PieceMemo::default()
+            };
+            for _ in 0..3 {
+                let mut out = Vec::new();
+                splitter
+                    .each_piece(text, &mut |piece| memo.push_ids(piece, model, &mut out))
+                    .unwrap();
+                assert_eq!(out, tokenizer.encode(text).unwrap(), "limits {limits:?}");
+                assert!(memo.spans.len() <= limits.0 && memo.ids.len() <= limits.1);
+            }
+        }
     }
 }
