@@ -2,10 +2,10 @@
 //!
 //! `tokenizers` tracks, for every byte of every pre-token, where it came from in the
 //! original text (`NormalizedString`'s alignments), and builds an `Encoding` with a
-//! `String` per token. An index needs only the ids. On the KJV text (4.1 MB, two
-//! threads) that bookkeeping is about three quarters of the time: `encode_fast` of every
-//! document took 0.72–0.81 s, splitting and byte-mapping the pre-tokens here with a memo
-//! of each distinct pre-token's ids 0.16 s, the same ids either way.
+//! `String` per token. An index needs only the ids. That bookkeeping was most of the time
+//! `index build` took on the KJV text (4.1 MB, two threads): 0.88–1.31 s through
+//! `encode_fast`, 0.41–0.56 s through this encoder, with the same files written
+//! (docs/performance.md).
 //!
 //! What stays the library's: added tokens and the normalizer
 //! (`AddedVocabulary::extract_and_normalize`), every `Split` pre-tokenizer's compiled
@@ -17,9 +17,9 @@
 //! the library document by document. Tests compare both with the library on corpus text
 //! and on random strings of the characters where pre-tokenizers differ.
 
-use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
+use rustc_hash::FxHashMap;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::utils::SysRegex;
 use tokenizers::{
@@ -79,7 +79,7 @@ struct PieceSplitter<'t> {
 
 /// Ids of the pre-tokens seen so far, all in one buffer.
 struct PieceMemo {
-    spans: HashMap<Box<str>, (u32, u32)>,
+    spans: FxHashMap<Box<str>, (u32, u32)>,
     ids: Vec<u32>,
     /// Reused for each pre-token's byte-level form.
     mapped: String,
@@ -90,7 +90,7 @@ struct PieceMemo {
 impl Default for PieceMemo {
     fn default() -> Self {
         PieceMemo {
-            spans: HashMap::new(),
+            spans: FxHashMap::default(),
             ids: Vec::new(),
             mapped: String::new(),
             limits: (MEMO_PIECES, MEMO_IDS),
