@@ -421,7 +421,7 @@ impl<'a> ShardedWriter<'a> {
     ) -> Result<IndexHeader> {
         if self.shards.is_empty() && self.sorting.0.is_empty() {
             let builder = std::mem::take(&mut self.current);
-            let header = write_piece(
+            let (header, _) = write_piece(
                 builder,
                 self.settings,
                 sources,
@@ -491,7 +491,8 @@ pub(crate) fn write_shard_set(
     Ok(header)
 }
 
-/// Sorts one piece's suffixes and writes its files and `index.json` into the existing `dir`.
+/// Sorts one piece's suffixes and writes its files and `index.json` into the existing `dir`;
+/// returns the header and the unigram counts (which a sharded index sums).
 fn write_piece(
     builder: IndexBuilder,
     settings: &BuildSettings,
@@ -499,7 +500,7 @@ fn write_piece(
     doc_split: &str,
     dir: &Path,
     progress: &(dyn Fn(BuildProgress) + Sync),
-) -> Result<IndexHeader> {
+) -> Result<(IndexHeader, Vec<u64>)> {
     progress(BuildProgress::Sorting {
         tokens: builder.token_count(),
     });
@@ -520,7 +521,7 @@ fn write_piece(
         shards: Vec::new(),
     };
     cp_records::write_json(&dir.join(index_files::HEADER), &header)?;
-    Ok(header)
+    Ok((header, built.unigram().counts().to_vec()))
 }
 
 /// Sorts and writes one shard into `dir` (see [`write_piece`]).
@@ -531,8 +532,7 @@ fn write_shard(
     dir: &Path,
     progress: &(dyn Fn(BuildProgress) + Sync),
 ) -> Result<WrittenShard> {
-    let header = write_piece(builder, settings, &[], "", dir, progress)?;
-    let counts = crate::unigram::Unigram::load(dir)?.counts().to_vec();
+    let (header, counts) = write_piece(builder, settings, &[], "", dir, progress)?;
     Ok(WrittenShard {
         name,
         header,

@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::utils::SysRegex;
 use tokenizers::{
-    Model, OffsetReferential, OffsetType, PreTokenizerWrapper, SplitDelimiterBehavior,
+    Model, ModelWrapper, OffsetReferential, OffsetType, PreTokenizerWrapper, SplitDelimiterBehavior,
 };
 
 use crate::{TextError, Tokenizer};
@@ -162,13 +162,10 @@ impl<'t> PieceSplitter<'t> {
             return None;
         }
         // With dropout, BPE merges at random: a pre-token's ids cannot be remembered.
-        let model = serde_json::to_value(inner.get_model()).ok()?;
-        if model
-            .get("dropout")
-            .and_then(|d| d.as_f64())
-            .is_some_and(|d| d > 0.0)
-        {
-            return None;
+        if let ModelWrapper::BPE(bpe) = inner.get_model() {
+            if bpe.dropout.is_some_and(|d| d > 0.0) {
+                return None;
+            }
         }
         let steps: &[PreTokenizerWrapper] = match inner.get_pre_tokenizer()? {
             PreTokenizerWrapper::Sequence(seq) => seq.as_ref(),
