@@ -2,8 +2,10 @@
 //! the `libsais-sys` crate, without its OpenMP threads: the index sorts pieces of its text on
 //! rayon's threads instead, see `suffix_order`).
 //!
-//! libsais replaced the project's own SA-IS: side by side on the halves of the `index`
-//! bench's 20 M tokens, each sorted on its own core, it took 0.74–0.79 s against 1.2–1.5 s.
+//! libsais replaced the project's own SA-IS, which it outruns on every shape the index
+//! sorts: the `index` bench's suffix-array build went from 13.1–13.8 to 19.0 M tokens/s, and
+//! `index build` of its 20 M ids from 2.19–2.48 s to 1.16–1.41 s at two thirds of the peak
+//! memory (docs/performance.md, docs/scale.md).
 //! 16-bit texts go to `libsais16`, wider ones to `libsais_int` with the alphabet's size.
 //! Suffix positions are `u32`, and libsais' are `i32`: a text must be shorter than 2^31.
 //!
